@@ -1,0 +1,1 @@
+"""``kfloop`` sub-commands: every module here defines ``register(subparsers)``."""

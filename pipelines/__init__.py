@@ -1,0 +1,1 @@
+"""KFP pipelines: one ``create_pipeline(...)`` per module."""

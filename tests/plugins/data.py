@@ -1,0 +1,25 @@
+"""Fixtures: the real taxi CSV and an ingested time split of it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def taxi_csv():
+    """Path of the real Chicago taxi CSV (fetched once into the data dir and cached there)."""
+    from kfloop import data
+
+    return data.fetch()
+
+
+@pytest.fixture(scope="session")
+def taxi_split(taxi_csv, tmp_path_factory):
+    """The default ingest split of the taxi data: ``{"train": path, "eval": path, "live": path}``."""
+    from components.ingest.ingest import ingest
+    from kfloop import config
+
+    out = tmp_path_factory.mktemp("split")
+    paths = {k: str(out / f"{k}.csv") for k in ("train", "eval", "live")}
+    ingest(str(taxi_csv), config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
+    return paths
