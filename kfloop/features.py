@@ -74,9 +74,7 @@ class Feature:
 
 
 #: Event time of a trip (seconds since the epoch, UTC). Used to split by time; not a model input.
-EVENT_TIME = Feature(
-    "trip_start_timestamp", Kind.TIMESTAMP, False, "Trip start, seconds since epoch (UTC)"
-)
+EVENT_TIME = Feature("trip_start_timestamp", Kind.TIMESTAMP, False, "Trip start, seconds since epoch (UTC)")
 
 #: Raw column the label is derived from. Never a model input (it would leak the label).
 TIPS = "tips"
@@ -111,9 +109,7 @@ MODEL_FEATURES: tuple[Feature, ...] = (
 RAW_COLUMNS: tuple[str, ...] = tuple(f.name for f in MODEL_FEATURES) + (EVENT_TIME.name, TIPS)
 
 #: Columns of every Dataset artifact kfloop writes (train / eval / live), in order.
-DATASET_COLUMNS: tuple[str, ...] = (EVENT_TIME.name,) + tuple(f.name for f in MODEL_FEATURES) + (
-    LABEL.name,
-)
+DATASET_COLUMNS: tuple[str, ...] = (EVENT_TIME.name,) + tuple(f.name for f in MODEL_FEATURES) + (LABEL.name,)
 
 _BY_NAME = {f.name: f for f in MODEL_FEATURES + (EVENT_TIME, LABEL)}
 

@@ -100,6 +100,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an artifact must stay readable by other steps
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 
@@ -38,8 +39,12 @@ def run_pipeline(pipeline_func, pipeline_root: str | os.PathLike, **arguments) -
     """
     init(pipeline_root)
     root = Path(pipeline_root)
-    before = {p for p in root.iterdir()} if root.is_dir() else set()
-    pipeline_func(**arguments)
+    before = set(root.iterdir()) if root.is_dir() else set()
+    with warnings.catch_warnings():
+        # kfp.local warns that our components name a custom base image; this env IS that image's env
+        # (both are built from requirements/pipeline.lock), so the warning does not apply here.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        pipeline_func(**arguments)
     new = sorted((p for p in root.iterdir() if p not in before and p.is_dir()), key=os.path.getmtime)
     if not new:
         raise RuntimeError(f"kfp.local left no run directory under {root}")

@@ -38,7 +38,17 @@ def test_extract_from_a_good_wheel(tmp_path, taxi_csv):
 def test_cli_mismatch_is_one_line_and_nonzero(tmp_path):
     wheel = _wheel(tmp_path, b"x")
     proc = subprocess.run(
-        [sys.executable, "-m", "kfloop.cli", "data", "fetch", "--data-dir", str(tmp_path / "d"), "--wheel", str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "kfloop.cli",
+            "data",
+            "fetch",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--wheel",
+            str(wheel),
+        ],
         capture_output=True,
         text=True,
     )

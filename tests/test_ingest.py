@@ -1,5 +1,7 @@
 """Ingest on the real taxi CSV: time split, counts, label rule, and each bad input's error."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -39,7 +41,7 @@ def test_split_is_deterministic(tmp_path, taxi_csv):
     _, a = _run(tmp_path / "a", taxi_csv)
     _, b = _run(tmp_path / "b", taxi_csv)
     for pa, pb in zip(a, b, strict=True):
-        assert open(pa, "rb").read() == open(pb, "rb").read()
+        assert Path(pa).read_bytes() == Path(pb).read_bytes()
 
 
 def test_window_start_and_live_end(tmp_path, taxi_csv):

@@ -16,8 +16,11 @@ def test_ingest_runs_under_kfp_local(tmp_path, taxi_csv):
     train = datasets.read_dataset(str(run.output("ingest-op", "train_data")))
     live = datasets.read_dataset(str(run.output("ingest-op", "live_data")))
     assert live[F.EVENT_TIME.name].min() > train[F.EVENT_TIME.name].max()
-    metrics = json.loads(run.output("ingest-op", "executor_output.json").read_text())
-    assert metrics  # executor output exists; counts are checked in test_ingest.py
+    executor = json.loads(run.output("ingest-op", "executor_output.json").read_text())
+    counts = executor["artifacts"]["counts"]["artifacts"][0]["metadata"]
+    assert counts["rows_read"] == 15002
+    assert counts["train_rows"] + counts["eval_rows"] + counts["live_rows"] == 15002
+    assert counts["train_rows"] == len(train)
 
 
 def test_pipeline_compiles(tmp_path):

@@ -56,8 +56,8 @@ def _iso(epoch: int) -> str:
     return pd.Timestamp(int(epoch), unit="s", tz="UTC").isoformat()
 
 
-def clean(raw) -> "pd.DataFrame":  # noqa: F821
-    """Types a raw taxi frame (all columns as strings) and derives the label.
+def clean(raw):
+    """Types a raw taxi frame (all columns as strings) and derives the label; returns a DataFrame.
 
     Raises:
         IngestError: a required column is missing, or a value cannot be read as its column's type.
@@ -155,9 +155,7 @@ def ingest(
     first, last = int(t.min()), int(t.max())
     cut = parse_time(cutoff, "cutoff")
     if not first < cut <= last:
-        raise IngestError(
-            f"cutoff {cutoff!r} is outside the data, which spans {_iso(first)} .. {_iso(last)}"
-        )
+        raise IngestError(f"cutoff {cutoff!r} is outside the data, which spans {_iso(first)} .. {_iso(last)}")
     start = parse_time(window_start, "window_start") if window_start else first
     end = parse_time(live_end, "live_end") if live_end else last + 1
     if start >= cut:
