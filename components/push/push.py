@@ -1,0 +1,157 @@
+"""Push: publish the model to the store only when the evaluation blessed it.
+
+kfp 2.13's local runner has no ``dsl.If``, so the gate lives here (as in TFX's Pusher): a model that is
+not blessed is not published; the reasons are returned and recorded in the model's history
+(``event: "rejected"``). The first blessed model becomes ``champion``; later ones become ``canary``, which
+``kfloop promote`` (or the deploy step) moves to champion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from kfloop import fs, store
+
+
+class PushError(ValueError):
+    """Bad push input (blessing file, model directory, store); the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    """What the push did.
+
+    Attributes:
+        pushed: Whether a version was published.
+        version: The published version (None when not pushed).
+        alias: ``champion`` or ``canary`` (None when not pushed).
+        model_uri: URI of the published SavedModel (None when not pushed).
+        reasons: Why not pushed: the failed blessing checks' messages (empty when pushed).
+        champion: The champion after the push.
+    """
+
+    pushed: bool
+    version: str | None
+    alias: str | None
+    model_uri: str | None
+    reasons: tuple[str, ...]
+    champion: str | None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "reasons": list(self.reasons)}
+
+    def markdown(self, model_name: str, store_uri: str) -> str:
+        if self.pushed:
+            return (
+                f"# Push: {model_name} {self.version} published\n\n"
+                f"- store: `{store_uri}`\n- model: `{self.model_uri}`\n- alias: **{self.alias}**\n"
+                f"- champion now: {self.champion}\n"
+            )
+        lines = "\n".join(f"- {r}" for r in self.reasons) or "- (no reason given)"
+        return f"# Push: {model_name} NOT published (not blessed)\n\n{lines}\n\nchampion stays: {self.champion}\n"
+
+
+def read_blessing(path: str) -> dict:
+    """Reads a blessing JSON (``{"blessed": bool, "reasons": [...]}``; a directory may hold ``blessing.json``).
+
+    Raises:
+        PushError: missing file, not JSON, or ``blessed`` is not a boolean.
+    """
+    p = str(path)
+    if not fs.is_gcs(p) and Path(p).is_dir():
+        p = str(Path(p) / "blessing.json")
+    try:
+        data = json.loads(fs.read_text(p))
+    except FileNotFoundError:
+        raise PushError(f"blessing file {p!r} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise PushError(f"blessing file {p!r} is not JSON: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("blessed"), bool):
+        raise PushError(f"blessing file {p!r}: field 'blessed' must be true or false")
+    if not isinstance(data.get("reasons", []), list):
+        raise PushError(f"blessing file {p!r}: field 'reasons' must be a list")
+    return data
+
+
+def _failed_reasons(blessing: dict) -> tuple[str, ...]:
+    out = []
+    for r in blessing.get("reasons", []):
+        if isinstance(r, dict) and r.get("passed") is False:
+            out.append(str(r.get("message") or f"{r.get('metric')} on {r.get('slice')} failed"))
+        elif isinstance(r, str):
+            out.append(r)
+    return tuple(out)
+
+
+def push(
+    model_dir: str,
+    blessing_path: str,
+    store_uri: str,
+    model_name: str,
+    metadata: dict | None = None,
+    actor: str = "",
+) -> PushResult:
+    """Publishes ``model_dir`` when the blessing says blessed; otherwise records why and publishes nothing.
+
+    Args:
+        model_dir: The SavedModel directory (local or ``gs://``).
+        blessing_path: The blessing JSON written by evaluate.
+        store_uri: Model store root (local directory or ``gs://bucket/prefix``).
+        model_name: Name of the model in the store.
+        metadata: Facts kept with the version (data window, schema hash, run id, code version, ...);
+            the blessing and its metrics are added.
+        actor: Who pushes (default: the pipeline's user / ``$KFLOOP_ACTOR``).
+
+    Raises:
+        PushError: unreadable blessing. store.StoreError: bad model directory or name.
+    """
+    blessing = read_blessing(blessing_path)
+    ms = store.ModelStore(store_uri)
+    champion = ms.get_alias(model_name, store.CHAMPION)
+    meta = dict(metadata or {})
+    if not blessing["blessed"]:
+        reasons = _failed_reasons(blessing) or ("the evaluation did not bless the model",)
+        ms.record(
+            model_name,
+            "rejected",
+            actor=actor,
+            reasons=list(reasons),
+            champion=champion,
+            run_id=meta.get("run_id"),
+            blessing=blessing,
+        )
+        return PushResult(False, None, None, None, reasons, champion)
+
+    meta["blessing"] = blessing
+    meta.setdefault("metrics", blessing.get("metrics", {}))
+    version = ms.publish(model_name, model_dir, meta, actor=actor)
+    alias = store.CANARY
+    if champion is None:
+        try:
+            ms.set_alias(
+                model_name,
+                store.CHAMPION,
+                version,
+                expected=None,
+                reason="first blessed model",
+                actor=actor,
+                action="push",
+            )
+            alias = store.CHAMPION
+        except store.AliasConflict:
+            pass  # another push became the first champion meanwhile: this one is a canary
+    if alias == store.CANARY:
+        champion = ms.get_alias(model_name, store.CHAMPION)
+        ms.set_alias(
+            model_name,
+            store.CANARY,
+            version,
+            reason=f"blessed challenger of champion {champion}",
+            actor=actor,
+            action="push",
+        )
+    return PushResult(
+        True, version, alias, ms.model_uri(model_name, version), (), ms.get_alias(model_name, store.CHAMPION)
+    )

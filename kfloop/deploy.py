@@ -1,0 +1,551 @@
+"""How a model version reaches KServe: render, apply, canary, promote, rollback.
+
+Two modes:
+
+- ``local``: the local KServe server (``python -m serving``) polls the store's ``champion`` alias and
+  hot-reloads, so deploy / promote / rollback only move aliases (audited compare-and-swap, see
+  :mod:`kfloop.store`).
+- ``cluster``: an ``InferenceService`` is rendered and server-side applied through the Kubernetes API
+  (``kubernetes`` client). Each rollout pins one model version (``storageUri`` and ``--model-ref``) and the
+  serving image, so a canary revision and the previous one serve exactly what they say, and a rollback
+  restores model and code together. A new version goes out with ``canaryTrafficPercent``; ``promote``
+  sends it 100 % and moves ``champion``; ``rollback`` re-pins the previous champion from the history.
+
+KServe ignores ``canaryTrafficPercent`` in RawDeployment mode (kserve#5335): the rollout would silently send
+all traffic to the new version. We refuse a canary there (:class:`CanaryRefused`) instead of pretending;
+``--canary-percent 0`` rolls out directly.
+
+Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from kfloop import config, store
+
+GROUP = "serving.kserve.io"
+ISVC_VERSION = "v1beta1"
+ISVC_PLURAL = "inferenceservices"
+RUNTIME_VERSION = "v1alpha1"
+RUNTIME_NAME = "kfloop-serving"
+MODEL_FORMAT = "kfloop-savedmodel"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+RAW = "RawDeployment"
+SERVERLESS = "Serverless"
+FIELD_MANAGER = "kfloop"
+HTTP_PORT = 8080
+MODES = ("local", "cluster")
+
+
+class DeployError(RuntimeError):
+    """A deployment that cannot be done; the message says why and what to do."""
+
+
+class CanaryRefused(DeployError):
+    """A canary was asked for where KServe would ignore it (RawDeployment mode)."""
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probes(name: str, drain_seconds: int) -> dict:
+    return {
+        # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check).
+        "readinessProbe": {
+            "httpGet": {"path": f"/v2/models/{name}/ready", "port": HTTP_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": HTTP_PORT},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+            "timeoutSeconds": 2,
+        },
+        # Keep serving while endpoint removal propagates, so in-flight and late-routed requests finish.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(int(drain_seconds))]}}},
+    }
+
+
+def _resources(cfg: config.DeployConfig) -> dict:
+    return {
+        "requests": {"cpu": cfg.cpu_request, "memory": cfg.memory_request},
+        "limits": {"cpu": cfg.cpu_limit, "memory": cfg.memory_limit},
+    }
+
+
+def render_inference_service(
+    name: str,
+    store_uri: str,
+    version: str,
+    *,
+    cfg: config.DeployConfig = config.DeployConfig(),
+    namespace: str | None = None,
+    canary_percent: int | None = None,
+    image: str = config.SERVING_IMAGE,
+) -> dict:
+    """The ``InferenceService`` serving ``version`` of model ``name`` from the store at ``store_uri``.
+
+    Args:
+        name: Model name (also the InferenceService name and the KServe model name).
+        store_uri: Model store root (``gs://`` on a cluster).
+        version: The version this rollout pins (``storageUri`` and ``--model-ref``).
+        cfg: Namespace, service account, resources, replicas, deployment mode, drain time.
+        namespace: Overrides ``cfg.namespace``.
+        canary_percent: Traffic share of this version while earlier revisions keep the rest (1..99), or
+            None / 100 for a full rollout.
+        image: Predictor image.
+
+    Raises:
+        DeployError: a percentage outside 0..100 or an unknown deployment mode.
+        CanaryRefused: a canary (1..99) in RawDeployment mode.
+    """
+    if cfg.deployment_mode not in (SERVERLESS, RAW):
+        raise DeployError(f"deployment_mode {cfg.deployment_mode!r}: use {SERVERLESS!r} or {RAW!r}")
+    if canary_percent is not None and not 0 <= int(canary_percent) <= 100:
+        raise DeployError(f"canary percent {canary_percent} is not within 0..100")
+    canary = canary_percent is not None and 0 < int(canary_percent) < 100
+    if canary and cfg.deployment_mode == RAW:
+        raise CanaryRefused(_raw_message(name))
+    model_uri = store.ModelStore(store_uri).model_uri(name, version)
+    model = {
+        "modelFormat": {"name": MODEL_FORMAT},
+        "runtime": RUNTIME_NAME,
+        "storageUri": model_uri,
+        "image": image,
+        "args": [f"--store-uri={store.ModelStore(store_uri).root}", f"--model-ref={version}"],
+        "resources": _resources(cfg),
+        "securityContext": _security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        **_probes(name, cfg.drain_seconds),
+    }
+    predictor: dict = {
+        "serviceAccountName": cfg.service_account,
+        "minReplicas": cfg.min_replicas,
+        "maxReplicas": cfg.max_replicas,
+        "terminationGracePeriodSeconds": int(cfg.drain_seconds) + 30,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "model": model,
+    }
+    if canary_percent is not None and cfg.deployment_mode == SERVERLESS:
+        predictor["canaryTrafficPercent"] = int(canary_percent) if canary else 100
+    return {
+        "apiVersion": f"{GROUP}/{ISVC_VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace or cfg.namespace,
+            "labels": {
+                "app.kubernetes.io/name": name,
+                "app.kubernetes.io/part-of": "kfloop",
+                "kfloop.dev/model-version": version,
+            },
+            "annotations": {MODE_ANNOTATION: cfg.deployment_mode},
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def render_serving_runtime(
+    *,
+    namespace: str | None = None,
+    image: str = config.SERVING_IMAGE,
+    cfg: config.DeployConfig = config.DeployConfig(),
+) -> dict:
+    """The ``ServingRuntime`` for our predictor image (``python -m serving``, kserve's model-server args)."""
+    return {
+        "apiVersion": f"{GROUP}/{RUNTIME_VERSION}",
+        "kind": "ServingRuntime",
+        "metadata": {
+            "name": RUNTIME_NAME,
+            "namespace": namespace or cfg.namespace,
+            "labels": {"app.kubernetes.io/part-of": "kfloop"},
+        },
+        "spec": {
+            "supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v2", "v1"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image,
+                    "command": ["python", "-m", "serving"],
+                    "args": ["--model-name={{.Name}}", f"--http_port={HTTP_PORT}"],
+                    "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
+                    "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+                    "resources": _resources(cfg),
+                    "securityContext": _security_context(),
+                }
+            ],
+        },
+    }
+
+
+def to_yaml(*objs: dict) -> str:
+    """Kubernetes objects as one multi-document YAML string."""
+    import yaml
+
+    return "---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objs)
+
+
+def _raw_message(name: str) -> str:
+    return (
+        f"refusing a canary for {name!r}: the InferenceService runs in RawDeployment mode, where KServe "
+        "ignores canaryTrafficPercent and would send all traffic to the new version (kserve#5335). "
+        "Roll out fully with --canary-percent 0, or use Serverless mode for canaries."
+    )
+
+
+def is_raw_deployment(cfg: config.DeployConfig, live: dict | None = None) -> bool:
+    """Whether the config or the live InferenceService's annotation says RawDeployment."""
+    if cfg.deployment_mode == RAW:
+        return True
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(MODE_ANNOTATION) == RAW
+
+
+# -------------------------------------------------------------------------------------------- cluster
+class Cluster:
+    """The Kubernetes API for InferenceServices (``kubernetes`` client).
+
+    Args:
+        api_client: A ``kubernetes.client.ApiClient``; default: in-cluster config, else ``~/.kube/config``.
+    """
+
+    def __init__(self, api_client=None):
+        if api_client is None:
+            from kubernetes import client
+            from kubernetes import config as kconfig
+
+            try:
+                kconfig.load_incluster_config()
+            except kconfig.ConfigException:
+                try:
+                    kconfig.load_kube_config()
+                except (kconfig.ConfigException, FileNotFoundError, TypeError) as e:
+                    raise DeployError(
+                        f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}"
+                    ) from None
+            api_client = client.ApiClient()
+        self.api = api_client
+
+    def get_isvc(self, namespace: str, name: str) -> dict | None:
+        """The live InferenceService, or None."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.call_api(
+                f"/apis/{GROUP}/{ISVC_VERSION}/namespaces/{namespace}/{ISVC_PLURAL}/{name}",
+                "GET",
+                header_params={"Accept": "application/json"},
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise DeployError(
+                f"reading InferenceService {namespace}/{name}: HTTP {e.status} {e.reason}"
+            ) from None
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply (``application/apply-patch+yaml``, field manager ``kfloop``, forced)."""
+        from kubernetes.client.exceptions import ApiException
+
+        group, version = obj["apiVersion"].split("/")
+        plural = {"InferenceService": ISVC_PLURAL, "ServingRuntime": "servingruntimes"}[obj["kind"]]
+        meta = obj["metadata"]
+        try:
+            return self.api.call_api(
+                f"/apis/{group}/{version}/namespaces/{meta['namespace']}/{plural}/{meta['name']}",
+                "PATCH",
+                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+                body=obj,
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except ApiException as e:
+            detail = (e.body or b"")[:300] if isinstance(e.body, bytes) else str(e.body or "")[:300]
+            raise DeployError(
+                f"applying {obj['kind']} {meta['namespace']}/{meta['name']}: HTTP {e.status} {e.reason} {detail}"
+            ) from None
+
+
+# ------------------------------------------------------------------------------------------ operations
+@dataclasses.dataclass
+class Outcome:
+    """What a deploy / promote / rollback did (or, with ``dry_run``, would do).
+
+    Attributes:
+        action: ``deploy``, ``promote`` or ``rollback``.
+        mode: ``local`` or ``cluster``.
+        version: The version rolled out.
+        alias: The alias moved (``champion`` or ``canary``).
+        canary_percent: Traffic share of ``version`` (100 = all).
+        previous: What the alias pointed to before.
+        manifest: The rendered InferenceService (cluster mode).
+        dry_run: Nothing was changed.
+    """
+
+    action: str
+    mode: str
+    version: str
+    alias: str
+    canary_percent: int
+    previous: str | None = None
+    manifest: dict | None = None
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = "would move" if self.dry_run else "moved"
+        traffic = f"{self.canary_percent}% of traffic" if self.mode == "cluster" else "local server"
+        return (
+            f"{self.action}: {verb} {self.alias} {self.previous or '(unset)'} -> {self.version} "
+            f"[{self.mode}: {traffic}]"
+        )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise DeployError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+
+
+def _cluster_rollout(
+    name, store_uri, version, percent, *, cfg, namespace, cluster, dry_run, image
+) -> tuple[dict, Cluster | None]:
+    ns = namespace or cfg.namespace
+    live = None
+    if cluster is None and not dry_run:
+        cluster = Cluster()
+    if cluster is not None:
+        live = cluster.get_isvc(ns, name)
+    if 0 < percent < 100 and is_raw_deployment(cfg, live):
+        raise CanaryRefused(_raw_message(name))
+    if live is None and 0 < percent < 100:
+        raise DeployError(
+            f"InferenceService {ns}/{name} does not exist yet: a canary needs a running version to split "
+            "traffic with; deploy the champion first (--canary-percent 0)"
+        )
+    manifest = render_inference_service(
+        name, store_uri, version, cfg=cfg, namespace=ns, canary_percent=percent, image=image
+    )
+    return manifest, cluster
+
+
+def deploy(
+    store_uri: str,
+    name: str = config.MODEL_NAME,
+    *,
+    version: str | None = None,
+    mode: str = "local",
+    namespace: str | None = None,
+    canary_percent: int | None = None,
+    cfg: config.DeployConfig = config.DeployConfig(),
+    cluster: Cluster | None = None,
+    dry_run: bool = False,
+    image: str = config.SERVING_IMAGE,
+    reason: str = "",
+    actor: str = "",
+) -> Outcome:
+    """Rolls out a version: as ``canary`` when a champion exists (and percent > 0), else as ``champion``.
+
+    Args:
+        store_uri: Model store root.
+        name: Model name.
+        version: Version or alias to roll out (default: the ``canary`` alias, else ``latest``).
+        mode: ``local`` (aliases only) or ``cluster`` (also apply the InferenceService).
+        namespace: Kubernetes namespace (default ``cfg.namespace``).
+        canary_percent: Canary traffic share (default ``cfg.canary_percent``); 0 = full rollout.
+        cfg: Deployment settings.
+        cluster: Kubernetes access (default: from in-cluster config / kubeconfig).
+        dry_run: Render and report, change nothing.
+        image: Predictor image.
+        reason: Kept in the alias history.
+        actor: Who (default: the OS user / ``$KFLOOP_ACTOR``).
+
+    Raises:
+        CanaryRefused: a canary in RawDeployment mode. DeployError, store.StoreError: anything else.
+    """
+    _check_mode(mode)
+    ms = store.ModelStore(store_uri)
+    if version is None:
+        version = ms.get_alias(name, store.CANARY) or ms.resolve(name, "latest")
+    version = ms.resolve(name, version)
+    percent = cfg.canary_percent if canary_percent is None else int(canary_percent)
+    if not 0 <= percent <= 100:
+        raise DeployError(f"canary percent {percent} is not within 0..100")
+    champion = ms.get_alias(name, store.CHAMPION)
+    full = champion is None or champion == version or percent in (0, 100)
+    alias = store.CHAMPION if full else store.CANARY
+    percent = 100 if full else percent
+    manifest = None
+    if mode == "cluster":
+        manifest, cluster = _cluster_rollout(
+            name,
+            store_uri,
+            version,
+            percent,
+            cfg=cfg,
+            namespace=namespace,
+            cluster=cluster,
+            dry_run=dry_run,
+            image=image,
+        )
+    elif not full and is_raw_deployment(cfg):
+        raise CanaryRefused(_raw_message(name))
+    previous = ms.get_alias(name, alias)
+    out = Outcome("deploy", mode, version, alias, percent, previous, manifest, dry_run)
+    if dry_run:
+        return out
+    if manifest is not None:
+        cluster.apply(manifest)
+    ms.set_alias(
+        name,
+        alias,
+        version,
+        expected=previous,
+        reason=reason or f"deploy ({percent}%)",
+        actor=actor,
+        action="deploy",
+    )
+    if full and ms.get_alias(name, store.CANARY) == version:
+        ms.set_alias(
+            name,
+            store.CANARY,
+            None,
+            expected=version,
+            reason="rolled out fully",
+            actor=actor,
+            action="deploy",
+        )
+    return out
+
+
+def promote(
+    store_uri: str,
+    name: str = config.MODEL_NAME,
+    *,
+    mode: str = "local",
+    namespace: str | None = None,
+    cfg: config.DeployConfig = config.DeployConfig(),
+    cluster: Cluster | None = None,
+    dry_run: bool = False,
+    image: str = config.SERVING_IMAGE,
+    reason: str = "",
+    actor: str = "",
+) -> Outcome:
+    """Moves the canary to 100 % of traffic and to ``champion`` (compare-and-swap), clearing ``canary``.
+
+    Raises:
+        DeployError: there is no canary. store.AliasConflict: champion or canary moved meanwhile.
+    """
+    _check_mode(mode)
+    ms = store.ModelStore(store_uri)
+    canary = ms.get_alias(name, store.CANARY)
+    if canary is None:
+        raise DeployError(f"model {name!r} has no canary to promote (deploy a new version first)")
+    champion = ms.get_alias(name, store.CHAMPION)
+    manifest = None
+    if mode == "cluster":
+        manifest, cluster = _cluster_rollout(
+            name,
+            store_uri,
+            canary,
+            100,
+            cfg=cfg,
+            namespace=namespace,
+            cluster=cluster,
+            dry_run=dry_run,
+            image=image,
+        )
+    out = Outcome("promote", mode, canary, store.CHAMPION, 100, champion, manifest, dry_run)
+    if dry_run:
+        return out
+    if manifest is not None:
+        cluster.apply(manifest)
+    ms.set_alias(
+        name,
+        store.CHAMPION,
+        canary,
+        expected=champion,
+        reason=reason or "promote canary",
+        actor=actor,
+        action="promote",
+    )
+    ms.set_alias(name, store.CANARY, None, expected=canary, reason="promoted", actor=actor, action="promote")
+    return out
+
+
+def rollback(
+    store_uri: str,
+    name: str = config.MODEL_NAME,
+    *,
+    mode: str = "local",
+    namespace: str | None = None,
+    cfg: config.DeployConfig = config.DeployConfig(),
+    cluster: Cluster | None = None,
+    dry_run: bool = False,
+    image: str = config.SERVING_IMAGE,
+    reason: str = "",
+    actor: str = "",
+) -> Outcome:
+    """Restores the previous champion from the history (100 % of traffic) and clears any canary.
+
+    Raises:
+        store.ModelNotFound: no current or earlier champion. store.AliasConflict: champion moved meanwhile.
+    """
+    _check_mode(mode)
+    ms = store.ModelStore(store_uri)
+    current = ms.get_alias(name, store.CHAMPION)
+    if current is None:
+        raise DeployError(f"model {name!r} has no champion to roll back")
+    previous = ms.previous_champion(name)
+    if previous is None:
+        raise DeployError(f"model {name!r}: no earlier champion than {current} in the history")
+    manifest = None
+    if mode == "cluster":
+        manifest, cluster = _cluster_rollout(
+            name,
+            store_uri,
+            previous,
+            100,
+            cfg=cfg,
+            namespace=namespace,
+            cluster=cluster,
+            dry_run=dry_run,
+            image=image,
+        )
+    out = Outcome("rollback", mode, previous, store.CHAMPION, 100, current, manifest, dry_run)
+    if dry_run:
+        return out
+    if manifest is not None:
+        cluster.apply(manifest)
+    ms.rollback(name, reason=reason, actor=actor)
+    canary = ms.get_alias(name, store.CANARY)
+    if canary is not None:
+        ms.set_alias(
+            name, store.CANARY, None, expected=canary, reason="rollback", actor=actor, action="rollback"
+        )
+    return out
+
+
+def outcome_json(out: Outcome) -> str:
+    """An outcome as JSON (without the manifest)."""
+    d = dataclasses.asdict(out)
+    d.pop("manifest")
+    return json.dumps(d, sort_keys=True)
