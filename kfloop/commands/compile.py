@@ -1,0 +1,49 @@
+"""``kfloop compile``: the pipelines as KFP IR YAML for a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile the training and monitoring pipelines to KFP IR YAML")
+    p.add_argument("--output-dir", default="build/pipelines", help="where to write <name>.yaml")
+    p.add_argument("--registry", help="image registry (default kfloop.config.IMAGE_REGISTRY)")
+    p.add_argument("--tag", help="image tag (default kfloop.config.IMAGE_TAG)")
+    p.add_argument("--pipeline-root", help="default pipeline root of the runs, gs://bucket/prefix")
+    p.add_argument(
+        "--pipeline",
+        action="append",
+        dest="pipelines",
+        metavar="NAME",
+        help="compile only this pipeline (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--print-images",
+        action="store_true",
+        help="print 'pipeline=IMAGE' and 'serving=IMAGE' for these options and exit (CI tags with them)",
+    )
+    p.set_defaults(func=_compile)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from kfloop import compile as kc
+
+    try:
+        if args.print_images:
+            for role, image in kc.images(args.registry, args.tag).as_dict().items():
+                print(f"{role}={image}")
+            return 0
+        written = kc.compile_all(
+            args.output_dir,
+            registry=args.registry,
+            tag=args.tag,
+            pipeline_root=args.pipeline_root or None,
+            names=args.pipelines,
+        )
+    except kc.CompileError as e:
+        raise SystemExit(f"kfloop compile: {e}") from None
+    for name, path in written.items():
+        print(f"{name}: {path}", file=sys.stdout)
+    return 0

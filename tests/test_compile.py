@@ -1,0 +1,304 @@
+"""``kfloop compile``: the compiled IR carries images, retries, caching, resources, GPU and dashboard outputs.
+
+These tests walk the YAML that goes to the cluster (no cluster needed). What each pipeline must do for
+them to pass:
+- call ``pipelines.settings.configure(...)`` on every task (resources, caching, retries) and
+  ``pipelines.settings.configure_gpu(...)`` on the train task only;
+- ``task.set_display_name(...)`` on every task (a name other than the auto-generated task key);
+- every component emits at least one HTML / Markdown / Metrics / ClassificationMetrics output, and its
+  docstring has a ``Returns:`` section describing its outputs (kfp copies output descriptions into the
+  IR only from there) and an ``Args:`` entry for every input parameter.
+"""
+
+import subprocess
+import sys
+
+import pytest
+from kfp import dsl
+
+from kfloop import compile as kc
+from kfloop import config
+
+DASHBOARD = {"system.HTML", "system.Markdown", "system.Metrics", "system.ClassificationMetrics"}
+
+#: Settings by role (the component name without ``comp-`` and ``-op``): cache = caching on, retry =
+#: retried with backoff. Only the roles listed are pinned; "required" roles must exist.
+EXPECTED = {
+    "training": {
+        "ingest": {"cache": True, "retry": True, "required": True},  # reads the source (gs://)
+        "validate": {"cache": True},
+        "train": {"cache": True, "required": True},
+        "evaluate": {"cache": False, "retry": True, "required": True},  # reads the current champion
+        "push": {"cache": False, "retry": True, "required": True},  # writes the store, moves aliases
+    },
+    "monitoring": {
+        "monitor": {"cache": False, "retry": True, "required": True},  # window ends "now"
+        "decide": {"cache": False},  # cooldown: reads the clock and the history
+        "trigger": {"cache": False, "retry": True},  # talks to the KFP API
+    },
+}
+GPU_ROLE = ("training", "train")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Both pipelines compiled once with the default images (``{name: (spec, platform)}``)."""
+    out = tmp_path_factory.mktemp("ir")
+    paths = {}
+    for name in kc.PIPELINES:
+        try:
+            paths[name] = kc.compile_all(out, names=[name])[name]
+        except kc.CompileError as e:
+            paths[name] = e
+    return paths
+
+
+def _ir(compiled, name):
+    path = compiled[name]
+    if isinstance(path, Exception):
+        pytest.fail(f"pipeline {name!r} does not compile: {path}")
+    return kc.load_ir(path)
+
+
+def _role(component_ref: str) -> str:
+    role = component_ref.removeprefix("comp-")
+    role = role.removesuffix("-op")
+    return role.rsplit("-", 1)[0] if role[-1:].isdigit() and "-" in role else role
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task of the DAG (nested sub-DAGs included): ``{task key: task}``."""
+    tasks = {}
+    for comp in [spec["root"], *spec.get("components", {}).values()]:
+        tasks.update(comp.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def _container_tasks(spec: dict):
+    """``(key, task, component, container)`` for each task that runs a container."""
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    for key, task in _tasks(spec).items():
+        comp = spec["components"][task["componentRef"]["name"]]
+        container = executors.get(comp.get("executorLabel", ""), {}).get("container")
+        if container is not None:
+            yield key, task, comp, container
+
+
+PIPELINE_NAMES = sorted(kc.PIPELINES)
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_loads_back_with_kfp_loader(compiled, name):
+    from kfp import components
+
+    spec, _ = _ir(compiled, name)
+    loaded = components.load_component_from_file(str(compiled[name]))
+    assert loaded.pipeline_spec.pipeline_info.name == spec["pipelineInfo"]["name"]
+    assert set(loaded.component_spec.inputs or {}) == set(
+        spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    )
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_every_image_from_config(compiled, name):
+    spec, _ = _ir(compiled, name)
+    images = {c["image"] for *_, c in _container_tasks(spec)}
+    assert images, "no container tasks"
+    assert images <= {config.PIPELINE_IMAGE, config.SERVING_IMAGE}
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_resources_on_every_task(compiled, name):
+    spec, _ = _ir(compiled, name)
+    for key, _task, _comp, container in _container_tasks(spec):
+        res = container.get("resources", {})
+        for field in ("resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert res.get(field), f"{name}/{key}: no {field} (call pipelines.settings.configure)"
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_retries_and_caching_choices(compiled, name):
+    spec, _ = _ir(compiled, name)
+    cluster = config.ClusterConfig()
+    roles = {}
+    for key, task, _comp, _c in _container_tasks(spec):
+        roles.setdefault(_role(task["componentRef"]["name"]), []).append((key, task))
+        policy = task.get("retryPolicy")
+        if policy is not None:  # every retried task uses the reviewed backoff
+            assert policy == {
+                "maxRetryCount": cluster.num_retries,
+                "backoffDuration": cluster.backoff_duration,
+                "backoffFactor": cluster.backoff_factor,
+                "backoffMaxDuration": cluster.backoff_max_duration,
+            }, f"{name}/{key}"
+    for role, want in EXPECTED[name].items():
+        if want.get("required"):
+            assert role in roles, f"{name} pipeline has no {role!r} task (roles: {sorted(roles)})"
+        for key, task in roles.get(role, []):
+            cached = bool(task.get("cachingOptions", {}).get("enableCache", False))
+            assert cached is want["cache"], f"{name}/{key}: caching {'on' if cached else 'off'}"
+            if "retry" in want:
+                assert ("retryPolicy" in task) is want["retry"], f"{name}/{key}: retry policy"
+    if name == "monitoring":
+        assert any(not t.get("cachingOptions", {}).get("enableCache") for _k, t, *_ in _container_tasks(spec))
+
+
+def test_gpu_settings_on_train_task_only(compiled):
+    gpu = config.GpuConfig()
+    found = []
+    for name in PIPELINE_NAMES:
+        spec, platform = _ir(compiled, name)
+        executors = (
+            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        )
+        for key, task, comp, container in _container_tasks(spec):
+            acc = container.get("resources", {}).get("accelerator")
+            k8s = executors.get(comp["executorLabel"], {})
+            if (name, _role(task["componentRef"]["name"])) != GPU_ROLE:
+                assert acc is None, f"{name}/{key} asks for an accelerator"
+                assert "nodeSelector" not in k8s and "tolerations" not in k8s, f"{name}/{key}"
+                continue
+            found.append(key)
+            assert acc["resourceType"] == config.ClusterConfig().gpu_resource
+            assert int(acc["resourceCount"]) == gpu.accelerator_count
+            assert k8s["nodeSelector"]["labels"] == {gpu.node_selector_key: gpu.accelerator_type}
+            assert {"key": gpu.toleration_key, "operator": "Exists", "effect": "NoSchedule"} in k8s[
+                "tolerations"
+            ]
+            res = container["resources"]
+            assert res["resourceCpuRequest"] == gpu.cpu_request
+            assert res["resourceMemoryRequest"] == gpu.memory_request
+    assert found, "no train task in the training pipeline"
+
+
+@pytest.mark.parametrize("name", PIPELINE_NAMES)
+def test_dashboard_artifacts_and_descriptions(compiled, name):
+    spec, _ = _ir(compiled, name)
+    assert spec["pipelineInfo"].get("description"), f"{name}: pipeline has no description"
+    for key, task, comp, _c in _container_tasks(spec):
+        assert task["taskInfo"]["name"] != key, f"{name}/{key}: no display name (task.set_display_name)"
+        outputs = comp.get("outputDefinitions", {}).get("artifacts", {})
+        shown = {o: a for o, a in outputs.items() if a["artifactType"]["schemaTitle"] in DASHBOARD}
+        assert shown, f"{name}/{key}: emits none of {sorted(DASHBOARD)}"
+        for out, art in shown.items():
+            assert art.get("description"), (
+                f"{name}/{key}: output {out!r} has no description (document it under 'Returns:' in the docstring)"
+            )
+        for param, p in comp.get("inputDefinitions", {}).get("parameters", {}).items():
+            assert p.get("description"), f"{name}/{key}: input {param!r} has no description (docstring Args)"
+
+
+def test_registry_tag_and_root_override(tmp_path):
+    paths = kc.compile_all(
+        tmp_path, registry="eu.gcr.io/acme/", tag="sha-1234", pipeline_root="gs://acme-runs/kfloop/"
+    )
+    assert set(paths) == set(kc.PIPELINES)
+    for path in paths.values():
+        spec, _ = kc.load_ir(path)
+        assert spec["defaultPipelineRoot"] == "gs://acme-runs/kfloop"
+        images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+        assert images and all(
+            i.startswith("eu.gcr.io/acme/kfloop-") and i.endswith(":sha-1234") for i in images
+        )
+        assert config.PIPELINE_IMAGE not in path.read_text()
+
+
+def test_images_follow_config():
+    imgs = kc.images()
+    assert (imgs.pipeline, imgs.serving) == (config.PIPELINE_IMAGE, config.SERVING_IMAGE)
+    assert kc.images("r.io/x", "2").serving == "r.io/x/kfloop-serving:2"
+    for bad in ({"registry": "Bad Registry"}, {"tag": "a b"}, {"tag": ".x"}, {"registry": "https://r.io"}):
+        with pytest.raises(kc.CompileError, match=next(iter(bad))):
+            kc.images(**bad)
+
+
+@pytest.mark.parametrize("root", ["/tmp/local", "gs://", "http://x/y", "s3:/b"])
+def test_bad_pipeline_root(tmp_path, root):
+    with pytest.raises(kc.CompileError, match="pipeline_root"):
+        kc.compile_all(tmp_path, pipeline_root=root, names=["training"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def create_pipeline():
+    """A pipeline with an image not from kfloop.config (for the test below)."""
+
+    @dsl.component(base_image="python:3.11")
+    def stray_op(x: str) -> str:
+        return x
+
+    @dsl.pipeline(name="stray")
+    def stray(x: str = "a"):
+        stray_op(x=x)
+
+    return stray
+
+
+def test_foreign_image_fails_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setitem(kc.PIPELINES, "stray", __name__)
+    with pytest.raises(kc.CompileError, match=r"exec-stray-op uses image 'python:3.11'"):
+        kc.compile_all(tmp_path, names=["training", "stray"])
+    assert list(tmp_path.iterdir()) == []  # training.yaml not written either
+    with pytest.raises(kc.CompileError, match="'nope' is not one of"):
+        kc.compile_all(tmp_path, names=["nope"])
+
+
+def test_cli(tmp_path):
+    run = [sys.executable, "-m", "kfloop.cli", "compile"]
+    proc = subprocess.run(
+        [*run, "--print-images", "--tag", "9.9"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == [
+        f"pipeline={config.IMAGE_REGISTRY}/kfloop-pipeline:9.9",
+        f"serving={config.IMAGE_REGISTRY}/kfloop-serving:9.9",
+    ]
+    proc = subprocess.run(
+        [*run, "--output-dir", str(tmp_path), "--tag", "bad tag"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        == "kfloop compile: tag: 'bad tag' is not an image tag ([A-Za-z0-9_][A-Za-z0-9_.-]*, max 128)"
+    )
+    proc = subprocess.run(
+        [*run, "--output-dir", str(tmp_path), "--pipeline", "training"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training.yaml"]
+
+
+def test_settings_reject_bad_quantities():
+    from pipelines import settings
+
+    @dsl.component(base_image=config.PIPELINE_IMAGE)
+    def noop_op(x: str) -> str:
+        return x
+
+    cases = [
+        ({"cpu": "two"}, "cpu: 'two'"),
+        ({"memory": "1GB"}, "memory: '1GB'"),
+        ({"cpu_limit": "500m"}, "cpu_limit: '500m' is below"),
+        ({"memory_limit": "512Mi"}, "memory_limit: '512Mi' is below"),
+    ]
+    checked = []
+
+    @dsl.pipeline(name="p")
+    def p(x: str = "a"):
+        task = noop_op(x=x)
+        for bad, message in cases:
+            kwargs = {"network_io": False, "deterministic": True, "cpu": "1", "memory": "1Gi", **bad}
+            with pytest.raises(ValueError, match=message):
+                settings.configure(task, **kwargs)
+            checked.append(message)
+        settings.configure(task, network_io=False, deterministic=False, cpu="250m", memory="1Gi")
+
+    assert len(checked) == len(cases)
+    spec = p.pipeline_spec
+    res = spec.deployment_spec["executors"]["exec-noop-op"]["container"]["resources"]
+    assert (res["resourceCpuLimit"], res["resourceMemoryLimit"]) == ("500m", "1Gi")  # 2x cpu, = memory
+    task = spec.root.dag.tasks["noop-op"]
+    assert not task.caching_options.enable_cache and not task.HasField("retry_policy")
+    assert settings.memory_bytes("1Gi") == 2**30 and settings.cpu_cores("250m") == 0.25
