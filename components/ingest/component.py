@@ -26,10 +26,12 @@ def ingest_op(
         window_start: Start of the training window ("" = first row).
         live_end: End of the live window, exclusive ("" = after the last row).
         eval_fraction: Share of the training window held out (by row hash) for evaluation.
-        train_data: Training split (CSV).
-        eval_data: Evaluation split (CSV).
-        live_data: Later "live" window (CSV).
-        counts: Row counts per split.
+
+    Returns:
+        train_data: Training split (CSV, the training window minus the eval hold-out).
+        eval_data: Evaluation split (CSV, a deterministic hold-out of the training window).
+        live_data: Later "live" window (CSV), replayed as traffic by the local loop.
+        counts: Row counts per split (KFP Metrics).
     """
     from components.ingest.ingest import ingest
 
