@@ -1,0 +1,28 @@
+"""``kfloop train``: train the taxi model on Dataset CSVs (the same code as the pipeline's train task)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train the taxi model on train/eval Dataset CSVs and export a SavedModel"
+    )
+    from training_image.trainer import add_arguments  # stdlib-only at module level
+
+    add_arguments(p)
+    p.set_defaults(func=_train, verbose=0)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from training_image.trainer import TrainError, run_from_args
+
+    try:
+        summary = run_from_args(args)
+    except TrainError as e:
+        raise SystemExit(f"kfloop train: {e}") from None
+    print(json.dumps(summary))
+    return 0
