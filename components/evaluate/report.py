@@ -1,0 +1,137 @@
+"""Self-contained HTML report of an evaluation: verdict, reasons, champion vs challenger per slice, ROC."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from components.evaluate.evaluate import METRICS, Evaluation
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3}
+.pass{color:#176617}.fail{color:#b00020;font-weight:bold}.info{color:#666}
+.verdict{font-size:1.4em;padding:.4em .8em;display:inline-block;border-radius:4px}
+.yes{background:#e3f5e3}.no{background:#fde4e4}
+td.neg{color:#b00020}td.pos{color:#176617}
+"""
+
+
+def _f(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float) and v.is_integer() and abs(v) > 1:
+        return str(int(v))
+    return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _diff_cell(d) -> str:
+    if d is None or (isinstance(d, float) and math.isnan(d)):
+        return "<td>n/a</td>"
+    cls = "neg" if d < 0 else "pos" if d > 0 else ""
+    return f'<td class="{cls}">{d:+.4f}</td>'
+
+
+def _roc_svg(curves: dict[str, dict], size: int = 260) -> str:
+    pad = 30
+    inner = size - 2 * pad
+    colors = {"challenger": "#1f5fbf", "champion": "#d98200"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+        'aria-label="ROC curve">',
+        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="#999"/>',
+        f'<line x1="{pad}" y1="{pad + inner}" x2="{pad + inner}" y2="{pad}" stroke="#ccc" stroke-dasharray="4"/>',
+        f'<text x="{size / 2}" y="{size - 6}" font-size="11" text-anchor="middle">false positive rate</text>',
+        f'<text x="10" y="{size / 2}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 10 {size / 2})">true positive rate</text>',
+    ]
+    for i, (name, roc) in enumerate(curves.items()):
+        pts = sorted(zip(roc["fpr"], roc["tpr"], strict=True))
+        path = " ".join(f"{pad + x * inner:.1f},{pad + (1 - y) * inner:.1f}" for x, y in pts)
+        c = colors.get(name, "#444")
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{path}"/>')
+        parts.append(f'<text x="{pad + 8}" y="{pad + 16 + 14 * i}" font-size="11" fill="{c}">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(result: Evaluation) -> str:
+    """Renders the evaluation as one HTML page with inline CSS and SVG (no external resources)."""
+    b = result.blessing
+    has_champ = b["champion_metrics"] is not None
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>kfloop evaluation</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Evaluation: challenger vs champion</h1>",
+        f'<div class="verdict {"yes" if b["blessed"] else "no"}">'
+        f"{'BLESSED' if b['blessed'] else 'NOT BLESSED'}</div>",
+        "<p>Challenger: <code>{}</code><br>Champion: <code>{}</code>{}<br>Eval data: <code>{}</code> "
+        "({} rows with a label, {} without)</p>".format(
+            html.escape(str(b["model_uri"])),
+            html.escape(str(b["champion_uri"] or "none (first model)")),
+            f" (version {html.escape(str(b['champion_version']))})" if b["champion_version"] else "",
+            html.escape(str(b["eval_uri"])),
+            b["eval_rows"],
+            b["rows_without_label"],
+        ),
+        "<h2>Reasons</h2><table><tr><th>check</th><th>metric</th><th>slice</th><th>threshold</th>"
+        "<th>challenger</th><th>champion</th><th>message</th></tr>",
+    ]
+    for r in b["reasons"]:
+        cls, word = ("pass", "passed") if r["passed"] else ("fail", "FAILED")
+        if not r["judged"]:
+            cls, word = "info", "reported"
+        out.append(
+            f'<tr><td class="{cls}">{word}</td><td>{html.escape(r["metric"])}</td>'
+            f"<td>{html.escape(r['slice'])}</td><td>{_f(r['threshold'])}</td><td>{_f(r['challenger'])}</td>"
+            f'<td>{_f(r["champion"])}</td><td style="text-align:left">{html.escape(r["message"])}</td></tr>'
+        )
+    out.append("</table>")
+
+    out.append("<h2>Overall</h2><table><tr><th>metric</th><th>challenger</th>")
+    out.append("<th>champion</th><th>change</th></tr>" if has_champ else "</tr>")
+    for m in METRICS:
+        a = b["metrics"].get(m)
+        row = f"<tr><td>{m}</td><td>{_f(a)}</td>"
+        if has_champ:
+            c = b["champion_metrics"].get(m)
+            row += f"<td>{_f(c)}</td>" + _diff_cell(None if a is None or c is None else a - c)
+        out.append(row + "</tr>")
+    out.append("</table>")
+
+    cm = result.confusion_matrix
+    out.append(
+        "<h2>Challenger at threshold 0.5</h2><table><tr><th>actual \\ predicted</th><th>0</th><th>1</th></tr>"
+        f"<tr><td>0</td><td>{cm[0][0]}</td><td>{cm[0][1]}</td></tr>"
+        f"<tr><td>1</td><td>{cm[1][0]}</td><td>{cm[1][1]}</td></tr></table>"
+    )
+    curves = {"challenger": result.roc}
+    if result.champion_roc:
+        curves["champion"] = result.champion_roc
+    out.append("<h2>ROC (overall)</h2>" + _roc_svg(curves))
+
+    metrics = ("auc", "pr_auc", "binary_accuracy", "calibration")
+    out.append("<h2>Per slice</h2><table><tr><th>slice</th><th>examples</th><th>positives</th>")
+    for m in metrics:
+        out.append(f"<th>{m}</th>" + (f"<th>champion {m}</th><th>change</th>" if has_champ else ""))
+    out.append("</tr>")
+    for s in result.slices:
+        row = f"<tr><td>{html.escape(s.slice)}</td><td>{s.examples}</td><td>{s.positives}</td>"
+        for m in metrics:
+            row += f"<td>{_f(s.challenger.get(m))}</td>"
+            if has_champ:
+                row += f"<td>{_f(s.champion.get(m))}</td>" + _diff_cell(s.diff(m))
+        out.append(row + "</tr>")
+    out.append("</table>")
+    thr = b["thresholds"]
+    out.append(
+        "<h2>Thresholds</h2><ul>"
+        + "".join(f"<li><code>{html.escape(k)}</code> = {html.escape(str(v))}</li>" for k, v in thr.items())
+        + f"</ul><p class='info'>TFMA's own validator on the overall thresholds: "
+        f"{'ok' if b['tfma_validation_ok'] else 'failed'}. Created {html.escape(b['created_at'])}.</p>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,78 @@
+"""``kfloop evaluate``: TFMA champion-vs-challenger comparison and the blessing verdict.
+
+Exit codes: 0 blessed, 3 not blessed (:data:`EXIT_NOT_BLESSED`), 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: Exit code when the evaluation ran but the model is not blessed.
+EXIT_NOT_BLESSED = 3
+#: Exit code for bad input (as argparse uses for bad arguments).
+EXIT_BAD_INPUT = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from kfloop.config import EvaluationConfig
+
+    d = EvaluationConfig()
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model with TFMA (optionally against a baseline) and print the blessing verdict",
+        description="Exit 0: blessed; 3: not blessed; 2: bad input.",
+    )
+    p.add_argument("--model", required=True, help="challenger SavedModel directory (local or gs://)")
+    p.add_argument("--data", required=True, help="eval Dataset CSV with the label big_tipper")
+    p.add_argument("--baseline", default="", help="champion SavedModel directory (default: none)")
+    p.add_argument("--blessing", help="also write the blessing JSON here")
+    p.add_argument("--report", help="also write the HTML report here")
+    p.add_argument("--auc-floor", type=float, default=d.auc_floor, help=f"default {d.auc_floor}")
+    p.add_argument(
+        "--max-auc-regression",
+        type=float,
+        default=d.max_auc_regression,
+        help=f"default {d.max_auc_regression}",
+    )
+    p.add_argument(
+        "--max-slice-auc-regression",
+        type=float,
+        default=d.max_slice_auc_regression,
+        help=f"default {d.max_slice_auc_regression}",
+    )
+    p.add_argument(
+        "--min-slice-examples", type=int, default=d.min_slice_examples, help=f"default {d.min_slice_examples}"
+    )
+    p.add_argument("--json", action="store_true", help="print the blessing JSON instead of the table")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from components.evaluate.evaluate import EvaluationError, comparison_table, evaluate
+    from kfloop.config import EvaluationConfig
+
+    config = dataclasses.replace(
+        EvaluationConfig(),
+        auc_floor=args.auc_floor,
+        max_auc_regression=args.max_auc_regression,
+        max_slice_auc_regression=args.max_slice_auc_regression,
+        min_slice_examples=args.min_slice_examples,
+    )
+    try:
+        result = evaluate(
+            args.data,
+            args.model,
+            args.baseline,
+            config=config,
+            blessing_path=args.blessing,
+            report_path=args.report,
+        )
+    except EvaluationError as e:
+        print(f"kfloop evaluate: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(result.blessing, indent=2) if args.json else comparison_table(result))
+    return 0 if result.blessed else EXIT_NOT_BLESSED
