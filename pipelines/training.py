@@ -1,9 +1,19 @@
-"""The training pipeline: ingest → (later issues: validate → train → evaluate → push)."""
+"""The training pipeline: ingest → validate (gate) → train → evaluate vs champion → push → deploy."""
+
+import hashlib
 
 from kfp import dsl
 
+import kfloop
+from components.champion.component import champion_op
+from components.deploy.component import deploy_op
+from components.evaluate.component import evaluate_op
 from components.ingest.component import ingest_op
-from kfloop import config
+from components.push.component import push_op
+from components.train.component import train_op
+from components.validate.component import validate_op
+from kfloop import config, schema
+from pipelines import settings
 
 PIPELINE_NAME = "kfloop-training"
 
@@ -11,20 +21,45 @@ PIPELINE_NAME = "kfloop-training"
 def create_pipeline(name: str = PIPELINE_NAME):
     """Builds the training pipeline function.
 
+    Bad data stops the run at ``validate`` (blocking anomalies), before training. The evaluation always
+    writes a blessing with reasons; ``push`` publishes only a blessed model (gating inside the component,
+    TFX-Pusher style, since kfp.local has no ``dsl.If``) and ``deploy`` rolls it out (local: aliases;
+    cluster: a KServe InferenceService, canary for a new version).
+
     Args:
         name: Pipeline name (KFP display name and local run-directory prefix).
 
     Returns:
         A ``@dsl.pipeline`` function; call it under ``kfp.local`` or compile it.
     """
+    ev = config.EvaluationConfig()
+    val = config.ValidationConfig()
+    dep = config.DeployConfig()
+    # The schema is reviewed code: its hash is part of the compiled pipeline and of every pushed version.
+    schema_hash = hashlib.sha256(schema.schema_path().read_bytes()).hexdigest()[:16]
 
-    @dsl.pipeline(name=name, description="kfloop training loop: ingest the taxi data, split by time.")
+    @dsl.pipeline(
+        name=name,
+        description="kfloop training: ingest the taxi data by time, validate with TFDV, train, evaluate "
+        "against the champion with TFMA, push a blessed model to the store and deploy it to KServe.",
+    )
     def training_pipeline(
         source: str,
+        store_uri: str,
+        model_name: str = config.MODEL_NAME,
         cutoff: str = config.DEFAULT_CUTOFF,
         window_start: str = "",
         live_end: str = "",
         eval_fraction: float = config.DEFAULT_EVAL_FRACTION,
+        epochs: int = 20,
+        learning_rate: float = 0.003,
+        batch_size: int = 256,
+        auc_floor: float = ev.auc_floor,
+        max_auc_regression: float = ev.max_auc_regression,
+        min_slice_examples: int = ev.min_slice_examples,
+        deploy_mode: str = "cluster",
+        namespace: str = dep.namespace,
+        canary_percent: int = dep.canary_percent,
     ):
         ingest = ingest_op(
             source=source,
@@ -33,6 +68,81 @@ def create_pipeline(name: str = PIPELINE_NAME):
             live_end=live_end,
             eval_fraction=eval_fraction,
         )
-        ingest.set_display_name("ingest")
+        settings.configure(
+            ingest, network_io=True, deterministic=True, cpu="1", memory="2Gi", display_name="ingest"
+        )
+
+        validate = validate_op(
+            data=ingest.outputs["train_data"],
+            skew_data=ingest.outputs["eval_data"],
+            environment="TRAINING",
+            skew_linf=val.skew_linf,
+            skew_jsd=val.skew_jsd,
+            block_on_skew=val.block_on_skew,
+        )
+        settings.configure(
+            validate, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="validate"
+        )
+
+        train = train_op(
+            train_data=ingest.outputs["train_data"],
+            eval_data=ingest.outputs["eval_data"],
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+        ).after(validate)
+        settings.configure(
+            train, network_io=False, deterministic=True, cpu="2", memory="8Gi", display_name="train"
+        )
+        settings.configure_gpu(train)
+
+        champion = champion_op(store_uri=store_uri, model_name=model_name)
+        settings.configure(
+            champion,
+            network_io=True,
+            deterministic=False,
+            cpu="250m",
+            memory="256Mi",
+            display_name="current champion",
+        )
+
+        evaluate = evaluate_op(
+            eval_data=ingest.outputs["eval_data"],
+            model=train.outputs["model"],
+            champion_uri=champion.outputs["model_uri"],
+            auc_floor=auc_floor,
+            max_auc_regression=max_auc_regression,
+            min_slice_examples=min_slice_examples,
+        )
+        settings.configure(
+            evaluate, network_io=True, deterministic=False, cpu="2", memory="4Gi", display_name="evaluate"
+        )
+
+        push = push_op(
+            model=train.outputs["model"],
+            blessing=evaluate.outputs["blessing"],
+            store_uri=store_uri,
+            model_name=model_name,
+            data_window_start=window_start,
+            data_window_end=cutoff,
+            schema_hash=schema_hash,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            code_version=kfloop.__version__,
+        )
+        settings.configure(
+            push, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="push"
+        )
+
+        deploy = deploy_op(
+            pushed=push.outputs["pushed"],
+            store_uri=store_uri,
+            model_name=model_name,
+            mode=deploy_mode,
+            namespace=namespace,
+            canary_percent=canary_percent,
+        )
+        settings.configure(
+            deploy, network_io=True, deterministic=False, cpu="250m", memory="256Mi", display_name="deploy"
+        )
 
     return training_pipeline
