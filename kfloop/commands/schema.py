@@ -1,0 +1,79 @@
+"""``kfloop schema infer``: bootstrap or refresh the TFDV schema from data, showing a diff first."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schema", help="the TFDV schema (reviewed code in kfloop/schema/)")
+    ssub = p.add_subparsers(dest="schema_cmd", required=True, metavar="{infer}")
+    i = ssub.add_parser(
+        "infer",
+        help="infer a schema from a CSV and print its diff against the committed one",
+        description="Infers a TFDV schema from a Dataset CSV (or a raw taxi CSV: the label is derived as "
+        "ingest does), applies kfloop's adjustments (kfloop/schema/__init__.py) and prints a unified diff "
+        "against the schema file. Nothing is written unless --write is given.",
+    )
+    i.add_argument("--data", required=True, help="Dataset CSV or raw taxi CSV (local path or gs://)")
+    i.add_argument("--schema", help="schema file to compare with / write (default: the committed one)")
+    i.add_argument("--write", action="store_true", help="write the inferred schema to the schema file")
+    i.set_defaults(func=_infer)
+
+
+def infer_text(data: str) -> str:
+    """The adjusted, inferred schema of ``data`` as committed text.
+
+    Raises:
+        SystemExit: unreadable data (one line naming the problem).
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
+    from components.ingest.ingest import IngestError, clean
+    from components.validate import tfdv_ops
+    from kfloop import features as F
+    from kfloop import schema as kschema
+
+    try:
+        frame = tfdv_ops.read_frame(data)
+        if F.LABEL.name not in frame.columns and F.TIPS in frame.columns:
+            frame = clean(frame.fillna(""))
+        unknown = [c for c in frame.columns if c not in F.DATASET_COLUMNS]
+        if unknown:
+            raise tfdv_ops.ValidationError(
+                f"{data!r} has column(s) that are not taxi features: {', '.join(unknown)}"
+            )
+        stats = tfdv_ops.compute_statistics(frame)
+    except (tfdv_ops.ValidationError, tfdv_ops.StatisticsCountError, IngestError) as e:
+        raise SystemExit(f"kfloop schema infer: {e}") from None
+    return kschema.to_text(tfdv_ops.infer_schema(stats))
+
+
+def _infer(args: argparse.Namespace) -> int:
+    import difflib
+
+    from kfloop import fs
+    from kfloop import schema as kschema
+
+    path = kschema.schema_path(args.schema)
+    new = infer_text(args.data)
+    old = path.read_text() if path.is_file() else ""
+    if old == new:
+        print(f"schema unchanged: {path} matches the schema inferred from {args.data}")
+        return 0
+    diff = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"{path} (committed)" if old else f"{path} (missing)",
+        tofile=f"inferred from {args.data}",
+    )
+    print("".join(diff), end="")
+    if args.write:
+        fs.write_text(str(path), new)
+        print(f"wrote {path}; review the diff above and commit it")
+    else:
+        print(f"\n{path} NOT changed; re-run with --write to update it, then review and commit")
+    return 0
