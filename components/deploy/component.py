@@ -25,6 +25,8 @@ def deploy_op(
         mode: ``local`` or ``cluster``.
         namespace: Kubernetes namespace ("" = default).
         canary_percent: Canary traffic share (-1 = default, 0 = full rollout).
+
+    Returns:
         report: What was done.
     """
     from components.deploy.deploy import deploy_pushed

@@ -31,12 +31,6 @@ def evaluate_op(
     Args:
         eval_data: Evaluation split (CSV) with the label ``big_tipper``.
         model: The challenger SavedModel directory.
-        blessing: The blessing JSON (always written): ``blessed`` plus reasons naming metric, slice,
-            threshold, challenger and champion values.
-        metrics: Challenger's overall metrics, the champion's (``champion_*``), ``auc_change`` and
-            ``blessed`` (1/0).
-        classification: Challenger's overall ROC curve and confusion matrix at 0.5.
-        report: Self-contained HTML comparison, champion vs challenger per slice.
         champion_uri: The champion's SavedModel directory (e.g. the model store's ``model_uri`` of the
             ``champion`` alias); "" = no champion, only value thresholds apply.
         auc_floor: Minimum overall AUC.
@@ -46,7 +40,13 @@ def evaluate_op(
         slice_features: Comma-separated features to slice by.
 
     Returns:
-        ``blessed``: the verdict, for ``dsl.If`` in the pipeline.
+        blessing: The blessing JSON (always written): ``blessed`` plus reasons naming metric, slice,
+            threshold, challenger and champion values.
+        metrics: Challenger's overall metrics, the champion's (``champion_*``), ``auc_change`` and
+            ``blessed`` (1/0).
+        classification: Challenger's overall ROC curve and confusion matrix at 0.5.
+        report: Self-contained HTML comparison, champion vs challenger per slice.
+        blessed: The verdict as a parameter (for ``dsl.If`` on a cluster).
     """
     import dataclasses
     import json

@@ -32,6 +32,8 @@ def push_op(
         schema_hash: Hash of the data schema the model was trained against.
         run_id: Pipeline run id.
         code_version: Version of the kfloop code.
+
+    Returns:
         pushed: JSON ``{"pushed", "version", "alias", "model_uri", "reasons", "champion"}``.
         report: Human-readable summary.
     """

@@ -28,9 +28,6 @@ def train_op(
     Args:
         train_data: Training split (CSV) from ingest.
         eval_data: Evaluation split (CSV); early stopping watches its AUC.
-        model: The SavedModel directory (with ``kfloop_metadata.json``).
-        metrics: Final eval ``auc``, ``loss``, ``accuracy`` and run facts.
-        report: Self-contained HTML training curves.
         learning_rate: Adam learning rate (> 0).
         epochs: Maximum epochs (>= 1).
         batch_size: Rows per batch (>= 1).
@@ -41,6 +38,11 @@ def train_op(
         mixed_precision: mixed_float16 on GPUs (ignored on CPU).
         checkpoint_dir: BackupAndRestore directory; "" = next to the model artifact, so a retried
             (preempted) task resumes from its last finished epoch.
+
+    Returns:
+        model: The SavedModel directory (with ``kfloop_metadata.json``).
+        metrics: Final eval ``auc``, ``loss``, ``accuracy`` and run facts.
+        report: Self-contained HTML training curves.
     """
     from pathlib import Path
 

@@ -32,10 +32,6 @@ def validate_op(
 
     Args:
         data: Dataset CSV to validate (e.g. the train split).
-        statistics: Binary TFDV ``DatasetFeatureStatisticsList`` of ``data``.
-        anomalies: Folder with ``anomalies.pbtxt`` (TFDV ``Anomalies`` text proto) and ``summary.json``.
-        report: Self-contained HTML report (no network needed).
-        summary: Counts: rows, anomalies, blocking anomalies, drift / skew features above threshold.
         skew_data: Optional second Dataset (e.g. the eval split) for the train/eval skew check.
         environment: Schema environment, ``TRAINING`` (label required) or ``SERVING`` (label absent).
         schema_uri: Schema text proto; "" = the committed ``kfloop/schema/taxi_schema.pbtxt``.
@@ -49,6 +45,12 @@ def validate_op(
         skew_jsd: Jensen-Shannon skew threshold (numeric).
         block_on_drift: Whether drift above threshold blocks.
         block_on_skew: Whether skew above threshold blocks.
+
+    Returns:
+        statistics: Binary TFDV ``DatasetFeatureStatisticsList`` of ``data``.
+        anomalies: Folder with ``anomalies.pbtxt`` (TFDV ``Anomalies`` text proto) and ``summary.json``.
+        report: Self-contained HTML report (no network needed).
+        summary: Counts: rows, anomalies, blocking anomalies, drift / skew features above threshold.
     """
     import dataclasses
 
