@@ -1,0 +1,85 @@
+"""``kfloop serve``: run the KServe predictor locally (in the serving env).
+
+The CLI runs in the pipeline env, which has no kserve; this command execs the serving env's Python
+(``.venv-serving/bin/python``, or ``$KFLOOP_SERVING_PYTHON``) with ``-m serving`` and the arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from kfloop import config
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the model locally with KServe (V1 + V2) from the model store or a SavedModel dir",
+        description="Starts `python -m serving` in the serving env. Other kserve model-server options "
+        "(e.g. --enable_docs_url true) can follow after `--`.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--store-uri", help="model store root (local dir or gs://bucket/prefix)")
+    src.add_argument("--model-dir", help="serve this SavedModel directory (no store, no hot reload)")
+    p.add_argument("--model-name", default=config.MODEL_NAME, help="model name (store and URL)")
+    p.add_argument("--model-ref", default="champion", help="alias or pinned version (default champion)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--log-uri", help="prediction log root (default: the store root)")
+    p.add_argument("--batch-wait-ms", type=float, help="micro-batch wait bound")
+    p.add_argument("--max-body-bytes", type=int, help="413 above this many bytes")
+    p.add_argument("--reload-interval", type=float, help="alias poll seconds (0: no hot reload)")
+    p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="more `python -m serving` options after --")
+    p.set_defaults(func=_serve)
+
+
+def serving_python() -> str:
+    """The serving env's interpreter: ``$KFLOOP_SERVING_PYTHON`` or ``.venv-serving/bin/python``."""
+    return os.environ.get("KFLOOP_SERVING_PYTHON") or str(_ROOT / ".venv-serving" / "bin" / "python")
+
+
+def build_command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m serving ...`` argv for parsed ``kfloop serve`` arguments."""
+    cmd = [serving_python(), "-m", "serving", "--http_port", str(args.port), "--model-name", args.model_name]
+    if args.store_uri:
+        cmd += ["--store-uri", args.store_uri, "--model-ref", args.model_ref]
+    else:
+        cmd += ["--model-dir", args.model_dir]
+    for flag, value in (
+        ("--log-uri", args.log_uri),
+        ("--batch-wait-ms", args.batch_wait_ms),
+        ("--max-body-bytes", args.max_body_bytes),
+        ("--reload-interval", args.reload_interval),
+    ):
+        if value is not None:
+            cmd += [flag, str(value)]
+    extra = list(args.extra or [])
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return cmd + extra
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise SystemExit(f"kfloop serve: --port must be 1..65535, got {args.port}")
+    cmd = build_command(args)
+    python = cmd[0]
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)) and not shutil.which(python):
+        raise SystemExit(
+            f"kfloop serve: serving env python not found at {python} "
+            "(run `make env`, or set KFLOOP_SERVING_PYTHON)"
+        )
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
+    os.execve(
+        shutil.which(python) or python, cmd, env
+    )  # replaces this process: signals go straight to the server
+    return 0  # not reached

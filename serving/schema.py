@@ -1,0 +1,280 @@
+"""Request validation and decoding against :mod:`kfloop.features` (V1 and Open Inference Protocol v2).
+
+Every check names the field and the problem. A decoded request is ``{feature name: np.ndarray}`` with the
+missing-value sentinels of :mod:`kfloop.features` (NaN / -1 / ""), ready for the ``predict_raw`` signature.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kfloop import features as F
+
+_NP_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
+_FP32_MAX = float(np.finfo(np.float32).max)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class RequestError(Exception):
+    """A client mistake: becomes an HTTP 4xx JSON error ``{"error": message, "field": field}``."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+    def body(self) -> dict:
+        out = {"error": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+def _describe(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _type_name(v) -> str:
+    if v is None:
+        return "null"
+    return {
+        bool: "boolean",
+        str: "string",
+        int: "integer",
+        float: "number",
+        list: "array",
+        dict: "object",
+    }.get(type(v), type(v).__name__)
+
+
+def _element_problem(f: F.Feature, v) -> str | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        if f.nullable:
+            return None
+        return f"missing value ({_describe(v)}) not allowed: feature {f.name!r} is not nullable"
+    if f.kind == F.Kind.CATEGORICAL_STR:
+        return (
+            None if isinstance(v, str) else f"expected a string (BYTES), got {_type_name(v)} {_describe(v)}"
+        )
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return f"expected a number ({f.v2_datatype}), got {_type_name(v)} {_describe(v)}"
+    if f.kind == F.Kind.NUMERIC:
+        if math.isinf(v):
+            return f"non-finite number {_describe(v)} not allowed"
+        if abs(v) > _FP32_MAX:
+            return f"number {_describe(v)} out of FP32 range"
+        return None
+    if isinstance(v, float) and not v.is_integer():
+        return f"expected an integer (INT64), got {_describe(v)}"
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        return f"integer {_describe(v)} out of INT64 range"
+    return None
+
+
+def encode_column(f: F.Feature, values: list, where=None) -> np.ndarray:
+    """Checks and encodes one feature's values (a list of JSON scalars) as the model's input array.
+
+    Fast path: the set of element types decides (one C-speed pass), numpy converts in one call and range /
+    finiteness are checked on the array. Anything unusual goes element by element so the error names the
+    offending element.
+
+    Raises:
+        RequestError: an element has the wrong type, is missing where not allowed, or is out of range.
+    """
+    types = set(map(type, values))
+    if f.kind == F.Kind.CATEGORICAL_STR:
+        if types <= _STR:
+            return np.array(values, dtype=object)
+        if f.nullable and types <= _STR_OR_NONE:
+            return np.array(["" if v is None else v for v in values], dtype=object)
+        return _slow(f, values, where)
+    if not types <= (_NUM_OR_NONE if f.nullable else _NUM):
+        return _slow(f, values, where)
+    if f.kind == F.Kind.NUMERIC:
+        try:
+            arr = np.array(values, dtype=np.float64)  # None -> NaN
+        except (OverflowError, ValueError, TypeError):
+            return _slow(f, values, where)
+        finite = np.isfinite(arr)
+        if not finite.all() and (not f.nullable or np.isinf(arr).any()):
+            return _slow(f, values, where)
+        if finite.any() and np.abs(arr[finite]).max() > _FP32_MAX:
+            return _slow(f, values, where)
+        return arr.astype(np.float32)
+    # categorical int
+    if _NONE in types:
+        values = [-1 if v is None else v for v in values]
+    if float in types:
+        arr = np.array(values, dtype=np.float64)
+        if not np.isfinite(arr).all() or (arr != np.floor(arr)).any() or np.abs(arr).max() >= 2.0**63:
+            return _slow(f, values, where)
+        return arr.astype(np.int64)
+    try:
+        return np.array(values, dtype=np.int64)
+    except OverflowError:
+        return _slow(f, values, where)
+
+
+_NONE = type(None)
+_STR = frozenset({str})
+_STR_OR_NONE = frozenset({str, _NONE})
+_NUM = frozenset({int, float})
+_NUM_OR_NONE = frozenset({int, float, _NONE})
+
+
+def _slow(f: F.Feature, values: list, where) -> np.ndarray:
+    """Element-by-element check (names the first bad element), then conversion with sentinels."""
+    if where is None:
+
+        def where(i):
+            return f"{f.name}[{i}]"
+
+    for i, v in enumerate(values):
+        problem = _element_problem(f, v)
+        if problem:
+            raise RequestError(f"{where(i)}: {problem}", field=f.name)
+    missing = f.missing
+    clean = [missing if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+    return np.array(clean, dtype=_NP_DTYPES[f.dtype])
+
+
+def _check_rows(n: int, max_rows: int, field: str) -> None:
+    if n == 0:
+        raise RequestError(f"{field}: empty batch (no rows to predict)", field=field)
+    if n > max_rows:
+        raise RequestError(
+            f"{field}: {n} rows is more than the limit of {max_rows} rows per request", field=field
+        )
+
+
+def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
+    """Decodes a V1 body ``{"instances": [{feature: value, ...}, ...]}``.
+
+    Every instance must hold every model feature (``null`` allowed for nullable features) and nothing else.
+    """
+    if not isinstance(payload, dict):
+        raise RequestError(f"body: expected a JSON object with 'instances', got {_type_name(payload)}")
+    if "instances" not in payload:
+        raise RequestError(
+            "instances: missing (V1 body is {'instances': [{feature: value, ...}, ...]})", field="instances"
+        )
+    extra = set(payload) - {"instances", "parameters"}
+    if extra:
+        raise RequestError(
+            f"body: unknown key(s) {sorted(extra)}; expected 'instances'", field=sorted(extra)[0]
+        )
+    rows = payload["instances"]
+    if not isinstance(rows, list):
+        raise RequestError(
+            f"instances: expected an array of objects, got {_type_name(rows)}", field="instances"
+        )
+    _check_rows(len(rows), max_rows, "instances")
+    names = _FEATURE_NAMES
+    for i, row in enumerate(rows):
+        if type(row) is not dict:
+            raise RequestError(
+                f"instances[{i}]: expected an object of features, got {_type_name(row)}", field="instances"
+            )
+        if len(row) != len(names) or not names.issuperset(row):
+            unknown = sorted(set(row) - names)
+            if unknown:
+                raise RequestError(f"instances[{i}].{unknown[0]}: unknown feature", field=unknown[0])
+            absent = [f.name for f in F.MODEL_FEATURES if f.name not in row]
+            raise RequestError(f"instances[{i}].{absent[0]}: missing feature", field=absent[0])
+    out = {}
+    for f in F.MODEL_FEATURES:
+        name = f.name
+        out[name] = encode_column(f, [r[name] for r in rows], lambda i, name=name: f"instances[{i}].{name}")
+    return out
+
+
+def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None, dict[str, list]]:
+    """Decodes an Open Inference Protocol v2 body: one named input per feature.
+
+    Each input: ``{"name", "datatype": FP32|INT64|BYTES, "shape": [n] or [n, 1], "data": [...]}``; all inputs
+    must have the same number of rows. ``null`` in ``data`` marks a missing value of a nullable feature.
+
+    Returns:
+        ``(columns, request id from the body or None, raw values per feature (flat lists, for the log))``.
+    """
+    if not isinstance(payload, dict):
+        raise RequestError(f"body: expected a JSON object with 'inputs', got {_type_name(payload)}")
+    inputs = payload.get("inputs")
+    if inputs is None:
+        raise RequestError(
+            "inputs: missing (V2 body is {'inputs': [{name, datatype, shape, data}, ...]})", field="inputs"
+        )
+    if not isinstance(inputs, list):
+        raise RequestError(f"inputs: expected an array, got {_type_name(inputs)}", field="inputs")
+    req_id = payload.get("id")
+    if req_id is not None and not isinstance(req_id, str):
+        raise RequestError(f"id: expected a string, got {_type_name(req_id)}", field="id")
+    if not inputs:
+        raise RequestError("inputs: empty (one input per model feature expected)", field="inputs")
+    seen: dict[str, dict] = {}
+    for i, inp in enumerate(inputs):
+        if not isinstance(inp, dict):
+            raise RequestError(f"inputs[{i}]: expected an object, got {_type_name(inp)}", field="inputs")
+        name = inp.get("name")
+        if not isinstance(name, str):
+            raise RequestError(f"inputs[{i}].name: missing or not a string", field="inputs")
+        if name not in _FEATURE_NAMES:
+            raise RequestError(f"{name}: unknown input (not a model feature)", field=name)
+        if name in seen:
+            raise RequestError(f"{name}: input given twice", field=name)
+        seen[name] = inp
+    absent = [f.name for f in F.MODEL_FEATURES if f.name not in seen]
+    if absent:
+        raise RequestError(f"{absent[0]}: missing input ({len(absent)} feature(s) missing)", field=absent[0])
+    n_rows = None
+    out = {}
+    raw = {}
+    for f in F.MODEL_FEATURES:
+        inp = seen[f.name]
+        dt = inp.get("datatype")
+        if dt != f.v2_datatype:
+            raise RequestError(
+                f"{f.name}: datatype {_describe(dt)} does not match the model's {f.v2_datatype}", field=f.name
+            )
+        shape = inp.get("shape")
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= 2
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or (len(shape) == 2 and shape[1] != 1)
+        ):
+            raise RequestError(f"{f.name}: shape {_describe(shape)} is not [rows] or [rows, 1]", field=f.name)
+        rows = shape[0]
+        if n_rows is None:
+            n_rows = rows
+            _check_rows(rows, max_rows, f.name)
+        elif rows != n_rows:
+            raise RequestError(
+                f"{f.name}: shape {shape} has {rows} rows, other inputs have {n_rows}", field=f.name
+            )
+        data = inp.get("data")
+        if not isinstance(data, list):
+            raise RequestError(f"{f.name}: data must be an array, got {_type_name(data)}", field=f.name)
+        if data and type(data[0]) is list:  # nested [[v], [v], ...]
+            if not all(type(d) is list and len(d) == 1 for d in data):
+                raise RequestError(f"{f.name}: nested data does not match shape {shape}", field=f.name)
+            data = [d[0] for d in data]
+        if len(data) != rows:
+            raise RequestError(
+                f"{f.name}: shape {shape} says {rows} values, data has {len(data)}", field=f.name
+            )
+        out[f.name] = encode_column(f, data, lambda i, name=f.name: f"{name}.data[{i}]")
+        raw[f.name] = data
+    return out, req_id, raw
+
+
+_FEATURE_NAMES = frozenset(f.name for f in F.MODEL_FEATURES)
+
+
+def model_inputs_metadata() -> list[dict]:
+    """V2 metadata of the inputs: name, datatype, shape [-1]."""
+    return [{"name": f.name, "datatype": f.v2_datatype, "shape": [-1]} for f in F.MODEL_FEATURES]

@@ -1,0 +1,188 @@
+"""In-process parts of the predictor: request decoding, the prediction log writer, the image, and GCS."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfloop import features as F
+from serving import schema
+from tests.serving.conftest import MODEL, ROOT, make_store
+
+pytestmark = pytest.mark.serving
+
+
+def _row(**over):
+    row = {}
+    for f in F.MODEL_FEATURES:
+        row[f.name] = {F.Kind.NUMERIC: 1.25, F.Kind.CATEGORICAL_INT: 3, F.Kind.CATEGORICAL_STR: "Cash"}[
+            f.kind
+        ]
+    row.update(over)
+    return row
+
+
+def test_v1_nulls_become_the_sentinels_of_kfloop_features():
+    nullable = {f.name: None for f in F.MODEL_FEATURES if f.nullable}
+    cols = schema.decode_v1({"instances": [_row(), _row(**nullable)]}, 10)
+    for f in F.MODEL_FEATURES:
+        col = cols[f.name]
+        assert col.dtype == (object if f.dtype == "string" else np.dtype(f.dtype)), f.name
+        if f.nullable:
+            second = col[1]
+            assert math.isnan(second) if f.kind == F.Kind.NUMERIC else second == f.missing, f.name
+    # integral floats are fine for INT64 features; NaN literals count as missing where nullable
+    cols = schema.decode_v1({"instances": [_row(trip_start_hour=4.0, trip_seconds=math.nan)]}, 10)
+    assert cols["trip_start_hour"].tolist() == [4] and math.isnan(cols["trip_seconds"][0])
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "needle"),
+    [
+        ({"fare": math.nan}, "fare", "not nullable"),
+        ({"trip_seconds": math.inf}, "trip_seconds", "non-finite"),
+        ({"pickup_census_tract": 2**64}, "pickup_census_tract", "INT64 range"),
+        ({"company": ["a"]}, "company", "string"),
+        ({"trip_start_day": "3"}, "trip_start_day", "number"),
+        ({"trip_start_day": False}, "trip_start_day", "boolean"),
+    ],
+)
+def test_v1_errors_name_field_and_row(over, field, needle):
+    with pytest.raises(schema.RequestError) as e:
+        schema.decode_v1({"instances": [_row(), _row(**over)]}, 10)
+    assert e.value.field == field and e.value.status == 400
+    assert f"instances[1].{field}" in e.value.message and needle in e.value.message
+
+
+def test_v2_accepts_nested_shape_and_returns_body_id():
+    inputs = [
+        {"name": f.name, "datatype": f.v2_datatype, "shape": [2, 1], "data": [[v], [v]]}
+        for f, v in ((f, _row()[f.name]) for f in F.MODEL_FEATURES)
+    ]
+    cols, rid, raw = schema.decode_v2({"id": "abc", "inputs": inputs}, 10)
+    assert rid == "abc" and all(len(c) == 2 for c in cols.values()) and raw["fare"] == [1.25, 1.25]
+
+
+def test_prediction_log_bounded_queue_counts_drops_and_flushes_on_close(tmp_path):
+    from serving.predlog import PredictionLog
+
+    plog = PredictionLog(
+        str(tmp_path), MODEL, queue_size=5, flush_rows=10**6, flush_seconds=3600, server_id="t"
+    )
+    probs = np.array([0.25, 0.5, 0.75], dtype=np.float32)
+    rows = [_row(), _row(company=None), _row()]
+    assert plog.submit("a", time.time(), "v0007", rows, probs)
+    assert not plog.submit("b", time.time(), "v0007", rows, probs)  # 3 + 3 > 5: dropped, counted
+    assert plog.dropped == 3
+    plog.close()
+    (path,) = (tmp_path / "predictions" / MODEL).rglob("*.jsonl")
+    assert re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", path.parent.name)
+    assert re.fullmatch(r"t-\d{13}-\d{6}\.jsonl", path.name)
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(r["request_id"], r["row"], r["probability"]) for r in recs] == [
+        ("a", 0, 0.25),
+        ("a", 1, 0.5),
+        ("a", 2, 0.75),
+    ]
+    assert recs[1]["features"]["company"] is None and recs[0]["model_version"] == "v0007"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", recs[0]["timestamp"])
+    assert not plog.submit("c", time.time(), "v0007", rows[:1], probs[:1])  # closed: dropped, never raises
+
+
+def test_dockerfile_is_slim_locked_nonroot_and_readonly_friendly():
+    text = (ROOT / "serving" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert "requirements/serving.lock" in text and "--no-deps" in text
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and not user[-1].startswith(("root", "0"))
+    assert re.search(r"HOME=/tmp", text) and re.search(r"TMPDIR=/tmp", text)
+    assert 'ENTRYPOINT ["python", "-m", "serving"]' in text
+
+
+def test_serve_command_builds_the_serving_env_command(monkeypatch):
+    import argparse
+
+    from kfloop.commands import serve
+
+    monkeypatch.setenv("KFLOOP_SERVING_PYTHON", "/opt/py/bin/python")
+    p = argparse.ArgumentParser()
+    serve.register(p.add_subparsers())
+    args = p.parse_args(
+        ["serve", "--store-uri", "gs://b/k", "--model-ref", "v0003", "--port", "9000", "--", "--x", "1"]
+    )
+    cmd = serve.build_command(args)
+    assert cmd[:3] == ["/opt/py/bin/python", "-m", "serving"]
+    assert cmd[cmd.index("--store-uri") + 1] == "gs://b/k" and cmd[cmd.index("--model-ref") + 1] == "v0003"
+    assert cmd[cmd.index("--http_port") + 1] == "9000" and cmd[-2:] == ["--x", "1"]
+    monkeypatch.setenv("KFLOOP_SERVING_PYTHON", "/nonexistent/python")
+    with pytest.raises(SystemExit, match="kfloop serve: serving env python not found"):
+        args.func(args)
+
+
+def test_serves_from_gcs_store_and_logs_to_gcs(gcs_bucket, demo_model_dirs, start_server, tmp_path):
+    """Store and prediction log on a real fake-gcs-server (gs://)."""
+    import httpx
+
+    from kfloop import fs
+
+    root = make_store(f"gs://{gcs_bucket}/kfloop", demo_model_dirs)
+    server = start_server("--store-uri", root, "--reload-interval", "0", "--workdir", str(tmp_path / "work"))
+    body = {"instances": [_row(), _row(company=None)]}
+    r = httpx.post(
+        f"{server.url}/v1/models/{MODEL}:predict", json=body, headers={"x-request-id": "gcs-1"}, timeout=30
+    )
+    assert r.status_code == 200 and r.json()["model_version"] == "v0001"
+    assert server.stop() == 0
+    files = fs.list_files(f"{root}/predictions/{MODEL}")
+    assert len(files) == 1 and files[0].startswith(f"gs://{gcs_bucket}/kfloop/predictions/{MODEL}/date=")
+    recs = [json.loads(x) for x in fs.read_text(files[0]).splitlines()]
+    assert [(x["request_id"], x["row"]) for x in recs] == [("gcs-1", 0), ("gcs-1", 1)]
+    assert [x["probability"] for x in recs] == r.json()["predictions"]
+    assert Path(tmp_path / "work" / "v0001" / "saved_model.pb").is_file()
+
+
+def test_kserve_predict_path_v1_and_v2_and_invalid_input(demo_model_dirs, in_process, tmp_path):
+    """The ``kserve.Model.predict`` path (gRPC / kserve dataplane) gives the fast path's numbers and 400s."""
+    import asyncio
+
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferInput, InferRequest
+
+    from kfloop import config
+    from serving.model import ModelSource, TaxiModel
+
+    model = TaxiModel(
+        MODEL, ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)), config.ServingConfig()
+    )
+    assert model.load() and model.current.version == "seed0"
+    rows = [_row(), _row(company=None, trip_seconds=None)]
+    want = in_process[0](schema.decode_v1({"instances": rows}, 10))
+
+    async def go():
+        v1 = await model.predict({"instances": rows})
+        inputs = []
+        for f in F.MODEL_FEATURES:
+            data = [r[f.name] for r in rows]
+            i = InferInput(f.name, [2], f.v2_datatype)
+            i.set_data_from_numpy(
+                np.array(["" if v is None else v for v in data], dtype=object)
+                if f.dtype == "string"
+                else np.array([np.nan if v is None else v for v in data], dtype=f.dtype)
+            )
+            inputs.append(i)
+        v2 = await model.predict(InferRequest(model_name=MODEL, infer_inputs=inputs, request_id="r1"))
+        with pytest.raises(InvalidInput, match="fare"):
+            await model.predict({"instances": [_row(fare="x")]})
+        return v1, v2
+
+    v1, v2 = asyncio.run(go())
+    np.testing.assert_allclose(np.float32(v1["predictions"]), want, rtol=1e-6)
+    np.testing.assert_allclose(v2.outputs[0].as_numpy(), want, rtol=1e-6)
+    assert v1["model_version"] == "seed0" and v2.model_version == "seed0"
+    model.close()
