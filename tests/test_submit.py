@@ -149,6 +149,8 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
             "--param",
             "source=gs://bucket/taxi.csv",
             "--param",
+            "store_uri=gs://bucket/store",
+            "--param",
             "eval_fraction=0.25",
             "--run-name",
             "ci-123",
@@ -171,7 +173,11 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
     body = run["body"]
     assert body["display_name"] == "ci-123"
     assert body["experiment_id"] == "exp-1"
-    assert body["runtime_config"]["parameters"] == {"source": "gs://bucket/taxi.csv", "eval_fraction": 0.25}
+    assert body["runtime_config"]["parameters"] == {
+        "source": "gs://bucket/taxi.csv",
+        "store_uri": "gs://bucket/store",
+        "eval_fraction": 0.25,
+    }
     assert body["runtime_config"]["pipeline_root"] == "gs://other/root"
     # the whole compiled spec travels inline, unchanged (per-task caching choices included)
     spec, platform = kc.load_ir(training_yaml)
@@ -186,12 +192,14 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
 
 
 def test_default_namespace_and_defaults_are_not_sent(kfp_api, training_yaml):
-    made = ks.submit(training_yaml, host=kfp_api.url + "/", arguments={"source": "/data/taxi.csv"})
+    made = ks.submit(
+        training_yaml, host=kfp_api.url + "/", arguments={"source": "/data/taxi.csv", "store_uri": "/s"}
+    )
     assert made.run_id == "run-1"
     assert made.url == f"{kfp_api.url}/#/runs/details/run-1"
     (run,) = kfp_api.find("POST", f"{API}/runs")
     # optional parameters not given are left to the compiled defaults
-    assert run["body"]["runtime_config"]["parameters"] == {"source": "/data/taxi.csv"}
+    assert run["body"]["runtime_config"]["parameters"] == {"source": "/data/taxi.csv", "store_uri": "/s"}
     assert "pipeline_root" not in run["body"]["runtime_config"]
     assert run["body"]["display_name"].startswith("training-")
     (created,) = kfp_api.find("POST", f"{API}/experiments")
@@ -200,7 +208,7 @@ def test_default_namespace_and_defaults_are_not_sent(kfp_api, training_yaml):
 
 def test_token_is_sent_as_bearer(kfp_api, training_yaml, monkeypatch):
     monkeypatch.setenv(ks.TOKEN_ENV, "s3cret")
-    ks.submit(training_yaml, host=kfp_api.url, arguments={"source": "x"})
+    ks.submit(training_yaml, host=kfp_api.url, arguments={"source": "x", "store_uri": "/s"})
     assert all(r["headers"].get("authorization") == "Bearer s3cret" for r in kfp_api.requests)
     assert kfp_api.find("POST", f"{API}/runs")
 
@@ -211,14 +219,14 @@ def test_schedule_recreates_recurring_run(kfp_api, training_yaml):
         host=kfp_api.url,
         cron="0 0 * * * *",
         name="kfloop-monitoring",
-        arguments={"source": "x"},
+        arguments={"source": "x", "store_uri": "/s"},
     )
     second = ks.schedule(
         training_yaml,
         host=kfp_api.url,
         cron="0 30 * * * *",
         name="kfloop-monitoring",
-        arguments={"source": "x"},
+        arguments={"source": "x", "store_uri": "/s"},
     )
     assert first.run_id != second.run_id
     # the second call deleted the first one and left exactly one schedule with that name
@@ -230,7 +238,7 @@ def test_schedule_recreates_recurring_run(kfp_api, training_yaml):
     assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
     assert body["no_catchup"] is True
     assert body["mode"] == "ENABLE"
-    assert body["runtime_config"]["parameters"] == {"source": "x"}
+    assert body["runtime_config"]["parameters"] == {"source": "x", "store_uri": "/s"}
 
 
 def test_wait_reports_final_state(kfp_api, training_yaml):
@@ -256,7 +264,16 @@ def _one_clean_line(proc: subprocess.CompletedProcess) -> str:
 def test_bad_host_is_one_clean_line(training_yaml):
     port = _free_port()
     line = _one_clean_line(
-        _cli("--host", f"http://127.0.0.1:{port}", "--package", str(training_yaml), "--param", "source=x")
+        _cli(
+            "--host",
+            f"http://127.0.0.1:{port}",
+            "--package",
+            str(training_yaml),
+            "--param",
+            "source=x",
+            "--param",
+            "store_uri=/s",
+        )
     )
     assert f"127.0.0.1:{port}" in line and "cannot reach" in line
 
@@ -264,7 +281,16 @@ def test_bad_host_is_one_clean_line(training_yaml):
 def test_host_that_is_not_kfp_is_one_clean_line(kfp_api, training_yaml):
     kfp_api.healthz_status = 404
     line = _one_clean_line(
-        _cli("--host", kfp_api.url, "--package", str(training_yaml), "--param", "source=x")
+        _cli(
+            "--host",
+            kfp_api.url,
+            "--package",
+            str(training_yaml),
+            "--param",
+            "source=x",
+            "--param",
+            "store_uri=/s",
+        )
     )
     assert "HTTP 404" in line
     assert not kfp_api.find("POST", f"{API}/runs")
@@ -279,8 +305,8 @@ def test_missing_parameter_sends_nothing(kfp_api, training_yaml):
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        (["source=x", "eval_fraction=lots"], "eval_fraction"),
-        (["source=x", "bogus=1"], "unknown parameter bogus"),
+        (["source=x", "store_uri=/s", "eval_fraction=lots"], "eval_fraction"),
+        (["source=x", "store_uri=/s", "bogus=1"], "unknown parameter bogus"),
         (["source"], "expected NAME=VALUE"),
         (["source=x", "source=y"], "given twice"),
     ],
