@@ -48,7 +48,7 @@ test-pipeline: $(VENV)/.stamp data
 	$(VENV)/bin/python -m pytest -m "not serving" tests
 
 test-serving: $(SVENV)/.stamp
-	$(SVENV)/bin/python -m pytest -m serving tests
+	$(SVENV)/bin/python -m pytest -m serving tests/serving
 
 compile: $(VENV)/.stamp
 	$(VENV)/bin/kfloop compile --output-dir build/pipelines
