@@ -1,0 +1,53 @@
+"""KFP wrapper of :func:`components.decide.decide.decide`."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Markdown, Output
+
+from kfloop.config import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def decide_op(
+    summary: Input[Artifact],
+    store_uri: str,
+    model_name: str,
+    min_live_auc: float,
+    cooldown_hours: float,
+    decision: Output[Artifact],
+    report: Output[Markdown],
+    page: Output[HTML],
+):
+    """Decides whether the window's findings start a retraining (with reasons and a cooldown).
+
+    Args:
+        summary: The monitoring summary (JSON) of ``monitor_op``.
+        store_uri: Model store root (decisions are recorded under ``monitoring/<model>/decisions/``).
+        model_name: Model name.
+        min_live_auc: Live AUC below this triggers.
+        cooldown_hours: No second retraining within this many hours of the last one.
+        decision: The decision JSON (``decision``, ``retrain``, ``reasons``...).
+        report: The decision and its reasons as Markdown (KFP dashboard).
+        page: The same as HTML.
+    """
+    import dataclasses
+    import json
+
+    from components.decide import decide as D
+    from kfloop import config
+
+    with open(summary.path) as f:
+        found = json.load(f)
+    cfg = dataclasses.replace(
+        config.MonitoringConfig(), min_live_auc=min_live_auc, cooldown_hours=cooldown_hours
+    )
+    result = D.decide(found, cfg, history=D.read_decisions(store_uri, model_name))
+    D.record_decision(store_uri, model_name, result)
+    with open(decision.path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    decision.metadata.update(
+        {"decision": result["decision"], "retrain": result["retrain"], "summary": result["summary"]}
+    )
+    with open(report.path, "w") as f:
+        f.write(D.to_markdown(result, found))
+    with open(page.path, "w") as f:
+        f.write(D.to_html(result, found))

@@ -1,0 +1,109 @@
+"""KFP wrapper of :func:`components.monitor.monitor.monitor`."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Output
+
+from kfloop.config import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def monitor_op(
+    store_uri: str,
+    model_name: str,
+    source: str,
+    window_start: str,
+    window_end: str,
+    reference_train: str,
+    reference_eval: str,
+    drift_linf: float,
+    drift_jsd: float,
+    min_examples: int,
+    summary: Output[Artifact],
+    live_data: Output[Dataset],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+):
+    """Reads the prediction log of a window (+ arrived labels) and scores drift, skew, anomalies, live AUC.
+
+    Args:
+        store_uri: Model store root holding ``predictions/`` and ``feedback/``.
+        model_name: Model name.
+        source: Raw taxi CSV (to rebuild the champion's train / eval splits when no reference is given).
+        window_start: Window start, ISO UTC ("" = the end of the previous monitoring run, else 24 h back).
+        window_end: Window end, exclusive ("" = now).
+        reference_train: Dataset CSV of the champion's training data ("" = rebuild from the store).
+        reference_eval: Dataset CSV of the champion's eval data ("" = rebuild from the store).
+        drift_linf: Categorical drift threshold.
+        drift_jsd: Numeric drift threshold.
+        min_examples: Fewer predictions → reported, not acted upon.
+        summary: The monitoring summary (JSON).
+        live_data: The live dataset (CSV; labels where arrived).
+        metrics: Rows, labelled rows, live AUC, every feature's drift score.
+        report: Markdown table of the scores.
+    """
+    import dataclasses
+    import json
+    import os
+    import tempfile
+
+    from components.monitor import monitor as M
+    from components.monitor.reference import champion_reference
+    from kfloop import config
+
+    cfg = dataclasses.replace(
+        config.MonitoringConfig(), drift_linf=drift_linf, drift_jsd=drift_jsd, min_examples=min_examples
+    )
+    if not window_start:
+        window = M.next_window(store_uri, model_name, window_end or None)
+        window_start, window_end = window.start.isoformat(), window.end.isoformat()
+    elif not window_end:
+        window_end = M.utc_now().isoformat()
+    champion = None
+    if not reference_train:
+        ref = champion_reference(store_uri, model_name, source, tempfile.mkdtemp(prefix="kfloop-ref-"))
+        reference_train, reference_eval, champion = ref["train"], ref["eval"], ref["version"]
+    os.makedirs(os.path.dirname(live_data.path), exist_ok=True)
+    result = M.monitor(
+        store_uri,
+        model_name,
+        window_start,
+        window_end,
+        reference_train,
+        reference_eval,
+        cfg=cfg,
+        live_uri=live_data.path,
+        champion_version=champion,
+    )
+    with open(summary.path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    summary.metadata.update(
+        {k: result[k] for k in ("status", "rows", "labelled_rows", "window_start", "window_end")}
+    )
+    metrics.log_metric("rows", result["rows"])
+    metrics.log_metric("labelled_rows", result["labelled_rows"])
+    if result["live_auc"] is not None:
+        metrics.log_metric("live_auc", round(result["live_auc"], 6))
+    for s in result["drift"]:
+        if s["value"] is not None:
+            metrics.log_metric(f"drift_{s['feature']}", s["value"])
+    lines = [
+        f"# Monitoring {model_name}: {result['status']}",
+        "",
+        f"Window {result['window_start']} .. {result['window_end']}: {result['rows']} predictions, "
+        f"{result['labelled_rows']} labels arrived, live AUC {result['live_auc']}.",
+        "",
+        "| feature | measure | drift | skew | threshold | crossed |",
+        "|---|---|---|---|---|---|",
+    ]
+    skew = {s["feature"]: s["value"] for s in result["skew"]}
+    for s in result["drift"]:
+        flag = "ignored" if s["ignored"] else ("**yes**" if s["exceeded"] else "no")
+        lines.append(
+            f"| {s['feature']} | {s['measure']} | {s['value']} | {skew.get(s['feature'])} | {s['threshold']} | {flag} |"
+        )
+    for a in result["anomalies"]:
+        lines.append(
+            f"\nAnomaly: {a['feature']}: {a['type']}: {a['description']} (blocking: {a['blocking']})"
+        )
+    with open(report.path, "w") as f:
+        f.write("\n".join(lines) + "\n")

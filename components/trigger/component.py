@@ -1,0 +1,61 @@
+"""KFP wrapper of :func:`components.trigger.trigger.trigger`."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Output
+
+from kfloop.config import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE)
+def trigger_op(
+    decision: Input[Artifact],
+    mode: str,
+    source: str,
+    store_uri: str,
+    model_name: str,
+    cutoff: str,
+    training_window_days: int,
+    pipeline_root: str,
+    kfp_host: str,
+    namespace: str,
+    extra_arguments: dict,
+    triggered: Output[Artifact],
+):
+    """Starts the training pipeline on a fresh window when the decision is ``retrain`` (else nothing).
+
+    Args:
+        decision: The decision JSON of ``decide_op``.
+        mode: ``local`` (kfp.local in this task), ``cluster`` (KFP API) or ``off`` (record only).
+        source: Raw taxi CSV the training pipeline ingests.
+        store_uri: Model store root.
+        model_name: Model name.
+        cutoff: End of the fresh training window ("" = today, UTC).
+        training_window_days: Days of data before ``cutoff`` to train on.
+        pipeline_root: kfp.local root (local) or pipeline-root override (cluster, "" = compiled default).
+        kfp_host: KFP API URL ("" = in-cluster credentials).
+        namespace: Kubernetes namespace for the run ("" = kubeflow).
+        extra_arguments: More training-pipeline arguments (e.g. ``{"epochs": 8}``).
+        triggered: JSON record of what was started (run id / directory, arguments).
+    """
+    import json
+
+    from components.trigger.trigger import trigger
+
+    with open(decision.path) as f:
+        found = json.load(f)
+    record = trigger(
+        found,
+        mode=mode,
+        source=source,
+        store_uri=store_uri,
+        model_name=model_name,
+        cutoff=cutoff,
+        training_window_days=training_window_days,
+        pipeline_root=pipeline_root,
+        host=kfp_host,
+        namespace=namespace,
+        extra_arguments=extra_arguments,
+    )
+    with open(triggered.path, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+    triggered.metadata.update({"started": record["started"], "mode": mode, "decision": record["decision"]})

@@ -1,0 +1,327 @@
+"""Replaying taxi trips as live traffic, and the two log formats the loop keeps (contract 4).
+
+* :func:`replay` sends rows to a running KServe server over HTTP (V1 ``:predict``, one ``X-Request-Id``
+  per request); the server scores them and writes the prediction log itself.
+* :func:`write_feedback` writes the ground truth that "arrives later" (for taxis: the tip is known once
+  the trip ends) as ``feedback/<model>/date=YYYY-MM-DD/*.jsonl``.
+* :func:`write_prediction_log` writes contract-4 prediction records directly. The monitor tests use it to
+  build logs without a server; the format is the contract the server's own tests check.
+
+Only the standard library is imported at module level (this module is also used from the serving env).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.client
+import json
+import math
+import time
+import urllib.parse
+import uuid
+
+from kfloop import features as F
+from kfloop import fs
+
+
+class ReplayError(RuntimeError):
+    """The server refused or failed a replayed request; the message names the request and the status."""
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def iso_ms(when: dt.datetime) -> str:
+    """``2026-11-23T12:00:00.123Z``: the timestamp format of both logs (UTC, milliseconds)."""
+    when = when.astimezone(dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_iso(value: str) -> dt.datetime:
+    """Parses an ISO timestamp (``Z`` or an offset; naive = UTC) into an aware UTC datetime."""
+    text = str(value).strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _json_value(feature: F.Feature, value):
+    """A feature value as JSON: float / int / str, or ``None`` when missing."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    except TypeError:
+        pass
+    if getattr(value, "__class__", None).__name__ in ("NAType", "NaTType"):
+        return None
+    if feature.kind == F.Kind.NUMERIC:
+        return float(value)
+    if feature.kind == F.Kind.CATEGORICAL_STR:
+        return str(value)
+    return int(value)
+
+
+def instances(frame) -> list[dict]:
+    """Rows of a Dataset frame as JSON-ready ``{feature: value or None}`` dicts (model features only)."""
+    cols = {f.name: frame[f.name].tolist() for f in F.MODEL_FEATURES}
+    return [{f.name: _json_value(f, cols[f.name][i]) for f in F.MODEL_FEATURES} for i in range(len(frame))]
+
+
+def _partition(store_uri: str, kind: str, model_name: str, when: dt.datetime) -> str:
+    return fs.join(store_uri, kind, model_name, f"date={when:%Y-%m-%d}")
+
+
+def write_prediction_log(
+    store_uri: str,
+    model_name: str,
+    records: list[dict],
+    *,
+    server_id: str = "replay",
+) -> list[str]:
+    """Writes contract-4 prediction records, one JSONL file per UTC date of their timestamps.
+
+    Args:
+        store_uri: Root of the model store (local dir or ``gs://``).
+        model_name: Model name (the log's directory).
+        records: Dicts with ``request_id``, ``row``, ``timestamp`` (ISO), ``model_name``, ``model_version``,
+            ``features`` and ``probability`` (see :func:`prediction_records`).
+        server_id: The writer's id (first part of the file name).
+
+    Returns:
+        The URIs written.
+    """
+    by_date: dict[str, list[dict]] = {}
+    for rec in records:
+        by_date.setdefault(parse_iso(rec["timestamp"]).strftime("%Y-%m-%d"), []).append(rec)
+    written = []
+    for seq, (_, recs) in enumerate(sorted(by_date.items())):
+        first = parse_iso(recs[0]["timestamp"])
+        name = f"{server_id}-{int(first.timestamp() * 1000)}-{seq}.jsonl"
+        uri = fs.join(_partition(store_uri, "predictions", model_name, first), name)
+        fs.write_text(uri, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
+        written.append(uri)
+    return written
+
+
+def prediction_records(
+    frame,
+    probabilities,
+    *,
+    model_name: str,
+    model_version: str,
+    start: dt.datetime | None = None,
+    step_ms: int = 1,
+    request_id: str | None = None,
+) -> list[dict]:
+    """Contract-4 records for the rows of ``frame`` (one request; timestamps ``start + i*step_ms``)."""
+    start = start or utc_now()
+    rid = request_id or str(uuid.uuid4())
+    return [
+        {
+            "request_id": rid,
+            "row": i,
+            "timestamp": iso_ms(start + dt.timedelta(milliseconds=i * step_ms)),
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "features": inst,
+            "probability": float(p),
+        }
+        for i, (inst, p) in enumerate(zip(instances(frame), probabilities, strict=True))
+    ]
+
+
+def write_feedback(
+    store_uri: str,
+    model_name: str,
+    labels: list[tuple[str, int, int]],
+    *,
+    when: dt.datetime | None = None,
+    source: str = "replay",
+) -> str | None:
+    """Writes arrived ground truth: one JSONL file of ``{"request_id", "row", "label", "timestamp"}``.
+
+    Args:
+        store_uri: Root of the model store.
+        model_name: Model name.
+        labels: ``(request_id, row, label)`` triples; label 0 or 1. Rows without a known label are skipped
+            by the caller (they never "arrive").
+        when: Arrival time (default now).
+        source: First part of the file name.
+
+    Returns:
+        The URI written, or ``None`` when ``labels`` is empty.
+
+    Raises:
+        ValueError: a label is not 0 or 1 (names the request and row).
+    """
+    if not labels:
+        return None
+    when = when or utc_now()
+    stamp = iso_ms(when)
+    lines = []
+    for rid, row, label in labels:
+        if label not in (0, 1):
+            raise ValueError(f"feedback label for request {rid!r} row {row} must be 0 or 1, got {label!r}")
+        lines.append(
+            json.dumps({"request_id": rid, "row": int(row), "label": int(label), "timestamp": stamp})
+        )
+    name = f"{source}-{int(when.timestamp() * 1000)}-{uuid.uuid4().hex[:8]}.jsonl"
+    uri = fs.join(_partition(store_uri, "feedback", model_name, when), name)
+    fs.write_text(uri, "\n".join(lines) + "\n")
+    return uri
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What one replay sent and got back."""
+
+    requests: int = 0
+    rows: int = 0
+    feedback_rows: int = 0
+    seconds: float = 0.0
+    started_at: str = ""
+    ended_at: str = ""
+    model_versions: dict = dataclasses.field(default_factory=dict)
+    request_ids: list = dataclasses.field(default_factory=list)
+    probabilities: list = dataclasses.field(default_factory=list)
+    feedback_uri: str | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("request_ids")
+        d.pop("probabilities")
+        return d
+
+
+def _post(
+    conn: http.client.HTTPConnection, path: str, body: bytes, request_id: str
+) -> tuple[int, dict, dict]:
+    headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    payload = resp.read()
+    try:
+        data = json.loads(payload) if payload else {}
+    except ValueError:
+        data = {"raw": payload[:200].decode("utf-8", "replace")}
+    return resp.status, data, {k.lower(): v for k, v in resp.getheaders()}
+
+
+def replay(
+    frame,
+    url: str,
+    model_name: str,
+    *,
+    store_uri: str | None = None,
+    batch_size: int = 64,
+    feedback: bool = True,
+    request_prefix: str = "replay",
+    timeout: float = 30.0,
+) -> ReplayResult:
+    """Sends the rows of a Dataset frame to a KServe server as V1 ``:predict`` requests.
+
+    Each request carries ``X-Request-Id: <request_prefix>-<n>-<uuid8>``; the server logs every row under
+    that id (contract 4). When ``feedback`` is set and ``store_uri`` is given, the labels of the replayed
+    rows (``big_tipper``, where known) are then written as arrived ground truth for the same ids and rows.
+
+    Args:
+        frame: Rows with :data:`kfloop.features.DATASET_COLUMNS` (label optional).
+        url: Base URL of the server, e.g. ``http://127.0.0.1:8080``.
+        model_name: Model name in the server.
+        store_uri: Store root for the feedback (required when ``feedback``).
+        batch_size: Rows per request.
+        feedback: Write the labels afterwards.
+        request_prefix: Prefix of the request ids.
+        timeout: Seconds per HTTP request.
+
+    Raises:
+        ReplayError: a request failed (status and the server's message).
+        ValueError: bad arguments.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if feedback and not store_uri:
+        raise ValueError("replay with feedback needs store_uri")
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "http" or not parsed.hostname:
+        raise ValueError(f"replay url must be http://host:port, got {url!r}")
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
+    path = f"/v1/models/{model_name}:predict"
+    rows = instances(frame)
+    labels = frame[F.LABEL.name].tolist() if F.LABEL.name in frame.columns else [None] * len(rows)
+    result = ReplayResult(started_at=iso_ms(utc_now()))
+    arrived: list[tuple[str, int, int]] = []
+    t0 = time.perf_counter()
+    try:
+        for n, lo in enumerate(range(0, len(rows), batch_size)):
+            batch = rows[lo : lo + batch_size]
+            rid = f"{request_prefix}-{n:05d}-{uuid.uuid4().hex[:8]}"
+            body = json.dumps({"instances": batch}).encode()
+            try:
+                status, data, headers = _post(conn, path, body, rid)
+            except (OSError, http.client.HTTPException):
+                conn.close()  # a dropped keep-alive connection: one retry on a fresh one
+                status, data, headers = _post(conn, path, body, rid)
+            if status != 200:
+                raise ReplayError(f"request {rid} ({len(batch)} rows) to {url}{path}: HTTP {status}: {data}")
+            preds = data.get("predictions")
+            if not isinstance(preds, list) or len(preds) != len(batch):
+                raise ReplayError(f"request {rid}: expected {len(batch)} predictions, got {str(data)[:200]}")
+            version = headers.get("x-model-version") or str(data.get("model_version", "?"))
+            result.model_versions[version] = result.model_versions.get(version, 0) + len(batch)
+            result.requests += 1
+            result.rows += len(batch)
+            result.request_ids.append(rid)
+            result.probabilities.extend(_probability(p) for p in preds)
+            for i in range(len(batch)):
+                label = labels[lo + i]
+                if label is not None and not _isna(label):
+                    arrived.append((rid, i, int(label)))
+    finally:
+        conn.close()
+    result.seconds = time.perf_counter() - t0
+    result.ended_at = iso_ms(utc_now())
+    if feedback and arrived:
+        result.feedback_uri = write_feedback(store_uri, model_name, arrived)
+        result.feedback_rows = len(arrived)
+    return result
+
+
+def _isna(value) -> bool:
+    return value is None or value != value or getattr(value, "__class__", None).__name__ == "NAType"
+
+
+def _probability(pred) -> float:
+    """The probability out of one V1 prediction (a number, or a dict with ``probability``)."""
+    if isinstance(pred, dict):
+        pred = pred.get("probability")
+    if isinstance(pred, list):
+        pred = pred[0]
+    return float(pred)
+
+
+def select(
+    frame, start: str | None = None, end: str | None = None, *, sample: int | None = None, seed: int = 0
+):
+    """Rows of a Dataset frame with event time in ``[start, end)`` (ISO dates, UTC), optionally sampled.
+
+    Rows keep their time order (a replay plays months forward).
+    """
+    t = frame[F.EVENT_TIME.name].astype("int64")
+    mask = t == t
+    if start:
+        mask &= t >= int(parse_iso(start).timestamp())
+    if end:
+        mask &= t < int(parse_iso(end).timestamp())
+    out = frame[mask]
+    if sample is not None and sample < len(out):
+        out = out.sample(n=sample, random_state=seed).sort_values(F.EVENT_TIME.name, kind="stable")
+    return out.reset_index(drop=True)

@@ -1,0 +1,312 @@
+"""The loop report: one self-contained HTML file (inline CSS and SVG charts, no script, no network).
+
+Sections: the timeline of steps, drift score per feature over the monitoring windows (with thresholds),
+metrics per model version, every decision with its reasons, every alias change of the store's history.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+_E = html.escape
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def line_chart(
+    series: dict[str, list[float]],
+    labels: list[str],
+    *,
+    threshold: float | None = None,
+    width: int = 330,
+    height: int = 150,
+    title: str = "",
+    y_max: float | None = None,
+) -> str:
+    """An inline SVG line chart: one line per series over the x ``labels``, a dashed threshold line."""
+    pad_l, pad_r, pad_t, pad_b = 38, 8, 18, 22
+    values = [v for vs in series.values() for v in vs if v is not None]
+    top = max([*values, threshold or 0.0, 1e-6]) * 1.15 if y_max is None else y_max
+    n = max(len(labels), 1)
+    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+
+    def x(i: int) -> float:
+        return pad_l + (w * i / (n - 1) if n > 1 else w / 2)
+
+    def y(v: float) -> float:
+        return pad_t + h - h * min(v, top) / top
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{pad_l}" y="12" font-size="11" font-weight="bold">{_E(title)}</text>',
+        f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#999"/>',
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + h}" stroke="#999"/>',
+        f'<text x="{pad_l - 3}" y="{pad_t + 4}" font-size="9" text-anchor="end">{top:.3g}</text>',
+        f'<text x="{pad_l - 3}" y="{pad_t + h}" font-size="9" text-anchor="end">0</text>',
+    ]
+    for i, lab in enumerate(labels):
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        short = lab.split(" (")[0]
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{height - 6}" font-size="9" text-anchor="{anchor}">{_E(short)}</text>'
+        )
+    if threshold is not None:
+        ty = y(threshold)
+        parts.append(
+            f'<line x1="{pad_l}" y1="{ty:.1f}" x2="{pad_l + w}" y2="{ty:.1f}" stroke="#b00020" '
+            'stroke-dasharray="4 3"><title>threshold</title></line>'
+        )
+    for k, (name, vs) in enumerate(series.items()):
+        color = _COLORS[k % len(_COLORS)]
+        pts = [(x(i), y(v)) for i, v in enumerate(vs) if v is not None]
+        if len(pts) > 1:
+            path = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
+        for (px, py), v in zip(pts, [v for v in vs if v is not None], strict=True):
+            parts.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{color}"><title>{_E(name)}: {v:.4f}</title></circle>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
+    head = "".join(f"<th>{_E(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px} td,th{border:1px solid #ccc;padding:3px 7px;
+vertical-align:top} th{background:#f4f4f4} .retrain{color:#b00020;font-weight:bold}
+.cooldown{color:#a86b00;font-weight:bold} .ok{color:#1b5e20} .charts{display:flex;flex-wrap:wrap;gap:8px}
+.muted{color:#666;font-size:12px} .badge{padding:1px 6px;border-radius:8px;background:#eee}
+"""
+
+
+def render(loop: dict) -> str:
+    """Renders a loop record (:func:`kfloop.loop.run_loop`'s JSON) as one self-contained HTML page."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>kfloop loop report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>kfloop: the closed loop on the Chicago taxi data</h1>",
+        f"<p class='muted'>model <b>{_E(loop.get('model_name', ''))}</b> · store <code>{_E(loop.get('store_uri', ''))}</code>"
+        f" · started {_E(loop.get('started_at', ''))} · {_fmt(loop.get('seconds'), 1)} s on {loop.get('cpus', '?')} CPU(s)</p>",
+        f"<p><b>Outcome:</b> {_E(loop.get('outcome', ''))}</p>",
+    ]
+    parts.append("<h2>Timeline</h2>")
+    rows = []
+    for s in loop.get("steps", []):
+        rows.append(
+            [
+                _E(s.get("at", "")),
+                f"{_fmt(s.get('seconds'), 1)} s",
+                f"<b>{_E(s['step'])}</b>",
+                _E(s.get("detail", "")),
+            ]
+        )
+    parts.append(_table(["at (s)", "took", "step", "what happened"], rows))
+
+    windows = loop.get("windows", [])
+    if windows:
+        parts.append("<h2>Monitoring windows</h2>")
+        rows = []
+        for w in windows:
+            s, d = w["summary"], w.get("decision") or {}
+            cls = {"retrain": "retrain", "cooldown": "cooldown"}.get(d.get("decision"), "ok")
+            crossed = [
+                f"{x['feature']} {x['value']:.3f}"
+                for x in s.get("drift", [])
+                if x.get("exceeded") and not x.get("ignored")
+            ]
+            rows.append(
+                [
+                    _E(w["label"]),
+                    _E(w.get("replayed", "")),
+                    str(s.get("rows")),
+                    str(s.get("labelled_rows")),
+                    _E(", ".join(f"{k}: {v}" for k, v in (s.get("model_versions") or {}).items())),
+                    _fmt(s.get("live_auc")),
+                    _E(", ".join(crossed) or "none"),
+                    f"<span class='{cls}'>{_E(d.get('decision', ''))}</span>",
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "window",
+                    "replayed trips",
+                    "predictions",
+                    "labels",
+                    "served by",
+                    "live AUC",
+                    "drift crossed",
+                    "decision",
+                ],
+                rows,
+            )
+        )
+
+        labels = [w["label"] for w in windows]
+        feats: dict[str, list] = {}
+        thresholds: dict[str, float] = {}
+        ignored: set[str] = set()
+        for i, w in enumerate(windows):
+            for x in w["summary"].get("drift", []):
+                feats.setdefault(x["feature"], [None] * len(windows))[i] = x.get("value")
+                thresholds[x["feature"]] = x["threshold"]
+                if x.get("ignored"):
+                    ignored.add(x["feature"])
+        if feats:
+            parts.append("<h2>Drift score per feature over time</h2>")
+            parts.append(
+                "<p class='muted'>TFDV L-infinity (categorical) / Jensen-Shannon (numeric, clipped) of each window "
+                "against the serving champion's training data; dashed red = threshold. Recorded on every run, "
+                "below threshold too.</p><div class='charts'>"
+            )
+            for name, vs in feats.items():
+                if all(v is None for v in vs):
+                    continue
+                title = name + (" (ignored: calendar)" if name in ignored else "")
+                parts.append(line_chart({name: vs}, labels, threshold=thresholds.get(name), title=title))
+            parts.append("</div>")
+
+    models = loop.get("models", [])
+    if models:
+        parts.append("<h2>Models</h2>")
+        rows = []
+        for m in models:
+            rows.append(
+                [
+                    _E(m.get("version") or "(not pushed)"),
+                    _E(m.get("trained_on", "")),
+                    _fmt(m.get("eval_auc")),
+                    _fmt(m.get("champion_eval_auc")),
+                    _E("blessed" if m.get("blessed") else "not blessed"),
+                    _E("; ".join(m.get("reasons", [])[:4])),
+                    _E(m.get("fate", "")),
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "version",
+                    "training window",
+                    "eval AUC",
+                    "champion's AUC (same eval)",
+                    "blessing",
+                    "evaluation reasons",
+                    "fate",
+                ],
+                rows,
+            )
+        )
+        live = {}
+        for w in windows:
+            for v in w["summary"].get("model_versions") or {}:
+                live.setdefault(v, []).append(w["summary"].get("live_auc"))
+        if windows:
+            series = {}
+            for w_i, w in enumerate(windows):
+                versions = w["summary"].get("model_versions") or {}
+                main = max(versions, key=versions.get) if versions else None
+                if main:
+                    series.setdefault(main, [None] * len(windows))[w_i] = w["summary"].get("live_auc")
+            parts.append(
+                line_chart(
+                    series,
+                    [w["label"] for w in windows],
+                    title="live AUC by serving version",
+                    width=520,
+                    y_max=1.0,
+                )
+            )
+
+    decisions = [w.get("decision") for w in windows if w.get("decision")]
+    if decisions:
+        parts.append("<h2>Decisions and their reasons</h2>")
+        rows = []
+        for d in decisions:
+            reasons = "<br>".join(
+                f"{_E(r['kind'])}: <b>{_E(str(r['feature']))}</b> {_E(str(r['measure']))} = {_E(_fmt(r['value']))} "
+                f"(threshold {_E(_fmt(r['threshold']))})"
+                for r in d["reasons"]
+            )
+            cls = {"retrain": "retrain", "cooldown": "cooldown"}.get(d["decision"], "ok")
+            rows.append(
+                [
+                    _E(d["decided_at"]),
+                    f"<span class='{cls}'>{_E(d['decision'])}</span>",
+                    reasons,
+                    _E(d["summary"]),
+                ]
+            )
+        parts.append(_table(["decided at", "decision", "reasons", "summary"], rows))
+
+    canaries = loop.get("canaries", [])
+    if canaries:
+        parts.append("<h2>Canary checks</h2>")
+        rows = [
+            [
+                _E(c.get("version", "")),
+                str(c.get("rows")),
+                str(c.get("errors")),
+                _fmt(c.get("canary_auc")),
+                _fmt(c.get("champion_auc")),
+                f"<b>{_E(c.get('verdict', ''))}</b>",
+                _E(c.get("reason", "")),
+            ]
+            for c in canaries
+        ]
+        parts.append(
+            _table(
+                ["canary", "rows", "errors", "canary AUC", "champion AUC (same rows)", "verdict", "why"], rows
+            )
+        )
+
+    history = loop.get("history", [])
+    if history:
+        parts.append("<h2>Store history (alias changes, publishes, rejections)</h2>")
+        rows = []
+        for h in history:
+            if h.get("event") == "alias":
+                what = f"{h.get('alias')}: {h.get('from') or '(unset)'} → {h.get('to') or '(unset)'} [{h.get('outcome', '')}]"
+            elif h.get("version"):
+                what = f"version {h['version']}"
+            else:
+                what = json.dumps(
+                    {
+                        k: v
+                        for k, v in h.items()
+                        if k not in ("time", "event", "reason", "reasons", "blessing")
+                    }
+                )[:200]
+            reason = h.get("reason") or "; ".join(h.get("reasons") or [])
+            rows.append(
+                [
+                    _E(str(h.get("time", ""))),
+                    _E(
+                        f"{h.get('event', '')} ({h['action']})"
+                        if h.get("action")
+                        else str(h.get("event", ""))
+                    ),
+                    _E(what),
+                    _E(str(reason)),
+                ]
+            )
+        parts.append(_table(["at", "event", "what", "reason"], rows))
+    parts.append(
+        "<p class='muted'>Self-contained: no scripts, no external resources. Generated by <code>kfloop run</code>.</p>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts)

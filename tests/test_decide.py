@@ -1,0 +1,118 @@
+"""The retrain decision: triggers with reasons, the cooldown, no-traffic and too-few windows, rendering."""
+
+import dataclasses
+import datetime as dt
+
+from components.decide import decide as D
+from kfloop import config
+
+CFG = config.MonitoringConfig()
+T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def _score(feature, value, measure="l_infinity", threshold=CFG.drift_linf):
+    return {
+        "feature": feature,
+        "measure": measure,
+        "value": value,
+        "threshold": threshold,
+        "exceeded": value > threshold,
+        "ignored": feature in CFG.drift_ignore,
+    }
+
+
+def _summary(drift=(), rows=1000, live_auc=None, anomalies=(), status="ok"):
+    return {
+        "run_id": "r1",
+        "model_name": "taxi-tips",
+        "champion_version": "v0001",
+        "window_start": "2026-11-23T11:00:00.000Z",
+        "window_end": "2026-11-23T12:00:00.000Z",
+        "status": status,
+        "rows": rows,
+        "labelled_rows": rows,
+        "live_auc": live_auc,
+        "drift": list(drift),
+        "anomalies": list(anomalies),
+    }
+
+
+def test_drift_reason_names_feature_value_and_threshold():
+    s = _summary(
+        [
+            _score("payment_type", 0.121),
+            _score("company", 0.02),
+            _score("fare", 0.004, "jensen_shannon_divergence", 0.05),
+        ]
+    )
+    d = D.decide(s, CFG, now=T0)
+    assert d["decision"] == D.RETRAIN and d["retrain"] is True
+    assert [(r["kind"], r["feature"], r["value"], r["threshold"]) for r in d["reasons"]] == [
+        ("drift", "payment_type", 0.121, CFG.drift_linf)
+    ]
+    assert "payment_type" in d["summary"] and "0.1210" in d["summary"]
+    md = D.to_markdown(d, s)
+    assert "payment_type" in md and "RETRAIN" in md and "| company |" in md
+    assert "payment_type" in D.to_html(d, s)
+
+
+def test_ignored_feature_never_triggers_but_is_reported():
+    s = _summary([_score("trip_start_month", 0.3), _score("payment_type", 0.01)])
+    d = D.decide(s, CFG, now=T0)
+    assert d["decision"] == D.NO_RETRAIN and not d["retrain"]
+    # the reasons of a no-retrain say how close the highest non-ignored score came
+    assert d["reasons"][0]["feature"] == "payment_type" and d["reasons"][0]["value"] == 0.01
+    assert "trip_start_month" in D.to_markdown(d, s)
+
+
+def test_live_auc_below_floor_triggers():
+    d = D.decide(_summary([_score("payment_type", 0.01)], live_auc=0.61), CFG, now=T0)
+    assert d["retrain"] and d["reasons"][0]["kind"] == "performance" and d["reasons"][0]["value"] == 0.61
+    ok = D.decide(_summary([_score("payment_type", 0.01)], live_auc=0.91), CFG, now=T0)
+    assert not ok["retrain"] and any(r["measure"] == "live_auc" for r in ok["reasons"])
+
+
+def test_blocking_anomaly_triggers_unless_disabled():
+    anomaly = {
+        "feature": "payment_type",
+        "type": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
+        "description": "x",
+        "blocking": True,
+    }
+    assert D.decide(_summary(anomalies=[anomaly]), CFG, now=T0)["retrain"]
+    off = dataclasses.replace(CFG, retrain_on_anomalies=False)
+    assert not D.decide(_summary(anomalies=[anomaly]), off, now=T0)["retrain"]
+    harmless = dict(anomaly, blocking=False)
+    assert not D.decide(_summary(anomalies=[harmless]), CFG, now=T0)["retrain"]
+
+
+def test_cooldown_suppresses_second_retrain(tmp_path):
+    store = str(tmp_path)
+    s = _summary([_score("payment_type", 0.12)])
+    first = D.decide(s, CFG, history=D.read_decisions(store, "taxi-tips"), now=T0)
+    D.record_decision(store, "taxi-tips", first)
+    assert first["decision"] == D.RETRAIN
+
+    later = T0 + dt.timedelta(hours=CFG.cooldown_hours / 2)
+    second = D.decide(s, CFG, history=D.read_decisions(store, "taxi-tips"), now=later)
+    D.record_decision(store, "taxi-tips", second)
+    assert second["decision"] == D.COOLDOWN and not second["retrain"]
+    assert second["reasons"][0]["kind"] == "cooldown"
+    assert any(r["feature"] == "payment_type" for r in second["reasons"])  # the triggers are still named
+    assert second["cooldown_until"] > second["decided_at"]
+
+    # a cooldown decision does not extend the cooldown: after it expires, drift retrains again
+    after = T0 + dt.timedelta(hours=CFG.cooldown_hours + 0.1)
+    third = D.decide(s, CFG, history=D.read_decisions(store, "taxi-tips"), now=after)
+    assert third["decision"] == D.RETRAIN
+    assert [d["decision"] for d in D.read_decisions(store, "taxi-tips")] == [D.RETRAIN, D.COOLDOWN]
+
+
+def test_no_traffic_and_too_few():
+    d = D.decide(_summary(rows=0, status="no_traffic"), CFG, now=T0)
+    assert d["decision"] == D.NO_TRAFFIC and not d["retrain"] and "no traffic" in d["summary"]
+    few = D.decide(
+        _summary([_score("payment_type", 0.5)], rows=CFG.min_examples - 1, status="too_few"), CFG, now=T0
+    )
+    assert few["decision"] == D.TOO_FEW and not few["retrain"]
+    assert few["reasons"][0]["value"] == CFG.min_examples - 1

@@ -1,0 +1,156 @@
+"""The monitoring pipeline under kfp.local, the trigger, the loop report, and the whole local loop."""
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from components.decide import decide as D
+from components.trigger import trigger as T
+from kfloop import datasets, loop, replay, report, store
+from kfloop.local import run_pipeline
+from pipelines import monitoring
+
+MODEL = "taxi-tips"
+
+
+def _log(root, frame, start):
+    card = (frame["payment_type"].fillna("") == "Credit Card").astype(float) * 0.8 + 0.1
+    recs = replay.prediction_records(
+        frame, card.tolist(), model_name=MODEL, model_version="v0001", start=start
+    )
+    replay.write_prediction_log(root, MODEL, recs)
+    return start + dt.timedelta(milliseconds=len(frame) + 1)
+
+
+def test_fresh_window_and_bad_mode():
+    assert T.fresh_window("2015-07-01", 365) == {"window_start": "2014-07-01", "cutoff": "2015-07-01"}
+    with pytest.raises(T.TriggerError, match="cutoff 'soon'"):
+        T.fresh_window("soon", 365)
+    with pytest.raises(T.TriggerError, match="mode 'maybe'"):
+        T.trigger({"retrain": True}, mode="maybe", source="x", store_uri="x", model_name=MODEL)
+
+
+def test_training_arguments_filtered_and_typed():
+    from pipelines import training
+
+    func = training.create_pipeline()
+    got = T.training_arguments(
+        func, {"epochs": 8.0, "source": "s.csv", "not_an_input": 1, "cutoff": "2015-07-01"}
+    )
+    assert got == {"epochs": 8, "source": "s.csv", "cutoff": "2015-07-01"} and isinstance(got["epochs"], int)
+    with pytest.raises(T.TriggerError, match=r"epochs=8.5 is not a valid Integer"):
+        T.training_arguments(func, {"epochs": 8.5})
+
+
+def test_no_retrain_starts_nothing(tmp_path):
+    rec = T.trigger(
+        {"decision": "cooldown", "retrain": False},
+        mode="local",
+        source="x",
+        store_uri=str(tmp_path),
+        model_name=MODEL,
+    )
+    assert rec["started"] is False and "cooldown" in rec["reason"]
+    assert T.read_triggers(str(tmp_path), MODEL) == []
+
+
+@pytest.mark.slow
+def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
+    root = str(tmp_path / "store")
+    later = replay.select(datasets.read_dataset(taxi_split["live"]), "2015-01-01", "2015-05-01")
+    t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    end = _log(root, later, t0)
+    run = run_pipeline(
+        monitoring.create_pipeline(),
+        tmp_path / "runs",
+        store_uri=root,
+        source=str(taxi_csv),
+        window_start=t0.isoformat(),
+        window_end=end.isoformat(),
+        reference_train=taxi_split["train"],
+        reference_eval=taxi_split["eval"],
+        trigger_mode="off",
+        retrain_cutoff="2015-05-01",
+    )
+    summary = json.loads(run.output("monitor-op", "summary").read_text())
+    decision = json.loads(run.output("decide-op", "decision").read_text())
+    triggered = json.loads(run.output("trigger-op", "triggered").read_text())
+    assert summary["rows"] == len(later) and summary["status"] == "ok"
+    assert decision["decision"] == D.RETRAIN and "payment_type" in decision["summary"]
+    md = run.output("decide-op", "report").read_text()
+    assert "payment_type" in md and "RETRAIN" in md
+    assert triggered["decision"] == D.RETRAIN and triggered["arguments"]["cutoff"] == "2015-05-01"
+    assert D.read_decisions(root, MODEL)[-1]["decision_id"] == decision["decision_id"]
+
+
+def test_report_is_self_contained():
+    rec = {
+        "model_name": MODEL,
+        "outcome": "drift → retrained",
+        "steps": [{"step": "train champion", "at": "0.0", "seconds": 1.0, "detail": "v0001"}],
+        "windows": [
+            {
+                "label": lab,
+                "summary": {
+                    "rows": 900,
+                    "labelled_rows": 900,
+                    "live_auc": 0.9,
+                    "model_versions": {"v0001": 900},
+                    "drift": [
+                        {
+                            "feature": "payment_type",
+                            "measure": "l_infinity",
+                            "value": v,
+                            "threshold": 0.075,
+                            "exceeded": v > 0.075,
+                            "ignored": False,
+                        }
+                    ],
+                },
+                "decision": {"decision": d, "decided_at": "t", "summary": d, "reasons": []},
+            }
+            for lab, v, d in (("control", 0.01, "no_retrain"), ("2015 H1", 0.1, "retrain"))
+        ],
+        "models": [
+            {"version": "v0001", "eval_auc": 0.95, "blessed": True, "reasons": [], "fate": "champion"}
+        ],
+        "history": [{"event": "alias", "alias": "champion", "version": "v0001", "reason": "first <blessed>"}],
+    }
+    html = report.render(rec)
+    assert "<svg" in html and "payment_type" in html and "first &lt;blessed&gt;" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html) and "<script" not in html
+
+
+@pytest.mark.slow
+def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
+    cfg = loop.LoopConfig(windows=(loop.Window("2015 H1", "2015-01-01", "2015-07-01"),), canary_rows=300)
+    lines = []
+    rec = loop.run_loop(tmp_path / "loop", source=str(taxi_csv), cfg=cfg, progress=lines.append)
+    control, h1 = rec["windows"]
+    assert control["decision"]["decision"] == D.NO_RETRAIN  # no false alarm on the training window
+    assert h1["decision"]["decision"] == D.RETRAIN
+    assert any(r["feature"] == "payment_type" for r in h1["decision"]["reasons"])
+    first, challenger = rec["models"]
+    assert first["version"] == "v0001" and challenger["champion_before"] == "v0001"
+    # the retraining was started by the monitoring pipeline's trigger (kfp.local) on the fresh window
+    (started,) = [t for t in h1["new_triggers"] if t["started"]]
+    assert (
+        started["arguments"]["cutoff"] == "2015-07-01"
+        and started["arguments"]["window_start"] == "2014-07-01"
+    )
+    assert challenger["run_root"] == started["run"]["root"]
+    ms = store.ModelStore(rec["store_uri"])
+    if challenger["version"]:  # blessed → canary → promoted or rejected, with reasons
+        (canary,) = rec["canaries"]
+        assert canary["verdict"] in ("promoted", "rejected") and canary["reason"]
+        expected = challenger["version"] if canary["verdict"] == "promoted" else "v0001"
+        assert ms.get_alias(MODEL, store.CHAMPION) == expected
+    else:  # not blessed: rejected by the evaluation, champion unchanged
+        assert "rejected" in challenger["fate"] and ms.get_alias(MODEL, store.CHAMPION) == "v0001"
+    assert ms.get_alias(MODEL, store.CANARY) is None
+    html = Path(rec["report"]).read_text()
+    assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
+    assert any("report:" in line for line in lines)

@@ -1,0 +1,76 @@
+"""Replay as live HTTP traffic to the real local KServe server (serving env, subprocess), then the monitor
+reads what the server logged and joins the feedback the replay wrote."""
+
+import datetime as dt
+import json
+import shutil
+import time
+
+import pytest
+
+from components.monitor import monitor as M
+from kfloop import datasets, fs, loop, replay, store
+from kfloop import features as F
+
+MODEL = "taxi-tips"
+
+
+def test_instances_are_json_ready_with_nulls(taxi_split):
+    frame = datasets.read_dataset(taxi_split["live"]).head(50)
+    rows = replay.instances(frame)
+    assert len(rows) == 50 and set(rows[0]) == {f.name for f in F.MODEL_FEATURES}
+    json.dumps(rows)  # plain JSON types only
+    assert all(r["pickup_census_tract"] is None for r in rows)  # ~100% null in the data
+    assert isinstance(rows[0]["fare"], float) and isinstance(rows[0]["trip_start_hour"], int)
+
+
+def test_feedback_rejects_bad_labels(tmp_path):
+    with pytest.raises(ValueError, match="request 'r1' row 3 must be 0 or 1"):
+        replay.write_feedback(str(tmp_path), MODEL, [("r1", 3, 2)])
+    assert fs.list_files(str(tmp_path)) == []
+    assert replay.write_feedback(str(tmp_path), MODEL, []) is None
+
+
+def test_select_window_and_sample(taxi_split):
+    frame = datasets.read_dataset(taxi_split["live"])
+    got = replay.select(frame, "2015-03-01", "2015-04-01")
+    t = got[F.EVENT_TIME.name].astype("int64")
+    assert len(got) > 100 and t.is_monotonic_increasing
+    assert t.min() >= 1425168000 and t.max() < 1427846400
+    assert len(replay.select(frame, "2015-01-01", None, sample=40, seed=1)) == 40
+
+
+@pytest.mark.slow
+def test_replay_through_live_server_is_logged_and_monitored(tmp_path, trained_model, taxi_split):
+    if not shutil.which(loop.serving_python()) and not fs.exists(loop.serving_python()):
+        pytest.skip("serving env not built")
+    root = str(tmp_path / "store")
+    ms = store.ModelStore(root)
+    version = ms.publish(MODEL, trained_model, {"data_window": {"start": "", "end": "2015-01-01"}})
+    ms.set_alias(MODEL, store.CHAMPION, version, expected=None, reason="test", actor="test")
+    server = loop.Server(root, MODEL, tmp_path / "server.log")
+    rows = datasets.read_dataset(taxi_split["live"]).head(300)
+    try:
+        server.start(timeout=180)
+        start = replay.utc_now()
+        got = replay.replay(rows, server.url, MODEL, store_uri=root, batch_size=64, request_prefix="t")
+        time.sleep(server.flush_seconds * 2 + 0.5)  # the server's log flush interval
+    finally:
+        server.stop()
+    end = replay.utc_now() + dt.timedelta(seconds=1)
+    assert (got.requests, got.rows, got.model_versions) == (5, 300, {version: 300})
+    assert got.feedback_rows == int(rows[F.LABEL.name].notna().sum())
+
+    records, bad = M.read_predictions(root, MODEL, start, end)
+    assert not bad and len(records) == 300
+    assert {r["request_id"] for r in records} == set(got.request_ids)  # the X-Request-Id header
+    assert {r["model_version"] for r in records} == {version}
+    labels, _ = M.read_feedback(root, MODEL, start, 1)
+    live = M.live_frame(records, labels)
+    assert live[F.LABEL.name].notna().sum() == got.feedback_rows
+    # what the server logged per row is what was sent, and the probability it answered
+    by_key = {(r["request_id"], r["row"]): r for r in records}
+    first = by_key[(got.request_ids[0], 0)]
+    assert first["probability"] == pytest.approx(got.probabilities[0], abs=1e-6)
+    assert first["features"]["fare"] == pytest.approx(float(rows["fare"].iloc[0]))
+    assert 0.8 < M.auc(live[F.LABEL.name].astype(int), live["probability"]) <= 1.0
