@@ -6,6 +6,7 @@ from components.decide.component import decide_op
 from components.monitor.component import monitor_op
 from components.trigger.component import trigger_op
 from kfloop import config
+from pipelines import settings
 
 PIPELINE_NAME = "kfloop-monitoring"
 _M = config.MonitoringConfig()
@@ -59,8 +60,9 @@ def create_pipeline(name: str = PIPELINE_NAME):
             drift_jsd=drift_jsd,
             min_examples=min_examples,
         )
-        mon.set_display_name("monitor")
-        mon.set_caching_options(False)
+        settings.configure(
+            mon, network_io=True, deterministic=False, cpu="1", memory="4Gi", display_name="monitor"
+        )
         dec = decide_op(
             summary=mon.outputs["summary"],
             store_uri=store_uri,
@@ -68,8 +70,9 @@ def create_pipeline(name: str = PIPELINE_NAME):
             min_live_auc=min_live_auc,
             cooldown_hours=cooldown_hours,
         )
-        dec.set_display_name("decide")
-        dec.set_caching_options(False)
+        settings.configure(
+            dec, network_io=True, deterministic=False, cpu="250m", memory="512Mi", display_name="decide"
+        )
         trig = trigger_op(
             decision=dec.outputs["decision"],
             mode=trigger_mode,
@@ -83,7 +86,14 @@ def create_pipeline(name: str = PIPELINE_NAME):
             kfp_host=kfp_host,
             namespace=namespace,
         )
-        trig.set_display_name("trigger retraining")
-        trig.set_caching_options(False)
+        # Local mode runs the whole training pipeline inside this task; on a cluster it only submits a run.
+        settings.configure(
+            trig,
+            network_io=True,
+            deterministic=False,
+            cpu="2",
+            memory="8Gi",
+            display_name="trigger retraining",
+        )
 
     return monitoring_pipeline

@@ -25,6 +25,8 @@ def decide_op(
         model_name: Model name.
         min_live_auc: Live AUC below this triggers.
         cooldown_hours: No second retraining within this many hours of the last one.
+
+    Returns:
         decision: The decision JSON (``decision``, ``retrain``, ``reasons``...).
         report: The decision and its reasons as Markdown (KFP dashboard).
         page: The same as HTML.

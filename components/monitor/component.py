@@ -36,6 +36,8 @@ def monitor_op(
         drift_linf: Categorical drift threshold.
         drift_jsd: Numeric drift threshold.
         min_examples: Fewer predictions → reported, not acted upon.
+
+    Returns:
         summary: The monitoring summary (JSON).
         live_data: The live dataset (CSV; labels where arrived).
         metrics: Rows, labelled rows, live AUC, every feature's drift score.

@@ -1,7 +1,7 @@
 """KFP wrapper of :func:`components.trigger.trigger.trigger`."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Input, Markdown, Output
 
 from kfloop.config import PIPELINE_IMAGE
 
@@ -20,6 +20,7 @@ def trigger_op(
     namespace: str,
     extra_arguments: dict,
     triggered: Output[Artifact],
+    report: Output[Markdown],
 ):
     """Starts the training pipeline on a fresh window when the decision is ``retrain`` (else nothing).
 
@@ -35,7 +36,10 @@ def trigger_op(
         kfp_host: KFP API URL ("" = in-cluster credentials).
         namespace: Kubernetes namespace for the run ("" = kubeflow).
         extra_arguments: More training-pipeline arguments (e.g. ``{"epochs": 8}``).
+
+    Returns:
         triggered: JSON record of what was started (run id / directory, arguments).
+        report: The same for the KFP dashboard: started or not, why, and with which arguments.
     """
     import json
 
@@ -59,3 +63,8 @@ def trigger_op(
     with open(triggered.path, "w") as f:
         json.dump(record, f, indent=1, sort_keys=True)
     triggered.metadata.update({"started": record["started"], "mode": mode, "decision": record["decision"]})
+    lines = [f"# Retraining {'started' if record['started'] else 'not started'} ({mode})", ""]
+    lines += [f"- decision: `{record['decision']}`"]
+    lines += [f"- {k}: `{v}`" for k, v in sorted(record.items()) if k not in ("decision", "started")]
+    with open(report.path, "w") as f:
+        f.write("\n".join(lines) + "\n")
