@@ -242,49 +242,6 @@ def training_run_result(run_root: Path) -> dict:
     }
 
 
-def train_direct(
-    source: str,
-    store_uri: str,
-    model_name: str,
-    workdir: Path,
-    *,
-    cutoff: str,
-    window_start: str,
-    hparams: dict,
-) -> dict:
-    """The training pipeline's steps as plain calls (used when ``pipelines.training`` has no push yet)."""
-    from components.evaluate.evaluate import evaluate
-    from components.ingest.ingest import ingest
-    from components.push.push import push
-    from kfloop import store as kstore
-    from training_image.trainer import HParams, train
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    paths = {k: str(workdir / f"{k}.csv") for k in ("train", "eval", "live")}
-    result = ingest(source, cutoff, paths["train"], paths["eval"], paths["live"], window_start=window_start)
-    model_dir = str(workdir / "model")
-    train(paths["train"], paths["eval"], model_dir, HParams(**hparams))
-    ms = kstore.ModelStore(store_uri)
-    champion = ms.get_alias(model_name, kstore.CHAMPION)
-    champion_uri = ms.model_uri(model_name, champion) if champion else ""
-    blessing_path = str(workdir / "blessing.json")
-    evaluate(
-        paths["eval"], model_dir, champion_uri, blessing_path=blessing_path, workdir=str(workdir / "eval")
-    )
-    meta = {
-        "data_window": {"start": result.train_window[0], "end": result.train_window[1]},
-        "run_id": workdir.name,
-    }
-    pushed = push(model_dir, blessing_path, store_uri, model_name, meta)
-    return {
-        "run_root": str(workdir),
-        "train": paths["train"],
-        "eval": paths["eval"],
-        "blessing": json.loads(Path(blessing_path).read_text()),
-        "pushed": pushed.to_dict(),
-    }
-
-
 # ---------------------------------------------------------------------------------------------- the loop
 
 
@@ -303,7 +260,6 @@ class _Loop:
         from pipelines import training
 
         self.training_func = training.create_pipeline()
-        self.pipeline_mode = {"store_uri", "model_name"} <= _pipeline_inputs(self.training_func)
 
     def say(self, text: str) -> None:
         self.progress(f"[{time.perf_counter() - self.t0:6.1f}s] {text}")
@@ -329,31 +285,19 @@ class _Loop:
 
         ms = kstore.ModelStore(self.store_uri)
         champion_before = ms.get_alias(self.model_name, kstore.CHAMPION)
-        if self.pipeline_mode:
-            from kfloop.local import run_pipeline
+        from kfloop.local import run_pipeline
 
-            args = {"source": self.source, "cutoff": cutoff, "window_start": window_start}
-            args.update(store_uri=self.store_uri, model_name=self.model_name, deploy_mode="local")
-            args.update(dict(self.cfg.hparams))
-            inputs = _pipeline_inputs(self.training_func)
-            with redirected(self.workdir / "logs" / f"train-{label}.log"):
-                run = run_pipeline(
-                    self.training_func,
-                    self.workdir / "pipeline_root",
-                    **{k: v for k, v in args.items() if k in inputs},
-                )
-            result = training_run_result(run.root)
-        else:
-            with redirected(self.workdir / "logs" / f"train-{label}.log"):
-                result = train_direct(
-                    self.source,
-                    self.store_uri,
-                    self.model_name,
-                    self.workdir / f"train-{label}",
-                    cutoff=cutoff,
-                    window_start=window_start,
-                    hparams=dict(self.cfg.hparams),
-                )
+        args = {"source": self.source, "cutoff": cutoff, "window_start": window_start}
+        args.update(store_uri=self.store_uri, model_name=self.model_name, deploy_mode="local")
+        args.update(dict(self.cfg.hparams))
+        inputs = _pipeline_inputs(self.training_func)
+        with redirected(self.workdir / "logs" / f"train-{label}.log"):
+            run = run_pipeline(
+                self.training_func,
+                self.workdir / "pipeline_root",
+                **{k: v for k, v in args.items() if k in inputs},
+            )
+        result = training_run_result(run.root)
         return self._record_model(result, cutoff, window_start, champion_before)
 
     def _record_model(self, result: dict, cutoff: str, window_start: str, champion_before) -> dict:
@@ -442,7 +386,7 @@ class _Loop:
                 window_end=window_end,
                 reference_train=ref["train"],
                 reference_eval=ref["eval"] or "",
-                trigger_mode="local" if self.pipeline_mode else "off",
+                trigger_mode="local",
                 retrain_cutoff=retrain_cutoff,
                 training_window_days=config.MonitoringConfig().training_window_days,
                 retrain_pipeline_root=str(self.workdir / "retrain_root"),
@@ -686,9 +630,7 @@ def run_loop(
         "started_at": started,
         "seconds": round(time.perf_counter() - loop.t0, 1),
         "cpus": os.cpu_count(),
-        "training_via": "kfp.local training pipeline"
-        if loop.pipeline_mode
-        else "plain functions (training pipeline has no push yet)",
+        "training_via": "kfp.local training pipeline",
         "outcome": " | ".join(outcome) or "no drift-triggered retraining",
         "steps": loop.steps,
         "windows": loop.windows,
