@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import uuid
 
-from kfloop import config, fs
+from kfloop import config, records
 from kfloop.replay import iso_ms, parse_iso, utc_now
 
 RETRAIN = "retrain"
@@ -212,27 +211,14 @@ def _finish(base: dict, decision: str, reasons: list[dict]) -> dict:
     return out
 
 
-def decisions_prefix(store_uri: str, model_name: str) -> str:
-    return fs.join(store_uri, "monitoring", model_name, "decisions")
-
-
 def record_decision(store_uri: str, model_name: str, decision: dict) -> str:
     """Appends a decision to the store; returns its URI."""
-    uri = fs.join(decisions_prefix(store_uri, model_name), f"{decision['decision_id']}.json")
-    fs.write_text(uri, json.dumps(decision, indent=1, sort_keys=True))
-    return uri
+    return records.write(store_uri, model_name, "decisions", decision["decision_id"], decision)
 
 
 def read_decisions(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded decision, oldest first."""
-    out = []
-    for uri in fs.list_files(decisions_prefix(store_uri, model_name)):
-        if uri.endswith(".json"):
-            try:
-                out.append(json.loads(fs.read_text(uri)))
-            except ValueError:
-                continue
-    return sorted(out, key=lambda d: d.get("decided_at", ""))
+    return records.read_all(store_uri, model_name, "decisions", sort_key=lambda d: d.get("decided_at", ""))
 
 
 def _fmt(value) -> str:

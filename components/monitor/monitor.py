@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import uuid
 
-from kfloop import config, fs
+from kfloop import config, fs, records
 from kfloop import features as F
 from kfloop.replay import iso_ms, parse_iso, utc_now
 
@@ -296,27 +296,16 @@ def monitor(
     return summary
 
 
-def runs_prefix(store_uri: str, model_name: str) -> str:
-    return fs.join(store_uri, "monitoring", model_name, "runs")
-
-
 def record_run(store_uri: str, model_name: str, summary: dict) -> str:
     """Appends one monitoring summary to the store's series; returns its URI."""
-    uri = fs.join(runs_prefix(store_uri, model_name), f"{summary['run_id']}.json")
-    fs.write_text(uri, json.dumps(summary, indent=1, sort_keys=True))
-    return uri
+    return records.write(store_uri, model_name, "runs", summary["run_id"], summary)
 
 
 def read_runs(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded monitoring summary, oldest window first (the drift time series)."""
-    runs = []
-    for uri in fs.list_files(runs_prefix(store_uri, model_name)):
-        if uri.endswith(".json"):
-            try:
-                runs.append(json.loads(fs.read_text(uri)))
-            except ValueError:
-                continue
-    return sorted(runs, key=lambda r: (r.get("window_end", ""), r.get("monitored_at", "")))
+    return records.read_all(
+        store_uri, model_name, "runs", sort_key=lambda r: (r.get("window_end", ""), r.get("monitored_at", ""))
+    )
 
 
 def drift_series(runs: list[dict], kind: str = "drift") -> dict[str, list[tuple[str, float]]]:

@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 
-from kfloop import fs
+from kfloop import records
 from kfloop.replay import iso_ms, utc_now
 
 MODES = ("local", "cluster", "off")
@@ -73,20 +73,9 @@ def training_arguments(pipeline_func, wanted: dict) -> dict:
     return out
 
 
-def triggers_prefix(store_uri: str, model_name: str) -> str:
-    return fs.join(store_uri, "monitoring", model_name, "triggers")
-
-
 def read_triggers(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded trigger, oldest first."""
-    out = []
-    for uri in fs.list_files(triggers_prefix(store_uri, model_name)):
-        if uri.endswith(".json"):
-            try:
-                out.append(json.loads(fs.read_text(uri)))
-            except ValueError:
-                continue
-    return sorted(out, key=lambda t: t.get("started_at", ""))
+    return records.read_all(store_uri, model_name, "triggers", sort_key=lambda t: t.get("started_at", ""))
 
 
 def trigger(
@@ -167,9 +156,7 @@ def trigger(
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = iso_ms(utc_now())
     if record["started"] or mode == "off":
-        uri = fs.join(triggers_prefix(store_uri, model_name), f"{record['trigger_id']}.json")
-        fs.write_text(uri, json.dumps(record, indent=1, sort_keys=True))
-        record["record_uri"] = uri
+        record["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
     return record
 
 
