@@ -302,3 +302,14 @@ def test_settings_reject_bad_quantities():
     task = spec.root.dag.tasks["noop-op"]
     assert not task.caching_options.enable_cache and not task.HasField("retry_policy")
     assert settings.memory_bytes("1Gi") == 2**30 and settings.cpu_cores("250m") == 0.25
+
+
+@pytest.mark.parametrize("name", ["training", "monitoring"])
+def test_tasks_do_not_pip_install_at_start(compiled, name):
+    """The pipeline image already holds kfp and kfloop (requirements/pipeline.lock): no task installs
+    packages when it starts (a cluster may not reach PyPI, and a second kfp would drift from the lock)."""
+    spec, _ = _ir(compiled, name)
+    for key, _task, _comp, container in _container_tasks(spec):
+        script = " ".join(container.get("command", []) + container.get("args", []))
+        assert "pip install" not in script, f"{name}/{key} runs pip install at start"
+        assert "kfp.dsl.executor_main" in script, f"{name}/{key} is not a kfp Python component"

@@ -2,13 +2,12 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Markdown, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def champion_op(store_uri: str, model_name: str, report: Output[Markdown]) -> NamedTuple(
     "Champion", [("version", str), ("model_uri", str)]
 ):

@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.decide.decide.decide`."""
 
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def decide_op(
     summary: Input[Artifact],
     store_uri: str,

@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.deploy.deploy.deploy_pushed`."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def deploy_op(
     pushed: Input[Artifact],
     store_uri: str,

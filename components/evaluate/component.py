@@ -2,16 +2,15 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 # Defaults are literals (KFP embeds the function's source, so they cannot name module globals);
 # tests/test_evaluate_pipeline.py checks they equal kfloop.config.EvaluationConfig's.
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def evaluate_op(
     eval_data: Input[Dataset],
     model: Input[Model],

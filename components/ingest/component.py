@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.ingest.ingest.ingest`."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def ingest_op(
     source: str,
     cutoff: str,

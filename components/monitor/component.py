@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.monitor.monitor.monitor`."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def monitor_op(
     store_uri: str,
     model_name: str,

@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.push.push.push`."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def push_op(
     model: Input[Model],
     blessing: Input[Artifact],

@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`training_image.trainer.train`."""
 
-from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def train_op(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],

@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.trigger.trigger.trigger`."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def trigger_op(
     decision: Input[Artifact],
     mode: str,

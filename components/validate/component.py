@@ -1,12 +1,11 @@
 """KFP wrapper of :func:`components.validate.tfdv_ops.run_validation`: the data-validation gate."""
 
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
-from kfloop.config import PIPELINE_IMAGE
+from components._kfp import component
 
 
-@dsl.component(base_image=PIPELINE_IMAGE)
+@component
 def validate_op(
     data: Input[Dataset],
     statistics: Output[Artifact],
