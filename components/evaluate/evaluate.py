@@ -553,11 +553,13 @@ def read_blessing(path: str) -> dict:
         raise EvaluationError(f"blessing {path!r} does not exist") from None
     except json.JSONDecodeError as e:
         raise EvaluationError(f"blessing {path!r} is not JSON: {e}") from None
-    for key in ("blessed", "reasons", "champion_version", "metrics"):
+    if not isinstance(data, dict) or not isinstance(data.get("blessed"), bool):
+        raise EvaluationError(f"blessing {path!r}: 'blessed' must be true or false")
+    for key in ("reasons", "champion_version", "metrics"):
         if key not in data:
             raise EvaluationError(f"blessing {path!r} lacks key {key!r}")
-    if not isinstance(data["blessed"], bool):
-        raise EvaluationError(f"blessing {path!r}: 'blessed' must be true or false")
+    if not isinstance(data["reasons"], list):
+        raise EvaluationError(f"blessing {path!r}: 'reasons' must be a list")
     return data
 
 

@@ -9,10 +9,9 @@ not blessed is not published; the reasons are returned and recorded in the model
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
-from kfloop import fs, store
+from components.evaluate import evaluate
+from kfloop import store
 
 
 class PushError(ValueError):
@@ -54,25 +53,15 @@ class PushResult:
 
 
 def read_blessing(path: str) -> dict:
-    """Reads a blessing JSON (``{"blessed": bool, "reasons": [...]}``; a directory may hold ``blessing.json``).
+    """Reads the evaluation's blessing (contract: :func:`components.evaluate.evaluate.read_blessing`).
 
     Raises:
-        PushError: missing file, not JSON, or ``blessed`` is not a boolean.
+        PushError: missing file, not JSON, ``blessed`` not a boolean, or a contract key missing.
     """
-    p = str(path)
-    if not fs.is_gcs(p) and Path(p).is_dir():
-        p = str(Path(p) / "blessing.json")
     try:
-        data = json.loads(fs.read_text(p))
-    except FileNotFoundError:
-        raise PushError(f"blessing file {p!r} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise PushError(f"blessing file {p!r} is not JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("blessed"), bool):
-        raise PushError(f"blessing file {p!r}: field 'blessed' must be true or false")
-    if not isinstance(data.get("reasons", []), list):
-        raise PushError(f"blessing file {p!r}: field 'reasons' must be a list")
-    return data
+        return evaluate.read_blessing(path)
+    except evaluate.EvaluationError as e:
+        raise PushError(str(e)) from None
 
 
 def _failed_reasons(blessing: dict) -> tuple[str, ...]:
