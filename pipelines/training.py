@@ -8,6 +8,7 @@ import kfloop
 from components.champion.component import champion_op
 from components.deploy.component import deploy_op
 from components.evaluate.component import evaluate_op
+from components.gate.component import gate_op
 from components.ingest.component import ingest_op
 from components.push.component import push_op
 from components.train.component import train_op
@@ -21,7 +22,8 @@ PIPELINE_NAME = "kfloop-training"
 def create_pipeline(name: str = PIPELINE_NAME):
     """Builds the training pipeline function.
 
-    Bad data stops the run at ``validate`` (blocking anomalies), before training. The evaluation always
+    Bad data stops the run at the data gate (blocking anomalies), before training; ``validate`` itself
+    succeeds so that its report shows why in the dashboard. The evaluation always
     writes a blessing with reasons; ``push`` publishes only a blessed model (gating inside the component,
     TFX-Pusher style, since kfp.local has no ``dsl.If``) and ``deploy`` rolls it out (local: aliases;
     cluster: a KServe InferenceService, canary for a new version).
@@ -79,9 +81,14 @@ def create_pipeline(name: str = PIPELINE_NAME):
             skew_linf=val.skew_linf,
             skew_jsd=val.skew_jsd,
             block_on_skew=val.block_on_skew,
+            fail_on_blocking=False,  # the gate below stops the run; validate's report stays visible
         )
         settings.configure(
             validate, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="validate"
+        )
+        gate = gate_op(anomalies=validate.outputs["anomalies"])
+        settings.configure(
+            gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
 
         train = train_op(
@@ -90,7 +97,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             epochs=epochs,
             learning_rate=learning_rate,
             batch_size=batch_size,
-        ).after(validate)
+        ).after(gate)
         settings.configure(
             train, network_io=False, deterministic=True, cpu="2", memory="8Gi", display_name="train"
         )

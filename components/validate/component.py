@@ -23,6 +23,7 @@ def validate_op(
     skew_jsd: float = 0.1,
     block_on_drift: bool = False,
     block_on_skew: bool = True,
+    fail_on_blocking: bool = True,
 ):
     """Computes TFDV statistics of a Dataset, validates them against the schema and gates the pipeline.
 
@@ -44,6 +45,9 @@ def validate_op(
         skew_jsd: Jensen-Shannon skew threshold (numeric).
         block_on_drift: Whether drift above threshold blocks.
         block_on_skew: Whether skew above threshold blocks.
+        fail_on_blocking: Fail this task on blocking anomalies. ``False``: record them and succeed, so a
+            cluster keeps this task's report and statistics (KFP does not upload a failed task's outputs),
+            and let ``gate_op`` stop the run before training.
 
     Returns:
         statistics: Binary TFDV ``DatasetFeatureStatisticsList`` of ``data``.
@@ -90,5 +94,5 @@ def validate_op(
     summary.log_metric("num_blocking", len(result.blocking))
     summary.log_metric("drift_crossed", sum(s["crossed"] for s in result.drift))
     summary.log_metric("skew_crossed", sum(s["crossed"] for s in result.skew))
-    if result.blocking:
+    if result.blocking and fail_on_blocking:
         raise tfdv_ops.BlockingAnomaliesError(tfdv_ops.blocking_message(result.findings), result.findings)

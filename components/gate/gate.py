@@ -1,0 +1,35 @@
+"""The data gate: stops the run before training when validation found blocking anomalies."""
+
+from __future__ import annotations
+
+import json
+
+from components.validate.tfdv_ops import BlockingAnomaliesError, blocking_message
+from kfloop import fs
+
+SUMMARY_FILE = "summary.json"
+
+
+def check(anomalies_uri: str) -> str:
+    """Reads validate's anomalies summary and passes or stops the run.
+
+    Args:
+        anomalies_uri: validate's ``anomalies`` artifact (a folder with ``summary.json``), or the file.
+
+    Returns:
+        A Markdown line saying the data passed, with the non-blocking anomalies it let through.
+
+    Raises:
+        BlockingAnomaliesError: blocking anomalies, one line each (feature, anomaly type, description).
+        FileNotFoundError: no validation summary at ``anomalies_uri``.
+    """
+    uri = str(anomalies_uri)
+    if not uri.endswith(".json"):
+        uri = fs.join(uri, SUMMARY_FILE)
+    summary = json.loads(fs.read_text(uri))
+    findings = summary.get("anomalies", [])
+    if summary.get("blocking"):
+        raise BlockingAnomaliesError(blocking_message(findings), findings)
+    passed = [f"`{f['feature']}`: {f['type']}" for f in findings]
+    note = f" ({len(passed)} non-blocking: {', '.join(passed)})" if passed else ""
+    return f"Data gate passed: {summary.get('rows')} rows, no blocking anomalies{note}.\n"
