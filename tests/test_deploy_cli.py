@@ -46,6 +46,10 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("KFLOOP_STORE_URI", raising=False)
     with pytest.raises(SystemExit, match="no model store"):
         cli.main(["models", "list"])
+    with pytest.raises(SystemExit, match=r"kfloop models list: model store '.*/typo' does not exist"):
+        cli.main(["models", "list", "--store", str(tmp_path / "typo")])
+    with pytest.raises(SystemExit, match=r"kfloop rollback: model store '.*/typo' does not exist"):
+        cli.main(["rollback", "--store", str(tmp_path / "typo")])
     with pytest.raises(SystemExit, match=r"kfloop promote: .*no canary"):
         cli.main(["promote", "--store", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"kfloop deploy: .*no committed version"):

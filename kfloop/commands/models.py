@@ -25,6 +25,10 @@ def open_store(args: argparse.Namespace, cmd: str):
 
     if not args.store:
         raise SystemExit(f"kfloop {cmd}: no model store: pass --store URI or set KFLOOP_STORE_URI")
+    from kfloop import fs
+
+    if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
+        raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
     try:
         return store.ModelStore(args.store)
     except (store.StoreError, ValueError) as e:
