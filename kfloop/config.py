@@ -135,6 +135,21 @@ class ServingConfig:
         log_flush_rows: Flush the prediction log every this many records ...
         log_flush_seconds: ... or this often, whichever comes first.
         reload_interval_s: How often the server polls its alias for a new version (0: no hot reload).
+        max_queue_rows: Admission bound: most rows the server holds at once (being decoded, queued for the
+            model or in the model call); past it a request gets 503 + Retry-After instead of queueing.
+        max_queue_requests: Admission bound on requests held at once (per-request cost dominates small ones).
+        max_inflight_bytes: Admission bound on request-body bytes held at once (bounds memory under bursts).
+        retry_after_s: Retry-After of a 503 from admission control.
+        decode_inline_bytes: Bodies up to this size are decoded on the event loop; larger ones in a thread, so
+            health checks and small requests are not stuck behind a big JSON decode.
+        max_call_seconds: A model call running longer than this makes liveness fail (the pod is restarted).
+        shutdown_delay_s: After SIGTERM, keep accepting requests (readiness already 503) this long before
+            closing the listener. 0 where the platform drains: the manifests' preStop sleep
+            (``DeployConfig.drain_seconds``) in RawDeployment, Knative's queue-proxy in Serverless.
+        shutdown_requests_timeout_s: Then in-flight requests get at most this long to finish ...
+        shutdown_log_timeout_s: ... and the prediction log flush at most this long; then the process exits.
+            The whole budget (delay + both timeouts) must fit the pod's terminationGracePeriodSeconds minus
+            the preStop sleep (tests/serving/test_drain.py checks the rendered manifest).
     """
 
     max_body_bytes: int = 2 * 1024 * 1024
@@ -145,6 +160,15 @@ class ServingConfig:
     log_flush_rows: int = 5000
     log_flush_seconds: float = 2.0
     reload_interval_s: float = 1.0
+    max_queue_rows: int = 8192
+    max_queue_requests: int = 256
+    max_inflight_bytes: int = 16 * 1024 * 1024
+    retry_after_s: int = 1
+    decode_inline_bytes: int = 32 * 1024
+    max_call_seconds: float = 30.0
+    shutdown_delay_s: float = 0.0
+    shutdown_requests_timeout_s: float = 10.0
+    shutdown_log_timeout_s: float = 15.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,25 +4,53 @@ Reuses kserve's model-server arguments (``--http_port``, ``--workers``, ...) and
 
     python -m serving --store-uri gs://bucket/kfloop --model-name taxi-tips --model-ref champion
     python -m serving --model-dir /path/to/saved_model --http_port 8080
+
+Bad options end the process with one line on stderr and a non-zero exit. Shutdown on SIGTERM: readiness
+answers 503 at once, the listener stays open ``--shutdown-delay`` seconds, then closes; in-flight requests get
+``--shutdown-timeout`` seconds to finish and the prediction log ``--log-close-timeout`` seconds to flush.
+SIGINT (Ctrl-C) skips the delay.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
+import signal
 import sys
+import time
 
 from kfloop import config
+
+PROG = "python -m serving"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (kserve's option list would make the usage block a page long)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _kserve_model_server():
+    """kserve.model_server, imported without letting its import-time ``parse_known_args`` read our argv."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        from kserve import model_server
+    finally:
+        sys.argv = saved
+    return model_server
 
 
 def build_parser() -> argparse.ArgumentParser:
     """kserve's model-server parser plus the kfloop options."""
-    from kserve import model_server
-
-    defaults = config.ServingConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m serving",
+    model_server = _kserve_model_server()
+    d = config.ServingConfig()
+    p = _Parser(
+        prog=PROG,
         parents=[model_server.parser],
         description="kfloop KServe predictor (V1 + Open Inference Protocol v2).",
     )
@@ -34,22 +62,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-ref", default="champion", help="alias (e.g. champion) or pinned version (v0003)")
     p.add_argument("--log-uri", help="prediction log root (default: --store-uri; none: not logged)")
     p.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
-    p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, help="413 above this")
-    p.add_argument("--max-rows", type=int, default=defaults.max_rows, help="400 above this many rows")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="413 above this")
+    p.add_argument("--max-rows", type=int, default=d.max_rows, help="400 above this many rows")
+    p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms, help="micro-batch wait bound")
+    p.add_argument("--max-batch-rows", type=int, default=d.max_batch_rows, help="rows per model call")
+    p.add_argument("--log-queue-size", type=int, default=d.log_queue_size, help="prediction log queue (rows)")
+    p.add_argument("--log-flush-rows", type=int, default=d.log_flush_rows)
+    p.add_argument("--log-flush-seconds", type=float, default=d.log_flush_seconds)
+    p.add_argument("--reload-interval", type=float, default=d.reload_interval_s, help="alias poll s (0: off)")
     p.add_argument(
-        "--batch-wait-ms", type=float, default=defaults.batch_wait_ms, help="micro-batch wait bound"
+        "--max-queue-rows",
+        type=int,
+        default=d.max_queue_rows,
+        help="admission: rows held at once (503 past it)",
     )
-    p.add_argument("--max-batch-rows", type=int, default=defaults.max_batch_rows, help="rows per model call")
     p.add_argument(
-        "--log-queue-size", type=int, default=defaults.log_queue_size, help="prediction log queue (rows)"
+        "--max-queue-requests",
+        type=int,
+        default=d.max_queue_requests,
+        help="admission: requests held at once (503 past it)",
     )
-    p.add_argument("--log-flush-rows", type=int, default=defaults.log_flush_rows)
-    p.add_argument("--log-flush-seconds", type=float, default=defaults.log_flush_seconds)
     p.add_argument(
-        "--reload-interval",
+        "--max-inflight-bytes",
+        type=int,
+        default=d.max_inflight_bytes,
+        help="admission: request-body bytes held at once (503 past it)",
+    )
+    p.add_argument(
+        "--shutdown-delay",
         type=float,
-        default=defaults.reload_interval_s,
-        help="alias poll seconds (0: off)",
+        default=d.shutdown_delay_s,
+        help="after SIGTERM: seconds to keep accepting (readiness 503) before closing the listener",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=d.shutdown_requests_timeout_s,
+        help="after the listener closes: seconds in-flight requests get to finish",
+    )
+    p.add_argument(
+        "--log-close-timeout",
+        type=float,
+        default=d.shutdown_log_timeout_s,
+        help="at exit: seconds the prediction log gets to flush",
     )
     p.add_argument("--workdir", help="local directory for downloaded model versions (default: under $TMPDIR)")
     p.set_defaults(model_name=config.MODEL_NAME, enable_grpc=False)
@@ -68,31 +123,87 @@ def _configure_logging() -> None:
 
 
 def _fail(msg: str) -> SystemExit:
-    return SystemExit(f"python -m serving: {msg}")
+    return SystemExit(f"{PROG}: {msg}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# Numeric options: (lowest allowed, lowest is allowed itself, highest). Any other numeric option (kserve's,
+# present or future) must be finite and >= 0.
+_DAY = 86_400.0
+_PORT = (1, True, 65_535)
+_RULES: dict[str, tuple[float, bool, float]] = {
+    "http_port": _PORT,
+    "grpc_port": _PORT,
+    "batch_wait_ms": (0, True, _DAY * 1000),
+    "reload_interval": (0, True, _DAY),
+    "log_flush_seconds": (0, False, _DAY),
+    "shutdown_delay": (0, True, _DAY),
+    "shutdown_timeout": (0, False, _DAY),
+    "log_close_timeout": (0, False, _DAY),
+    "predictor_request_retries": (0, True, math.inf),
+    "timeout_keep_alive": (0, False, _DAY),
+    "predictor_request_timeout_seconds": (0, False, _DAY),
+}
+_POSITIVE = (0, False, math.inf)
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args) -> None:
+    """Refuses non-finite, negative and out-of-range values of every numeric option (one line, exit 1)."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        flag = max(action.option_strings, key=len) if action.option_strings else action.dest
+        if not math.isfinite(value):
+            raise _fail(f"{flag} must be a finite number, got {value}")
+        lo, lo_ok, hi = _RULES.get(
+            action.dest, _POSITIVE if action.type in (int, float) else (0, True, math.inf)
+        )
+        if value < lo or (value == lo and not lo_ok) or value > hi:
+            low = f">= {lo}" if lo_ok else f"> {lo}"
+            high = "" if hi == math.inf else f" and <= {hi:g}"
+            raise _fail(f"{flag} must be {low}{high}, got {value}")
+
+
+def _check_model_name(name: str) -> None:
+    """The store's name rule as a full match: the name is a path segment of the store and the log."""
+    from kfloop import store
+
+    check = getattr(store, "check_model_name", None)
+    if check is not None:
+        try:
+            check(name)
+        except Exception as e:
+            raise _fail(f"--model-name: {e}") from None
+        return
+    pattern = store._NAME_RE.pattern.removeprefix("^").removesuffix("$")
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise _fail(f"--model-name {name!r}: not a model name (lowercase letters, digits, '.', '_', '-')")
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parses and checks the command line; raises SystemExit with one line on a bad option."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.store_uri and not args.model_dir:
         raise _fail("give --store-uri (model store) or --model-dir (a SavedModel directory)")
-    for name in ("max_body_bytes", "max_rows", "max_batch_rows", "log_queue_size", "log_flush_rows"):
-        if getattr(args, name) <= 0:
-            raise _fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    _check_numbers(parser, args)
     if args.workers != 1:
         raise _fail("--workers must be 1 (scale with replicas; micro-batching works per process)")
-    if args.batch_wait_ms < 0 or args.reload_interval < 0 or args.log_flush_seconds <= 0:
-        raise _fail("--batch-wait-ms and --reload-interval must be >= 0, --log-flush-seconds > 0")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _configure_logging()
+    if args.max_queue_rows < args.max_rows:
+        raise _fail(f"--max-queue-rows ({args.max_queue_rows}) must be >= --max-rows ({args.max_rows})")
+    if args.max_inflight_bytes < args.max_body_bytes:
+        raise _fail(
+            f"--max-inflight-bytes ({args.max_inflight_bytes}) must be >= --max-body-bytes ({args.max_body_bytes})"
+        )
+    _check_model_name(args.model_name)
+    return args
 
-    import kserve
-    from kserve import model_server
 
-    from serving import http
-    from serving.model import ModelContractError, ModelSource, TaxiModel
-    from serving.predlog import PredictionLog
+def _serving_config(args) -> config.ServingConfig:
+    import dataclasses
 
-    cfg = config.ServingConfig(
+    return dataclasses.replace(
+        config.ServingConfig(),
         max_body_bytes=args.max_body_bytes,
         max_rows=args.max_rows,
         batch_wait_ms=args.batch_wait_ms,
@@ -101,7 +212,81 @@ def main(argv: list[str] | None = None) -> int:
         log_flush_rows=args.log_flush_rows,
         log_flush_seconds=args.log_flush_seconds,
         reload_interval_s=args.reload_interval,
+        max_queue_rows=args.max_queue_rows,
+        max_queue_requests=args.max_queue_requests,
+        max_inflight_bytes=args.max_inflight_bytes,
+        shutdown_delay_s=args.shutdown_delay,
+        shutdown_requests_timeout_s=args.shutdown_timeout,
+        shutdown_log_timeout_s=args.log_close_timeout,
     )
+
+
+def _model_server_class():
+    """kserve.ModelServer with the repository API locked and kfloop's SIGTERM sequence."""
+    import kserve
+    from kserve.errors import InvalidInput
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+    class LockedRepository(ModelRepositoryExtension):
+        """Model load / unload refused (also on gRPC): versions change through the store's aliases."""
+
+        async def load(self, model_name: str) -> None:
+            raise InvalidInput(
+                "the model repository API is disabled; versions change through the store's aliases"
+            )
+
+        async def unload(self, model_name: str) -> None:
+            raise InvalidInput(
+                "the model repository API is disabled; versions change through the store's aliases"
+            )
+
+    class ModelServer(kserve.ModelServer):
+        def __init__(self, *a, model, cfg: config.ServingConfig, **kw):
+            super().__init__(*a, **kw)
+            self.model_repository_extension = LockedRepository(model_registry=self.registered_models)
+            self._model = model
+            self._cfg = cfg
+            self.shutdown_started: float | None = None
+
+        def setup_event_loop(self):  # called after the REST server is built, before it runs
+            super().setup_event_loop()
+            uv = self._rest_server._server
+            exit_now = uv.handle_exit  # uvicorn: stop accepting, wait for connections, then return
+            model, delay = self._model, self._cfg.shutdown_delay_s
+            log = logging.getLogger("kfloop.serving")
+
+            def handle_exit(sig, frame):
+                first = self.shutdown_started is None
+                if first:
+                    self.shutdown_started = time.monotonic()
+                    model.begin_drain()
+                    log.info("signal %s: readiness now 503; closing the listener in %.1f s", sig, delay)
+                loop = model.loop
+                if first and sig == signal.SIGTERM and delay > 0 and loop is not None:
+                    loop.call_soon_threadsafe(loop.call_later, delay, exit_now, sig, None)
+                else:
+                    exit_now(sig, frame)
+
+            uv.handle_exit = handle_exit
+
+    return ModelServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _configure_logging()
+    model_server = _kserve_model_server()
+    # kserve reads some settings (logging config) from its import-time parse: give it ours.
+    for k in vars(model_server.args):
+        if hasattr(args, k):
+            setattr(model_server.args, k, getattr(args, k))
+
+    from serving import http
+    from serving.model import ModelContractError, ModelSource, TaxiModel
+    from serving.predlog import PredictionLog
+
+    cfg = _serving_config(args)
     try:
         source = ModelSource(args.model_name, args.store_uri, args.model_ref, args.model_dir, args.workdir)
         log_uri = None if args.no_prediction_log else (args.log_uri or args.store_uri)
@@ -120,23 +305,32 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__module__.startswith("kfloop"):
             raise _fail(str(e)) from None
         raise
+    log = logging.getLogger("kfloop.serving")
     if plog is None:
-        logging.getLogger("kfloop.serving").info("prediction log: off (no --store-uri / --log-uri)")
+        log.info("prediction log: off (no --store-uri / --log-uri)")
     http.install(model_server.app, model, cfg.max_body_bytes)
+    server = _model_server_class()(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        enable_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+        grace_period=cfg.shutdown_requests_timeout_s,
+        model=model,
+        cfg=cfg,
+    )
     try:
-        kserve.ModelServer(
-            http_port=args.http_port,
-            grpc_port=args.grpc_port,
-            workers=1,
-            enable_grpc=args.enable_grpc,
-            enable_latency_logging=args.enable_latency_logging,
-        ).start([model])
+        server.start([model])
     finally:
-        model.close()
-        logging.getLogger("kfloop.serving").info(
-            "stopped; prediction log written=%s dropped=%s",
+        t0 = time.monotonic()
+        model.close(log_timeout=cfg.shutdown_log_timeout_s)
+        began = server.shutdown_started
+        log.info(
+            "stopped; prediction log written=%s dropped=%s; log flush %.2f s; %s",
             plog.written if plog else 0,
             plog.dropped if plog else 0,
+            time.monotonic() - t0,
+            f"shutdown took {time.monotonic() - began:.2f} s after the signal" if began else "no signal",
         )
     return 0
 

@@ -1,17 +1,36 @@
 """The HTTP front of the predictor: an ASGI layer in front of kserve's FastAPI app.
 
 It answers, for our model, ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>[/versions/<v>]/infer``
-and ``GET /v2/models/<name>`` (with the version being served) itself: raw body → size limit → JSON →
-:mod:`serving.schema` checks → micro-batched model call → orjson response. Everything else (health,
-readiness, ``/metrics``, other models) goes to kserve unchanged. Every POST body is size-limited: a
-``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked) body is cut off
-with 413 as soon as it passes the limit.
+and ``GET /v2/models/<name>`` (with the version being served) itself: raw body → size limit → admission →
+JSON → :mod:`serving.schema` checks → micro-batched model call → orjson response. Every POST body is
+size-limited: a ``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked)
+body is cut off with 413 as soon as it passes the limit.
+
+It also answers, without going through kserve's stack (so they stay fast under load):
+
+* liveness ``GET /`` and ``GET /v2/health/live``: 200 while the model can serve, 503 (with the reason) once
+  it cannot (no model, unloaded, batcher dead, a model call stuck): the kubelet then restarts the pod;
+* readiness ``GET /v2/health/ready``, ``GET /v2/models/<name>[/versions/<v>]/ready``, ``GET /v1/models/<name>``:
+  200 while live and not shutting down, 503 from the moment SIGTERM arrives.
+
+The control surface is closed on this (public) port: kserve's model repository API (``/v2/repository/...``:
+load / unload) answers 403, and ``/openapi.json`` / ``/docs`` / ``/redoc`` answer 404. ``/metrics`` stays
+(Prometheus counters and latency histograms only, no request data).
+
+Overload (bounded admission): requests that would push the work held by the server past ``max_queue_rows``
+rows, ``max_queue_requests`` requests or ``max_inflight_bytes`` body bytes get ``503 Service Unavailable`` with
+``Retry-After`` instead of queueing without bound. 503, not 429: the bound is the server's capacity, not a
+per-client quota, and 503 + Retry-After is what load balancers and KServe/Knative clients treat as "try another
+replica / later". The check runs on the headers (``Content-Length``), before the body is parsed; the body of a
+shed request is read and discarded so the connection stays usable.
 
 Client mistakes are 4xx ``{"error": "...", "field": "..."}``, never 5xx.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import re
@@ -25,6 +44,18 @@ log = logging.getLogger("kfloop.serving.http")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
+_METRICS = None
+
+
+def _rejected_counter():
+    """``kfloop_requests_shed_total``: requests answered 503 by admission control (served at /metrics)."""
+    global _METRICS
+    if _METRICS is None:
+        from prometheus_client import Counter
+
+        _METRICS = Counter("kfloop_requests_shed", "Requests answered 503 by admission control (overload)")
+    return _METRICS
+
 
 class _BodyTooLarge(schema.RequestError):
     def __init__(self, limit: int, seen: int | None = None):
@@ -36,6 +67,103 @@ class _BodyTooLarge(schema.RequestError):
 
 class _ClientGone(Exception):
     pass
+
+
+class Overloaded(Exception):
+    """The request is shed: the server already holds as much work as its admission bounds allow."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    """Bounded admission: how much work (rows, requests, body bytes) the server holds at once.
+
+    A request holds a :class:`Ticket` from its headers until its response is sent. Rows are estimated from
+    ``Content-Length`` with the bytes per row seen so far, and settled once the body is decoded. A request on
+    an otherwise empty server is always admitted, so every request that fits ``--max-rows`` and
+    ``--max-body-bytes`` can be served.
+
+    Args:
+        max_rows: Most rows held (being decoded, queued for the model, or in the model call).
+        max_requests: Most requests held.
+        max_bytes: Most request-body bytes held.
+        retry_after_s: ``Retry-After`` of a shed request.
+    """
+
+    def __init__(self, max_rows: int, max_requests: int, max_bytes: int, retry_after_s: int = 1):
+        self.max_rows = max_rows
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.retry_after_s = retry_after_s
+        self.rows = 0
+        self.requests = 0
+        self.bytes = 0
+        self.shed = 0
+        self._bytes_per_row: float | None = None
+
+    def _estimate(self, nbytes: int) -> int:
+        bpr = self._bytes_per_row
+        return 1 if not bpr or nbytes <= 0 else max(1, int(nbytes / bpr))
+
+    def _overloaded(self, why: str) -> Overloaded:
+        self.shed += 1
+        _rejected_counter().inc()
+        return Overloaded(
+            f"overloaded: {why}; the server holds {self.requests} requests / {self.rows} rows "
+            f"(bounds --max-queue-requests {self.max_requests}, --max-queue-rows {self.max_rows}, "
+            f"--max-inflight-bytes {self.max_bytes}); retry after {self.retry_after_s} s",
+            self.retry_after_s,
+        )
+
+    def enter(self, nbytes: int) -> Ticket:
+        """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
+        if self.requests:
+            est = self._estimate(nbytes)
+            if self.requests >= self.max_requests:
+                raise self._overloaded("too many requests in progress")
+            if self.bytes + nbytes > self.max_bytes:
+                raise self._overloaded("too many request bytes in progress")
+            if self.rows + est > self.max_rows:
+                raise self._overloaded("too many rows waiting for the model")
+        ticket = Ticket(self, nbytes, self._estimate(nbytes))
+        self.requests += 1
+        self.bytes += nbytes
+        self.rows += ticket.rows
+        return ticket
+
+
+class Ticket:
+    """One admitted request's share of :class:`Admission` (released exactly once)."""
+
+    __slots__ = ("admission", "nbytes", "open", "rows")
+
+    def __init__(self, admission: Admission, nbytes: int, rows: int):
+        self.admission = admission
+        self.nbytes = nbytes
+        self.rows = rows
+        self.open = True
+
+    def settle(self, nbytes: int, rows: int) -> None:
+        """The body is decoded: replaces the estimates; sheds the request if it overshoots the row bound."""
+        a = self.admission
+        a.bytes += nbytes - self.nbytes
+        a.rows += rows - self.rows
+        self.nbytes, self.rows = nbytes, rows
+        sample = nbytes / rows
+        a._bytes_per_row = sample if a._bytes_per_row is None else 0.8 * a._bytes_per_row + 0.2 * sample
+        if a.requests > 1 and a.rows > a.max_rows:
+            raise a._overloaded("too many rows waiting for the model")
+
+    def release(self) -> None:
+        if self.open:
+            self.open = False
+            a = self.admission
+            a.requests -= 1
+            a.bytes -= self.nbytes
+            a.rows -= self.rows
 
 
 async def read_body(receive, limit: int) -> bytes:
@@ -57,8 +185,49 @@ async def read_body(receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def discard_body(receive, limit: int) -> bool:
+    """Reads and drops a body (at most ``limit`` bytes); False if the client left or sent more."""
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return False
+        size += len(msg.get("body", b""))
+        if size > limit:
+            return False
+        if not msg.get("more_body", False):
+            return True
+
+
+def _check_strings(obj) -> None:
+    """Rejects strings (values or keys) that cannot be UTF-8 encoded: JSON ``\\ud800``-style lone surrogates."""
+    stack = [(obj, "body")]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise schema.RequestError(
+                    f"{where}: string with a lone UTF-16 surrogate escape (not valid Unicode)",
+                    field=where.split("[", 1)[0].split(".")[-1] or "body",
+                ) from None
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                name = schema.short(k)
+                stack.append((k, f"{where} key {name}"))
+                stack.append((x, name if where == "body" else f"{where}.{name}"))
+
+
 def parse_json(body: bytes):
-    """Parses a JSON body; ``NaN``/``Infinity`` literals are accepted here and judged by the schema."""
+    """Parses a JSON body; ``NaN``/``Infinity`` literals are accepted here and judged by the schema.
+
+    orjson parses ordinary bodies; what it refuses (``NaN`` literals, integers past 64 bits, lone surrogate
+    escapes, nesting deeper than 1,024) goes through the standard library, whose own limits (recursion,
+    4,300-digit integers) are client errors too.
+    """
     if not body:
         raise schema.RequestError("body: empty (expected a JSON object)", field="body")
     try:
@@ -66,17 +235,36 @@ def parse_json(body: bytes):
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise schema.RequestError("body: not valid UTF-8", field="body") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise schema.RequestError(f"body: not valid UTF-8 (byte {e.start})", field="body") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise schema.RequestError(
             f"body: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})", field="body"
         ) from None
+    except RecursionError:
+        raise schema.RequestError("body: JSON nested too deeply", field="body") from None
+    except ValueError as e:  # e.g. an integer literal over the interpreter's digit limit
+        raise schema.RequestError(
+            f"body: unreadable JSON number ({schema.short(str(e))})", field="body"
+        ) from None
+    _check_strings(obj)
+    return obj
+
+
+def _dumps(payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    except (TypeError, orjson.JSONEncodeError):  # never fail an answer: ASCII-escaped standard JSON
+        return json.dumps(payload, default=str, ensure_ascii=True).encode()
 
 
 async def _send(send, status: int, payload, headers=(), close: bool = False) -> None:
-    body = payload if isinstance(payload, bytes) else orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    body = _dumps(payload)
     hdrs = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *headers]
     if close:
         hdrs.append((b"connection", b"close"))
@@ -91,25 +279,40 @@ def _header(scope, name: bytes) -> bytes | None:
     return None
 
 
+_CLOSED_PREFIXES = ("/v2/repository", "/v1/repository")
+_HIDDEN = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
 class PredictorApp:
-    """ASGI app: our fast path for the model's predict / infer / metadata routes, kserve for the rest.
+    """ASGI app: our fast path for the model's predict / infer / metadata / health routes, kserve for the rest.
 
     Args:
         app: The kserve ASGI app (with its middleware stack).
         model: The :class:`serving.model.TaxiModel`.
         max_body_bytes: Body size limit (413 above it).
+        admission: Admission bounds (None: a default :class:`Admission` from ``model.config``).
     """
 
-    def __init__(self, app, model, max_body_bytes: int):
+    def __init__(self, app, model, max_body_bytes: int, admission: Admission | None = None):
         self.app = app
         self.model = model
         self.max_body_bytes = max_body_bytes
+        cfg = model.config
+        self.admission = admission or Admission(
+            cfg.max_queue_rows, cfg.max_queue_requests, cfg.max_inflight_bytes, cfg.retry_after_s
+        )
+        self.inline_bytes = cfg.decode_inline_bytes
+        self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode")
         name = re.escape(model.name)
         self._v1 = f"/v1/models/{model.name}:predict"
         self._v2 = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/infer$")
         self._meta = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/?$")
+        self._ready = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/ready$")
+        self._v1_ready = f"/v1/models/{model.name}"
 
     async def __call__(self, scope, receive, send):
+        if self.model.loop is None:
+            self.model.loop = asyncio.get_running_loop()
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         method = scope["method"]
@@ -119,23 +322,60 @@ class PredictorApp:
                 return await self._predict(scope, receive, send, v2=False)
             if self._v2.match(path):
                 return await self._predict(scope, receive, send, v2=True)
+        if path.startswith(_CLOSED_PREFIXES):
+            return await _send(
+                send,
+                403,
+                {
+                    "error": f"{path}: the model repository API is disabled on this port; versions change "
+                    "through the model store's aliases (kfloop deploy / promote / rollback)",
+                    "field": "path",
+                },
+                close=method != "GET",
+            )
+        if path in _HIDDEN:
+            return await _send(send, 404, {"error": f"{path}: not served", "field": "path"})
+        if method == "GET":
+            if path in ("/", "/v2/health/live"):
+                return await self._health(send, live_only=True, v2=path != "/")
+            if path == "/v2/health/ready" or path == self._v1_ready or self._ready.match(path):
+                return await self._health(send, live_only=False, v2=path == "/v2/health/ready")
+            if self._meta.match(path) and self.model.current is not None:
+                return await _send(send, 200, self.model.metadata())
+        if method == "POST":
             return await self._limited_passthrough(scope, receive, send)
-        if method == "GET" and self._meta.match(path) and self.model.current is not None:
-            return await _send(send, 200, self.model.metadata())
         return await self.app(scope, receive, send)
 
-    def _check_length(self, scope) -> None:
+    async def _health(self, send, live_only: bool, v2: bool):
+        problem = self.model.health()
+        if live_only:
+            if problem is None:
+                return await _send(send, 200, {"live": True} if v2 else {"status": "alive"})
+            return await _send(send, 503, {"live": False, "error": f"not live: {problem}"})
+        if problem is None and self.model.draining:
+            problem = "shutting down"
+        if v2:
+            ok = {"ready": True}
+        else:
+            ok = {"name": self.model.name, "ready": True}
+        if problem is None:
+            return await _send(send, 200, ok)
+        return await _send(send, 503, {**ok, "ready": False, "error": f"not ready: {problem}"})
+
+    def _check_length(self, scope) -> int:
         cl = _header(scope, b"content-length")
-        if cl is not None:
-            try:
-                n = int(cl)
-            except ValueError:
-                raise schema.RequestError("content-length: not a number", field="content-length") from None
-            if n > self.max_body_bytes:
-                raise _BodyTooLarge(self.max_body_bytes, n)
+        if cl is None:
+            return 0
+        try:
+            n = int(cl)
+        except ValueError:
+            raise schema.RequestError("content-length: not a number", field="content-length") from None
+        if n > self.max_body_bytes:
+            raise _BodyTooLarge(self.max_body_bytes, n)
+        return n
 
     async def _limited_passthrough(self, scope, receive, send):
-        """Other POSTs (other models, repository API): same body limit, then kserve."""
+        """Other POSTs (other models, explain): same body limit, then kserve."""
         try:
             self._check_length(scope)
             body = await read_body(receive, self.max_body_bytes)
@@ -154,36 +394,57 @@ class PredictorApp:
 
         return await self.app(scope, replay, send)
 
+    def _decode(self, body: bytes, v2: bool):
+        payload = parse_json(body)
+        max_rows = self.model.config.max_rows
+        if v2:
+            return schema.decode_v2(payload, max_rows)
+        columns = schema.decode_v1(payload, max_rows)
+        return columns, None, payload["instances"]
+
     async def _predict(self, scope, receive, send, v2: bool):
         model = self.model
         batcher = model.batcher
-        rid = _header(scope, b"x-request-id")
-        request_id = rid.decode("latin-1") if rid else None
+        request_id = None
+        ticket = None
         batcher.receiving += 1
         receiving = True
         try:
+            rid = _header(scope, b"x-request-id")
+            if rid:
+                request_id = rid.decode("latin-1")
+                schema.check_request_id(request_id, "x-request-id")
             ctype = _header(scope, b"content-type")
             if ctype is not None and ctype.split(b";", 1)[0].strip().lower() != b"application/json":
                 raise schema.RequestError(
-                    f"content-type: {ctype.decode('latin-1')!r} is not supported; send application/json",
+                    f"content-type: {schema.short(ctype.decode('latin-1'))} is not supported; "
+                    "send application/json",
                     status=415,
                     field="content-type",
                 )
-            self._check_length(scope)
+            declared = self._check_length(scope)
+            try:
+                ticket = self.admission.enter(declared)
+            except Overloaded:
+                if not await discard_body(receive, self.max_body_bytes):
+                    raise _ClientGone() from None
+                raise
             body = await read_body(receive, self.max_body_bytes)
-            payload = parse_json(body)
-            if v2:
-                columns, body_id, raw = schema.decode_v2(payload, model.config.max_rows)
-                request_id = request_id or body_id
+            if len(body) > self.inline_bytes:  # keep the event loop free for health checks and small requests
+                loop = asyncio.get_running_loop()
+                columns, body_id, raw = await loop.run_in_executor(self._decoder, self._decode, body, v2)
             else:
-                columns = schema.decode_v1(payload, model.config.max_rows)
-                raw = payload["instances"]
-            request_id = request_id or uuid.uuid4().hex
+                columns, body_id, raw = self._decode(body, v2)
+            ticket.settle(len(body), len(next(iter(columns.values()))))
+            request_id = request_id or body_id or uuid.uuid4().hex
             batcher.receiving -= 1
             receiving = False
             probs, version = await model.predict_columns(columns, request_id, raw)
         except schema.RequestError as e:
             return await _send(send, e.status, e.body(), close=e.status == 413)
+        except Overloaded as e:
+            retry = str(e.retry_after_s).encode()
+            return await _send(send, 503, {"error": e.message}, [(b"retry-after", retry)])
         except _ClientGone:
             return None
         except Exception:
@@ -192,6 +453,8 @@ class PredictorApp:
         finally:
             if receiving:
                 batcher.receiving -= 1
+            if ticket is not None:
+                ticket.release()
         headers = [(b"x-request-id", request_id.encode("latin-1")), (b"x-model-version", version.encode())]
         if v2:
             out = {

@@ -209,6 +209,15 @@ class Batcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model-call")
         self.calls = 0
         self.rows = 0
+        self.call_started: float | None = None  # monotonic start of the model call in progress
+
+    def problem(self) -> str | None:
+        """Why the batcher can no longer serve (its task ended), or None."""
+        task = self._task
+        if task is not None and task.done():
+            exc = None if task.cancelled() else task.exception()
+            return f"micro-batcher stopped ({exc!r})" if exc else "micro-batcher stopped"
+        return None
 
     async def submit(self, columns: dict, n: int):
         """Predicts ``n`` rows; returns ``(probabilities, version)``."""
@@ -246,17 +255,24 @@ class Batcher:
                 except TimeoutError:
                     break
             model = self.get_model()
-            if len(batch) == 1:
-                cols = batch[0].columns
-            else:
-                cols = {name: np.concatenate([p.columns[name] for p in batch]) for name in batch[0].columns}
+            self.call_started = time.monotonic()
             try:
+                if model is None:
+                    raise RuntimeError("no model loaded")
+                if len(batch) == 1:
+                    cols = batch[0].columns
+                else:
+                    cols = {
+                        name: np.concatenate([p.columns[name] for p in batch]) for name in batch[0].columns
+                    }
                 probs = await loop.run_in_executor(self._executor, model, cols)
             except Exception as e:
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(e)
                 continue
+            finally:
+                self.call_started = None
             self.calls += 1
             self.rows += rows
             start = 0
@@ -290,6 +306,8 @@ class TaxiModel(kserve.Model):
         self._stop = threading.Event()
         self._watcher = None
         self.reloads = 0
+        self.draining = False  # set on SIGTERM: readiness answers 503 from then on
+        self.loop = None  # the server's event loop (recorded by serving.http on its first call)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -304,6 +322,30 @@ class TaxiModel(kserve.Model):
 
     def start(self):  # kserve calls this at registration; the model is already loaded
         self.ready = self.current is not None
+
+    def health(self) -> str | None:
+        """None while this model can answer predictions; else why not (liveness then fails)."""
+        if self.current is None:
+            return "no model loaded"
+        if not self.ready:
+            return "model unloaded"
+        problem = self.batcher.problem()
+        if problem:
+            return problem
+        started = self.batcher.call_started
+        if started is not None:
+            running = time.monotonic() - started
+            if running > self.config.max_call_seconds:
+                return f"a model call has been running for {running:.0f} s (bound {self.config.max_call_seconds} s)"
+        return None
+
+    async def healthy(self) -> bool:  # kserve's own readiness checks (gRPC) ask this
+        return self.health() is None and not self.draining
+
+    def begin_drain(self) -> None:
+        """Shutdown starts: readiness fails from now on and the alias watcher stops; requests still run."""
+        self.draining = True
+        self._stop.set()
 
     def _watch(self) -> None:
         failed: dict[str, float] = {}
@@ -328,11 +370,11 @@ class TaxiModel(kserve.Model):
             log.info("hot reload: %s switched %s -> %s", self.name, old.version, new.version)
             self.source.discard(old)
 
-    def close(self) -> None:
-        """Stops the alias watcher and flushes the prediction log."""
+    def close(self, log_timeout: float = 30.0) -> None:
+        """Stops the alias watcher and flushes the prediction log (waiting at most ``log_timeout`` s)."""
         self._stop.set()
         if self.prediction_log is not None:
-            self.prediction_log.close()
+            self.prediction_log.close(timeout=log_timeout)
 
     # -- metadata --------------------------------------------------------------------------------------
     def get_input_types(self):

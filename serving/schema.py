@@ -33,9 +33,22 @@ class RequestError(Exception):
         return out
 
 
+def short(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (error messages quote client input, never all of it)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(v) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A short, safe description of a client value (no deep repr, no giant integer conversion)."""
+    if isinstance(v, list):
+        if len(v) <= 8 and not any(isinstance(x, list | dict) for x in v):
+            return short(repr(v))
+        return f"an array of {len(v)}"
+    if isinstance(v, dict):
+        return f"an object of {len(v)} key(s)"
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
+        return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+    return short(repr(v))
 
 
 def _type_name(v) -> str:
@@ -63,9 +76,13 @@ def _element_problem(f: F.Feature, v) -> str | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return f"expected a number ({f.v2_datatype}), got {_type_name(v)} {_describe(v)}"
     if f.kind == F.Kind.NUMERIC:
-        if math.isinf(v):
+        if isinstance(v, float) and math.isinf(v):
             return f"non-finite number {_describe(v)} not allowed"
-        if abs(v) > _FP32_MAX:
+        try:
+            x = float(v)  # what the fast path compares: the float64 value
+        except OverflowError:
+            x = math.inf
+        if abs(x) > _FP32_MAX:
             return f"number {_describe(v)} out of FP32 range"
         return None
     if isinstance(v, float) and not v.is_integer():
@@ -109,10 +126,13 @@ def encode_column(f: F.Feature, values: list, where=None) -> np.ndarray:
     if _NONE in types:
         values = [-1 if v is None else v for v in values]
     if float in types:
-        arr = np.array(values, dtype=np.float64)
+        try:
+            arr = np.array(values, dtype=np.float64)
+        except OverflowError:
+            return _slow(f, values, where)
         if not np.isfinite(arr).all() or (arr != np.floor(arr)).any() or np.abs(arr).max() >= 2.0**63:
             return _slow(f, values, where)
-        return arr.astype(np.int64)
+        return np.array(values, dtype=np.int64)  # element-wise: exact for integers past 2**53
     try:
         return np.array(values, dtype=np.int64)
     except OverflowError:
@@ -142,12 +162,25 @@ def _slow(f: F.Feature, values: list, where) -> np.ndarray:
     return np.array(clean, dtype=_NP_DTYPES[f.dtype])
 
 
+MAX_REQUEST_ID = 256
+
+
+def check_request_id(value: str, field: str) -> None:
+    """A request id is echoed in the ``x-request-id`` header: 1-256 printable ASCII characters."""
+    if len(value) > MAX_REQUEST_ID or not value.isascii() or not value.isprintable():
+        raise RequestError(
+            f"{field}: {_describe(value)} is not 1-{MAX_REQUEST_ID} printable ASCII characters "
+            "(it is echoed in the x-request-id header)",
+            field=field,
+        )
+
+
 def _check_rows(n: int, max_rows: int, field: str) -> None:
     if n == 0:
         raise RequestError(f"{field}: empty batch (no rows to predict)", field=field)
     if n > max_rows:
         raise RequestError(
-            f"{field}: {n} rows is more than the limit of {max_rows} rows per request", field=field
+            f"{field}: {_describe(n)} rows is more than the limit of {max_rows} rows per request", field=field
         )
 
 
@@ -182,7 +215,8 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
         if len(row) != len(names) or not names.issuperset(row):
             unknown = sorted(set(row) - names)
             if unknown:
-                raise RequestError(f"instances[{i}].{unknown[0]}: unknown feature", field=unknown[0])
+                name = short(unknown[0])
+                raise RequestError(f"instances[{i}].{name}: unknown feature", field=name)
             absent = [f.name for f in F.MODEL_FEATURES if f.name not in row]
             raise RequestError(f"instances[{i}].{absent[0]}: missing feature", field=absent[0])
     out = {}
@@ -211,8 +245,10 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
     if not isinstance(inputs, list):
         raise RequestError(f"inputs: expected an array, got {_type_name(inputs)}", field="inputs")
     req_id = payload.get("id")
-    if req_id is not None and not isinstance(req_id, str):
-        raise RequestError(f"id: expected a string, got {_type_name(req_id)}", field="id")
+    if req_id is not None:
+        if not isinstance(req_id, str):
+            raise RequestError(f"id: expected a string, got {_type_name(req_id)}", field="id")
+        check_request_id(req_id, "id")
     if not inputs:
         raise RequestError("inputs: empty (one input per model feature expected)", field="inputs")
     seen: dict[str, dict] = {}
@@ -223,7 +259,7 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
         if not isinstance(name, str):
             raise RequestError(f"inputs[{i}].name: missing or not a string", field="inputs")
         if name not in _FEATURE_NAMES:
-            raise RequestError(f"{name}: unknown input (not a model feature)", field=name)
+            raise RequestError(f"{short(name)}: unknown input (not a model feature)", field=short(name))
         if name in seen:
             raise RequestError(f"{name}: input given twice", field=name)
         seen[name] = inp
