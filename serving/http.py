@@ -302,6 +302,7 @@ class PredictorApp:
             cfg.max_queue_rows, cfg.max_queue_requests, cfg.max_inflight_bytes, cfg.retry_after_s
         )
         self.inline_bytes = cfg.decode_inline_bytes
+        _rejected_counter()  # registered up front: /metrics shows 0 before the first shed request
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode")
         name = re.escape(model.name)
         self._v1 = f"/v1/models/{model.name}:predict"
