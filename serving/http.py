@@ -201,24 +201,23 @@ async def discard_body(receive, limit: int) -> bool:
 
 def _check_strings(obj) -> None:
     """Rejects strings (values or keys) that cannot be UTF-8 encoded: JSON ``\\ud800``-style lone surrogates."""
-    stack = [(obj, "body")]
+    stack = [(obj, "body", "body")]
     while stack:
-        v, where = stack.pop()
+        v, where, field = stack.pop()
         if isinstance(v, str):
             try:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 raise schema.RequestError(
-                    f"{where}: string with a lone UTF-16 surrogate escape (not valid Unicode)",
-                    field=where.split("[", 1)[0].split(".")[-1] or "body",
+                    f"{where}: string with a lone UTF-16 surrogate escape (not valid Unicode)", field=field
                 ) from None
         elif isinstance(v, list):
-            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
+            stack.extend((x, f"{where}[{i}]", field) for i, x in enumerate(v))
         elif isinstance(v, dict):
             for k, x in v.items():
-                name = schema.short(k)
-                stack.append((k, f"{where} key {name}"))
-                stack.append((x, name if where == "body" else f"{where}.{name}"))
+                name = schema.key_name(k)
+                stack.append((k, f"{where} (a key)", field))
+                stack.append((x, name if where == "body" else f"{where}.{name}", name))
 
 
 def parse_json(body: bytes):

@@ -38,6 +38,11 @@ def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def key_name(key: str) -> str:
+    """A client-given key as it appears in an error's message and ``field``: short, never blank."""
+    return short(key) if key.strip() else repr(key)
+
+
 def _describe(v) -> str:
     """A short, safe description of a client value (no deep repr, no giant integer conversion)."""
     if isinstance(v, list):
@@ -190,16 +195,17 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
     Every instance must hold every model feature (``null`` allowed for nullable features) and nothing else.
     """
     if not isinstance(payload, dict):
-        raise RequestError(f"body: expected a JSON object with 'instances', got {_type_name(payload)}")
+        raise RequestError(
+            f"body: expected a JSON object with 'instances', got {_type_name(payload)}", field="body"
+        )
     if "instances" not in payload:
         raise RequestError(
             "instances: missing (V1 body is {'instances': [{feature: value, ...}, ...]})", field="instances"
         )
     extra = set(payload) - {"instances", "parameters"}
     if extra:
-        raise RequestError(
-            f"body: unknown key(s) {sorted(extra)}; expected 'instances'", field=sorted(extra)[0]
-        )
+        name = key_name(sorted(extra)[0])
+        raise RequestError(f"{name}: unknown key; a V1 body has 'instances' (and 'parameters')", field=name)
     rows = payload["instances"]
     if not isinstance(rows, list):
         raise RequestError(
@@ -215,7 +221,7 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
         if len(row) != len(names) or not names.issuperset(row):
             unknown = sorted(set(row) - names)
             if unknown:
-                name = short(unknown[0])
+                name = key_name(unknown[0])
                 raise RequestError(f"instances[{i}].{name}: unknown feature", field=name)
             absent = [f.name for f in F.MODEL_FEATURES if f.name not in row]
             raise RequestError(f"instances[{i}].{absent[0]}: missing feature", field=absent[0])
@@ -236,7 +242,9 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
         ``(columns, request id from the body or None, raw values per feature (flat lists, for the log))``.
     """
     if not isinstance(payload, dict):
-        raise RequestError(f"body: expected a JSON object with 'inputs', got {_type_name(payload)}")
+        raise RequestError(
+            f"body: expected a JSON object with 'inputs', got {_type_name(payload)}", field="body"
+        )
     inputs = payload.get("inputs")
     if inputs is None:
         raise RequestError(
@@ -259,7 +267,7 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
         if not isinstance(name, str):
             raise RequestError(f"inputs[{i}].name: missing or not a string", field="inputs")
         if name not in _FEATURE_NAMES:
-            raise RequestError(f"{short(name)}: unknown input (not a model feature)", field=short(name))
+            raise RequestError(f"{key_name(name)}: unknown input (not a model feature)", field=key_name(name))
         if name in seen:
             raise RequestError(f"{name}: input given twice", field=name)
         seen[name] = inp

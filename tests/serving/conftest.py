@@ -16,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "taxi-tips"
 
 
+def pytest_collection_modifyitems(config, items):
+    """``fuzz`` tests (large hypothesis runs) run only when ``-m`` names them, never in ``make test``."""
+    if "fuzz" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="fuzz: large run; select with pytest -m fuzz tests/serving")
+    for item in items:
+        if "fuzz" in item.keywords:
+            item.add_marker(skip)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
