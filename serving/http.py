@@ -21,8 +21,8 @@ Overload (bounded admission): requests that would push the work held by the serv
 rows, ``max_queue_requests`` requests or ``max_inflight_bytes`` body bytes get ``503 Service Unavailable`` with
 ``Retry-After`` instead of queueing without bound. 503, not 429: the bound is the server's capacity, not a
 per-client quota, and 503 + Retry-After is what load balancers and KServe/Knative clients treat as "try another
-replica / later". The check runs on the headers (``Content-Length``), before the body is parsed; the body of a
-shed request is read and discarded so the connection stays usable.
+replica / later". The check runs on the headers (``Content-Length``): the 503 goes out before the body is read,
+and the server (uvicorn) drops the rest of that body as it arrives, so the connection stays usable.
 
 Client mistakes are 4xx ``{"error": "...", "field": "..."}``, never 5xx.
 """
@@ -47,14 +47,22 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _METRICS = None
 
 
-def _rejected_counter():
-    """``kfloop_requests_shed_total``: requests answered 503 by admission control (served at /metrics)."""
+def _metrics():
+    """``kfloop_requests_shed_total`` (503 from admission control) and ``kfloop_rows_answered_total`` (rows
+    answered 200), registered once per process in kserve's default registry, served at /metrics."""
     global _METRICS
     if _METRICS is None:
         from prometheus_client import Counter
 
-        _METRICS = Counter("kfloop_requests_shed", "Requests answered 503 by admission control (overload)")
+        _METRICS = (
+            Counter("kfloop_requests_shed", "Requests answered 503 by admission control (overload)"),
+            Counter("kfloop_rows_answered", "Rows answered with predictions (HTTP 200)"),
+        )
     return _METRICS
+
+
+def _rejected_counter():
+    return _metrics()[0]
 
 
 class _BodyTooLarge(schema.RequestError):
@@ -185,20 +193,6 @@ async def read_body(receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def discard_body(receive, limit: int) -> bool:
-    """Reads and drops a body (at most ``limit`` bytes); False if the client left or sent more."""
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return False
-        size += len(msg.get("body", b""))
-        if size > limit:
-            return False
-        if not msg.get("more_body", False):
-            return True
-
-
 def _check_strings(obj) -> None:
     """Rejects strings (values or keys) that cannot be UTF-8 encoded: JSON ``\\ud800``-style lone surrogates."""
     stack = [(obj, "body", "body")]
@@ -301,7 +295,7 @@ class PredictorApp:
             cfg.max_queue_rows, cfg.max_queue_requests, cfg.max_inflight_bytes, cfg.retry_after_s
         )
         self.inline_bytes = cfg.decode_inline_bytes
-        _rejected_counter()  # registered up front: /metrics shows 0 before the first shed request
+        self._answered = _metrics()[1]  # registered up front: /metrics shows 0 before the first request
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode")
         name = re.escape(model.name)
         self._v1 = f"/v1/models/{model.name}:predict"
@@ -423,12 +417,7 @@ class PredictorApp:
                     field="content-type",
                 )
             declared = self._check_length(scope)
-            try:
-                ticket = self.admission.enter(declared)
-            except Overloaded:
-                if not await discard_body(receive, self.max_body_bytes):
-                    raise _ClientGone() from None
-                raise
+            ticket = self.admission.enter(declared)  # Overloaded: answered before the body is read
             body = await read_body(receive, self.max_body_bytes)
             if len(body) > self.inline_bytes:  # keep the event loop free for health checks and small requests
                 loop = asyncio.get_running_loop()
@@ -467,7 +456,8 @@ class PredictorApp:
             }
         else:
             out = {"predictions": probs, "model_version": version}
-        return await _send(send, 200, out, headers)
+        await _send(send, 200, out, headers)
+        self._answered.inc(len(probs))
 
 
 def install(fastapi_app, model, max_body_bytes: int) -> None:
