@@ -364,6 +364,8 @@ class PredictorApp:
             n = int(cl)
         except ValueError:
             raise schema.RequestError("content-length: not a number", field="content-length") from None
+        if n < 0:
+            raise schema.RequestError("content-length: negative", field="content-length")
         if n > self.max_body_bytes:
             raise _BodyTooLarge(self.max_body_bytes, n)
         return n

@@ -119,3 +119,19 @@ def test_liveness_fails_once_the_model_cannot_serve(asgi):
     assert _health(app) == {"live": 200, "ready": 200}
     model.begin_drain()  # SIGTERM: not ready, still live
     assert _health(app) == {"live": 200, "ready": 503}
+
+
+def test_repository_extension_refuses_load_and_unload_for_grpc_too():
+    """The same lock behind kserve's gRPC RepositoryModelLoad / Unload (gRPC is off by default)."""
+    from kserve.errors import InvalidInput
+
+    from kfloop import config
+    from serving.__main__ import _model_server_class
+    from tests.serving.conftest import free_port
+
+    server = _model_server_class()(
+        http_port=free_port(), enable_grpc=False, model=None, cfg=config.ServingConfig()
+    )
+    for call in (server.model_repository_extension.load, server.model_repository_extension.unload):
+        with pytest.raises(InvalidInput, match="disabled"):
+            asyncio.run(call(MODEL))
