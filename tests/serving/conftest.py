@@ -150,3 +150,22 @@ def start_server(tmp_path):
     yield start
     for s in started:
         s.stop()
+
+
+SMALL_MAX_ROWS = 8
+
+
+@pytest.fixture(scope="session")
+def small_server(tmp_path_factory, demo_model_dirs):
+    """One server shared by the fuzz and control-surface tests: ``--max-rows 8``, log on, no hot reload."""
+    tmp = tmp_path_factory.mktemp("small-server")
+    root = make_store(tmp / "store", demo_model_dirs)
+    server = Server(
+        [
+            "--store-uri", root, "--max-rows", str(SMALL_MAX_ROWS), "--max-body-bytes", "400000",
+            "--reload-interval", "0", "--log-flush-seconds", "5",
+        ],
+        tmp / "server.log",
+    )  # fmt: skip
+    yield server
+    assert server.stop() == 0

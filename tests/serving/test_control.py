@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.serving.conftest import MODEL, Server, make_store
+from tests.serving.conftest import MODEL
 from tests.serving.test_server import v1_body
 
 pytestmark = pytest.mark.serving
@@ -16,45 +16,41 @@ pytestmark = pytest.mark.serving
 httpx = pytest.importorskip("httpx")
 
 
-def test_repository_api_is_closed_and_the_pod_stays_in_service(tmp_path, demo_model_dirs, taxi_rows):
+def test_repository_api_is_closed_and_the_pod_stays_in_service(small_server, taxi_rows):
     frame, _ = taxi_rows
-    root = make_store(tmp_path / "store", demo_model_dirs)
-    server = Server(["--store-uri", root, "--reload-interval", "0"], tmp_path / "server.log")
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            for path in (
-                f"/v2/repository/models/{MODEL}/unload",
-                f"/v2/repository/models/{MODEL}/load",
-                "/v2/repository/index",
-            ):
-                r = c.post(path, json={})
-                assert r.status_code == 403 and "disabled" in r.json()["error"], (path, r.text)
-            assert c.get("/v2/repository/index").status_code == 403
-            # The unload above changed nothing: ready, live, predicting.
-            for path in (
-                "/",
-                "/v2/health/live",
-                "/v2/health/ready",
-                f"/v2/models/{MODEL}/ready",
-                f"/v1/models/{MODEL}",
-            ):
-                r = c.get(path)
-                assert r.status_code == 200, (path, r.text)
-            assert c.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
-            assert c.get("/v2/health/ready").json() == {"ready": True}
-            assert c.get(f"/v1/models/{MODEL}").json() == {"name": MODEL, "ready": True}
-            assert c.post(f"/v1/models/{MODEL}:predict", json=v1_body(frame.iloc[:2])).status_code == 200
-            # Not served on the public port: the OpenAPI document (it would list kserve's routes, not ours) and UIs.
-            for path in ("/openapi.json", "/docs", "/redoc"):
-                assert c.get(path).status_code == 404, path
-            metrics = c.get("/metrics")
-            assert metrics.status_code == 200
-            assert "kfloop_prediction_log_written_total" in metrics.text
-            assert "kfloop_requests_shed_total" in metrics.text
-            # Other model names still get kserve's 404, not our answers.
-            assert c.get("/v2/models/other/ready").status_code == 404
-    finally:
-        assert server.stop() == 0
+    server = small_server
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for path in (
+            f"/v2/repository/models/{MODEL}/unload",
+            f"/v2/repository/models/{MODEL}/load",
+            "/v2/repository/index",
+        ):
+            r = c.post(path, json={})
+            assert r.status_code == 403 and "disabled" in r.json()["error"], (path, r.text)
+        assert c.get("/v2/repository/index").status_code == 403
+        # The unload above changed nothing: ready, live, predicting.
+        for path in (
+            "/",
+            "/v2/health/live",
+            "/v2/health/ready",
+            f"/v2/models/{MODEL}/ready",
+            f"/v1/models/{MODEL}",
+        ):
+            r = c.get(path)
+            assert r.status_code == 200, (path, r.text)
+        assert c.get(f"/v2/models/{MODEL}/ready").json() == {"name": MODEL, "ready": True}
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        assert c.get(f"/v1/models/{MODEL}").json() == {"name": MODEL, "ready": True}
+        assert c.post(f"/v1/models/{MODEL}:predict", json=v1_body(frame.iloc[:2])).status_code == 200
+        # Not served on the public port: the OpenAPI document (it would list kserve's routes, not ours) and UIs.
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert c.get(path).status_code == 404, path
+        metrics = c.get("/metrics")
+        assert metrics.status_code == 200
+        assert "kfloop_prediction_log_written_total" in metrics.text
+        assert "kfloop_requests_shed_total" in metrics.text
+        # Other model names still get kserve's 404, not our answers.
+        assert c.get("/v2/models/other/ready").status_code == 404
 
 
 @pytest.fixture

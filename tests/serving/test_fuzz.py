@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from kfloop import features as F
-from tests.serving.conftest import MODEL, Server, make_store
+from tests.serving.conftest import MODEL, SMALL_MAX_ROWS
 
 pytestmark = pytest.mark.serving
 
@@ -30,8 +30,7 @@ httpx = pytest.importorskip("httpx")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-MAX_ROWS = 8
-MAX_BODY = 400_000
+MAX_ROWS = SMALL_MAX_ROWS
 FP32_MAX = float(np.finfo(np.float32).max)
 FEATURES = {f.name: f for f in F.MODEL_FEATURES}
 
@@ -411,7 +410,7 @@ def check_decoding(body: bytes, v2: bool) -> None:
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
-@settings(max_examples=700, **CI)
+@settings(max_examples=1000, **CI)
 @given(data=st.data())
 def test_decoding_agrees_with_the_contract(v2, data):
     check_decoding(data.draw(v2_bodies() if v2 else v1_bodies()), v2)
@@ -429,19 +428,9 @@ def test_decoding_agrees_with_the_contract_fuzz(v2, data):
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory, demo_model_dirs):
-    tmp = tmp_path_factory.mktemp("fuzz")
-    root = make_store(tmp / "store", demo_model_dirs)
-    server = Server(
-        [
-            "--store-uri", root, "--max-rows", str(MAX_ROWS), "--max-body-bytes", str(MAX_BODY),
-            "--reload-interval", "0", "--log-flush-seconds", "5",
-        ],
-        tmp / "server.log",
-    )  # fmt: skip
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield server, client
-    assert server.stop() == 0
+def fuzz_server(small_server):
+    with httpx.Client(base_url=small_server.url, timeout=60) as client:
+        yield small_server, client
 
 
 def check_http(fuzz_server, in_process, body: bytes, v2: bool, ctype: str | None) -> None:
@@ -469,13 +458,13 @@ def check_http(fuzz_server, in_process, body: bytes, v2: bool, ctype: str | None
     np.testing.assert_allclose(got, in_process[0](want), rtol=1e-6, atol=1e-7)
 
 
-@settings(max_examples=400, **CI)
+@settings(max_examples=600, **CI)
 @given(body=v1_bodies(), ctype=CONTENT_TYPES)
 def test_http_v1_is_200_equal_to_the_model_or_4xx_naming_a_field(fuzz_server, in_process, body, ctype):
     check_http(fuzz_server, in_process, body, False, ctype)
 
 
-@settings(max_examples=400, **CI)
+@settings(max_examples=600, **CI)
 @given(body=v2_bodies(), ctype=CONTENT_TYPES)
 def test_http_v2_is_200_equal_to_the_model_or_4xx_naming_a_field(fuzz_server, in_process, body, ctype):
     check_http(fuzz_server, in_process, body, True, ctype)

@@ -127,7 +127,8 @@ def test_rows_bound_uses_the_declared_length(bounded, taxi_rows):
     frame, _ = taxi_rows
     body = {n: json.dumps(v1_body(frame.iloc[:n])).encode() for n in (5, 20, 40)}
     with httpx.Client(timeout=30) as client:
-        assert _post(client, bounded.url, body[40]).status_code == 200  # learns the bytes per row
+        for _ in range(10):  # the server learns the bytes per row of these bodies
+            assert _post(client, bounded.url, body[40]).status_code == 200
         held = Held(bounded.port, body[40], 10)  # ~40 rows declared, not yet sent
         _assert_shed(_shed_until(client, bounded.url, body[20]), "too many rows")
         assert _post(client, bounded.url, body[5]).status_code == 200  # 40 + 5 rows fit the bound of 50
@@ -182,7 +183,7 @@ def test_burst_of_big_requests_gets_200_or_503_and_health_stays_answered(
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             futures = [pool.submit(client_loop) for _ in range(24)]
             with httpx.Client(timeout=probe_timeout) as probe:
-                deadline = time.monotonic() + 6
+                deadline = time.monotonic() + 4
                 while time.monotonic() < deadline:
                     for path in HEALTH:
                         try:
