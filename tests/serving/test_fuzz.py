@@ -7,7 +7,7 @@ small, independent reading of the request contract (:func:`reference`): a reques
 equal to the in-process model on the columns it builds; one it refuses must get a 4xx whose JSON names a field;
 nothing may get a 5xx.
 
-``make test`` runs a few thousand cases (derandomized, so CI is stable); ``pytest -m fuzz tests/serving`` runs
+``make test`` runs 2,800 cases (derandomized, so CI is stable); ``pytest -m fuzz tests/serving`` runs
 ten times more with fresh random seeds.
 """
 
@@ -458,13 +458,13 @@ def check_http(fuzz_server, in_process, body: bytes, v2: bool, ctype: str | None
     np.testing.assert_allclose(got, in_process[0](want), rtol=1e-6, atol=1e-7)
 
 
-@settings(max_examples=600, **CI)
+@settings(max_examples=400, **CI)
 @given(body=v1_bodies(), ctype=CONTENT_TYPES)
 def test_http_v1_is_200_equal_to_the_model_or_4xx_naming_a_field(fuzz_server, in_process, body, ctype):
     check_http(fuzz_server, in_process, body, False, ctype)
 
 
-@settings(max_examples=600, **CI)
+@settings(max_examples=400, **CI)
 @given(body=v2_bodies(), ctype=CONTENT_TYPES)
 def test_http_v2_is_200_equal_to_the_model_or_4xx_naming_a_field(fuzz_server, in_process, body, ctype):
     check_http(fuzz_server, in_process, body, True, ctype)
