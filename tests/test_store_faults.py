@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import random
@@ -80,7 +81,7 @@ def check_invariants(ms: ModelStore, committed: dict[str, dict], tmp: Path) -> N
         chain = [
             r for r in hist if r["event"] == "alias" and r["alias"] == alias and r["outcome"] == "success"
         ]
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             assert b["from"] == a["to"], f"{alias}: a move is missing between {a} and {b}"
         assert chain and chain[-1]["to"] == version, f"{alias}: its current value has no record"
 
