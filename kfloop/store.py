@@ -668,8 +668,17 @@ class ModelStore:
 
     # -------------------------------------------------------------------------------------- reading
     def is_committed(self, name: str, version: str) -> bool:
-        """Whether ``version`` exists and carries its commit marker."""
-        return is_version(version) and fs.exists(fs.join(self._version_root(name, version), COMMIT_MARKER))
+        """Whether ``version`` exists and carries its commit marker.
+
+        Raises:
+            CorruptStore: the commit marker is a directory.
+        """
+        if not is_version(version):
+            return False
+        uri = fs.join(self._version_root(name, version), COMMIT_MARKER)
+        if not self.is_gcs and os.path.isdir(uri):
+            raise CorruptStore(f"{uri}: commit marker is a directory, expected a JSON file")
+        return fs.exists(uri)
 
     def versions(self, name: str) -> list[str]:
         """Committed versions of a model, oldest first (an uncommitted publish is not listed)."""
@@ -758,6 +767,37 @@ class ModelStore:
         if extra:
             raise CorruptStore(f"{fs.join(model_uri, extra[0])}: not in the manifest of {name} {version}")
         return meta
+
+    def check(self, name: str, *, deep: bool = True) -> list[str]:
+        """Reads and checks every file of a model; returns the problems found, one line each.
+
+        Checks the version counter, every alias, every history record, and each committed version's
+        commit marker, metadata and (``deep``) model files against the manifest. An empty list means the
+        model is intact.
+        """
+        problems: list[str] = []
+
+        def run(fn, *a):
+            try:
+                return fn(*a)
+            except StoreError as e:
+                problems.append(str(e))
+                return None
+
+        counter = self._counter_uri(name)
+        obj = run(lambda: self._load_json(counter, "version counter", missing_ok=True))
+        if obj is not None and not (isinstance(obj.get("next"), int) and not isinstance(obj["next"], bool)):
+            problems.append(f"{counter}: version counter has no integer 'next'")
+        for alias in run(self._alias_names, name) or []:
+            run(self._read_alias_obj, name, alias)
+        run(self._read_history, name)
+        for version in run(self.versions, name) or []:
+            run(self.verify if deep else self.metadata, name, version)
+        marker_dirs = Path(self._model_root(name)).glob(f"v*/{COMMIT_MARKER}") if not self.is_gcs else []
+        for p in marker_dirs:
+            if p.is_dir():
+                problems.append(f"{p}: commit marker is a directory, expected a JSON file")
+        return problems
 
     def _require_committed(self, name: str, version: str) -> None:
         if not self.is_committed(name, version):
