@@ -771,8 +771,8 @@ class ModelStore:
     def check(self, name: str, *, deep: bool = True) -> list[str]:
         """Reads and checks every file of a model; returns the problems found, one line each.
 
-        Checks the version counter, every alias, every history record, and each committed version's
-        commit marker, metadata and (``deep``) model files against the manifest. An empty list means the
+        Checks the version counter, every alias, every history record, the run index, and each committed
+        version's claim, commit marker, metadata and (``deep``) model files against the manifest. An empty list means the
         model is intact.
         """
         problems: list[str] = []
@@ -793,6 +793,10 @@ class ModelStore:
         run(self._read_history, name)
         for version in run(self.versions, name) or []:
             run(self.verify if deep else self.metadata, name, version)
+            claim = fs.join(self._version_root(name, version), CLAIM_MARKER)
+            run(lambda claim=claim: self._load_json(claim, "version claim", missing_ok=True))
+        for uri in fs.list_files(fs.join(self._model_root(name), "runs")):
+            run(lambda uri=uri: self._load_json(uri, "run index"))
         marker_dirs = Path(self._model_root(name)).glob(f"v*/{COMMIT_MARKER}") if not self.is_gcs else []
         for p in marker_dirs:
             if p.is_dir():
