@@ -62,16 +62,21 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def check_input_file(path: str | None, what: str, *, allow_empty: bool = False) -> None:
+def check_input_file(
+    path: str | None, what: str, *, allow_empty: bool = False, must_exist: bool = True
+) -> None:
     """Raises ``SystemExit`` (one line naming ``path``) unless a local ``path`` is a readable file.
 
-    ``gs://`` URIs and None pass (the reader reports those).
+    ``gs://`` URIs and None pass (the reader reports those); with ``must_exist=False`` so does a missing
+    file (the command's own reader names it).
     """
     if not path or str(path).startswith("gs://"):
         return
     if os.path.isdir(path):
         raise SystemExit(f"{what} {path}: is a directory, expected a file")
     if not os.path.exists(path):
+        if not must_exist:
+            return
         raise SystemExit(f"{what} {path}: does not exist")
     if not allow_empty and os.path.getsize(path) == 0:
         raise SystemExit(f"{what} {path}: is empty")
@@ -101,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print("kfloop: interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:
-        if isinstance(e.code, str):  # a command's own message: keep it to one line
-            print(" ".join(e.code.split()), file=sys.stderr)
-            return 1
+        if isinstance(e.code, str) and "\n" in e.code.strip():  # a command's own message: one line
+            raise SystemExit(" ".join(strip_ansi(e.code).split())) from None
         raise
     except Exception as e:
         if os.environ.get("KFLOOP_TRACEBACK") == "1":

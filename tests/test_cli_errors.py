@@ -11,6 +11,7 @@ are expected for ``validate``, ``evaluate``, ``train``, ``schema infer``, ``data
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,11 @@ CASES = {c[0]: c for c in cli_cases.case_table(Path("/x"), Path("/m"))}
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         rc = cli.main(argv)
-    except SystemExit as e:  # argparse usage errors
+    except SystemExit as e:  # a command's message (printed by the interpreter) or an argparse usage error
         rc = e.code
+        if isinstance(rc, str):
+            print(rc, file=sys.stderr)
+            rc = 1
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,11 @@ def _used_by_champion(rel: str) -> bool:
 def run_cli(argv, capsys) -> tuple[int, str]:
     try:
         rc = cli.main(argv)
-    except SystemExit as e:
+    except SystemExit as e:  # the interpreter prints a str code on stderr and exits 1
         rc = e.code
+        if isinstance(rc, str):
+            print(rc, file=sys.stderr)
+            rc = 1
     _, err = capsys.readouterr()
     return rc, err
 

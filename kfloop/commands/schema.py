@@ -60,7 +60,7 @@ def _infer(args: argparse.Namespace) -> int:
     from kfloop.cli import check_input_file
 
     path = kschema.schema_path(args.schema)
-    check_input_file(args.data, "kfloop schema infer: --data")
+    check_input_file(args.data, "kfloop schema infer: --data", must_exist=False)
     if path.is_dir():
         raise SystemExit(f"kfloop schema infer: schema {path}: is a directory, expected a file")
     if not args.write:  # comparing with nothing is not a review: refuse, or create it with --write

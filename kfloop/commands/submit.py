@@ -45,7 +45,9 @@ def check_package(package: str) -> None:
 
     if package.startswith("gs://"):
         return
-    check_input_file(package, "kfloop submit: --package")
+    check_input_file(package, "kfloop submit: --package", must_exist=False)
+    if not os.path.exists(package):
+        return  # kfloop.submit says how to make it
     try:
         with open(package, encoding="utf-8") as f:
             text = f.read()

@@ -60,10 +60,10 @@ def _validate(args: argparse.Namespace) -> int:
     from kfloop import fs
     from kfloop.cli import check_input_file, check_output_dir
 
-    check_input_file(args.data, "kfloop validate: --data")
-    check_input_file(args.schema, "kfloop validate: --schema")
-    check_input_file(args.reference_stats, "kfloop validate: --reference-stats")
-    check_input_file(args.skew_data, "kfloop validate: --skew-data")
+    check_input_file(args.data, "kfloop validate: --data", must_exist=False)
+    check_input_file(args.schema, "kfloop validate: --schema", must_exist=False)
+    check_input_file(args.reference_stats, "kfloop validate: --reference-stats", must_exist=False)
+    check_input_file(args.skew_data, "kfloop validate: --skew-data", must_exist=False)
     check_output_dir(args.output_dir, "kfloop validate: --output-dir")
     check_beam_args(args.beam_arg, "kfloop validate")
     try:
