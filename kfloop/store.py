@@ -516,14 +516,20 @@ class ModelStore:
             raise CorruptStore(f"{uri}: commit marker names version {obj.get('version')!r}, not {version!r}")
         return obj
 
-    def _unrecorded(self, name: str, records: list[dict]) -> list[dict]:
-        """Records of publishes and alias moves the store's state shows but the history lacks."""
-        moves = {r.get("move") for r in records if r.get("event") == "alias"}
-        published = {r.get("version") for r in records if r.get("event") == "publish"}
+    def _unrecorded(self, name: str, moves: set, published: set, *, by_name: bool = False) -> list[dict]:
+        """Records of publishes and alias moves the store's state shows but the history lacks.
+
+        ``moves`` / ``published``: the move ids and versions the history has. ``by_name``: they come from
+        the record file names only (cheap), where a version published before records were named by
+        version (its marker has no ``actor``) counts as recorded.
+        """
         out = []
         for version in self.versions(name):
             if version not in published:
-                out.append(self._publish_record(self._marker(name, version)))
+                marker = self._marker(name, version)
+                if by_name and "actor" not in marker:
+                    continue  # recorded under a random name by an older kfloop
+                out.append(self._publish_record(marker))
         for alias in self._alias_names(name):
             obj = self._read_alias_obj(name, alias)
             if obj and obj.get("move") and obj["move"] not in moves:
@@ -534,9 +540,17 @@ class ModelStore:
         """Writes the history records of publishes and alias moves that a crash left unrecorded.
 
         Returns the records written. Safe to run any time, concurrently with anything (the records are
-        write-once objects named by the move / version).
+        write-once objects named by the move / version). Costs one listing of the history, not a read of
+        every record.
         """
-        found = self._unrecorded(name, self._read_history(name))
+        moves, published = set(), set()
+        for uri in fs.list_files(fs.join(self._model_root(name), "history")):
+            rid = uri.rsplit("/", 1)[-1].removesuffix(".json").partition("-")[2]
+            if rid.startswith("publish-"):
+                published.add(rid.removeprefix("publish-"))
+            else:
+                moves.add(rid)
+        found = self._unrecorded(name, moves, published, by_name=True)
         for rec in found:
             rid = rec["move"] if rec["event"] == "alias" else f"publish-{rec['version']}"
             self._write_record(name, rec, rid)
@@ -562,7 +576,9 @@ class ModelStore:
             CorruptStore: a history record (or an alias / commit marker) that is not valid.
         """
         records = self._read_history(name)
-        missing = [{**r, "recovered": True} for r in self._unrecorded(name, records)]
+        moves = {r.get("move") for r in records if r.get("event") == "alias"}
+        published = {r.get("version") for r in records if r.get("event") == "publish"}
+        missing = [{**r, "recovered": True} for r in self._unrecorded(name, moves, published)]
         if not missing:
             return records
         return sorted(records + missing, key=lambda r: _stamp(str(r.get("time", ""))))

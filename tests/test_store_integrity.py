@@ -349,3 +349,37 @@ def test_promote_whose_second_step_fails_says_exactly_what_was_applied(tmp_path,
         e.value
     )
     assert ms.aliases(NAME) == {"champion": v2, "canary": v2}
+
+
+def test_stores_written_by_an_older_kfloop_are_not_reconciled_twice(tmp_path):
+    """Old layout: publish records under random names, markers without ``actor``, aliases without ``move``."""
+    ms = ModelStore(str(tmp_path / "store"))
+    v1 = ms.publish(NAME, str(make_model_dir(tmp_path, "a")), {})
+    ms.set_alias(NAME, "champion", v1)
+    model = tmp_path / "store" / "models" / NAME
+    for p in (model / "history").iterdir():
+        rec = json.loads(p.read_text())
+        rec.pop("move", None)
+        p.unlink()
+        (model / "history" / f"{p.name.split('-')[0]}-{rec['event'][:4]}1234.json").write_text(
+            json.dumps(rec)
+        )
+    marker = json.loads((model / v1 / "_COMMITTED").read_text())
+    marker.pop("actor"), marker.pop("run_id")
+    (model / v1 / "_COMMITTED").write_text(json.dumps(marker))
+    alias = json.loads((model / "aliases" / "champion.json").read_text())
+    alias.pop("move")
+    (model / "aliases" / "champion.json").write_text(json.dumps(alias))
+    assert ms.reconcile(NAME) == []
+    assert [(r["event"], r.get("recovered", False)) for r in ms.history(NAME)] == [
+        ("publish", False),
+        ("alias", False),
+    ]
+    v2 = ms.publish(NAME, str(make_model_dir(tmp_path, "b")), {})
+    ms.set_alias(NAME, "champion", v2, expected=v1)
+    assert [(r["event"], r.get("version") or r.get("to")) for r in ms.history(NAME)] == [
+        ("publish", v1),
+        ("alias", v1),
+        ("publish", v2),
+        ("alias", v2),
+    ]
