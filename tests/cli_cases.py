@@ -211,6 +211,19 @@ def case_table(tmp: Path, model_dir: Path) -> list[tuple[str, list[str], object,
         ),
         ("deploy-bad-namespace", ["deploy", *st, "--namespace", "Bad_NS!", "--dry-run"], None, "Bad_NS!"),
         (
+            "schedule-bad-name",
+            ["schedule", "--store-uri", "gs://b/s", "--source", "gs://b/x.csv", "--model-name", "a/../b"],
+            None,
+            "a/../b",
+        ),
+        (
+            "monitor-cluster-bad-name",
+            ["monitor", "--store-uri", "gs://b/s", "--source", "gs://b/x.csv", "--model-name", "x\n"]
+            + ["--host", "http://127.0.0.1:9"],
+            None,
+            "invalid model name",
+        ),
+        (
             "models-list-bad-name",
             ["models", "list", *st, "--name", "taxi-tips\n"],
             None,

@@ -78,9 +78,10 @@ def _monitor(args: argparse.Namespace) -> int:
         raise SystemExit(
             "kfloop monitor: give --source (to rebuild the champion's data) or --reference-train"
         )
-    preflight(args)
     if args.host:
+        _check_name(args)  # the store is read by the run on the cluster, with the cluster's credentials
         return _on_cluster(args)
+    preflight(args)
     trigger = args.trigger or "off"
     if trigger == "local" and not args.source:
         raise SystemExit("kfloop monitor: --trigger local needs --source (the data to retrain on)")
@@ -116,10 +117,7 @@ def preflight(args: argparse.Namespace) -> None:
     from kfloop import fs, store
     from kfloop.cli import check_input_file
 
-    try:
-        store.check_model_name(args.model_name)
-    except store.StoreError as e:
-        raise SystemExit(f"kfloop monitor: --model-name: {e}") from None
+    _check_name(args)
     if not fs.is_gcs(args.store_uri):
         root = args.store_uri.removeprefix("file://")
         if not os.path.isdir(root):
@@ -140,6 +138,15 @@ def preflight(args: argparse.Namespace) -> None:
             f" (and {len(problems) - 1} more problems: see `kfloop models list`)" if len(problems) > 1 else ""
         )
         raise SystemExit(f"kfloop monitor: {problems[0]}{more}")
+
+
+def _check_name(args: argparse.Namespace) -> None:
+    from kfloop import store
+
+    try:
+        store.check_model_name(args.model_name)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop monitor: --model-name: {e}") from None
 
 
 class _Tee(io.TextIOBase):
