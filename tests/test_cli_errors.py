@@ -11,6 +11,7 @@ are expected for ``validate``, ``evaluate``, ``train``, ``schema infer``, ``data
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -121,3 +122,34 @@ def test_schema_infer_with_write_may_create_a_missing_schema(tmp_path, capsys):
     )
     assert rc == 0, err
     assert target.read_text().strip() and f"wrote {target}" in out
+
+
+def test_monitor_pipeline_failure_prints_the_cause(tmp_path):
+    """A real kfp.local monitoring run failing inside monitor-op: one line with the task and the cause."""
+    import subprocess
+
+    from kfloop import store
+
+    ms = store.ModelStore(str(tmp_path / "store"))
+    v = ms.publish("taxi-tips", str(make_model_dir(tmp_path, "a")), {"data_window": {"start": "2013-01-01", "end": "2014-01-01"}})
+    ms.set_alias("taxi-tips", "champion", v)
+    src = tmp_path / "src.csv"
+    src.write_text(
+        "\n".join((cli_cases.ROOT / "data" / "chicago_taxi.csv").read_text().splitlines()[:50]) + "\n"
+    )
+    argv = ["monitor", "--store-uri", str(tmp_path / "store"), "--source", str(src)]
+    argv += ["--window-start", "2026-01-02T00:00:00Z", "--window-end", "2026-01-01T00:00:00Z"]
+    argv += ["--pipeline-root", str(tmp_path / "runs")]
+    r = subprocess.run(
+        [sys.executable, "-m", "kfloop.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cli_cases.ROOT,
+        env={**os.environ, "PYTHONPATH": str(cli_cases.ROOT)},
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert r.stderr.strip().splitlines() == [
+        "kfloop monitor: the monitoring pipeline failed in monitor-op: MonitorError: window_end "
+        "2026-01-01T00:00:00.000Z is not after window_start 2026-01-02T00:00:00.000Z"
+    ]

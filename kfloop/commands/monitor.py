@@ -168,9 +168,7 @@ class _Tee(io.TextIOBase):
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_EXC_LINE = re.compile(
-    r"^(?:\[KFP Executor[^\]]*\]:\s*)?((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit)):\s*(.+)$"
-)
+_EXC_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(?::\s*(.*))?$")
 _FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
 
 
@@ -183,11 +181,19 @@ def failure_line(message: str, lines) -> str:
     text = _ANSI.sub("", message)
     task = _FAILED_TASK.search(text)
     cause = ""
-    for line in reversed(list(lines)):
-        m = _EXC_LINE.match(_ANSI.sub("", line).strip())
-        if m:
-            cause = f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}"
-            break
+    indent = None  # inside a traceback: the indentation of its "Traceback" line
+    for raw in lines:
+        line = _ANSI.sub("", raw).rstrip()
+        stripped = line.lstrip()
+        depth = len(line) - len(stripped)
+        if stripped.startswith("Traceback (most recent call last):"):
+            indent = depth
+        elif indent is not None and depth <= indent and stripped:
+            m = _EXC_LINE.match(stripped)  # the exception line that ends the traceback
+            if m and not stripped.startswith("During handling"):
+                name = m.group(1).rsplit(".", 1)[-1]
+                cause = f"{name}: {m.group(2)}" if m.group(2) else name
+            indent = None
     where = f" in {task.group(1)}" if task else ""
     head = f"the monitoring pipeline failed{where}"
     return " ".join(f"{head}: {cause or text.splitlines()[0] if text else head}".split())
