@@ -192,6 +192,11 @@ def write_bytes(uri: str, data: bytes, *, if_generation_match: int | None = None
 
         _gcs_write(uri, upload, if_generation_match, same)
         return
+    _place_local(uri, lambda f: f.write(data), if_generation_match)
+
+
+def _place_local(uri: str, fill, if_generation_match: int | None) -> None:
+    """Writes a local file through a temporary file: renamed into place, or (write-once) hard-linked."""
     if if_generation_match not in (None, 0):
         raise ValueError(f"{uri}: if_generation_match={if_generation_match} applies to gs:// only")
     path = Path(uri)
@@ -199,7 +204,7 @@ def write_bytes(uri: str, data: bytes, *, if_generation_match: int | None = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; an artifact must stay readable by other steps
         if if_generation_match == 0:
             os.link(tmp, path)  # atomic and exclusive: FileExistsError if anything is there
@@ -223,20 +228,28 @@ def upload_file(path: str | os.PathLike, uri: str, *, if_generation_match: int |
             blob.upload_from_filename(str(path), retry=None, **kwargs)
 
         def same(blob):
+            import base64
             import hashlib
 
             try:
                 blob.reload()
-                want = hashlib.md5(Path(path).read_bytes()).digest()  # GCS keeps an MD5 of every object
-                import base64
-
-                return blob.md5_hash == base64.b64encode(want).decode()
+                h = hashlib.md5()  # GCS keeps an MD5 of every object it stores in one piece
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                return blob.md5_hash == base64.b64encode(h.digest()).decode()
             except Exception:
                 return False
 
         _gcs_write(uri, upload, if_generation_match, same)
         return
-    write_bytes(uri, Path(path).read_bytes(), if_generation_match=if_generation_match)
+    import shutil
+
+    def fill(f):
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)
+
+    _place_local(uri, fill, if_generation_match)
 
 
 def write_text(uri: str, text: str, *, if_generation_match: int | None = None) -> None:
