@@ -150,7 +150,7 @@ def _kill_trials(ms: ModelStore, tmp_path: Path, env: dict, *, step: int = 1, ti
 
 
 def test_kill_9_during_publish_local(tmp_path):
-    stats = _kill_trials(ModelStore(str(tmp_path / "store")), tmp_path, {}, timed=30 if STRESS else 6)
+    stats = _kill_trials(ModelStore(str(tmp_path / "store")), tmp_path, {}, timed=30 if STRESS else 8)
     print("kill -9 trials (local):", stats)
     assert stats["trials"] >= 30 and stats["killed"] >= 30
 
