@@ -356,6 +356,16 @@ def _move(out: Outcome, ms: store.ModelStore, name: str, alias: str, version, ex
     out.moves.append(f"{alias} {expected or '(unset)'} -> {version or '(unset)'}")
 
 
+def _alias_after(out: Outcome, ms: store.ModelStore, name: str, alias: str) -> str | None:
+    """Reads an alias after a first move; a failure says what was already applied."""
+    try:
+        return ms.get_alias(name, alias)
+    except store.StoreError as e:
+        raise PartialApply(
+            f"{out.action} applied only: {'; '.join(out.moves)}; then: {e}", out.moves
+        ) from None
+
+
 def _clear_canary(out: Outcome, ms: store.ModelStore, name: str, canary: str, **kw) -> None:
     """Clears ``canary`` (compare-and-swap); if someone moved it meanwhile it is theirs: left, and said."""
     try:
@@ -473,7 +483,7 @@ def deploy(
         actor=actor,
         action="deploy",
     )
-    if full and ms.get_alias(name, store.CANARY) == version:
+    if full and _alias_after(out, ms, name, store.CANARY) == version:
         _clear_canary(out, ms, name, version, reason="rolled out fully", actor=actor, action="deploy")
     return out
 
@@ -583,7 +593,7 @@ def rollback(
         cluster.apply(manifest)
     reason = reason or f"rollback from {current}"
     _move(out, ms, name, store.CHAMPION, previous, current, reason=reason, actor=actor, action="rollback")
-    canary = ms.get_alias(name, store.CANARY)
+    canary = _alias_after(out, ms, name, store.CANARY)
     if canary is not None:
         _clear_canary(out, ms, name, canary, reason="rollback", actor=actor, action="rollback")
     return out
