@@ -131,7 +131,11 @@ def test_monitor_pipeline_failure_prints_the_cause(tmp_path):
     from kfloop import store
 
     ms = store.ModelStore(str(tmp_path / "store"))
-    v = ms.publish("taxi-tips", str(make_model_dir(tmp_path, "a")), {"data_window": {"start": "2013-01-01", "end": "2014-01-01"}})
+    v = ms.publish(
+        "taxi-tips",
+        str(make_model_dir(tmp_path, "a")),
+        {"data_window": {"start": "2013-01-01", "end": "2014-01-01"}},
+    )
     ms.set_alias("taxi-tips", "champion", v)
     src = tmp_path / "src.csv"
     src.write_text(

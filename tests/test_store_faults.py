@@ -350,7 +350,7 @@ def test_transient_gcs_errors_are_retried_and_never_duplicate_a_version(faulty_g
     models = [make_model_dir(tmp_path, t) for t in "abcdef"]
     proxy.write_rate, proxy.read_rate = 0.2, 0.01
     published = []
-    n = 24 if STRESS else 5
+    n = 24 if STRESS else 4
     for i in range(n):
         v = ms.publish(NAME, str(models[i % len(models)]), {"run_id": f"run-{i}"})
         published.append(v)
