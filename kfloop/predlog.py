@@ -122,22 +122,22 @@ def _micros(epoch, n: int) -> pa.Array:
 
 def _broadcast(value, n: int, name: str) -> pa.Array:
     if isinstance(value, str):
-        return (
-            pa.array(itertools.repeat(value, n), type=pa.string(), size=n) if n else pa.array([], pa.string())
-        )
-    values = [str(v) for v in value]
-    if len(values) != n:
-        raise LogError(f"{len(values)} values of {name!r} for {n} rows")
-    return pa.array(values, type=pa.string())
+        return pa.repeat(pa.scalar(value, pa.string()), n)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        arr = pa.array(value, type=pa.string())
+    else:
+        arr = pa.array([str(v) for v in value], type=pa.string())
+    if len(arr) != n:
+        raise LogError(f"{len(arr)} values of {name!r} for {n} rows")
+    return arr
 
 
 def feature_array(f: F.Feature, values) -> pa.Array:
     """One decoded feature column (missing-value sentinels of :mod:`kfloop.features`) as a nullable Arrow
     array: NaN / -1 / ``""`` / ``None`` become null."""
     if f.kind == F.Kind.CATEGORICAL_STR:
-        arr = np.asarray(values, dtype=object)
-        mask = np.fromiter((v is None or v == "" for v in arr), dtype=bool, count=len(arr))
-        return pa.array(arr, type=pa.string(), mask=mask)
+        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+        return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
     if f.kind == F.Kind.NUMERIC:
         arr = np.asarray(values, dtype=np.float32)
         return pa.array(arr, type=pa.float32(), mask=np.isnan(arr))
