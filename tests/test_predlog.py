@@ -181,3 +181,21 @@ def test_size_per_row_on_taxi_rows(taxi_csv):
     fare = back.column("fare").combine_chunks().to_numpy(zero_copy_only=False)
     assert np.allclose(fare, df["fare"].astype("float32").to_numpy(), equal_nan=True)
     assert math.isclose(back.column("probability")[0].as_py(), 0.5)
+
+
+def test_log_reads_as_a_hive_dataset_with_pyarrow_dataset_and_pandas(tmp_path):
+    """The files are readable as they are by generic readers (the README's examples)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    for d in range(2):
+        t = P.prediction_table(
+            f"r{d}", (DAY + dt.timedelta(days=d)).timestamp(), f"v{d}", columns(3), [0.5] * 3
+        )
+        P.write_table(str(tmp_path), MODEL, "predictions", t)
+    root = tmp_path / "predictions" / MODEL
+    log = ds.dataset(str(root), format="parquet", partitioning="hive")
+    got = log.to_table(filter=ds.field("date") == "2026-11-24", columns=["model_version", "fare"])
+    assert got.column("model_version").to_pylist() == ["v1"] * 3
+    frame = pd.read_parquet(str(root))
+    assert len(frame) == 6 and set(frame["date"].astype(str)) == {"2026-11-23", "2026-11-24"}
