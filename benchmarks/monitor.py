@@ -51,7 +51,11 @@ def _write(store: str, n: int) -> dict:
     from kfloop import features as F
     from serving.predlog import PredictionLog
 
-    frame = datasets.read_dataset(str(data.fetch()))
+    import pandas as pd
+
+    from components.ingest.ingest import clean
+
+    frame = clean(pd.read_csv(str(data.fetch()), dtype=str, keep_default_na=False)).reset_index(drop=True)
     cols = datasets.encode(frame)
     m = len(frame)
     rng = np.random.default_rng(0)

@@ -94,6 +94,7 @@ def monitor_op(
     )
     metrics.log_metric("rows", result["rows"])
     metrics.log_metric("labelled_rows", result["labelled_rows"])
+    metrics.log_metric("bad_records", result["bad_records"])
     if result["live_auc"] is not None:
         metrics.log_metric("live_auc", round(result["live_auc"], 6))
     for s in result["drift"]:
@@ -114,6 +115,15 @@ def monitor_op(
         lines.append(
             f"| {s['feature']} | {s['measure']} | {s['value']} | {skew.get(s['feature'])} | {s['threshold']} | {flag} |"
         )
+    if result["bad_records"]:
+        reasons = {**result["bad_reasons"]["predictions"]}
+        reasons.update({f"feedback: {k}": v for k, v in result["bad_reasons"]["feedback"].items()})
+        listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+        lines.append(
+            f"\nSkipped {result['bad_records']} bad records (not in the statistics): {listed or '-'}"
+        )
+    for c in result["corrupt_files"]:
+        lines.append(f"\nCorrupt log file skipped: `{c['uri']}`: {c['reason']}")
     for a in result["anomalies"]:
         lines.append(
             f"\nAnomaly: {a['feature']}: {a['type']}: {a['description']} (blocking: {a['blocking']})"
