@@ -46,14 +46,12 @@ SPAN = dt.timedelta(days=2)
 def _write(store: str, n: int) -> dict:
     """Child: N predictions through the real logger, labels for 60% of them."""
     import numpy as np
-
-    from kfloop import config, data, datasets, predlog
-    from kfloop import features as F
-    from serving.predlog import PredictionLog
-
     import pandas as pd
 
     from components.ingest.ingest import clean
+    from kfloop import config, data, datasets, predlog
+    from kfloop import features as F
+    from serving.predlog import PredictionLog
 
     frame = clean(pd.read_csv(str(data.fetch()), dtype=str, keep_default_na=False)).reset_index(drop=True)
     cols = datasets.encode(frame)

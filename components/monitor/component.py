@@ -137,6 +137,7 @@ def reference_op(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     reference: Output[Artifact],
+    report: Output[Markdown],
     beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
 ):
     """The monitoring reference of a model: TFDV statistics of its (clipped) train and eval splits.
@@ -150,6 +151,7 @@ def reference_op(
 
     Returns:
         reference: A folder: ``reference.json`` (clip bounds), ``train_stats.pb``, ``eval_stats.pb``.
+        report: The clip bounds and row counts (Markdown).
     """
     import os
 
@@ -160,3 +162,16 @@ def reference_op(
         train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args)
     )
     reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
+    lines = [
+        "# Monitoring reference",
+        "",
+        f"TFDV statistics of the training split ({meta['train_rows']} rows) and the eval split "
+        f"({meta['eval_rows']} rows), numeric features clipped to the training split's "
+        f"[{meta['clip_quantile']}, {1 - meta['clip_quantile']}] quantiles; push stores them with the version.",
+        "",
+        "| feature | clip low | clip high |",
+        "|---|---|---|",
+        *(f"| {k} | {lo:.6g} | {hi:.6g} |" for k, (lo, hi) in sorted(meta["bounds"].items())),
+    ]
+    with open(report.path, "w") as f:
+        f.write("\n".join(lines) + "\n")
