@@ -48,9 +48,12 @@ class CanaryRefused(DeployError):
 
 
 # ------------------------------------------------------------------------------------------ rendering
-def _security_context() -> dict:
+def _security_context(cfg: config.DeployConfig) -> dict:
+    """Container-level hardening (Knative allows these on the container, not on the pod)."""
     return {
         "runAsNonRoot": True,
+        "runAsUser": cfg.run_as_user,
+        "runAsGroup": cfg.run_as_user,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -58,24 +61,25 @@ def _security_context() -> dict:
     }
 
 
-def _probes(name: str, drain_seconds: int) -> dict:
+def _probes(name: str, raw: bool) -> dict:
+    # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check). Knative
+    # probes the user container's port itself and rejects any other port: name one only in RawDeployment,
+    # where Kubernetes requires it.
+    port = {"port": HTTP_PORT} if raw else {}
     return {
-        # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check).
         "readinessProbe": {
-            "httpGet": {"path": f"/v2/models/{name}/ready", "port": HTTP_PORT},
+            "httpGet": {"path": f"/v2/models/{name}/ready", **port},
             "periodSeconds": 5,
             "failureThreshold": 3,
             "timeoutSeconds": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": HTTP_PORT},
+            "httpGet": {"path": "/v2/health/live", **port},
             "initialDelaySeconds": 30,
             "periodSeconds": 10,
             "failureThreshold": 6,
             "timeoutSeconds": 2,
         },
-        # Keep serving while endpoint removal propagates, so in-flight and late-routed requests finish.
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(int(drain_seconds))]}}},
     }
 
 
@@ -98,15 +102,22 @@ def render_inference_service(
 ) -> dict:
     """The ``InferenceService`` serving ``version`` of model ``name`` from the store at ``store_uri``.
 
+    Serverless (Knative) and RawDeployment get different pod specs: Knative's webhook rejects
+    ``containers[].lifecycle``, ``terminationGracePeriodSeconds`` and a pod-level ``securityContext``
+    (feature flags off by default), so those appear only in RawDeployment; user and group are set on the
+    container in both modes. The predictor downloads the pinned version itself (``--store-uri`` +
+    ``--model-ref``, verified against the store's manifest), so there is no ``storageUri`` (KServe's
+    storage initializer would download the same model a second time).
+
     Args:
         name: Model name (also the InferenceService name and the KServe model name).
         store_uri: Model store root (``gs://`` on a cluster).
-        version: The version this rollout pins (``storageUri`` and ``--model-ref``).
+        version: The version this rollout pins (``--model-ref``).
         cfg: Namespace, service account, resources, replicas, deployment mode, drain time.
         namespace: Overrides ``cfg.namespace``.
         canary_percent: Traffic share of this version while earlier revisions keep the rest (1..99), or
             None / 100 for a full rollout.
-        image: Predictor image.
+        image: Predictor image (the one the running pipeline was compiled with).
 
     Raises:
         DeployError: a percentage outside 0..100 or an unknown deployment mode.
@@ -117,31 +128,39 @@ def render_inference_service(
     if canary_percent is not None and not 0 <= int(canary_percent) <= 100:
         raise DeployError(f"canary percent {canary_percent} is not within 0..100")
     canary = canary_percent is not None and 0 < int(canary_percent) < 100
-    if canary and cfg.deployment_mode == RAW:
+    raw = cfg.deployment_mode == RAW
+    if canary and raw:
         raise CanaryRefused(_raw_message(name))
-    model_uri = store.ModelStore(store_uri).model_uri(name, version)
     model = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": RUNTIME_NAME,
-        "storageUri": model_uri,
         "image": image,
-        "args": [f"--store-uri={store.ModelStore(store_uri).root}", f"--model-ref={version}"],
+        "args": [
+            f"--store-uri={store.ModelStore(store_uri).root}",
+            f"--model-ref={version}",
+        ],
         "resources": _resources(cfg),
-        "securityContext": _security_context(),
+        "securityContext": _security_context(cfg),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        **_probes(name, cfg.drain_seconds),
+        **_probes(name, raw),
     }
     predictor: dict = {
         "serviceAccountName": cfg.service_account,
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
-        "terminationGracePeriodSeconds": int(cfg.drain_seconds) + 30,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
         "model": model,
     }
-    if canary_percent is not None and cfg.deployment_mode == SERVERLESS:
+    if raw:
+        # Keep serving while endpoint removal propagates, so in-flight and late-routed requests finish
+        # (Knative's queue-proxy drains by itself in Serverless).
+        model["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(int(cfg.drain_seconds))]}}}
+        predictor["terminationGracePeriodSeconds"] = int(cfg.drain_seconds) + 30
+        predictor["securityContext"] = {"fsGroup": cfg.run_as_user}
+    if canary_percent is not None and not raw:
         predictor["canaryTrafficPercent"] = int(canary_percent) if canary else 100
+    if cfg.image_pull_secret:
+        predictor["imagePullSecrets"] = [{"name": cfg.image_pull_secret}]
     return {
         "apiVersion": f"{GROUP}/{ISVC_VERSION}",
         "kind": "InferenceService",
@@ -186,7 +205,7 @@ def render_serving_runtime(
                     "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
                     "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
                     "resources": _resources(cfg),
-                    "securityContext": _security_context(),
+                    "securityContext": _security_context(cfg),
                 }
             ],
         },
@@ -208,12 +227,20 @@ def _raw_message(name: str) -> str:
     )
 
 
+#: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
+#: (KServe >= 0.16 also says ``Standard``; ``Knative`` is the new name of Serverless).
+RAW_MODES = (RAW, "Standard")
+
+
 def is_raw_deployment(cfg: config.DeployConfig, live: dict | None = None) -> bool:
-    """Whether the config or the live InferenceService's annotation says RawDeployment."""
+    """Whether the config, the live InferenceService's annotation or its ``status.deploymentMode`` says
+    RawDeployment / Standard."""
     if cfg.deployment_mode == RAW:
         return True
-    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-    return annotations.get(MODE_ANNOTATION) == RAW
+    live = live or {}
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    status_mode = (live.get("status") or {}).get("deploymentMode")
+    return annotations.get(MODE_ANNOTATION) in RAW_MODES or status_mode in RAW_MODES
 
 
 # -------------------------------------------------------------------------------------------- cluster
@@ -224,7 +251,10 @@ class Cluster:
         api_client: A ``kubernetes.client.ApiClient``; default: in-cluster config, else ``~/.kube/config``.
     """
 
-    def __init__(self, api_client=None):
+    def __init__(self, api_client=None, *, ready_timeout_s: float | None = None, poll_s: float | None = None):
+        cfg = config.DeployConfig()
+        self.ready_timeout_s = cfg.ready_timeout_s if ready_timeout_s is None else float(ready_timeout_s)
+        self.poll_s = cfg.ready_poll_s if poll_s is None else float(poll_s)
         if api_client is None:
             from kubernetes import client
             from kubernetes import config as kconfig
@@ -261,8 +291,7 @@ class Cluster:
                 f"reading InferenceService {namespace}/{name}: HTTP {e.status} {e.reason}"
             ) from None
 
-    def apply(self, obj: dict) -> dict:
-        """Server-side apply (``application/apply-patch+yaml``, field manager ``kfloop``, forced)."""
+    def _patch(self, obj: dict) -> dict:
         from kubernetes.client.exceptions import ApiException
 
         group, version = obj["apiVersion"].split("/")
@@ -284,6 +313,116 @@ class Cluster:
             raise DeployError(
                 f"applying {obj['kind']} {meta['namespace']}/{meta['name']}: HTTP {e.status} {e.reason} {detail}"
             ) from None
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply (``application/apply-patch+yaml``, field manager ``kfloop``, forced).
+
+        An InferenceService is then waited for (:meth:`wait_ready`): the call returns only once the new
+        generation is Ready on a new, ready revision. If it is not within ``ready_timeout_s``, the
+        previous spec is applied again (when there was one) and :class:`DeployError` is raised, so the
+        caller moves no alias for a rollout that does not serve.
+
+        Raises:
+            DeployError: the API refused, or the rollout did not become Ready in time (it was undone).
+        """
+        if obj["kind"] != "InferenceService":
+            return self._patch(obj)
+        meta = obj["metadata"]
+        before = self.get_isvc(meta["namespace"], meta["name"])
+        applied = self._patch(obj)
+        generation = int((applied.get("metadata") or {}).get("generation") or 0)
+        try:
+            return self.wait_ready(meta["namespace"], meta["name"], generation, before)
+        except DeployError as e:
+            if before is None:
+                raise DeployError(f"{e}; it was the first rollout, left in place for inspection") from None
+            self._patch(_restorable(before))
+            raise DeployError(f"{e}; the previous spec was applied again") from None
+
+    def wait_ready(self, namespace: str, name: str, generation: int, before: dict | None = None) -> dict:
+        """Polls (``get``) until the InferenceService has observed ``generation``, is Ready, and its
+        predictor's latest created revision is the ready one (and not the revision before).
+
+        Raises:
+            DeployError: not so within ``ready_timeout_s`` (the message has the last conditions), or a
+                condition says the revision failed.
+        """
+        import time
+
+        old_revision = _predictor_status(before).get("latestReadyRevision")
+        deadline = time.monotonic() + self.ready_timeout_s
+        last: dict = {}
+        while True:
+            last = self.get_isvc(namespace, name) or {}
+            verdict = rollout_state(last, generation, old_revision)
+            if verdict == "ready":
+                return last
+            if verdict.startswith("failed") or time.monotonic() >= deadline:
+                conds = [
+                    f"{c.get('type')}={c.get('status')}{' (' + c['message'] + ')' if c.get('message') else ''}"
+                    for c in (last.get("status") or {}).get("conditions") or []
+                ]
+                why = (
+                    verdict if verdict.startswith("failed") else f"not Ready after {self.ready_timeout_s:g}s"
+                )
+                raise DeployError(
+                    f"InferenceService {namespace}/{name} generation {generation}: {why} "
+                    f"[{', '.join(conds) or 'no conditions'}]"
+                )
+            time.sleep(self.poll_s)
+
+
+def _predictor_status(isvc: dict | None) -> dict:
+    return (((isvc or {}).get("status") or {}).get("components") or {}).get("predictor") or {}
+
+
+def rollout_state(isvc: dict, generation: int, old_revision: str | None = None) -> str:
+    """``ready``, ``waiting`` or ``failed: <why>`` for a rollout of ``generation``.
+
+    Ready means: ``status.observedGeneration >= generation``, the ``Ready`` condition is ``True``, and
+    (Serverless) the predictor's ``latestReadyRevision`` equals its ``latestCreatedRevision`` and, when
+    the spec changed the pod template, differs from the revision before the rollout.
+    """
+    status = isvc.get("status") or {}
+    observed = status.get("observedGeneration")
+    if observed is not None and int(observed) < generation:
+        return "waiting"  # (absent: the revision checks below still tell a stale status apart)
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    pred = _predictor_status(isvc)
+    created, ready_rev = pred.get("latestCreatedRevision"), pred.get("latestReadyRevision")
+    for kind in ("LatestDeploymentReady", "PredictorConfigurationReady"):
+        c = conds.get(kind) or {}
+        if c.get("status") == "False" and c.get("reason") in ("RevisionFailed", "ContainerMissing"):
+            return f"failed: {kind} {c.get('reason')}: {c.get('message', '')}".rstrip(": ")
+    if (conds.get("Ready") or {}).get("status") != "True":
+        return "waiting"
+    if created is not None and created != ready_rev:
+        return "waiting"
+    if old_revision is not None and created is not None and created == old_revision:
+        # Traffic-only changes (canary % / promote) keep the revision; they are Ready once observed.
+        return "ready" if _traffic_only(isvc) else "waiting"
+    return "ready"
+
+
+def _traffic_only(isvc: dict) -> bool:
+    """Whether the live status shows the traffic split the spec asks for (a change without a new revision)."""
+    want = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+    traffic = _predictor_status(isvc).get("traffic") or []
+    latest = [t for t in traffic if t.get("latestRevision")]
+    if want is None or not latest:
+        return True
+    return int(latest[0].get("percent") or 0) == int(want)
+
+
+def _restorable(live: dict) -> dict:
+    """What to apply again to undo a rollout: the earlier object without server-set fields."""
+    meta = live.get("metadata") or {}
+    keep = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+    annotations = {
+        k: v for k, v in (keep.get("annotations") or {}).items() if not k.startswith("kubectl.kubernetes.io/")
+    }
+    keep["annotations"] = annotations
+    return {"apiVersion": live["apiVersion"], "kind": live["kind"], "metadata": keep, "spec": live["spec"]}
 
 
 # ------------------------------------------------------------------------------------------ operations

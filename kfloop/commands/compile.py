@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--print-images",
         action="store_true",
-        help="print 'pipeline=IMAGE' and 'serving=IMAGE' for these options and exit (CI tags with them)",
+        help="print 'pipeline=IMAGE', 'training=IMAGE' and 'serving=IMAGE' for these options and exit",
     )
     p.set_defaults(func=_compile)
 
