@@ -180,6 +180,17 @@ KSERVE_COMPONENT_FIELDS = frozenset(
         "model",
         "workerSpec",
         "storageUris",
+        "storageContainerName",
+        "huggingface",
+        "lightgbm",
+        "onnx",
+        "paddle",
+        "pmml",
+        "pytorch",
+        "sklearn",
+        "tensorflow",
+        "triton",
+        "xgboost",
     }
 )
 _PORT = 8080
