@@ -20,7 +20,7 @@ def submit_commands(text: str) -> list[list[str]]:
     joined = re.sub(r"\\\n\s*", " ", text)
     out = []
     for line in joined.splitlines():
-        m = re.search(r"kfloop submit (.*)$", line)
+        m = re.match(r"^\s*(?:\S*/)?kfloop submit (.*)$", line)
         if m:
             out.append(
                 shlex.split(re.sub(r"\$\{\{[^}]*\}\}|\"\$\w+\"|\$\w+", "X", m.group(1)), comments=True)
