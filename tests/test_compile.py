@@ -358,3 +358,27 @@ def test_tasks_do_not_pip_install_at_start(compiled, name):
         script = " ".join(container.get("command", []) + container.get("args", []))
         assert "pip install" not in script, f"{name}/{key} runs pip install at start"
         assert "kfp.dsl.executor_main" in script, f"{name}/{key} is not a kfp Python component"
+
+
+def test_private_registry_pull_secret_reaches_every_task(tmp_path):
+    from kfp import compiler
+
+    from pipelines import settings
+
+    @dsl.component(base_image=config.PIPELINE_IMAGE)
+    def noop_op(x: str) -> str:
+        return x
+
+    cluster = config.ClusterConfig(image_pull_secret="regcred")
+
+    @dsl.pipeline(name="p")
+    def p(x: str = "a"):
+        settings.configure(
+            noop_op(x=x), network_io=False, deterministic=True, cpu="100m", memory="64Mi", cluster=cluster
+        )
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    _, platform = kc.load_ir(path)
+    (executor,) = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    assert [s["secretName"] for s in executor["imagePullSecret"]] == ["regcred"]

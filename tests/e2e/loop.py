@@ -220,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if dry:
             say("predict", f"would POST {url}/v1/models/{name}:predict and {url}/v2/models/{name}/infer")
         else:
-            code, _, body = post(
-                f"{url}/v1/models/{name}:predict", v1, host=isvc_host, request_id=ids["v1"]
-            )
+            code, _, body = post(f"{url}/v1/models/{name}:predict", v1, host=isvc_host, request_id=ids["v1"])
             say("predict v1", f"HTTP {code}, {len(body.get('predictions', []))} predictions")
             code, _, body = post(f"{url}/v2/models/{name}/infer", v2, host=isvc_host)
             say("predict v2", f"HTTP {code}, outputs {[o.get('name') for o in body.get('outputs', [])]}")

@@ -29,7 +29,9 @@ def main(src: str) -> None:
         crd = yaml.load((Path(src) / name).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         versions = {v["name"]: _strip(v["schema"]["openAPIV3Schema"]) for v in crd["spec"]["versions"]}
         doc = {"group": crd["spec"]["group"], "kind": crd["spec"]["names"]["kind"], "versions": versions}
-        (out / name.replace(".yaml", ".json")).write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+        (out / name.replace(".yaml", ".json")).write_text(
+            json.dumps(doc, separators=(",", ":"), sort_keys=True)
+        )
 
 
 if __name__ == "__main__":
