@@ -470,7 +470,7 @@ def _cluster_rollout(
     ns = namespace or cfg.namespace
     live = None
     if cluster is None and not dry_run:
-        cluster = Cluster()
+        cluster = Cluster(ready_timeout_s=cfg.ready_timeout_s, poll_s=cfg.ready_poll_s)
     if cluster is not None:
         live = cluster.get_isvc(ns, name)
     if 0 < percent < 100 and is_raw_deployment(cfg, live):

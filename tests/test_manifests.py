@@ -63,6 +63,9 @@ def runtime_objects() -> dict[str, dict]:
     live["metadata"].update({"generation": 3, "managedFields": [{}], "uid": "x"})
     live["status"] = {"observedGeneration": 3}
     out["undo"] = deploy._restorable(live)  # what a failed rollout re-applies
+    from components.trigger.trigger import token_request
+
+    out["trigger-token-request"] = token_request(config.ClusterConfig().kfp_audience)
     return out
 
 

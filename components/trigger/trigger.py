@@ -291,6 +291,15 @@ def pod_identity(sa_dir: str = SA_DIR) -> tuple[str, str]:
     return namespace or parts[2], parts[3]
 
 
+def token_request(audience: str, seconds: int = 600) -> dict:
+    """The ``TokenRequest`` the trigger sends for its KFP API token."""
+    return {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": [audience], "expirationSeconds": int(seconds)},
+    }
+
+
 def kfp_token(namespace: str, service_account: str, *, api_client=None, cluster=None) -> str:
     """A KFP API token of this pod: the mounted projected token (audience ``pipelines.kubeflow.org``) if
     there is one, else a short-lived one from the TokenRequest API (``create serviceaccounts/token``).
@@ -315,11 +324,7 @@ def kfp_token(namespace: str, service_account: str, *, api_client=None, cluster=
 
         kconfig.load_incluster_config()
         api_client = client.ApiClient()
-    body = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"audiences": [cluster.kfp_audience], "expirationSeconds": 600},
-    }
+    body = token_request(cluster.kfp_audience)
     try:
         out = api_client.call_api(
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
