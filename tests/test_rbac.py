@@ -114,7 +114,11 @@ def _record_deploys(tmp_path) -> list[dict]:
         deploy.deploy(root, NAME, version=v2, canary_percent=10, **kw)
         deploy.promote(root, NAME, **kw)
         deploy.deploy(root, NAME, version=v3, canary_percent=10, **kw)
-        deploy.rollback(root, NAME, **kw)  # the canary step's roll-back path
+        deploy.rollback(root, NAME, **kw)
+        reject = getattr(deploy, "reject_canary", None)  # the canary step's roll-back (h/canary)
+        if reject is not None:
+            deploy.deploy(root, NAME, version=v2, canary_percent=10, **kw)
+            reject(root, NAME, **kw)
         api.fail = True
         with pytest.raises(deploy.DeployError):
             deploy.deploy(root, NAME, version=v3, canary_percent=10, **kw)  # failed rollout: undone
