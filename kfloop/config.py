@@ -160,7 +160,7 @@ class GpuConfig:
         node_selector_key: Node label that selects the GPU node pool.
         toleration_key: Taint key GPU nodes carry.
         cpu_request: CPU request of the train task. Sized to the documented node pool (GKE
-            ``n1-standard-4`` + 1 x T4: 3.92 CPU / ~12.6 GiB allocatable, minus the GPU and logging
+            ``n1-standard-4`` + 1 x T4: 3.92 CPU / ~12.4 GiB allocatable, minus the GPU and logging
             daemonsets), so one train pod fits one node.
         memory_request: Memory request of the train task.
     """
