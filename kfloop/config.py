@@ -221,8 +221,9 @@ class DeployConfig:
         namespace: Kubernetes namespace of the InferenceService.
         service_account: ServiceAccount of the predictor pods (Workload Identity for GCS on GKE).
         canary_percent: Share of traffic a new version gets as canary before ``promote``.
-        deployment_mode: KServe deployment mode: ``Serverless`` (Knative; canary works) or
-            ``RawDeployment`` (plain Deployment; KServe ignores canaryTrafficPercent, so we refuse canary).
+        deployment_mode: KServe deployment mode: ``Serverless`` (Knative; canary works; KServe >= 0.16
+            also says ``Knative``) or ``RawDeployment`` (plain Deployment, also ``Standard``; KServe ignores
+            canaryTrafficPercent there, so we refuse canary).
         cpu_request: Predictor CPU request.
         cpu_limit: Predictor CPU limit.
         memory_request: Predictor memory request.

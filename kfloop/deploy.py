@@ -42,6 +42,10 @@ RAW = "RawDeployment"
 SERVERLESS = "Serverless"
 HTTP_PORT = 8080
 MODES = ("local", "cluster")
+#: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
+#: (KServe >= 0.16 also says ``Standard``) and those that mean Knative (``Knative`` is the new name).
+RAW_MODES = (RAW, "Standard")
+KNATIVE_MODES = (SERVERLESS, "Knative")
 
 
 class DeployError(RuntimeError):
@@ -128,12 +132,14 @@ def render_inference_service(
         DeployError: a percentage outside 0..100 or an unknown deployment mode.
         CanaryRefused: a canary (1..99) in RawDeployment mode.
     """
-    if cfg.deployment_mode not in (SERVERLESS, RAW):
-        raise DeployError(f"deployment_mode {cfg.deployment_mode!r}: use {SERVERLESS!r} or {RAW!r}")
+    if cfg.deployment_mode not in KNATIVE_MODES + RAW_MODES:
+        raise DeployError(
+            f"deployment_mode {cfg.deployment_mode!r}: use one of {', '.join(KNATIVE_MODES + RAW_MODES)}"
+        )
     if canary_percent is not None and not 0 <= int(canary_percent) <= 100:
         raise DeployError(f"canary percent {canary_percent} is not within 0..100")
     canary = canary_percent is not None and 0 < int(canary_percent) < 100
-    raw = cfg.deployment_mode == RAW
+    raw = cfg.deployment_mode in RAW_MODES
     if canary and raw:
         raise CanaryRefused(_raw_message(name))
     model = {
@@ -232,15 +238,10 @@ def _raw_message(name: str) -> str:
     )
 
 
-#: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
-#: (KServe >= 0.16 also says ``Standard``; ``Knative`` is the new name of Serverless).
-RAW_MODES = (RAW, "Standard")
-
-
 def is_raw_deployment(cfg: config.DeployConfig, live: dict | None = None) -> bool:
     """Whether the config, the live InferenceService's annotation or its ``status.deploymentMode`` says
     RawDeployment / Standard."""
-    if cfg.deployment_mode == RAW:
+    if cfg.deployment_mode in RAW_MODES:
         return True
     live = live or {}
     annotations = (live.get("metadata") or {}).get("annotations") or {}

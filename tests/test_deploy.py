@@ -250,3 +250,22 @@ def test_rollout_state_and_raw_detection():
     ):
         assert deploy.is_raw_deployment(config.DeployConfig(), live)
     assert not deploy.is_raw_deployment(config.DeployConfig(), {"status": {"deploymentMode": "Serverless"}})
+
+
+def test_kserve_016_mode_names_render_like_their_old_names():
+    for new, old in (("Standard", "RawDeployment"), ("Knative", "Serverless")):
+        a = deploy.render_inference_service(
+            NAME, "gs://b/s", "v0001", cfg=config.DeployConfig(deployment_mode=new)
+        )
+        b = deploy.render_inference_service(
+            NAME, "gs://b/s", "v0001", cfg=config.DeployConfig(deployment_mode=old)
+        )
+        assert a["spec"] == b["spec"] and a["metadata"]["annotations"][deploy.MODE_ANNOTATION] == new
+    with pytest.raises(CanaryRefused):
+        deploy.render_inference_service(
+            NAME, "gs://b/s", "v0001", cfg=config.DeployConfig(deployment_mode="Standard"), canary_percent=10
+        )
+    with pytest.raises(DeployError, match="Serverless, Knative, RawDeployment, Standard"):
+        deploy.render_inference_service(
+            NAME, "gs://b/s", "v0001", cfg=config.DeployConfig(deployment_mode="Raw")
+        )
