@@ -195,6 +195,8 @@ class ClusterConfig:
             one is mounted (Kubeflow's ``access-ml-pipeline`` PodDefault); otherwise the trigger asks the
             Kubernetes TokenRequest API for one (``serviceaccounts/token``, granted in ``manifests/``).
         kfp_audience: Audience of that token (what the multi-user KFP API server accepts).
+        kfp_access_label: Pod label selecting the ``access-ml-pipeline`` PodDefault that multi-user
+            Kubeflow puts in each profile namespace (it mounts that projected token); set on the trigger.
         image_pull_secret: Secret for a private registry, set on every task ("" = public images).
     """
 
@@ -210,6 +212,7 @@ class ClusterConfig:
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     kfp_token_path: str = "/var/run/secrets/kubeflow/pipelines/token"
     kfp_audience: str = "pipelines.kubeflow.org"
+    kfp_access_label: str = "access-ml-pipeline"
     image_pull_secret: str = ""
 
 

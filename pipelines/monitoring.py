@@ -100,5 +100,6 @@ def create_pipeline(name: str = PIPELINE_NAME):
             memory="1Gi",
             display_name="trigger retraining",
         )
+        settings.kfp_api_access(trig)  # the KFP API token of its pod (multi-user Kubeflow)
 
     return monitoring_pipeline

@@ -188,3 +188,15 @@ def configure_gpu(
     kubernetes.add_node_selector(task, label_key=gpu.node_selector_key, label_value=gpu.accelerator_type)
     kubernetes.add_toleration(task, key=gpu.toleration_key, operator="Exists", effect="NoSchedule")
     return task
+
+
+def kfp_api_access(task: dsl.PipelineTask, cluster: ClusterConfig = ClusterConfig()) -> dsl.PipelineTask:
+    """Marks a task that calls the KFP API (the retrain trigger) for Kubeflow's ``access-ml-pipeline``
+    PodDefault, which mounts a projected service-account token for audience ``pipelines.kubeflow.org``.
+    Without that PodDefault the trigger asks the TokenRequest API for the same token (see
+    :func:`components.trigger.trigger.kfp_token`). Inert under kfp.local.
+    """
+    from kfp import kubernetes
+
+    kubernetes.add_pod_label(task, label_key=cluster.kfp_access_label, label_value="true")
+    return task

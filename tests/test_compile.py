@@ -382,3 +382,18 @@ def test_private_registry_pull_secret_reaches_every_task(tmp_path):
     _, platform = kc.load_ir(path)
     (executor,) = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
     assert [s["secretName"] for s in executor["imagePullSecret"]] == ["regcred"]
+
+
+def test_only_the_trigger_gets_the_kfp_api_token_label(compiled):
+    label = config.ClusterConfig().kfp_access_label
+    found = []
+    for name in PIPELINE_NAMES:
+        spec, platform = _ir(compiled, name)
+        executors = (
+            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        )
+        for _key, task, comp, _c in _container_tasks(spec):
+            labels = executors.get(comp["executorLabel"], {}).get("podMetadata", {}).get("labels", {})
+            if labels.get(label) == "true":
+                found.append((name, _role(task["componentRef"]["name"])))
+    assert found == [("monitoring", "trigger")]
