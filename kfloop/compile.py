@@ -85,12 +85,31 @@ def _repository(image: str) -> str:
     return image[len(prefix) : -len(suffix)]
 
 
-def images(registry: str | None = None, tag: str | None = None) -> Images:
-    """The images for ``registry`` / ``tag`` (defaults: ``kfloop.config.IMAGE_REGISTRY`` / ``IMAGE_TAG``).
+_DIGEST_REF = re.compile(r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?@sha256:[0-9a-f]{64}$")
+
+
+def images(
+    registry: str | None = None, tag: str | None = None, digests: dict[str, str] | None = None
+) -> Images:
+    """The images for ``registry`` / ``tag`` (defaults: ``kfloop.config.IMAGE_REGISTRY`` / ``IMAGE_TAG``),
+    each optionally pinned by digest instead (``digests``: ``{"pipeline": "repo@sha256:<hex>", ...}``).
 
     Raises:
-        CompileError: ``registry`` or ``tag`` is not a valid image reference part.
+        CompileError: ``registry`` or ``tag`` is not a valid image reference part, or a digest reference
+            is not ``<repository>@sha256:<64 hex>`` for a known image role.
     """
+    imgs = _tagged(registry, tag)
+    pinned = {}
+    for role, ref in (digests or {}).items():
+        if role not in imgs.as_dict():
+            raise CompileError(f"image {role!r}: not one of {sorted(imgs.as_dict())}")
+        if not _DIGEST_REF.match(ref):
+            raise CompileError(f"image {role}={ref!r}: expected <repository>@sha256:<64 hex digits>")
+        pinned[role] = ref
+    return Images.from_dict({**imgs.as_dict(), **pinned})
+
+
+def _tagged(registry: str | None, tag: str | None) -> Images:
     registry = config.IMAGE_REGISTRY if registry is None else registry.rstrip("/")
     tag = config.IMAGE_TAG if tag is None else tag
     if not _REGISTRY.match(registry):
@@ -231,6 +250,7 @@ def compile_all(
     pipeline_root: str | None = None,
     names: list[str] | tuple[str, ...] | None = None,
     imgs: Images | None = None,
+    digests: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Compiles pipelines to ``<output_dir>/<name>.yaml`` (default: training and monitoring).
 
@@ -245,6 +265,7 @@ def compile_all(
         names: Pipelines to compile (keys of :data:`PIPELINES`).
         imgs: Exact images (e.g. the retrain trigger passes those its own pipeline was compiled with);
             overrides ``registry`` / ``tag``.
+        digests: Images pinned by digest (see :func:`images`).
 
     Returns:
         ``{name: path}`` of the written files.
@@ -253,7 +274,7 @@ def compile_all(
         CompileError: a bad option, a missing pipeline, an image not from kfloop.config, or an output
             kfp cannot load back.
     """
-    imgs = imgs or images(registry, tag)
+    imgs = imgs or images(registry, tag, digests)
     if pipeline_root is not None:
         pipeline_root = check_pipeline_root(pipeline_root)
     names = list(PIPELINES) if names is None else list(names)

@@ -397,3 +397,22 @@ def test_only_the_trigger_gets_the_kfp_api_token_label(compiled):
             if labels.get(label) == "true":
                 found.append((name, _role(task["componentRef"]["name"])))
     assert found == [("monitoring", "trigger")]
+
+
+def test_images_pinned_by_digest_reach_executors_and_embedded_values(tmp_path):
+    digest = "eu.gcr.io/acme/kfloop-serving@sha256:" + "ab" * 32
+    train = "eu.gcr.io/acme/kfloop-training@sha256:" + "cd" * 32
+    paths = kc.compile_all(tmp_path, tag="sha-9", digests={"serving": digest, "training": train})
+    training = paths["training"].read_text()
+    assert digest in training and train in training and config.SERVING_IMAGE not in training
+    assert f"{config.IMAGE_REGISTRY}/kfloop-pipeline:sha-9" in training
+    for bad, match in (({"serving": "x:1"}, "sha256"), ({"gpu": digest}, "not one of")):
+        with pytest.raises(kc.CompileError, match=match):
+            kc.images(digests=bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfloop.cli", "compile", "--print-images", "--image", f"serving={digest}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and f"serving={digest}" in proc.stdout.splitlines()
