@@ -115,7 +115,7 @@ def render_inference_service(
     ``containers[].lifecycle``, ``terminationGracePeriodSeconds`` and a pod-level ``securityContext``
     (feature flags off by default), so those appear only in RawDeployment; user and group are set on the
     container in both modes. The predictor downloads the pinned version itself (``--store-uri`` +
-    ``--model-ref``, verified against the store's manifest), so there is no ``storageUri`` (KServe's
+    ``--model-ref``), so there is no ``storageUri`` (KServe's
     storage initializer would download the same model a second time).
 
     Args:
