@@ -47,6 +47,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         min_examples: int = _M.min_examples,
         min_live_auc: float = _M.min_live_auc,
         cooldown_hours: float = _M.cooldown_hours,
+        beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
     ):
         mon = monitor_op(
             store_uri=store_uri,
@@ -59,6 +60,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             drift_linf=drift_linf,
             drift_jsd=drift_jsd,
             min_examples=min_examples,
+            beam_pipeline_args=beam_pipeline_args,
         )
         settings.configure(
             mon, network_io=True, deterministic=False, cpu="1", memory="4Gi", display_name="monitor"
@@ -85,15 +87,21 @@ def create_pipeline(name: str = PIPELINE_NAME):
             extra_arguments=retrain_arguments,
             kfp_host=kfp_host,
             namespace=namespace,
+            # `kfloop compile` embeds the images it compiled for: the retrain runs the same code.
+            pipeline_image=config.PIPELINE_IMAGE,
+            training_image=config.TRAINING_IMAGE,
+            serving_image=config.SERVING_IMAGE,
         )
-        # Local mode runs the whole training pipeline inside this task; on a cluster it only submits a run.
+        # On a cluster it only compiles the training pipeline and calls the KFP API (kfp.local, which runs
+        # the whole training pipeline in this task, ignores these requests).
         settings.configure(
             trig,
             network_io=True,
             deterministic=False,
-            cpu="2",
-            memory="8Gi",
+            cpu="250m",
+            memory="1Gi",
             display_name="trigger retraining",
         )
+        settings.kfp_api_access(trig)  # the KFP API token of its pod (multi-user Kubeflow)
 
     return monitoring_pipeline

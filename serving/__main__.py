@@ -326,9 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         model.close(log_timeout=cfg.shutdown_log_timeout_s)
         began = server.shutdown_started
         log.info(
-            "stopped; prediction log written=%s dropped=%s; log flush %.2f s; %s",
+            "stopped; prediction log written=%s dropped=%s writer_cpu_s=%.3f process_cpu_s=%.3f; "
+            "log flush %.2f s; %s",
             plog.written if plog else 0,
             plog.dropped if plog else 0,
+            plog.cpu_seconds if plog else 0.0,
+            time.process_time(),
             time.monotonic() - t0,
             f"shutdown took {time.monotonic() - began:.2f} s after the signal" if began else "no signal",
         )

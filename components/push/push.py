@@ -81,6 +81,7 @@ def push(
     model_name: str,
     metadata: dict | None = None,
     actor: str = "",
+    reference_dir: str | None = None,
 ) -> PushResult:
     """Publishes ``model_dir`` when the blessing says blessed; otherwise records why and publishes nothing.
 
@@ -92,6 +93,8 @@ def push(
         metadata: Facts kept with the version (data window, schema hash, run id, code version, ...);
             the blessing and its metrics are added.
         actor: Who pushes (default: the pipeline's user / ``$KFLOOP_ACTOR``).
+        reference_dir: The monitoring reference (:func:`components.monitor.reference.build_reference`),
+            stored beside the published version before any alias points at it.
 
     Raises:
         PushError: unreadable blessing. store.StoreError: bad model directory or name.
@@ -118,6 +121,10 @@ def push(
     # Idempotent per run id: a KFP retry of this task finds the version its first attempt published
     # (ModelStore.publish with the same run_id) and finishes the alias step instead of publishing again.
     version = ms.publish(model_name, model_dir, meta, actor=actor, run_id=meta.get("run_id") or None)
+    if reference_dir:  # the monitoring reference, beside the version before any alias points at it
+        from components.monitor.reference import store_reference
+
+        store_reference(store_uri, model_name, version, reference_dir)
     champion = ms.get_alias(model_name, store.CHAMPION)
     if champion == version:  # a retried push that made this version champion already
         return PushResult(True, version, store.CHAMPION, ms.model_uri(model_name, version), (), champion)
