@@ -92,6 +92,10 @@ def _element_problem(f: F.Feature, v) -> str | None:
         return None
     if isinstance(v, float) and not v.is_integer():
         return f"expected an integer (INT64), got {_describe(v)}"
+    # A float must be strictly inside +-2**63: orjson reads integer literals past 64 bits as floats, so a float
+    # -2**63 may stand for any literal just below INT64's minimum.
+    if isinstance(v, float) and abs(v) >= 2.0**63:
+        return f"integer {_describe(v)} out of INT64 range"
     if not _INT64_MIN <= v <= _INT64_MAX:
         return f"integer {_describe(v)} out of INT64 range"
     return None

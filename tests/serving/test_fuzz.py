@@ -69,7 +69,7 @@ def _value(f: F.Feature, v):
         if not math.isfinite(x) or abs(x) > FP32_MAX:
             raise Invalid(f.name)
         return x
-    if type(v) is float and (not math.isfinite(v) or not v.is_integer()):
+    if type(v) is float and (not math.isfinite(v) or not v.is_integer() or abs(v) >= 2.0**63):
         raise Invalid(f.name)
     i = int(v)
     if not -(2**63) <= i <= 2**63 - 1:
@@ -407,6 +407,20 @@ def check_decoding(body: bytes, v2: bool) -> None:
             assert list(got[name]) == list(arr), name
         else:
             np.testing.assert_array_equal(got[name], arr, err_msg=name)
+
+
+def test_integer_literal_past_64_bits_is_not_read_as_a_neighbouring_int64():
+    """Found by the fuzz run: orjson reads -9223372036854775809 as the float -2**63, which fit INT64."""
+    row = {
+        f.name: (0.0 if f.kind == F.Kind.NUMERIC else 0 if f.kind == F.Kind.CATEGORICAL_INT else "")
+        for f in F.MODEL_FEATURES
+    }
+    text = json.dumps({"instances": [row]}).replace(
+        '"trip_start_hour": 0', '"trip_start_hour": -9223372036854775809'
+    )
+    check_decoding(text.encode(), False)
+    with pytest.raises(Invalid):
+        reference(text.encode(), False)
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
