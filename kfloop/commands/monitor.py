@@ -82,10 +82,11 @@ def _monitor(args: argparse.Namespace) -> int:
     from pipelines import monitoring
 
     arguments = _arguments(args, trigger)
+    arguments["deploy_mode"] = "local"  # a canary verdict moves aliases; the local server follows
     # a sibling, not a child: kfloop.local finds its run as the newest directory under the root
     arguments["retrain_pipeline_root"] = os.path.abspath(args.pipeline_root.rstrip("/") + "-retrain")
     try:
-        run = run_pipeline(monitoring.create_pipeline(), args.pipeline_root, **arguments)
+        run = run_pipeline(monitoring.create_pipeline(local=True), args.pipeline_root, **arguments)
     except RuntimeError as e:
         raise SystemExit(
             f"kfloop monitor: the monitoring pipeline failed: {str(e).splitlines()[0]}"

@@ -1,0 +1,180 @@
+"""The canary verdict on a prediction log: clearly worse rolls back, clearly better promotes, few rows wait
+and then the stated rule decides, unhealthy canaries roll back; the cluster path against a recorded API."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.canary import canary as C
+from components.decide import decide as D
+from kfloop import config, replay
+from kfloop import features as F
+from kfloop.store import ModelStore
+from tests.test_deploy import _FakeApiServer
+from tests.test_store import make_model_dir
+
+NAME = "taxi-tips"
+NOW = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def two(tmp_path):
+    """A store with champion v0001 and canary v0002 (pushed as a blessed challenger)."""
+    root = str(tmp_path / "store")
+    ms = ModelStore(root)
+    v1, v2 = (ms.publish(NAME, str(make_model_dir(tmp_path, t)), {}) for t in "ab")
+    ms.set_alias(NAME, "champion", v1, action="push")
+    ms.set_alias(NAME, "canary", v2, action="push", reason="blessed challenger")
+    return root, ms, v1, v2
+
+
+def _frame(n: int) -> pd.DataFrame:
+    data = {f.name: [None] * n for f in F.MODEL_FEATURES}
+    data["trip_miles"] = [1.0] * n
+    return pd.DataFrame(data)
+
+
+def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, canary_version=None):
+    """``n`` live rows sent to both servers under the same request ids (a shadow canary), labels arrived.
+
+    ``canary_shift`` > 0: the canary separates the classes better; < 0: worse.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    base = y * 1.2 + rng.normal(size=n)
+    champ = 1 / (1 + np.exp(-(base + rng.normal(scale=0.6, size=n))))
+    can = 1 / (1 + np.exp(-(base + canary_shift * (2 * y - 1) + rng.normal(scale=0.6, size=n))))
+    start = replay.utc_now()
+    labels = []
+    for lo in range(0, n, batch):
+        rid = f"live-{seed}-{lo:06d}"
+        frame = _frame(min(batch, n - lo))
+        for version, p, srv in ((v_champ, champ, "champ"), (canary_version or v_can, can, "canary")):
+            recs = replay.prediction_records(
+                frame,
+                p[lo : lo + len(frame)],
+                model_name=NAME,
+                model_version=version,
+                start=start + dt.timedelta(milliseconds=lo),
+                request_id=rid,
+            )
+            replay.write_prediction_log(root, NAME, recs, server_id=f"{srv}-{seed}-{lo}")
+        labels += [(rid, i, int(y[lo + i])) for i in range(len(frame))]
+    replay.write_feedback(root, NAME, labels)
+
+
+def test_clearly_worse_canary_is_rolled_back(two):
+    root, ms, v1, v2 = two
+    _traffic(root, v1, v2, 2000, canary_shift=-1.0)
+    out = C.judge(root, NAME, now=NOW)
+    assert out["action"] == C.REJECT and out["verdict"] == "worse"
+    c = out["comparison"]
+    assert c["paired"] and c["rows"] == 2000 and c["high"] < 0 and c["challenger"] < c["champion"]
+    msg = out["reasons"][0]["message"]
+    assert "AUC challenger" in msg and "[" in msg and "2000 paired rows" in msg
+    assert ms.aliases(NAME) == {"champion": v1}  # canary cleared, champion untouched
+    rec = ms.history(NAME)[-1]
+    assert rec["alias"] == "canary" and rec["action"] == "reject" and "worse" in rec["reason"]
+    assert [v["action"] for v in C.read_verdicts(root, NAME)] == [C.REJECT]
+    assert C.read_verdicts(root, NAME)[0]["decided_at"] == "2016-01-01T00:00:00.000Z"  # monitoring clock
+    # The decision remembers: the next decision says the retraining changed nothing.
+    known = D.outcomes(ms.history(NAME))
+    assert [o["kind"] for o in known][-1] == D.REJECTED_BY_CANARY
+    assert "CANARY" in C.to_markdown(out).upper() and "| auc |" in C.to_markdown(out)
+
+
+def test_clearly_better_canary_is_promoted(two):
+    root, ms, v1, v2 = two
+    _traffic(root, v1, v2, 2000, canary_shift=1.0)
+    out = C.judge(root, NAME, now=NOW)
+    assert out["action"] == C.PROMOTE and out["verdict"] == "better"
+    assert out["comparison"]["low"] > 0
+    assert ms.aliases(NAME) == {"champion": v2}
+    assert "promote" in out["deploy"]["summary"]
+
+
+def test_indistinguishable_on_few_rows_keeps_waiting_then_the_stated_rule_decides(two):
+    root, ms, v1, v2 = two
+    canary_cfg = dataclasses.replace(config.CanaryConfig(), max_checks=2)
+    _traffic(root, v1, v2, 300, seed=5, canary_shift=0.0)
+    actions = []
+    for k in range(3):
+        out = C.judge(root, NAME, now=NOW + dt.timedelta(hours=k), canary_cfg=canary_cfg)
+        actions.append((out["action"], out["verdict"]))
+        assert out["comparison"]["rows"] == 300
+    assert actions[:2] == [(C.WAIT, "undecided"), (C.WAIT, "undecided")]
+    # The third check is past max_checks: undecided becomes ComparisonConfig.at_limit ("worse": reject).
+    assert actions[2] == (C.REJECT, config.ComparisonConfig().at_limit)
+    assert "at the limit" in out["summary"]
+    assert ms.get_alias(NAME, "canary") is None and ms.get_alias(NAME, "champion") == v1
+
+
+def test_no_traffic_yet_waits_without_counting(two):
+    root, ms, v1, v2 = two
+    out = C.judge(root, NAME, now=NOW)
+    assert out["action"] == C.WAIT and out["comparison"]["rows"] == 0
+    assert ms.get_alias(NAME, "canary") == v2
+
+
+def test_canary_answering_with_the_wrong_version_is_rolled_back(two):
+    root, ms, v1, v2 = two
+    # The "canary" server serves the champion: every row answered twice as v0001, never as v0002.
+    _traffic(root, v1, v2, 600, canary_shift=1.0, canary_version=v1)
+    out = C.judge(root, NAME, now=NOW)
+    assert out["action"] == C.REJECT and out["verdict"] == "unhealthy"
+    assert "wrong version" in out["summary"]
+    assert ms.get_alias(NAME, "canary") is None
+
+
+def test_canary_that_fails_requests_is_rolled_back(two, tmp_path):
+    root, ms, v1, v2 = two
+    _traffic(root, v1, v2, 400, canary_shift=1.0)
+    # One more request the champion answered and the mirrored canary did not (an HTTP error there).
+    recs = replay.prediction_records(_frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x")
+    replay.write_prediction_log(root, NAME, recs, server_id="champ-extra")
+    out = C.judge(root, NAME, now=NOW)
+    assert out["action"] == C.REJECT and "1 of" in out["summary"] and "errors" in out["summary"]
+
+
+def test_unknown_version_in_the_window_is_unhealthy(two):
+    root, ms, v1, v2 = two
+    _traffic(root, v1, "v0099", 300)
+    out = C.judge(root, NAME, now=NOW, act=False, record=False)
+    assert out["action"] == C.REJECT and "v0099" in out["summary"]
+    assert ms.get_alias(NAME, "canary") == v2  # act=False: judged only
+
+
+def test_no_canary_is_nothing_to_judge(tmp_path):
+    out = C.judge(str(tmp_path / "store"), NAME, now=NOW)
+    assert out["action"] == C.NONE and "no canary" in out["summary"]
+
+
+def test_cluster_promote_and_rollback_reach_the_inference_service(two):
+    """The step's cluster path against a real HTTP server recording the Kubernetes API requests."""
+    root, ms, v1, v2 = two
+    path = f"/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/{NAME}"
+    with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
+        _traffic(root, v1, v2, 2000, canary_shift=1.0)
+        out = C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        assert out["action"] == C.PROMOTE
+        patch = api.requests[-1]
+        assert patch["method"] == "PATCH" and patch["path"].startswith(path)
+        assert patch["type"] == "application/apply-patch+yaml" and "fieldManager=kfloop" in patch["path"]
+        pred = patch["body"]["spec"]["predictor"]
+        assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
+        assert [r["method"] for r in api.requests] == ["GET", "PATCH"]  # exactly what the RBAC allows
+
+        # A new, clearly worse canary: rolled back, the champion re-pinned at 100 %.
+        v3 = ms.publish(NAME, str(make_model_dir(__import__("pathlib").Path(root).parent, "c")), {})
+        ms.set_alias(NAME, "canary", v3, action="push")
+        _traffic(root, v2, v3, 2000, seed=9, canary_shift=-1.0)
+        out = C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        assert out["action"] == C.REJECT
+        pred = api.requests[-1]["body"]["spec"]["predictor"]
+        assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
+        assert ms.aliases(NAME) == {"champion": v2}
