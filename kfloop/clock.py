@@ -35,7 +35,9 @@ def parse(value: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ClockError(f"monitoring clock: {value!r} is not an ISO time (e.g. 2016-01-01T00:00:00Z)") from None
+        raise ClockError(
+            f"monitoring clock: {value!r} is not an ISO time (e.g. 2016-01-01T00:00:00Z)"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)

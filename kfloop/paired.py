@@ -79,7 +79,7 @@ class Comparison:
 
 def _midrank(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank (vectorised)."""
-    uniq, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    _uniq, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     return (ends - (counts - 1) / 2.0)[inverse]
 

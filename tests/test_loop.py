@@ -64,8 +64,10 @@ def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
     t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     end = _log(root, later, t0)
     run = run_pipeline(
-        monitoring.create_pipeline(),
+        monitoring.create_pipeline(local=True),
         tmp_path / "runs",
+        now="2015-05-01T00:00:00Z",
+        deploy_mode="local",
         store_uri=root,
         source=str(taxi_csv),
         window_start=t0.isoformat(),
@@ -80,6 +82,9 @@ def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
     triggered = json.loads(run.output("trigger-op", "triggered").read_text())
     assert summary["rows"] == len(later) and summary["status"] == "ok"
     assert decision["decision"] == D.RETRAIN and "payment_type" in decision["summary"]
+    assert decision["decided_at"] == "2015-05-01T00:00:00.000Z" and decision["clock_source"] == "parameter"
+    verdict = json.loads(run.output("canary-op", "verdict").read_text())
+    assert verdict["action"] == "none"  # no canary alias in this store
     md = run.output("decide-op", "report").read_text()
     assert "payment_type" in md and "RETRAIN" in md
     assert triggered["decision"] == D.RETRAIN and triggered["arguments"]["cutoff"] == "2015-05-01"
@@ -126,10 +131,16 @@ def test_report_is_self_contained():
 
 @pytest.mark.slow
 def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
-    cfg = loop.LoopConfig(windows=(loop.Window("2015 H1", "2015-01-01", "2015-07-01"),), canary_rows=300)
+    cfg = loop.LoopConfig(
+        windows=(
+            loop.Window("2015 H1", "2015-01-01", "2015-07-01"),
+            loop.Window("2015 Q3", "2015-07-01", "2015-10-01"),
+        )
+    )
     lines = []
     rec = loop.run_loop(tmp_path / "loop", source=str(taxi_csv), cfg=cfg, progress=lines.append)
-    control, h1 = rec["windows"]
+    control, h1, q3 = rec["windows"]
+    assert h1["decision"]["decided_at"] == "2015-07-01T00:00:00.000Z"  # the data's clock
     assert control["decision"]["decision"] == D.NO_RETRAIN  # no false alarm on the training window
     assert h1["decision"]["decision"] == D.RETRAIN
     assert any(r["feature"] == "payment_type" for r in h1["decision"]["reasons"])
@@ -143,14 +154,20 @@ def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
     )
     assert challenger["run_root"] == started["run"]["root"]
     ms = store.ModelStore(rec["store_uri"])
-    if challenger["version"]:  # blessed → canary → promoted or rejected, with reasons
+    if challenger["version"]:  # blessed → canary → judged by the next monitoring run on shadow traffic
         (canary,) = rec["canaries"]
-        assert canary["verdict"] in ("promoted", "rejected") and canary["reason"]
-        expected = challenger["version"] if canary["verdict"] == "promoted" else "v0001"
+        assert canary is q3["canary"] or canary["verdict_id"] == q3["canary"]["verdict_id"]
+        assert canary["canary_version"] == challenger["version"] and canary["comparison"]["paired"]
+        assert canary["comparison"]["low"] is not None and "[" in canary["summary"]
+        expected = {"promote": challenger["version"], "reject": "v0001", "wait": "v0001"}[canary["action"]]
         assert ms.get_alias(MODEL, store.CHAMPION) == expected
+        if canary["action"] != "wait":
+            assert ms.get_alias(MODEL, store.CANARY) is None
     else:  # not blessed: rejected by the evaluation, champion unchanged
         assert "rejected" in challenger["fate"] and ms.get_alias(MODEL, store.CHAMPION) == "v0001"
-    assert ms.get_alias(MODEL, store.CANARY) is None
+        assert ms.get_alias(MODEL, store.CANARY) is None
+    t = rec["decisions_by_comparison"]
+    assert t["retrainings"] >= 1 and t["outcomes"] and all(o["comparison"] for o in t["outcomes"])
     html = Path(rec["report"]).read_text()
     assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
     assert any("report:" in line for line in lines)

@@ -237,7 +237,9 @@ def judge(
         bad_records=bad,
     )
     earlier = [
-        v for v in read_verdicts(store_uri, model_name) if v.get("canary_version") == canary and v["action"] == WAIT
+        v
+        for v in read_verdicts(store_uri, model_name)
+        if v.get("canary_version") == canary and v["action"] == WAIT
     ]
     base["checks"] = len(earlier)
     sick = health(scores, canary, champion)
@@ -246,9 +248,11 @@ def judge(
     else:
         c = comparison(scores, canary, champion, cmp_cfg)
         base["comparison"] = c.to_dict()
-        small = not c.paired and min(
-            base["labelled"].get(canary, 0), base["labelled"].get(champion, 0)
-        ) < canary_cfg.min_rows_per_model
+        small = (
+            not c.paired
+            and min(base["labelled"].get(canary, 0), base["labelled"].get(champion, 0))
+            < canary_cfg.min_rows_per_model
+        )
         at_limit = c.rows >= canary_cfg.max_rows or len(earlier) >= canary_cfg.max_checks
         verdict, message = paired.verdict(c, cmp_cfg, at_limit=at_limit and not small)
         if small and verdict != paired.UNDECIDED:
@@ -283,7 +287,9 @@ def judge(
     return _finish(base, action, verdict, reasons, record=record, store_uri=store_uri)
 
 
-def _finish(base: dict, action: str, verdict: str, reasons: list[dict], *, record: bool, store_uri=None) -> dict:
+def _finish(
+    base: dict, action: str, verdict: str, reasons: list[dict], *, record: bool, store_uri=None
+) -> dict:
     out = dict(base, action=action, verdict=verdict, reasons=reasons)
     head = {
         PROMOTE: "promote canary",

@@ -37,6 +37,7 @@ NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
 BACKOFF = "backoff"
 CANARY_PENDING = "canary_pending"
+CHAMPION_CHANGED = "champion_changed"
 #: Outcome kinds of a retraining (see :func:`outcomes`).
 REJECTED_BY_EVALUATION = "rejected_by_evaluation"
 REJECTED_BY_CANARY = "rejected_by_canary"
@@ -228,6 +229,18 @@ def decide(
         return _finish(base, TOO_FEW, [reason, *found])
     if not found:
         return _finish(base, NO_RETRAIN, _closest(summary, cfg) + notes)
+    if canary is not None and canary.get("action") == "promote":
+        note = _reason(
+            "canary",
+            "(loop)",
+            "promoted",
+            canary.get("canary_version"),
+            None,
+            f"canary {canary.get('canary_version')} was just promoted ({canary.get('summary', '')[:300]}): "
+            "this window was scored against the previous champion's data; the next one is judged against "
+            "the new champion's",
+        )
+        return _finish(base, CHAMPION_CHANGED, [note, *found])
     if canary is not None and canary.get("action") == "wait":
         note = _reason(
             "canary",
@@ -242,10 +255,14 @@ def decide(
     previous = last_retrain(history)
     if previous is not None and streak:
         same = {r["feature"] for r in found} & {
-            r["feature"] for r in previous.get("reasons", []) if r.get("kind") in ("drift", "anomaly", "performance")
+            r["feature"]
+            for r in previous.get("reasons", [])
+            if r.get("kind") in ("drift", "anomaly", "performance")
         }
         later = [d for d in history if d.get("decided_at", "") > previous["decided_at"]]
-        new_rows = sum(int(d.get("labelled_rows") or 0) for d in later) + int(summary.get("labelled_rows") or 0)
+        new_rows = sum(int(d.get("labelled_rows") or 0) for d in later) + int(
+            summary.get("labelled_rows") or 0
+        )
         if same and new_rows < cfg.new_data_rows:
             wait = min(cfg.cooldown_hours * cfg.backoff_factor**streak, cfg.max_backoff_hours)
             until = parse_iso(previous["decided_at"]) + dt.timedelta(hours=wait)
@@ -326,8 +343,10 @@ def _finish(base: dict, decision: str, reasons: list[dict]) -> dict:
         text = f"no retrain ({decision} until {base['cooldown_until']}); triggers: " + "; ".join(
             r["message"] for r in firing
         )
-    elif decision == CANARY_PENDING:
-        text = "no retrain (a canary is being judged); triggers: " + "; ".join(r["message"] for r in firing)
+    elif decision in (CANARY_PENDING, CHAMPION_CHANGED):
+        text = f"no retrain ({decision.replace('_', ' ')}); triggers: " + "; ".join(
+            r["message"] for r in firing
+        )
     else:
         text = f"no retrain ({decision}): " + "; ".join(r["message"] for r in reasons)
     out["summary"] = text
@@ -387,7 +406,9 @@ RED = ' style="color:#b00020"'
 def to_html(decision: dict, summary: dict | None = None) -> str:
     """The decision as a small self-contained HTML page (KFP HTML visualization)."""
     e = html.escape
-    color = {"retrain": "#b00020", "cooldown": "#a86b00", "backoff": "#a86b00"}.get(decision["decision"], "#1b5e20")
+    color = {"retrain": "#b00020", "cooldown": "#a86b00", "backoff": "#a86b00"}.get(
+        decision["decision"], "#1b5e20"
+    )
     rows = "".join(
         f"<tr><td>{e(r['kind'])}</td><td>{e(str(r['feature']))}</td><td>{e(str(r['measure']))}</td>"
         f"<td>{e(_fmt(r['value']))}</td><td>{e(_fmt(r['threshold']))}</td><td>{e(r['message'])}</td></tr>"
