@@ -115,7 +115,7 @@ def test_indistinguishable_on_few_rows_keeps_waiting_then_the_stated_rule_decide
 
 
 def test_no_traffic_yet_waits_without_counting(two):
-    root, ms, v1, v2 = two
+    root, ms, _v1, v2 = two
     out = C.judge(root, NAME, now=NOW)
     assert out["action"] == C.WAIT and out["comparison"]["rows"] == 0
     assert ms.get_alias(NAME, "canary") == v2
@@ -132,10 +132,12 @@ def test_canary_answering_with_the_wrong_version_is_rolled_back(two):
 
 
 def test_canary_that_fails_requests_is_rolled_back(two, tmp_path):
-    root, ms, v1, v2 = two
+    root, _ms, v1, v2 = two
     _traffic(root, v1, v2, 400, canary_shift=1.0)
     # One more request the champion answered and the mirrored canary did not (an HTTP error there).
-    recs = replay.prediction_records(_frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x")
+    recs = replay.prediction_records(
+        _frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x"
+    )
     replay.write_prediction_log(root, NAME, recs, server_id="champ-extra")
     out = C.judge(root, NAME, now=NOW)
     assert out["action"] == C.REJECT and "1 of" in out["summary"] and "errors" in out["summary"]

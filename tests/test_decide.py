@@ -127,7 +127,9 @@ def test_cooldown_counts_on_the_monitoring_clock_not_the_wall_clock():
     s = _summary([_score("payment_type", 0.12)])
     first = D.decide(s, CFG, now=dt.datetime(2015, 7, 1, tzinfo=dt.UTC))
     assert first["retrain"] and first["decided_at"] == "2015-07-01T00:00:00.000Z"
-    again = D.decide(_summary([_score("company", 0.09)]), CFG, history=[first], now=dt.datetime(2016, 1, 1, tzinfo=dt.UTC))
+    again = D.decide(
+        _summary([_score("company", 0.09)]), CFG, history=[first], now=dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+    )
     assert again["decision"] == D.RETRAIN  # seconds of wall time passed, but half a year of data time
 
 
