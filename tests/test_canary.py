@@ -180,3 +180,50 @@ def test_cluster_promote_and_rollback_reach_the_inference_service(two):
         pred = api.requests[-1]["body"]["spec"]["predictor"]
         assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
         assert ms.aliases(NAME) == {"champion": v2}
+
+
+def test_the_canary_steps_api_calls_are_within_the_pipelines_rbac(two):
+    """What the step sends to the Kubernetes API (recorded) is allowed by manifests/base/rbac.yaml."""
+    from pathlib import Path
+
+    import yaml
+
+    rbac = Path(__file__).resolve().parents[1] / "manifests" / "base" / "rbac.yaml"
+    roles = [d for d in yaml.safe_load_all(rbac.read_text()) if d and d["kind"] == "Role"]
+    (rule,) = [r for role in roles for r in role["rules"] if "inferenceservices" in r["resources"]]
+    root, _ms, v1, v2 = two
+    with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
+        _traffic(root, v1, v2, 2000, canary_shift=-1.0)
+        C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        verbs = {{"GET": "get", "PATCH": "patch"}[r["method"]] for r in api.requests}
+        assert all("/inferenceservices/" in r["path"] for r in api.requests)
+    assert verbs == {"get", "patch"} and verbs <= set(rule["verbs"])
+
+
+def test_compiled_monitoring_ir_has_the_canary_step_on_the_schedulers_clock(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from pipelines import monitoring
+
+    out = tmp_path / "monitoring.yaml"
+    compiler.Compiler().compile(monitoring.create_pipeline(), str(out))
+    ir = yaml.safe_load(out.read_text())
+    tasks = ir["root"]["dag"]["tasks"]
+    assert tasks["canary-op"]["taskInfo"]["name"] == "canary verdict"
+    assert "monitor-op" in tasks["canary-op"]["dependentTasks"]
+    assert (
+        tasks["decide-op"]["inputs"]["artifacts"]["canary"]["taskOutputArtifact"]["producerTask"]
+        == "canary-op"
+    )
+    for name in ("monitor-op", "canary-op", "decide-op"):
+        sched = tasks[name]["inputs"]["parameters"]["scheduled_time"]["runtimeValue"]["constant"]
+        assert sched == "{{$.pipeline_job_schedule_time_utc}}"
+    assert tasks["canary-op"]["inputs"]["parameters"]["mode"]["componentInputParameter"] == "deploy_mode"
+    assert ir["root"]["inputDefinitions"]["parameters"]["deploy_mode"]["defaultValue"] == "cluster"
+    outputs = ir["components"]["comp-canary-op"]["outputDefinitions"]["artifacts"]
+    assert {outputs[k]["artifactType"]["schemaTitle"] for k in ("metrics", "report", "page")} == {
+        "system.Metrics",
+        "system.Markdown",
+        "system.HTML",
+    }
