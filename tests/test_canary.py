@@ -12,14 +12,16 @@ import pytest
 
 from components.canary import canary as C
 from components.decide import decide as D
-from kfloop import config, replay
+from kfloop import config, predlog, replay
 from kfloop import features as F
 from kfloop.store import ModelStore
 from tests.test_deploy import _FakeApiServer
 from tests.test_store import make_model_dir
 
 NAME = "taxi-tips"
-NOW = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+NOW = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)  # the monitoring clock (data time, as in the replay)
+#: End of the log read: the log is stamped by the servers' clock, which is the wall clock here.
+END = replay.utc_now() + dt.timedelta(days=1)
 
 
 @pytest.fixture
@@ -39,10 +41,13 @@ def _frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, canary_version=None):
+def _traffic(
+    root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, canary_version=None, parquet=True
+):
     """``n`` live rows sent to both servers under the same request ids (a shadow canary), labels arrived.
 
-    ``canary_shift`` > 0: the canary separates the classes better; < 0: worse.
+    ``canary_shift`` > 0: the canary separates the classes better; < 0: worse. ``parquet``: the log format
+    the servers write (:mod:`kfloop.predlog`); else the older JSONL records.
     """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -55,23 +60,39 @@ def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, can
         rid = f"live-{seed}-{lo:06d}"
         frame = _frame(min(batch, n - lo))
         for version, p, srv in ((v_champ, champ, "champ"), (canary_version or v_can, can, "canary")):
+            when = start + dt.timedelta(milliseconds=lo)
+            probs = p[lo : lo + len(frame)]
+            if parquet:
+                cols = {f.name: _decoded(f, len(frame)) for f in F.MODEL_FEATURES}
+                table = predlog.prediction_table(rid, when.timestamp(), version, cols, probs)
+                predlog.write_table(root, NAME, predlog.PREDICTIONS, table, writer_id=f"{srv}-{seed}")
+                continue
             recs = replay.prediction_records(
-                frame,
-                p[lo : lo + len(frame)],
-                model_name=NAME,
-                model_version=version,
-                start=start + dt.timedelta(milliseconds=lo),
-                request_id=rid,
+                frame, probs, model_name=NAME, model_version=version, start=when, request_id=rid
             )
             replay.write_prediction_log(root, NAME, recs, server_id=f"{srv}-{seed}-{lo}")
         labels += [(rid, i, int(y[lo + i])) for i in range(len(frame))]
-    replay.write_feedback(root, NAME, labels)
+    if parquet:
+        rids, rows, ys = zip(*labels, strict=True)
+        table = predlog.feedback_table(rids, rows, list(ys), replay.utc_now().timestamp())
+        predlog.write_table(root, NAME, predlog.FEEDBACK, table, writer_id=f"fb-{seed}")
+    else:
+        replay.write_feedback(root, NAME, labels)
+
+
+def _decoded(f, n):
+    """A decoded feature column as serving decodes a request (missing-value sentinels)."""
+    if f.kind == F.Kind.CATEGORICAL_STR:
+        return np.array([""] * n, dtype=object)
+    if f.kind == F.Kind.NUMERIC:
+        return np.full(n, 1.0, dtype=np.float32)
+    return np.full(n, -1, dtype=np.int64)
 
 
 def test_clearly_worse_canary_is_rolled_back(two):
     root, ms, v1, v2 = two
     _traffic(root, v1, v2, 2000, canary_shift=-1.0)
-    out = C.judge(root, NAME, now=NOW)
+    out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.REJECT and out["verdict"] == "worse"
     c = out["comparison"]
     assert c["paired"] and c["rows"] == 2000 and c["high"] < 0 and c["challenger"] < c["champion"]
@@ -90,8 +111,8 @@ def test_clearly_worse_canary_is_rolled_back(two):
 
 def test_clearly_better_canary_is_promoted(two):
     root, ms, v1, v2 = two
-    _traffic(root, v1, v2, 2000, canary_shift=1.0)
-    out = C.judge(root, NAME, now=NOW)
+    _traffic(root, v1, v2, 2000, canary_shift=1.0, parquet=False)  # the older JSONL records
+    out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.PROMOTE and out["verdict"] == "better"
     assert out["comparison"]["low"] > 0
     assert ms.aliases(NAME) == {"champion": v2}
@@ -104,7 +125,7 @@ def test_indistinguishable_on_few_rows_keeps_waiting_then_the_stated_rule_decide
     _traffic(root, v1, v2, 300, seed=5, canary_shift=0.0)
     actions = []
     for k in range(3):
-        out = C.judge(root, NAME, now=NOW + dt.timedelta(hours=k), canary_cfg=canary_cfg)
+        out = C.judge(root, NAME, now=NOW + dt.timedelta(hours=k), window_end=END, canary_cfg=canary_cfg)
         actions.append((out["action"], out["verdict"]))
         assert out["comparison"]["rows"] == 300
     assert actions[:2] == [(C.WAIT, "undecided"), (C.WAIT, "undecided")]
@@ -116,7 +137,7 @@ def test_indistinguishable_on_few_rows_keeps_waiting_then_the_stated_rule_decide
 
 def test_no_traffic_yet_waits_without_counting(two):
     root, ms, _v1, v2 = two
-    out = C.judge(root, NAME, now=NOW)
+    out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.WAIT and out["comparison"]["rows"] == 0
     assert ms.get_alias(NAME, "canary") == v2
 
@@ -125,7 +146,7 @@ def test_canary_answering_with_the_wrong_version_is_rolled_back(two):
     root, ms, v1, v2 = two
     # The "canary" server serves the champion: every row answered twice as v0001, never as v0002.
     _traffic(root, v1, v2, 600, canary_shift=1.0, canary_version=v1)
-    out = C.judge(root, NAME, now=NOW)
+    out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.REJECT and out["verdict"] == "unhealthy"
     assert "wrong version" in out["summary"]
     assert ms.get_alias(NAME, "canary") is None
@@ -139,20 +160,20 @@ def test_canary_that_fails_requests_is_rolled_back(two, tmp_path):
         _frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x"
     )
     replay.write_prediction_log(root, NAME, recs, server_id="champ-extra")
-    out = C.judge(root, NAME, now=NOW)
+    out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.REJECT and "1 of" in out["summary"] and "errors" in out["summary"]
 
 
 def test_unknown_version_in_the_window_is_unhealthy(two):
     root, ms, v1, v2 = two
     _traffic(root, v1, "v0099", 300)
-    out = C.judge(root, NAME, now=NOW, act=False, record=False)
+    out = C.judge(root, NAME, now=NOW, window_end=END, act=False, record=False)
     assert out["action"] == C.REJECT and "v0099" in out["summary"]
     assert ms.get_alias(NAME, "canary") == v2  # act=False: judged only
 
 
 def test_no_canary_is_nothing_to_judge(tmp_path):
-    out = C.judge(str(tmp_path / "store"), NAME, now=NOW)
+    out = C.judge(str(tmp_path / "store"), NAME, now=NOW, window_end=END)
     assert out["action"] == C.NONE and "no canary" in out["summary"]
 
 
@@ -162,7 +183,9 @@ def test_cluster_promote_and_rollback_reach_the_inference_service(two):
     path = f"/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/{NAME}"
     with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
         _traffic(root, v1, v2, 2000, canary_shift=1.0)
-        out = C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        out = C.judge(
+            root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster()
+        )
         assert out["action"] == C.PROMOTE
         patch = api.requests[-1]
         assert patch["method"] == "PATCH" and patch["path"].startswith(path)
@@ -175,7 +198,9 @@ def test_cluster_promote_and_rollback_reach_the_inference_service(two):
         v3 = ms.publish(NAME, str(make_model_dir(__import__("pathlib").Path(root).parent, "c")), {})
         ms.set_alias(NAME, "canary", v3, action="push")
         _traffic(root, v2, v3, 2000, seed=9, canary_shift=-1.0)
-        out = C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        out = C.judge(
+            root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster()
+        )
         assert out["action"] == C.REJECT
         pred = api.requests[-1]["body"]["spec"]["predictor"]
         assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
@@ -194,7 +219,7 @@ def test_the_canary_steps_api_calls_are_within_the_pipelines_rbac(two):
     root, _ms, v1, v2 = two
     with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
         _traffic(root, v1, v2, 2000, canary_shift=-1.0)
-        C.judge(root, NAME, now=NOW, mode="cluster", namespace="ml", cluster=api.cluster())
+        C.judge(root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster())
         verbs = {{"GET": "get", "PATCH": "patch"}[r["method"]] for r in api.requests}
         assert all("/inferenceservices/" in r["path"] for r in api.requests)
     assert verbs == {"get", "patch"} and verbs <= set(rule["verbs"])

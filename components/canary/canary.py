@@ -52,27 +52,48 @@ def live_scores(
 ) -> tuple[dict[str, Scores], int]:
     """Per model version, the rows logged in ``[start, end)`` and their arrived labels.
 
-    The one function of this step that reads the prediction / feedback log.
+    The one function of this step that reads the prediction / feedback log: the Parquet log of
+    :mod:`kfloop.predlog` (``scan``: only the window's date partitions, corrupt files skipped and counted),
+    plus the older JSONL records (:mod:`components.monitor.monitor` readers) that writers not yet moved to
+    the Parquet log still produce. Labels that arrived up to ``horizon_days`` after the window are joined.
 
     Returns:
-        ``({version: Scores}, bad_records)``.
+        ``({version: Scores}, bad_records)``: bad = corrupt Parquet files + unreadable JSONL lines.
     """
     from components.monitor import monitor as M
+    from kfloop import predlog
 
+    if end <= start:
+        return {}, 0
+    rep = predlog.ScanReport()
+    cols = ["request_id", "row", "model_version", "probability"]
+    by_version: dict[str, tuple[list, list]] = {}
+    for b in predlog.scan(store_uri, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
+        d = b.to_pydict()
+        for rid, row, v, p in zip(
+            d["request_id"], d["row"], d["model_version"], d["probability"], strict=True
+        ):
+            ids, probs = by_version.setdefault(str(v), ([], []))
+            ids.append((str(rid), int(row)))
+            probs.append(float(p))
     recs, bad = M.read_predictions(store_uri, model_name, start, end)
-    labels, bad_fb = M.read_feedback(store_uri, model_name, start, horizon_days)
-    by_version: dict[str, tuple[list, list, list]] = {}
     for r in recs:
-        ids, probs, ys = by_version.setdefault(str(r.get("model_version", "")), ([], [], []))
+        ids, probs = by_version.setdefault(str(r.get("model_version", "")), ([], []))
         ids.append(r["_key"])
         probs.append(r["probability"])
-        label = labels.get(r["_key"])
-        ys.append(np.nan if label is None else float(label))
-    out = {
-        v: Scores(ids, np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        for v, (ids, p, y) in by_version.items()
-    }
-    return out, len(bad) + len(bad_fb)
+    labels, bad_fb = M.read_feedback(store_uri, model_name, start, horizon_days)
+    fb_end = end + dt.timedelta(days=horizon_days)
+    for b in predlog.scan(
+        store_uri, model_name, predlog.FEEDBACK, start, fb_end, ["request_id", "row", "label"], report=rep
+    ):
+        d = b.to_pydict()
+        for rid, row, y in zip(d["request_id"], d["row"], d["label"], strict=True):
+            labels[(str(rid), int(row))] = int(y)
+    out = {}
+    for v, (ids, probs) in by_version.items():
+        ys = [labels.get(k, np.nan) for k in ids]
+        out[v] = Scores(ids, np.asarray(probs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
+    return out, len(bad) + len(bad_fb) + len(rep.corrupt)
 
 
 def canary_since(ms: store.ModelStore, model_name: str, canary: str) -> dt.datetime | None:
@@ -192,7 +213,7 @@ def judge(
         store_uri: Model store root (also the prediction log's root).
         model_name: Model name.
         now: The monitoring clock (:func:`kfloop.clock.resolve`): the verdict's time.
-        window_end: Exclusive end of the log read (the monitoring window's end; None: all of it).
+        window_end: Exclusive end of the log read (the monitoring window's end; None: ``now``).
         cmp_cfg: Comparison policy.
         canary_cfg: Collection limits.
         mon_cfg: Label-arrival horizon.
@@ -224,14 +245,14 @@ def judge(
     if canary is None or champion is None:
         msg = "no canary in the store: nothing to judge" if canary is None else "no champion to compare with"
         return _finish(base, NONE, NONE, [_reason("canary", "alias", None, None, msg)], record=False)
-    since = canary_since(ms, model_name, canary) or dt.datetime.min.replace(tzinfo=dt.UTC)
-    end = window_end or (now if now > since else dt.datetime.max.replace(tzinfo=dt.UTC))
-    if end <= since:
-        end = dt.datetime.max.replace(tzinfo=dt.UTC)
+    end = window_end or now
+    # Since the canary was deployed (by the store's clock, the one the log is stamped with); a canary
+    # without that record (set by hand) is judged on the window up to ``end`` from the day before.
+    since = canary_since(ms, model_name, canary) or end - dt.timedelta(days=1)
     scores, bad = live_scores(store_uri, model_name, since, end, horizon_days=mon_cfg.feedback_horizon_days)
     base.update(
         window_start=clock.iso(since),
-        window_end=clock.iso(end) if end.year < 9999 else None,
+        window_end=clock.iso(end),
         rows={v: len(s.ids) for v, s in scores.items()},
         labelled={v: int((~np.isnan(s.labels)).sum()) for v, s in scores.items()},
         bad_records=bad,
