@@ -54,7 +54,12 @@ class EvaluationConfig:
 
     Attributes:
         auc_floor: Minimum overall AUC for any model to be blessed.
-        max_auc_regression: The challenger may lose at most this much AUC against the champion.
+        max_auc_regression: The non-inferiority margin of the overall change check, judged on the
+            paired interval of challenger AUC - champion AUC on the eval rows (:class:`ComparisonConfig`
+            policy with ``margin = max_auc_regression``): it fails only when the challenger is ``worse``
+            (the interval's upper end below 0 and its lower end below ``-max_auc_regression``); an
+            undecided comparison passes to the canary, which decides on live traffic. TFMA's own change
+            threshold (the cross-check) uses the same number on point estimates.
         min_slice_examples: Slices with fewer examples are reported as too small, never a veto.
         max_slice_auc_regression: Per slice (judged only with a champion and enough examples of both
             classes), the challenger may lose at most this much AUC.
