@@ -171,3 +171,16 @@ def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
     html = Path(rec["report"]).read_text()
     assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
     assert any("report:" in line for line in lines)
+
+
+def test_fresh_window_ends_at_the_decisions_monitoring_clock(tmp_path):
+    """No cutoff given: the retraining window ends at the decision's time (the data's clock in the replay)."""
+    rec = T.trigger(
+        {"decision": "retrain", "retrain": True, "decided_at": "2016-01-01T00:00:00.000Z"},
+        mode="off",
+        source="x",
+        store_uri=str(tmp_path),
+        model_name=MODEL,
+        training_window_days=365,
+    )
+    assert rec["arguments"]["cutoff"] == "2016-01-01" and rec["arguments"]["window_start"] == "2015-01-01"

@@ -70,9 +70,11 @@ def canary_op(
         json.dump(result, f, indent=1, sort_keys=True)
     verdict.metadata.update({"action": result["action"], "verdict": result["verdict"]})
     c = result.get("comparison") or {}
-    for key in ("challenger", "champion", "diff", "low", "high"):
+    names = {"challenger": "auc_canary", "champion": "auc_champion", "diff": "auc_diff"}
+    names.update(low="auc_diff_low", high="auc_diff_high")
+    for key, name in names.items():
         if c.get(key) is not None:
-            metrics.log_metric(f"auc_{key}" if key not in ("challenger",) else "auc_canary", round(c[key], 6))
+            metrics.log_metric(name, round(c[key], 6))
     if c:
         metrics.log_metric("rows", c["rows"])
     with open(report.path, "w") as f:
