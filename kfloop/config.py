@@ -120,11 +120,15 @@ class CanaryConfig:
         max_checks: Monitoring runs that may end "keep waiting" for one canary; the next one decides by
             ``ComparisonConfig.at_limit``.
         min_rows_per_model: In an unpaired comparison (traffic split), each model needs this many rows.
+        shadow_log: A shadow canary (one that answers copies of the champion's requests, as in the local
+            loop) logs under ``<store>/<shadow_log>/``: the canary step reads it next to the main log, the
+            monitor (real traffic only) never sees it.
     """
 
     max_rows: int = 20_000
     max_checks: int = 3
     min_rows_per_model: int = 100
+    shadow_log: str = "shadow"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,9 +130,17 @@ class Server:
     """A local KServe server (``python -m serving``) in a subprocess, its output in a log file."""
 
     def __init__(
-        self, store_uri: str, model_name: str, log_path: Path, *, ref: str = "champion", log: bool = True
+        self,
+        store_uri: str,
+        model_name: str,
+        log_path: Path,
+        *,
+        ref: str = "champion",
+        log: bool = True,
+        log_uri: str | None = None,
     ):
         self.store_uri, self.model_name, self.ref, self.log = store_uri, model_name, ref, log
+        self.log_uri = log_uri
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -150,6 +158,8 @@ class Server:
         cmd += ["--log-flush-seconds", str(self.flush_seconds)]
         if not self.log:
             cmd.append("--no-prediction-log")
+        elif self.log_uri:
+            cmd += ["--log-uri", self.log_uri]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it while it runs
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
@@ -336,10 +346,12 @@ class _Loop:
 
     # -- serving and replay ------------------------------------------------------------------------
 
-    def start_server(self, ref: str, log: bool) -> Server:
+    def start_server(self, ref: str, log: bool, log_uri: str | None = None) -> Server:
         n = sum(s.ref == ref for s in self.servers)
         name = f"server-{ref}{'-' + str(n + 1) if n else ''}.log"
-        server = Server(self.store_uri, self.model_name, self.workdir / "logs" / name, ref=ref, log=log)
+        server = Server(
+            self.store_uri, self.model_name, self.workdir / "logs" / name, ref=ref, log=log, log_uri=log_uri
+        )
         self.servers.append(server)
         server.start(self.cfg.server_start_timeout)
         return server
@@ -420,12 +432,14 @@ class _Loop:
     # -- canary shadow ---------------------------------------------------------------------------------
 
     def start_canary(self) -> Server | None:
-        """Starts the shadow server on the ``canary`` alias (it logs its own predictions), if there is one."""
+        """Starts the shadow server on the ``canary`` alias, if there is one. It logs its answers to the
+        shadow log (``CanaryConfig.shadow_log``), which the canary step reads and the monitor does not."""
         from kfloop import store as kstore
 
         if kstore.ModelStore(self.store_uri).get_alias(self.model_name, kstore.CANARY) is None:
             return None
-        return self.start_server("canary", log=True)
+        shadow = fs.join(self.store_uri, config.CanaryConfig().shadow_log)
+        return self.start_server("canary", log=True, log_uri=shadow)
 
     def mirror(self, rows, server: Server, request_ids: list[str]) -> dict:
         """Sends the rows just replayed to the shadow server under the same request ids (no feedback).

@@ -64,6 +64,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
         canary_confidence: float = _C.confidence,
         canary_max_rows: int = _K.max_rows,
         canary_max_checks: int = _K.max_checks,
+        beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
     ):
         scheduled = "" if local else dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
         mon = monitor_op(
@@ -79,6 +80,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             min_examples=min_examples,
             now=now,
             scheduled_time=scheduled,
+            beam_pipeline_args=beam_pipeline_args,
         )
         settings.configure(
             mon, network_io=True, deterministic=False, cpu="1", memory="4Gi", display_name="monitor"

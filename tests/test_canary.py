@@ -12,7 +12,7 @@ import pytest
 
 from components.canary import canary as C
 from components.decide import decide as D
-from kfloop import config, predlog, replay
+from kfloop import config, fs, replay
 from kfloop import features as F
 from kfloop.store import ModelStore
 from tests.test_deploy import _FakeApiServer
@@ -41,13 +41,11 @@ def _frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _traffic(
-    root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, canary_version=None, parquet=True
-):
-    """``n`` live rows sent to both servers under the same request ids (a shadow canary), labels arrived.
+def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, canary_version=None):
+    """``n`` live rows answered by the champion (main log) and by a shadow canary under the same request
+    ids (shadow log, as the local loop runs it); the labels arrive in the main log's feedback.
 
-    ``canary_shift`` > 0: the canary separates the classes better; < 0: worse. ``parquet``: the log format
-    the servers write (:mod:`kfloop.predlog`); else the older JSONL records.
+    ``canary_shift`` > 0: the canary separates the classes better; < 0: worse.
     """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
@@ -55,38 +53,23 @@ def _traffic(
     champ = 1 / (1 + np.exp(-(base + rng.normal(scale=0.6, size=n))))
     can = 1 / (1 + np.exp(-(base + canary_shift * (2 * y - 1) + rng.normal(scale=0.6, size=n))))
     start = replay.utc_now()
+    shadow = fs.join(root, config.CanaryConfig().shadow_log)
     labels = []
     for lo in range(0, n, batch):
         rid = f"live-{seed}-{lo:06d}"
         frame = _frame(min(batch, n - lo))
-        for version, p, srv in ((v_champ, champ, "champ"), (canary_version or v_can, can, "canary")):
-            when = start + dt.timedelta(milliseconds=lo)
-            probs = p[lo : lo + len(frame)]
-            if parquet:
-                cols = {f.name: _decoded(f, len(frame)) for f in F.MODEL_FEATURES}
-                table = predlog.prediction_table(rid, when.timestamp(), version, cols, probs)
-                predlog.write_table(root, NAME, predlog.PREDICTIONS, table, writer_id=f"{srv}-{seed}")
-                continue
+        for version, p, log_root in ((v_champ, champ, root), (canary_version or v_can, can, shadow)):
             recs = replay.prediction_records(
-                frame, probs, model_name=NAME, model_version=version, start=when, request_id=rid
+                frame,
+                p[lo : lo + len(frame)],
+                model_name=NAME,
+                model_version=version,
+                start=start + dt.timedelta(milliseconds=lo),
+                request_id=rid,
             )
-            replay.write_prediction_log(root, NAME, recs, server_id=f"{srv}-{seed}-{lo}")
+            replay.write_prediction_log(log_root, NAME, recs, server_id=f"w{seed}-{lo}")
         labels += [(rid, i, int(y[lo + i])) for i in range(len(frame))]
-    if parquet:
-        rids, rows, ys = zip(*labels, strict=True)
-        table = predlog.feedback_table(rids, rows, list(ys), replay.utc_now().timestamp())
-        predlog.write_table(root, NAME, predlog.FEEDBACK, table, writer_id=f"fb-{seed}")
-    else:
-        replay.write_feedback(root, NAME, labels)
-
-
-def _decoded(f, n):
-    """A decoded feature column as serving decodes a request (missing-value sentinels)."""
-    if f.kind == F.Kind.CATEGORICAL_STR:
-        return np.array([""] * n, dtype=object)
-    if f.kind == F.Kind.NUMERIC:
-        return np.full(n, 1.0, dtype=np.float32)
-    return np.full(n, -1, dtype=np.int64)
+    replay.write_feedback(root, NAME, labels)
 
 
 def test_clearly_worse_canary_is_rolled_back(two):
@@ -111,7 +94,7 @@ def test_clearly_worse_canary_is_rolled_back(two):
 
 def test_clearly_better_canary_is_promoted(two):
     root, ms, v1, v2 = two
-    _traffic(root, v1, v2, 2000, canary_shift=1.0, parquet=False)  # the older JSONL records
+    _traffic(root, v1, v2, 2000, canary_shift=1.0)
     out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.PROMOTE and out["verdict"] == "better"
     assert out["comparison"]["low"] > 0

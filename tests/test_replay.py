@@ -61,16 +61,14 @@ def test_replay_through_live_server_is_logged_and_monitored(tmp_path, trained_mo
     assert (got.requests, got.rows, got.model_versions) == (5, 300, {version: 300})
     assert got.feedback_rows == int(rows[F.LABEL.name].notna().sum())
 
-    records, bad = M.read_predictions(root, MODEL, start, end)
-    assert not bad and len(records) == 300
-    assert {r["request_id"] for r in records} == set(got.request_ids)  # the X-Request-Id header
-    assert {r["model_version"] for r in records} == {version}
-    labels, _ = M.read_feedback(root, MODEL, start, 1)
-    live = M.live_frame(records, labels)
+    live, ws = M.read_live(root, MODEL, start, end, horizon_days=1)
+    assert ws.bad_total() == 0 and len(live) == 300
+    assert set(live["request_id"]) == set(got.request_ids)  # the X-Request-Id header
+    assert set(live["model_version"]) == {version}
     assert live[F.LABEL.name].notna().sum() == got.feedback_rows
     # what the server logged per row is what was sent, and the probability it answered
-    by_key = {(r["request_id"], r["row"]): r for r in records}
-    first = by_key[(got.request_ids[0], 0)]
+    first = live[(live["request_id"] == got.request_ids[0]) & (live["row"] == 0)].iloc[0]
     assert first["probability"] == pytest.approx(got.probabilities[0], abs=1e-6)
-    assert first["features"]["fare"] == pytest.approx(float(rows["fare"].iloc[0]))
-    assert 0.8 < M.auc(live[F.LABEL.name].astype(int), live["probability"]) <= 1.0
+    assert first["fare"] == pytest.approx(float(rows["fare"].iloc[0]), rel=1e-6)
+    labelled = live[live[F.LABEL.name].notna()]
+    assert 0.8 < M.auc(labelled[F.LABEL.name].astype(int), labelled["probability"]) <= 1.0

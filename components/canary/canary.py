@@ -49,43 +49,41 @@ def live_scores(
     end: dt.datetime,
     *,
     horizon_days: float = config.MonitoringConfig().feedback_horizon_days,
+    shadow_log: str = config.CanaryConfig().shadow_log,
 ) -> tuple[dict[str, Scores], int]:
     """Per model version, the rows logged in ``[start, end)`` and their arrived labels.
 
-    The one function of this step that reads the prediction / feedback log: the Parquet log of
-    :mod:`kfloop.predlog` (``scan``: only the window's date partitions, corrupt files skipped and counted),
-    plus the older JSONL records (:mod:`components.monitor.monitor` readers) that writers not yet moved to
-    the Parquet log still produce. Labels that arrived up to ``horizon_days`` after the window are joined.
+    The one function of this step that reads the prediction / feedback log (:func:`kfloop.predlog.scan`:
+    only the window's date partitions; corrupt files skipped and counted). Predictions come from the main
+    log (real traffic, e.g. a KServe traffic split) and from the shadow log ``<store>/<shadow_log>/`` (a
+    shadow canary's answers to copies of the same requests); labels from the main log's feedback, joined
+    on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window.
 
     Returns:
-        ``({version: Scores}, bad_records)``: bad = corrupt Parquet files + unreadable JSONL lines.
+        ``({version: Scores}, corrupt_files)``.
     """
-    from components.monitor import monitor as M
-    from kfloop import predlog
+    from kfloop import fs, predlog
 
     if end <= start:
         return {}, 0
     rep = predlog.ScanReport()
     cols = ["request_id", "row", "model_version", "probability"]
     by_version: dict[str, tuple[list, list]] = {}
-    for b in predlog.scan(store_uri, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
-        d = b.to_pydict()
-        for rid, row, v, p in zip(
-            d["request_id"], d["row"], d["model_version"], d["probability"], strict=True
-        ):
-            ids, probs = by_version.setdefault(str(v), ([], []))
-            ids.append((str(rid), int(row)))
-            probs.append(float(p))
-    recs, bad = M.read_predictions(store_uri, model_name, start, end)
-    for r in recs:
-        ids, probs = by_version.setdefault(str(r.get("model_version", "")), ([], []))
-        ids.append(r["_key"])
-        probs.append(r["probability"])
-    labels, bad_fb = M.read_feedback(store_uri, model_name, start, horizon_days)
+    for root in (store_uri, fs.join(store_uri, shadow_log)):
+        for b in predlog.scan(root, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
+            d = b.to_pydict()
+            for rid, row, v, p in zip(
+                d["request_id"], d["row"], d["model_version"], d["probability"], strict=True
+            ):
+                ids, probs = by_version.setdefault(str(v), ([], []))
+                ids.append((str(rid), int(row)))
+                probs.append(float(p))
+    labels: dict[tuple[str, int], int] = {}
     fb_end = end + dt.timedelta(days=horizon_days)
-    for b in predlog.scan(
+    fb = predlog.scan(
         store_uri, model_name, predlog.FEEDBACK, start, fb_end, ["request_id", "row", "label"], report=rep
-    ):
+    )
+    for b in fb:  # in file order; a later label for the same row wins (a correction)
         d = b.to_pydict()
         for rid, row, y in zip(d["request_id"], d["row"], d["label"], strict=True):
             labels[(str(rid), int(row))] = int(y)
@@ -93,7 +91,7 @@ def live_scores(
     for v, (ids, probs) in by_version.items():
         ys = [labels.get(k, np.nan) for k in ids]
         out[v] = Scores(ids, np.asarray(probs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
-    return out, len(bad) + len(bad_fb) + len(rep.corrupt)
+    return out, len(rep.corrupt)
 
 
 def canary_since(ms: store.ModelStore, model_name: str, canary: str) -> dt.datetime | None:
@@ -249,7 +247,14 @@ def judge(
     # Since the canary was deployed (by the store's clock, the one the log is stamped with); a canary
     # without that record (set by hand) is judged on the window up to ``end`` from the day before.
     since = canary_since(ms, model_name, canary) or end - dt.timedelta(days=1)
-    scores, bad = live_scores(store_uri, model_name, since, end, horizon_days=mon_cfg.feedback_horizon_days)
+    scores, bad = live_scores(
+        store_uri,
+        model_name,
+        since,
+        end,
+        horizon_days=mon_cfg.feedback_horizon_days,
+        shadow_log=canary_cfg.shadow_log,
+    )
     base.update(
         window_start=clock.iso(since),
         window_end=clock.iso(end),
