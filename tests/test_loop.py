@@ -184,3 +184,41 @@ def test_fresh_window_ends_at_the_decisions_monitoring_clock(tmp_path):
         training_window_days=365,
     )
     assert rec["arguments"]["cutoff"] == "2016-01-01" and rec["arguments"]["window_start"] == "2015-01-01"
+
+
+def test_report_counts_and_names_the_comparison_of_every_promotion_and_rejection():
+    rec = {
+        "windows": [
+            {
+                "label": w,
+                "summary": {},
+                "decision": {"retrain": r, "decision": "x", "decided_at": "t", "summary": "", "reasons": []},
+            }
+            for w, r in (("a", True), ("b", True), ("c", False))
+        ],
+        "models": [
+            {"version": "v0001", "blessed": True, "champion_before": None},
+            {
+                "version": None,
+                "blessed": False,
+                "champion_before": "v0001",
+                "failed_reasons": ["worse [-0.03, -0.01]"],
+            },
+            {
+                "version": "v0002",
+                "blessed": True,
+                "champion_before": "v0001",
+                "eval_comparison": "undecided [-0.02, 0.01]",
+            },
+        ],
+        "canaries": [
+            {"canary_version": "v0002", "action": "promote", "summary": "promote (better): [+0.01, +0.02]"}
+        ],
+    }
+    t = report.tally(rec)
+    assert (t["retrainings"], t["promotions"], t["rejections"], t["pending"]) == (2, 1, 1, 0)
+    rejected, promoted = t["outcomes"]
+    assert rejected["decided_by"].startswith("evaluation") and "[-0.03, -0.01]" in rejected["comparison"]
+    assert promoted["decided_by"].startswith("canary step") and "[+0.01, +0.02]" in promoted["comparison"]
+    html = report.render(dict(rec, model_name=MODEL, steps=[], history=[]))
+    assert "1</b> promotion(s)" in html and "[+0.01, +0.02]" in html
