@@ -145,7 +145,7 @@ def tally(loop: dict) -> dict:
                     "version": v,
                     "outcome": "canary still waiting at the end of the replay",
                     "decided_by": "evaluation passed it to the canary: " + (m.get("eval_comparison") or ""),
-                    "comparison": (m.get("canary") or ""),
+                    "comparison": m.get("canary") or "not judged yet: no live traffic since its push",
                 }
             )
     out["outcomes"] = rows
