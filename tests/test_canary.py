@@ -235,3 +235,25 @@ def test_compiled_monitoring_ir_has_the_canary_step_on_the_schedulers_clock(tmp_
         "system.Markdown",
         "system.HTML",
     }
+
+
+def test_traffic_split_is_compared_unpaired_and_says_so(two):
+    """A KServe split: each version answered its own requests (main log only), so the rows differ."""
+    root, _ms, v1, v2 = two
+    rng = np.random.default_rng(3)
+    labels = []
+    for version, shift, n, tag in ((v1, 0.0, 3000, "a"), (v2, 1.5, 3000, "b")):
+        y = rng.integers(0, 2, n)
+        p = 1 / (1 + np.exp(-(y * 1.2 + shift * (2 * y - 1) + rng.normal(size=n))))
+        for lo in range(0, n, 100):
+            rid = f"split-{tag}-{lo}"
+            recs = replay.prediction_records(
+                _frame(100), p[lo : lo + 100], model_name=NAME, model_version=version, request_id=rid
+            )
+            replay.write_prediction_log(root, NAME, recs, server_id=f"split-{tag}-{lo}")
+            labels += [(rid, i, int(y[lo + i])) for i in range(100)]
+    replay.write_feedback(root, NAME, labels)
+    out = C.judge(root, NAME, now=NOW, window_end=END, act=False, record=False)
+    c = out["comparison"]
+    assert c["paired"] is False and c["rows"] == 6000 and out["verdict"] == "better"
+    assert "rows (unpaired)" in out["summary"]
