@@ -47,6 +47,14 @@ class CanaryRefused(DeployError):
     """A canary was asked for where KServe would ignore it (RawDeployment mode)."""
 
 
+class PartialApply(DeployError):
+    """A multi-alias change stopped half-way; ``applied`` lists exactly the alias moves that were made."""
+
+    def __init__(self, message: str, applied: list[str]):
+        self.applied = list(applied)
+        super().__init__(message)
+
+
 # ------------------------------------------------------------------------------------------ rendering
 def _security_context() -> dict:
     return {
@@ -300,6 +308,8 @@ class Outcome:
         previous: What the alias pointed to before.
         manifest: The rendered InferenceService (cluster mode).
         dry_run: Nothing was changed.
+        moves: The alias moves made, in order (``"champion v0001 -> v0002"``), and notes on any step
+            left out because another writer moved that alias meanwhile.
     """
 
     action: str
@@ -310,14 +320,61 @@ class Outcome:
     previous: str | None = None
     manifest: dict | None = None
     dry_run: bool = False
+    moves: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would move" if self.dry_run else "moved"
         traffic = f"{self.canary_percent}% of traffic" if self.mode == "cluster" else "local server"
+        more = "".join(f"; {m}" for m in self.moves[1:])
         return (
             f"{self.action}: {verb} {self.alias} {self.previous or '(unset)'} -> {self.version} "
-            f"[{self.mode}: {traffic}]"
+            f"[{self.mode}: {traffic}]{more}"
         )
+
+
+def _verified(ms: store.ModelStore, name: str, version: str, action: str) -> None:
+    """Checks the version's files against its manifest (present, sizes, sha256) before any rollout."""
+    try:
+        ms.verify(name, version)
+    except store.CorruptStore as e:
+        raise DeployError(f"refusing to {action} {name} {version}: {e}") from None
+
+
+def _move(out: Outcome, ms: store.ModelStore, name: str, alias: str, version, expected, **kw) -> None:
+    """One alias move of a multi-alias change; the first failing one raises :class:`PartialApply`
+    (or, when nothing was applied yet, the store's own error), naming what was applied before it."""
+    try:
+        ms.set_alias(name, alias, version, expected=expected, **kw)
+    except store.StoreError as e:
+        if not out.moves:
+            raise
+        raise PartialApply(
+            f"{out.action} applied only: {'; '.join(out.moves)}; NOT applied: {alias} "
+            f"{expected or '(unset)'} -> {version or '(unset)'}: {e}",
+            out.moves,
+        ) from None
+    out.moves.append(f"{alias} {expected or '(unset)'} -> {version or '(unset)'}")
+
+
+def _alias_after(out: Outcome, ms: store.ModelStore, name: str, alias: str) -> str | None:
+    """Reads an alias after a first move; a failure says what was already applied."""
+    try:
+        return ms.get_alias(name, alias)
+    except store.StoreError as e:
+        raise PartialApply(
+            f"{out.action} applied only: {'; '.join(out.moves)}; then: {e}", out.moves
+        ) from None
+
+
+def _clear_canary(out: Outcome, ms: store.ModelStore, name: str, canary: str, **kw) -> None:
+    """Clears ``canary`` (compare-and-swap); if someone moved it meanwhile it is theirs: left, and said."""
+    try:
+        _move(out, ms, name, store.CANARY, None, canary, **kw)
+    except PartialApply as e:
+        if not isinstance(e.__context__, store.AliasConflict):
+            raise
+        actual = e.__context__.actual
+        out.moves.append(f"canary left at {actual or '(unset)'} (moved by another writer, not cleared)")
 
 
 def _check_mode(mode: str) -> None:
@@ -386,6 +443,7 @@ def deploy(
     if version is None:
         version = ms.get_alias(name, store.CANARY) or ms.resolve(name, "latest")
     version = ms.resolve(name, version)
+    _verified(ms, name, version, "deploy")
     percent = cfg.canary_percent if canary_percent is None else int(canary_percent)
     if not 0 <= percent <= 100:
         raise DeployError(f"canary percent {percent} is not within 0..100")
@@ -414,25 +472,19 @@ def deploy(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.set_alias(
+    _move(
+        out,
+        ms,
         name,
         alias,
         version,
-        expected=previous,
+        previous,
         reason=reason or f"deploy ({percent}%)",
         actor=actor,
         action="deploy",
     )
-    if full and ms.get_alias(name, store.CANARY) == version:
-        ms.set_alias(
-            name,
-            store.CANARY,
-            None,
-            expected=version,
-            reason="rolled out fully",
-            actor=actor,
-            action="deploy",
-        )
+    if full and _alias_after(out, ms, name, store.CANARY) == version:
+        _clear_canary(out, ms, name, version, reason="rolled out fully", actor=actor, action="deploy")
     return out
 
 
@@ -460,6 +512,7 @@ def promote(
     if canary is None:
         raise DeployError(f"model {name!r} has no canary to promote (deploy a new version first)")
     champion = ms.get_alias(name, store.CHAMPION)
+    _verified(ms, name, canary, "promote")
     manifest = None
     if mode == "cluster":
         manifest, cluster = _cluster_rollout(
@@ -478,16 +531,18 @@ def promote(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.set_alias(
+    _move(
+        out,
+        ms,
         name,
         store.CHAMPION,
         canary,
-        expected=champion,
+        champion,
         reason=reason or "promote canary",
         actor=actor,
         action="promote",
     )
-    ms.set_alias(name, store.CANARY, None, expected=canary, reason="promoted", actor=actor, action="promote")
+    _clear_canary(out, ms, name, canary, reason="promoted", actor=actor, action="promote")
     return out
 
 
@@ -517,6 +572,7 @@ def rollback(
     previous = ms.previous_champion(name)
     if previous is None:
         raise DeployError(f"model {name!r}: no earlier champion than {current} in the history")
+    _verified(ms, name, previous, "roll back to")
     manifest = None
     if mode == "cluster":
         manifest, cluster = _cluster_rollout(
@@ -535,12 +591,11 @@ def rollback(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.rollback(name, reason=reason, actor=actor)
-    canary = ms.get_alias(name, store.CANARY)
+    reason = reason or f"rollback from {current}"
+    _move(out, ms, name, store.CHAMPION, previous, current, reason=reason, actor=actor, action="rollback")
+    canary = _alias_after(out, ms, name, store.CANARY)
     if canary is not None:
-        ms.set_alias(
-            name, store.CANARY, None, expected=canary, reason="rollback", actor=actor, action="rollback"
-        )
+        _clear_canary(out, ms, name, canary, reason="rollback", actor=actor, action="rollback")
     return out
 
 

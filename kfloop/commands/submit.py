@@ -35,10 +35,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_submit)
 
 
+def check_package(package: str) -> None:
+    """Refuses a local package that is not a compiled pipeline (a directory, empty, binary, not YAML).
+
+    Raises:
+        SystemExit: one line naming the file.
+    """
+    from kfloop.cli import check_input_file
+
+    if package.startswith("gs://"):
+        return
+    check_input_file(package, "kfloop submit: --package", must_exist=False)
+    if not os.path.exists(package):
+        return  # kfloop.submit says how to make it
+    try:
+        with open(package, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise SystemExit(f"kfloop submit: --package {package}: not UTF-8 text (a binary file?)") from None
+    import yaml
+
+    try:
+        doc = next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError as e:
+        raise SystemExit(
+            f"kfloop submit: --package {package}: not YAML ({' '.join(str(e).split())[:200]})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise SystemExit(f"kfloop submit: --package {package}: not a compiled pipeline (no YAML mapping)")
+
+
 def _submit(args: argparse.Namespace) -> int:
     from kfloop import submit as ks
 
     package = args.package or os.path.join(args.compiled_dir, f"{args.pipeline}.yaml")
+    check_package(package)
     try:
         params = ks.parse_params(args.param)
         if args.schedule:
