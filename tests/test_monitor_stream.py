@@ -219,3 +219,52 @@ def test_monitoring_reads_the_parquet_log_from_gcs(gcs_bucket, frames, ref_dir):
     # the atomic publish never overwrites: a second writer's file with the same name is refused
     with pytest.raises(Exception, match="412|Precondition|conditionNotMet"):
         predlog._publish(uri, b"x")
+
+
+@pytest.mark.slow
+def test_monitor_op_under_kfp_local_reads_the_parquet_log_from_gcs(gcs_bucket, tmp_path, frames, ref_dir):
+    """The monitoring component, as the cluster runs it: store, log and stored reference on gs://."""
+    from kfp import dsl
+
+    from components.monitor.component import monitor_op
+    from kfloop import local, store
+    from tests.test_store import make_model_dir
+
+    root = f"gs://{gcs_bucket}/kfloop"
+    ms = store.ModelStore(root)
+    version = ms.publish(
+        MODEL, str(make_model_dir(tmp_path)), {"data_window": {"start": "", "end": "2015-01-01"}}
+    )
+    R.store_reference(root, MODEL, version, ref_dir)
+    ms.set_alias(MODEL, store.CHAMPION, version, expected=None, reason="test", actor="test")
+    t = _table(frames["live"].head(700), T0, rid="k")
+    predlog.write_table(root, MODEL, "predictions", t)
+    _labels(root, t, T0 + dt.timedelta(minutes=5))
+
+    @dsl.pipeline(name="monitor-gcs")
+    def pipe(store_uri: str, window_start: str, window_end: str):
+        monitor_op(
+            store_uri=store_uri,
+            model_name=MODEL,
+            source="",
+            window_start=window_start,
+            window_end=window_end,
+            reference_train="",
+            reference_eval="",
+            drift_linf=0.075,
+            drift_jsd=0.15,
+            min_examples=500,
+            beam_pipeline_args=["--direct_running_mode=in_memory"],
+        )
+
+    run = local.run_pipeline(
+        pipe,
+        tmp_path / "runs",
+        store_uri=root,
+        window_start=T0.isoformat(),
+        window_end=(T0 + dt.timedelta(hours=1)).isoformat(),
+    )
+    s = json.loads(run.output("monitor-op", "summary").read_text())
+    assert (s["status"], s["rows"], s["labelled_rows"], s["champion_version"]) == ("ok", 700, 700, version)
+    assert s["reference"]["uri"] == R.reference_uri(root, MODEL, version)
+    assert M.read_runs(root, MODEL)[0]["run_id"] == s["run_id"]

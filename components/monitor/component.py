@@ -99,6 +99,7 @@ def monitor_op(
     )
     metrics.log_metric("rows", result["rows"])
     metrics.log_metric("labelled_rows", result["labelled_rows"])
+    metrics.log_metric("bad_records", result["bad_records"])
     if result["live_auc"] is not None:
         metrics.log_metric("live_auc", round(result["live_auc"], 6))
     for s in result["drift"]:
@@ -119,6 +120,15 @@ def monitor_op(
         lines.append(
             f"| {s['feature']} | {s['measure']} | {s['value']} | {skew.get(s['feature'])} | {s['threshold']} | {flag} |"
         )
+    if result["bad_records"]:
+        reasons = {**result["bad_reasons"]["predictions"]}
+        reasons.update({f"feedback: {k}": v for k, v in result["bad_reasons"]["feedback"].items()})
+        listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+        lines.append(
+            f"\nSkipped {result['bad_records']} bad records (not in the statistics): {listed or '-'}"
+        )
+    for c in result["corrupt_files"]:
+        lines.append(f"\nCorrupt log file skipped: `{c['uri']}`: {c['reason']}")
     for a in result["anomalies"]:
         lines.append(
             f"\nAnomaly: {a['feature']}: {a['type']}: {a['description']} (blocking: {a['blocking']})"
@@ -132,6 +142,7 @@ def reference_op(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     reference: Output[Artifact],
+    report: Output[Markdown],
     beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
 ):
     """The monitoring reference of a model: TFDV statistics of its (clipped) train and eval splits.
@@ -145,6 +156,7 @@ def reference_op(
 
     Returns:
         reference: A folder: ``reference.json`` (clip bounds), ``train_stats.pb``, ``eval_stats.pb``.
+        report: The clip bounds and row counts (Markdown).
     """
     import os
 
@@ -155,3 +167,16 @@ def reference_op(
         train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args)
     )
     reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
+    lines = [
+        "# Monitoring reference",
+        "",
+        f"TFDV statistics of the training split ({meta['train_rows']} rows) and the eval split "
+        f"({meta['eval_rows']} rows), numeric features clipped to the training split's "
+        f"[{meta['clip_quantile']}, {1 - meta['clip_quantile']}] quantiles; push stores them with the version.",
+        "",
+        "| feature | clip low | clip high |",
+        "|---|---|---|",
+        *(f"| {k} | {lo:.6g} | {hi:.6g} |" for k, (lo, hi) in sorted(meta["bounds"].items())),
+    ]
+    with open(report.path, "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -16,9 +16,9 @@ def push_op(
     schema_hash: str,
     run_id: str,
     code_version: str,
+    reference: Input[Artifact],
     pushed: Output[Artifact],
     report: Output[Markdown],
-    reference: Input[Artifact] = None,
 ):
     """Publishes the model to the store when blessed (first → ``champion``, later → ``canary``).
 
@@ -32,8 +32,7 @@ def push_op(
         schema_hash: Hash of the data schema the model was trained against.
         run_id: Pipeline run id.
         code_version: Version of the kfloop code.
-        reference: The monitoring reference (statistics of the train / eval splits), stored with the version
-            (optional).
+        reference: The monitoring reference (statistics of the train / eval splits), stored with the version.
 
     Returns:
         pushed: JSON ``{"pushed", "version", "alias", "model_uri", "reasons", "champion"}``.
@@ -56,7 +55,7 @@ def push_op(
         store_uri,
         model_name,
         metadata,
-        reference_dir=reference.path if reference is not None else None,
+        reference_dir=reference.path,
     )
     with open(pushed.path, "w") as f:
         json.dump(result.to_dict(), f, indent=2)
