@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,10 +13,10 @@ import pytest
 
 from components.canary import canary as C
 from components.decide import decide as D
-from kfloop import config, fs, replay
+from kfloop import config, deploy, fs, replay
 from kfloop import features as F
 from kfloop.store import ModelStore
-from tests.test_deploy import _FakeApiServer
+from tests.fake_apis import FakeKubeApi
 from tests.test_store import make_model_dir
 
 NAME = "taxi-tips"
@@ -160,51 +161,68 @@ def test_no_canary_is_nothing_to_judge(tmp_path):
     assert out["action"] == C.NONE and "no canary" in out["summary"]
 
 
+def _live_canary(root, v1, v2, api):
+    """The cluster as a training run leaves it: champion ``v1`` rolled out, ``v2`` a 10 % canary."""
+    ms = ModelStore(root)
+    ms.set_alias(NAME, "canary", None)
+    c = api.cluster()
+    deploy.deploy(root, NAME, version=v1, mode="cluster", namespace="ml", cluster=c)
+    deploy.deploy(root, NAME, version=v2, mode="cluster", namespace="ml", cluster=c, canary_percent=10)
+    assert ms.aliases(NAME) == {"champion": v1, "canary": v2}
+    return c, len(api.requests)
+
+
 def test_cluster_promote_and_rollback_reach_the_inference_service(two):
-    """The step's cluster path against a real HTTP server recording the Kubernetes API requests."""
+    """The step's cluster path against a real HTTP server that answers like the Kubernetes API (KServe
+    reconciling the InferenceService) and records every request."""
     root, ms, v1, v2 = two
     path = f"/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/{NAME}"
-    with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
+    with FakeKubeApi() as api:
+        c, n = _live_canary(root, v1, v2, api)
         _traffic(root, v1, v2, 2000, canary_shift=1.0)
-        out = C.judge(
-            root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster()
-        )
+        out = C.judge(root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=c)
         assert out["action"] == C.PROMOTE
-        patch = api.requests[-1]
-        assert patch["method"] == "PATCH" and patch["path"].startswith(path)
-        assert patch["type"] == "application/apply-patch+yaml" and "fieldManager=kfloop" in patch["path"]
+        sent = api.requests[n:]
+        (patch,) = [r for r in sent if r["method"] == "PATCH"]
+        assert patch["path"] == path and patch["type"] == "application/apply-patch+yaml"
+        assert patch["query"]["fieldManager"] == ["kfloop"]
         pred = patch["body"]["spec"]["predictor"]
         assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
-        assert [r["method"] for r in api.requests] == ["GET", "PATCH"]  # exactly what the RBAC allows
+        assert {r["method"] for r in sent} == {"GET", "PATCH"} and all(r["path"] == path for r in sent)
+        assert api.live["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+        assert ms.aliases(NAME) == {"champion": v2}
 
         # A new, clearly worse canary: rolled back, the champion re-pinned at 100 %.
-        v3 = ms.publish(NAME, str(make_model_dir(__import__("pathlib").Path(root).parent, "c")), {})
-        ms.set_alias(NAME, "canary", v3, action="push")
-        _traffic(root, v2, v3, 2000, seed=9, canary_shift=-1.0)
-        out = C.judge(
-            root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster()
+        v3 = ms.publish(NAME, str(make_model_dir(Path(root).parent, "c")), {})
+        deploy_out = deploy.deploy(
+            root, NAME, version=v3, mode="cluster", namespace="ml", cluster=c, canary_percent=10
         )
+        assert deploy_out.alias == "canary"
+        n = len(api.requests)
+        _traffic(root, v2, v3, 2000, seed=9, canary_shift=-1.0)
+        out = C.judge(root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=c)
         assert out["action"] == C.REJECT
-        pred = api.requests[-1]["body"]["spec"]["predictor"]
+        (patch,) = [r for r in api.requests[n:] if r["method"] == "PATCH"]
+        pred = patch["body"]["spec"]["predictor"]
         assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
         assert ms.aliases(NAME) == {"champion": v2}
 
 
 def test_the_canary_steps_api_calls_are_within_the_pipelines_rbac(two):
     """What the step sends to the Kubernetes API (recorded) is allowed by manifests/base/rbac.yaml."""
-    from pathlib import Path
-
     import yaml
 
     rbac = Path(__file__).resolve().parents[1] / "manifests" / "base" / "rbac.yaml"
     roles = [d for d in yaml.safe_load_all(rbac.read_text()) if d and d["kind"] == "Role"]
     (rule,) = [r for role in roles for r in role["rules"] if "inferenceservices" in r["resources"]]
     root, _ms, v1, v2 = two
-    with _FakeApiServer(live={"metadata": {"annotations": {}}, "spec": {}}) as api:
+    with FakeKubeApi() as api:
+        c, n = _live_canary(root, v1, v2, api)
         _traffic(root, v1, v2, 2000, canary_shift=-1.0)
-        C.judge(root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=api.cluster())
-        verbs = {{"GET": "get", "PATCH": "patch"}[r["method"]] for r in api.requests}
-        assert all("/inferenceservices/" in r["path"] for r in api.requests)
+        C.judge(root, NAME, now=NOW, window_end=END, mode="cluster", namespace="ml", cluster=c)
+        sent = api.requests[n:]
+        verbs = {{"GET": "get", "PATCH": "patch"}[r["method"]] for r in sent}
+        assert all("/inferenceservices/" in r["path"] for r in sent)
     assert verbs == {"get", "patch"} and verbs <= set(rule["verbs"])
 
 
@@ -216,7 +234,7 @@ def test_compiled_monitoring_ir_has_the_canary_step_on_the_schedulers_clock(tmp_
 
     out = tmp_path / "monitoring.yaml"
     compiler.Compiler().compile(monitoring.create_pipeline(), str(out))
-    ir = yaml.safe_load(out.read_text())
+    ir = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec (a platform spec may follow)
     tasks = ir["root"]["dag"]["tasks"]
     assert tasks["canary-op"]["taskInfo"]["name"] == "canary verdict"
     assert "monitor-op" in tasks["canary-op"]["dependentTasks"]
@@ -257,3 +275,15 @@ def test_traffic_split_is_compared_unpaired_and_says_so(two):
     c = out["comparison"]
     assert c["paired"] is False and c["rows"] == 6000 and out["verdict"] == "better"
     assert "rows (unpaired)" in out["summary"]
+
+
+def test_a_compiled_canary_step_rolls_out_the_compiled_predictor_image(tmp_path):
+    """Promote / rollback from the step render the image the pipeline was compiled with (kfloop compile)."""
+    from kfloop import compile as kc
+
+    paths = kc.compile_all(tmp_path, registry="eu.gcr.io/acme", tag="sha-1234")
+    spec, _ = kc.load_ir(paths["monitoring"])
+    params = spec["root"]["dag"]["tasks"]["canary-op"]["inputs"]["parameters"]
+    assert (
+        params["serving_image"]["runtimeValue"]["constant"] == kc.images("eu.gcr.io/acme", "sha-1234").serving
+    )

@@ -202,6 +202,7 @@ def judge(
     namespace: str = "",
     deploy_cfg: config.DeployConfig = config.DeployConfig(),
     cluster=None,
+    image: str = config.SERVING_IMAGE,
     act: bool = True,
     record: bool = True,
 ) -> dict:
@@ -219,6 +220,7 @@ def judge(
         namespace: Kubernetes namespace of the InferenceService ("" = ``deploy_cfg.namespace``).
         deploy_cfg: Deployment settings.
         cluster: Kubernetes access for cluster mode (default: in-cluster config).
+        image: Predictor image of a cluster promote / rollback (the one the pipeline was compiled with).
         act: Promote / roll back (off: only judge).
         record: Append the verdict to the store.
 
@@ -303,7 +305,7 @@ def judge(
             action, verdict = WAIT, paired.UNDECIDED  # no labelled traffic yet: this check does not count
     if act and action in (PROMOTE, REJECT):
         text = "; ".join(r["message"] for r in reasons)
-        kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster)
+        kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster, image=image)
         kwargs.update(actor="kfloop-canary", reason=f"canary {verdict}: {text}"[:2000])
         if action == PROMOTE:
             out = deploy.promote(store_uri, model_name, **kwargs)

@@ -18,6 +18,7 @@ def canary_op(
     confidence: float,
     max_rows: int,
     max_checks: int,
+    serving_image: str,
     verdict: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[Markdown],
@@ -38,6 +39,8 @@ def canary_op(
         confidence: Confidence level of the interval.
         max_rows: Labelled rows after which an undecided canary is decided by the stated rule.
         max_checks: Waiting checks after which the same happens.
+        serving_image: Predictor image a cluster promote / rollback renders (``kfloop compile`` embeds the
+            one it compiled for; "" = kfloop.config's default).
 
     Returns:
         verdict: The verdict JSON (``action``, ``verdict``, ``reasons``, ``comparison``...).
@@ -64,6 +67,7 @@ def canary_op(
         canary_cfg=can_cfg,
         mode=mode,
         namespace=namespace,
+        image=serving_image or config.SERVING_IMAGE,
     )
     result["clock_source"] = source
     with open(verdict.path, "w") as f:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from kfloop import config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a compiled pipeline to a KFP cluster (kfp.Client)")
@@ -19,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compiled-dir", default="build/pipelines", help="where `kfloop compile` wrote")
     p.add_argument("--pipeline-root", help="override the compiled pipeline root (gs://bucket/prefix)")
     p.add_argument("--run-name", help="display name of the run")
-    p.add_argument("--service-account", help="Kubernetes service account of the run's pods")
+    p.add_argument(
+        "--service-account",
+        default=config.ClusterConfig().service_account,
+        help="service account of the run's pods (default: %(default)s, which manifests/ grants the deploy "
+        "rights; '' = the cluster's default runner)",
+    )
     p.add_argument(
         "--schedule",
         metavar="CRON",
@@ -84,7 +91,7 @@ def _submit(args: argparse.Namespace) -> int:
                 namespace=args.namespace or None,
                 experiment=args.experiment,
                 pipeline_root=args.pipeline_root or None,
-                service_account=args.service_account,
+                service_account=args.service_account or None,
             )
             print(f"recurring run {made.run_id}: {made.url}")
             return 0
@@ -96,7 +103,7 @@ def _submit(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             run_name=args.run_name,
             pipeline_root=args.pipeline_root or None,
-            service_account=args.service_account,
+            service_account=args.service_account or None,
         )
         print(f"run {made.run_id}: {made.url}")
         if args.wait is not None:
