@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import select
 import socket
 import threading
 import time
@@ -47,6 +48,10 @@ class Held:
             f"content-length: {len(body)}\r\n\r\n".encode()
             + body[:sent]
         )
+        # Let the server take the headers (and admit the request) before the test sends anything else; if it
+        # answered already, the request was shed, not held.
+        readable, _, _ = select.select([self.sock], [], [], 0.5)
+        assert not readable, self.sock.recv(65536)[:300]
 
     def finish(self) -> tuple[int, dict]:
         self.sock.sendall(self.body[self.sent :])
