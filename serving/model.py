@@ -357,7 +357,7 @@ class TaxiModel(kserve.Model):
         n = len(next(iter(columns.values())))
         probs, version = await self.batcher.submit(columns, n)
         if self.prediction_log is not None:
-            self.prediction_log.submit(request_id, time.time(), version, raw, probs)
+            self.prediction_log.submit(request_id, time.time(), version, columns, probs)
         return probs, version
 
     async def predict(self, payload, headers=None):

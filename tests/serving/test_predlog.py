@@ -1,0 +1,183 @@
+"""The server's Parquet prediction log: identical V1/V2 rows, SIGTERM flush, the kill -9 loss bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfloop import features as F
+from kfloop import predlog as P
+from tests.serving.conftest import MODEL
+from tests.serving.test_server import v1_body, v2_body
+
+pytestmark = pytest.mark.serving
+
+httpx = pytest.importorskip("httpx")
+
+_NAMES = [f.name for f in F.MODEL_FEATURES]
+
+
+def _log(root) -> pa.Table:
+    start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    report = P.ScanReport()
+    batches = list(P.scan(str(root), MODEL, "predictions", start, end, report=report))
+    assert report.corrupt == []
+    return pa.Table.from_batches(batches, schema=P.PREDICTION_SCHEMA)
+
+
+def _with_gaps(frame):
+    """Real rows with a missing value in every nullable feature somewhere."""
+    out = frame.iloc[:8].copy()
+    for i, f in enumerate(f for f in F.MODEL_FEATURES if f.nullable):
+        out.loc[out.index[i % len(out)], f.name] = None
+    return out
+
+
+def test_bounded_queue_counts_drops_and_close_flushes(tmp_path):
+    from serving.predlog import PredictionLog
+
+    plog = PredictionLog(
+        str(tmp_path), MODEL, queue_size=5, flush_rows=10**6, flush_seconds=3600, server_id="t"
+    )
+    cols = {
+        f.name: np.array(
+            [f.missing, f.missing, f.missing],
+            dtype=type(f.missing) if f.kind != F.Kind.CATEGORICAL_STR else object,
+        )
+        for f in F.MODEL_FEATURES
+    }
+    cols["fare"] = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    probs = np.array([0.25, 0.5, 0.75], dtype=np.float32)
+    assert plog.submit("a", time.time(), "v0007", cols, probs)
+    assert not plog.submit("b", time.time(), "v0007", cols, probs)  # 3 + 3 > 5: dropped, counted
+    assert plog.dropped == 3
+    assert not list(tmp_path.rglob("*.parquet"))  # nothing written before a flush
+    plog.close()
+    (path,) = (tmp_path / "predictions" / MODEL).rglob("*.parquet")
+    assert path.parent.name.startswith("date=") and path.name.startswith("t-")
+    t = pq.read_table(path)
+    assert t.column("request_id").to_pylist() == ["a"] * 3 and t.column("row").to_pylist() == [0, 1, 2]
+    assert t.column("probability").to_pylist() == [0.25, 0.5, 0.75]
+    assert t.column("fare").to_pylist() == [1.0, 2.0, 3.0] and t.column("company").null_count == 3
+    assert t.column("model_version").to_pylist() == ["v0007"] * 3 and plog.written == 3
+    assert not plog.submit("c", time.time(), "v0007", cols, probs)  # closed: dropped, never raises
+
+
+def test_write_failure_is_counted_not_raised(tmp_path):
+    from serving.predlog import PredictionLog
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the log root should be a directory")
+    plog = PredictionLog(str(blocker), MODEL, queue_size=100, flush_rows=1, flush_seconds=3600, server_id="t")
+    cols = {
+        f.name: np.array([f.missing], dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
+        for f in F.MODEL_FEATURES
+    }
+    assert plog.submit("a", time.time(), "v1", cols, np.array([0.5], dtype=np.float32))
+    plog.close()
+    assert plog.dropped == 1 and plog.written == 0
+
+
+def test_v1_and_v2_requests_with_missing_values_log_identical_rows(
+    start_server, store_root, taxi_rows, tmp_path
+):
+    frame, _ = taxi_rows
+    rows = _with_gaps(frame)
+    log_root = tmp_path / "log"
+    server = start_server("--store-uri", store_root, "--model-name", MODEL, "--log-uri", str(log_root))
+    with httpx.Client(timeout=30) as c:
+        r1 = c.post(
+            f"{server.url}/v1/models/{MODEL}:predict", json=v1_body(rows), headers={"x-request-id": "v1"}
+        )
+        r2 = c.post(f"{server.url}/v2/models/{MODEL}/infer", json=v2_body(rows, "v2"))
+    assert r1.status_code == 200 and r2.status_code == 200, (r1.text, r2.text)
+    assert server.stop() == 0
+    t = _log(log_root).to_pandas()
+    a = t[t.request_id == "v1"].sort_values("row").reset_index(drop=True)
+    b = t[t.request_id == "v2"].sort_values("row").reset_index(drop=True)
+    assert len(a) == len(b) == len(rows)
+    cols = [*_NAMES, "probability", "model_version", "row", "source"]
+    assert a[cols].equals(b[cols])
+    for f in F.MODEL_FEATURES:
+        assert a[f.name].isna().tolist() == rows[f.name].isna().tolist(), f.name
+    assert a.probability.tolist() == np.array(r1.json()["predictions"], dtype=np.float32).tolist()
+    assert set(a.model_version) == {"v0001"} and set(a.source) == {"online"}
+
+
+def _drive(url: str, rows, seconds: float) -> list[tuple[float, str]]:
+    """One-row requests for ``seconds``; returns ``(answered_at, request_id)`` of every 200."""
+    body = v1_body(rows.iloc[:1])
+    out = []
+    deadline = time.time() + seconds
+    n = 0
+    with httpx.Client(timeout=10) as c:
+        while time.time() < deadline:
+            rid = f"req-{n}"
+            n += 1
+            r = c.post(f"{url}/v1/models/{MODEL}:predict", json=body, headers={"x-request-id": rid})
+            if r.status_code == 200:
+                out.append((time.time(), rid))
+    return out
+
+
+def test_sigterm_flushes_every_answered_row(start_server, store_root, taxi_rows, tmp_path):
+    frame, _ = taxi_rows
+    log_root = tmp_path / "log"
+    server = start_server(
+        "--store-uri",
+        store_root,
+        "--model-name",
+        MODEL,
+        "--log-uri",
+        str(log_root),
+        "--log-flush-rows",
+        "1000000",
+        "--log-flush-seconds",
+        "3600",
+    )
+    answered = _drive(server.url, frame, 1.5)
+    assert server.stop() == 0  # SIGTERM: the queue (nothing flushed yet) is written on the way out
+    logged = set(_log(log_root).column("request_id").to_pylist())
+    assert logged == {rid for _, rid in answered}
+
+
+def test_kill9_loses_at_most_the_rows_since_the_last_flush(start_server, store_root, taxi_rows, tmp_path):
+    """The written bound (serving/predlog.py): a kill -9 loses only rows answered within the last flush
+    interval (plus the flush in progress), and leaves no unreadable visible file."""
+    frame, _ = taxi_rows
+    log_root = tmp_path / "log"
+    flush_s = 0.5
+    server = start_server(
+        "--store-uri",
+        store_root,
+        "--model-name",
+        MODEL,
+        "--log-uri",
+        str(log_root),
+        "--log-flush-rows",
+        "1000000",
+        "--log-flush-seconds",
+        str(flush_s),
+    )
+    answered = _drive(server.url, frame, 3.0)
+    killed_at = time.time()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    for path in Path(log_root).rglob("*.parquet"):
+        if not path.name.startswith("."):
+            pq.read_table(path)  # every visible file is whole
+    logged = set(_log(log_root).column("request_id").to_pylist())
+    lost = [(t, rid) for t, rid in answered if rid not in logged]
+    assert logged <= {rid for _, rid in answered}
+    assert len(logged) > 0
+    # Bound: one flush interval (+ slack for one write on a loaded machine) before the kill.
+    slack = 2.0
+    assert all(t >= killed_at - flush_s - slack for t, _ in lost), (len(lost), len(answered))

@@ -1,0 +1,183 @@
+"""The prediction / feedback log format (kfloop/predlog.py): typed rows, atomic files, windowed scans."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kfloop import features as F
+from kfloop import predlog as P
+
+MODEL = "taxi-tips"
+DAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+
+def columns(n: int, missing: bool = False) -> dict:
+    out = {}
+    for f in F.MODEL_FEATURES:
+        if f.kind == F.Kind.NUMERIC:
+            col = np.linspace(1.0, 2.0, n).astype(np.float32)
+        elif f.kind == F.Kind.CATEGORICAL_INT:
+            col = np.arange(n, dtype=np.int64) % 7 + 1
+        else:
+            col = np.array(["Cash"] * n, dtype=object)
+        if missing and f.nullable:
+            col[0] = f.missing
+        out[f.name] = col
+    return out
+
+
+def test_prediction_table_types_and_missing_values_are_null():
+    t = P.prediction_table("r1", DAY.timestamp(), "v0001", columns(3, missing=True), [0.1, 0.5, 0.9])
+    assert t.schema == P.PREDICTION_SCHEMA
+    assert t.column("row").to_pylist() == [0, 1, 2]
+    assert t.column("request_id").to_pylist() == ["r1"] * 3
+    assert t.column("timestamp")[0].as_py() == DAY
+    for f in F.MODEL_FEATURES:
+        assert t.column(f.name)[0].is_valid is (not f.nullable), f.name
+        assert t.column(f.name)[1].is_valid, f.name
+    assert t.column("company")[1].as_py() == "Cash"
+    assert t.column("probability").type == pa.float32()
+
+
+def test_prediction_table_rejects_missing_feature_and_length_mismatch():
+    cols = columns(2)
+    with pytest.raises(P.LogError, match="fare"):
+        P.prediction_table("r", 0, "v1", {k: v for k, v in cols.items() if k != "fare"}, [0.1, 0.2])
+    with pytest.raises(P.LogError, match="3 probabilities"):
+        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2, 0.3])
+    with pytest.raises(P.LogError, match="source"):
+        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2], source="elsewhere")
+
+
+def test_write_splits_by_date_and_scan_reads_two_dates_two_versions(tmp_path):
+    late = DAY + dt.timedelta(hours=23, minutes=59)
+    a = P.prediction_table("a", late.timestamp(), "v0001", columns(2), [0.1, 0.2])
+    b = P.prediction_table(
+        "b", (late + dt.timedelta(minutes=2)).timestamp(), "v0002", columns(3), [0.3, 0.4, 0.5]
+    )
+    uris = P.write_table(str(tmp_path), MODEL, "predictions", pa.concat_tables([a, b]))
+    assert [u.split("/")[-2] for u in uris] == ["date=2026-11-23", "date=2026-11-24"]
+    batches = list(P.scan(str(tmp_path), MODEL, "predictions", DAY, DAY + dt.timedelta(days=2)))
+    got = pa.Table.from_batches(batches)
+    assert sorted(got.column("model_version").to_pylist()) == ["v0001"] * 2 + ["v0002"] * 3
+    assert sorted(got.column("request_id").to_pylist()) == ["a", "a", "b", "b", "b"]
+    # The window filter is on the timestamp, inside partitions too.
+    one = pa.Table.from_batches(
+        list(P.scan(str(tmp_path), MODEL, "predictions", DAY, late + dt.timedelta(minutes=1)))
+    )
+    assert one.column("request_id").to_pylist() == ["a", "a"]
+
+
+def test_scan_lists_only_the_window_partitions(tmp_path, monkeypatch):
+    for d in range(5):
+        t = P.prediction_table(f"r{d}", (DAY + dt.timedelta(days=d)).timestamp(), "v1", columns(1), [0.5])
+        P.write_table(str(tmp_path), MODEL, "predictions", t)
+    listed = []
+    real = P.fs.list_files
+    monkeypatch.setattr(P.fs, "list_files", lambda prefix: listed.append(prefix) or real(prefix))
+    got = pa.Table.from_batches(
+        list(
+            P.scan(
+                str(tmp_path), MODEL, "predictions", DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=3)
+            )
+        )
+    )
+    assert got.column("request_id").to_pylist() == ["r1", "r2"]
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["date=2026-11-24", "date=2026-11-25"]
+
+
+def test_corrupt_truncated_and_foreign_files_are_skipped_and_named(tmp_path):
+    t = P.prediction_table("good", DAY.timestamp(), "v1", columns(4), [0.1] * 4)
+    (good,) = P.write_table(str(tmp_path), MODEL, "predictions", t)
+    part = tmp_path / "predictions" / MODEL / "date=2026-11-23"
+    data = Path(good).read_bytes()
+    (part / "truncated.parquet").write_bytes(data[: len(data) // 2])
+    (part / "garbage.parquet").write_bytes(b"not parquet at all")
+    (part / "empty.parquet").write_bytes(b"")
+    pq.write_table(pa.table({"x": [1, 2]}), part / "foreign.parquet")
+    (part / ".inflight.parquet.tmp").write_bytes(data[:10])  # a writer's temporary file: never listed
+    seen = []
+    report = P.ScanReport()
+    rows = sum(
+        b.num_rows
+        for b in P.scan(
+            str(tmp_path),
+            MODEL,
+            "predictions",
+            DAY,
+            DAY + dt.timedelta(days=1),
+            on_corrupt=lambda u, r: seen.append(u),
+            report=report,
+        )
+    )
+    assert rows == 4
+    names = sorted(u.rsplit("/", 1)[-1] for u, _ in report.corrupt)
+    assert names == ["empty.parquet", "foreign.parquet", "garbage.parquet", "truncated.parquet"]
+    assert sorted(s.rsplit("/", 1)[-1] for s in seen) == names
+    assert all(reason for _, reason in report.corrupt)
+    assert report.as_dict()["corrupt_files"] == 4 and report.files == 1
+
+
+def test_write_is_atomic_and_never_overwrites(tmp_path, monkeypatch):
+    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(2), [0.1, 0.2])
+
+    def boom(table):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(P, "parquet_bytes", boom)
+    with pytest.raises(OSError):
+        P.write_table(str(tmp_path), MODEL, "predictions", t)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    monkeypatch.undo()
+    (uri,) = P.write_table(str(tmp_path), MODEL, "predictions", t, writer_id="w")
+    with pytest.raises(FileExistsError):
+        P._publish(uri, b"x")
+    assert pq.read_table(uri).num_rows == 2
+
+
+def test_feedback_table_validates_labels():
+    t = P.feedback_table(["a", "a"], [0, 1], [1, 0], DAY.timestamp() + 60, DAY.timestamp())
+    assert t.schema == P.FEEDBACK_SCHEMA
+    assert t.column("delay_s").to_pylist() == [60.0, 60.0]
+    for bad in ([1.7, 0], [2, 0], [-1, 0]):
+        with pytest.raises(P.LogError, match="must be 0 or 1"):
+            P.feedback_table(["a", "a"], [0, 1], bad, 0)
+    with pytest.raises(P.LogError, match="kind"):
+        list(P.scan("/nowhere", MODEL, "labels", DAY, DAY + dt.timedelta(days=1)))
+    with pytest.raises(P.LogError, match="path segment"):
+        P.write_table("/tmp/x", "../x", "feedback", t)
+
+
+def test_size_per_row_on_taxi_rows(taxi_csv):
+    """The log-size target (<= 80 bytes per predicted row) on real taxi rows, one-row requests."""
+    import pandas as pd
+
+    df = pd.read_csv(taxi_csv).head(2000)
+    cols = {}
+    for f in F.MODEL_FEATURES:
+        s = df[f.name]
+        if f.kind == F.Kind.NUMERIC:
+            cols[f.name] = s.astype("float32").to_numpy()
+        elif f.kind == F.Kind.CATEGORICAL_INT:
+            cols[f.name] = s.fillna(-1).astype("int64").to_numpy()
+        else:
+            cols[f.name] = s.fillna("").astype(str).to_numpy(dtype=object)
+    tables = [
+        P.prediction_table(
+            f"{i:032x}", DAY.timestamp() + i, "v0001", {k: v[i : i + 1] for k, v in cols.items()}, [0.5]
+        )
+        for i in range(len(df))
+    ]
+    size = len(P.parquet_bytes(pa.concat_tables(tables)))
+    assert size / len(df) <= 80
+    back = pq.read_table(pa.BufferReader(P.parquet_bytes(pa.concat_tables(tables))))
+    fare = back.column("fare").combine_chunks().to_numpy(zero_copy_only=False)
+    assert np.allclose(fare, df["fare"].astype("float32").to_numpy(), equal_nan=True)
+    assert math.isclose(back.column("probability")[0].as_py(), 0.5)
