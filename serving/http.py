@@ -106,6 +106,7 @@ class PredictorApp:
         self.max_body_bytes = max_body_bytes
         name = re.escape(model.name)
         self._v1 = f"/v1/models/{model.name}:predict"
+        self._feedback = f"/v1/models/{model.name}:feedback"  # serving.feedback (ground truth)
         self._v2 = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/infer$")
         self._meta = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/?$")
 
@@ -115,6 +116,8 @@ class PredictorApp:
         method = scope["method"]
         path = scope["path"]
         if method == "POST":
+            if path == self._feedback and getattr(self.model, "feedback", None) is not None:
+                return await self.model.feedback.handle(self, scope, receive, send)
             if path == self._v1:
                 return await self._predict(scope, receive, send, v2=False)
             if self._v2.match(path):

@@ -107,7 +107,7 @@ def encode_batch(batch) -> dict:
         elif f.dtype == "int64":
             out[f.name] = pc.fill_null(col, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         else:
-            out[f.name] = np.asarray(pc.fill_null(col, "").to_pylist(), dtype=object)
+            out[f.name] = pc.fill_null(col, "").to_numpy(zero_copy_only=False).astype(object, copy=False)
     return out
 
 

@@ -291,7 +291,12 @@ def monitor(
         evals = _read_reference(reference_eval) if reference_eval else None
         anomalies, drift, skew = score(frame, train, evals, cfg=cfg, schema_path=schema_path)
         summary.update(anomalies=anomalies, drift=drift, skew=skew)
-    if record:
+    if (
+        record
+    ):  # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
+        from components.monitor import backfill
+
+        summary["backfills"] = backfill.backfill_windows(store_uri, model_name, before=start, cfg=cfg)
         summary["record_uri"] = record_run(store_uri, model_name, summary)
     return summary
 
