@@ -145,6 +145,27 @@ def feature_array(f: F.Feature, values) -> pa.Array:
     return pa.array(arr, type=pa.int64(), mask=arr == F.feature(f.name).missing)
 
 
+def columns_from_instances(instances: list) -> dict:
+    """Decoded ``{feature: numpy array}`` columns (sentinels for missing) from V1-style instance dicts.
+
+    A value that is absent or ``None`` is missing; values are converted to the feature's dtype as given
+    (the caller has validated them).
+    """
+    cols = {}
+    for f in F.MODEL_FEATURES:
+        miss = f.missing
+        vals = [
+            miss if (v := (r.get(f.name) if isinstance(r, dict) else None)) is None else v for r in instances
+        ]
+        if f.kind == F.Kind.NUMERIC:
+            cols[f.name] = np.array(vals, dtype=np.float32)
+        elif f.kind == F.Kind.CATEGORICAL_INT:
+            cols[f.name] = np.array(vals, dtype=np.int64)
+        else:
+            cols[f.name] = np.array(vals, dtype=object)
+    return cols
+
+
 def prediction_table(
     request_id,
     epoch,
@@ -221,8 +242,8 @@ def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=No
     lab = np.asarray(labels).reshape(-1)
     if len(row_arr) != n or len(lab) != n:
         raise LogError(f"{n} request ids, {len(row_arr)} rows and {len(lab)} labels")
-    bad = [i for i, v in enumerate(lab.tolist()) if type(v) not in (int, bool) or v not in (0, 1)]
-    if lab.dtype.kind == "f" or bad:
+    bad = [i for i, v in enumerate(lab.tolist()) if type(v) is not int or v not in (0, 1)]
+    if lab.dtype.kind in "fb" or bad:
         i = bad[0] if bad else 0
         raise LogError(f"label of request {ids[i]!r} row {int(row_arr[i])} must be 0 or 1, got {lab[i]!r}")
     if n and (row_arr.min() < 0 or row_arr.max() > np.iinfo(np.int32).max):
@@ -411,12 +432,21 @@ def read_file(uri: str, columns=None) -> pa.Table:
 
 
 class ScanReport:
-    """What a :func:`scan` skipped: ``files`` read, ``corrupt`` ``[(uri, reason)]``."""
+    """What a :func:`scan` read and skipped.
+
+    Attributes:
+        files: Files read.
+        rows: Rows yielded.
+        corrupt: ``[(uri, reason)]`` of the files skipped whole.
+        bad_rows: ``{reason: count}`` of rows skipped inside good files (a timestamp outside the file's
+            date partition, a null timestamp).
+    """
 
     def __init__(self):
         self.files = 0
         self.rows = 0
         self.corrupt: list[tuple[str, str]] = []
+        self.bad_rows: dict[str, int] = {}
 
     def as_dict(self) -> dict:
         return {
@@ -424,6 +454,7 @@ class ScanReport:
             "rows": self.rows,
             "corrupt_files": len(self.corrupt),
             "corrupt": [{"uri": u, "reason": r} for u, r in self.corrupt],
+            "bad_rows": dict(self.bad_rows),
         }
 
 
@@ -458,8 +489,9 @@ def scan(
         on_corrupt: Called with ``(uri, reason)`` for each skipped file.
         report: Counts files, rows and skipped files.
         batch_rows: Largest batch yielded.
-        filter_timestamp: Keep only rows with ``start <= timestamp < end`` (False: whole partitions; the
-            caller checks the timestamps itself).
+        filter_timestamp: Keep only rows with ``start <= timestamp < end`` (False: whole partitions).
+            Rows whose timestamp is not in their file's date partition are always skipped and counted in
+            ``report.bad_rows``.
 
     Yields:
         Record batches with the requested columns of the kind's schema, cast to it.
@@ -473,7 +505,7 @@ def scan(
     out_schema = pa.schema([schema.field(c) for c in wanted])
     s_us = round(_utc(start).timestamp() * 1e6)
     e_us = round(_utc(end).timestamp() * 1e6)
-    for _, uri in list_files(log_root_uri, model_name, kind, start, end):
+    for day, uri in list_files(log_root_uri, model_name, kind, start, end):
         try:
             table = read_file(uri, columns=read_cols)
             table = table.select(read_cols).cast(pa.schema([schema.field(c) for c in read_cols]))
@@ -486,10 +518,25 @@ def scan(
             continue
         if report is not None:
             report.files += 1
-        if filter_timestamp and table.num_rows:
+        if table.num_rows:
+            # A row belongs to the partition of its own date: anything else (an absurd or shifted
+            # timestamp) is skipped and counted, never silently moved into another window.
             us = table.column("timestamp").cast(pa.int64())
-            keep = pc.and_(pc.greater_equal(us, s_us), pc.less(us, e_us))
-            table = table.filter(pc.fill_null(keep, False))
+            d_us = (day - dt.date(1970, 1, 1)).days * 86_400_000_000
+            inside = pc.fill_null(
+                pc.and_(pc.greater_equal(us, d_us), pc.less(us, d_us + 86_400_000_000)), False
+            )
+            n_out = table.num_rows - pc.sum(inside.cast(pa.int64())).as_py()
+            if n_out:
+                if report is not None:
+                    reason = f"timestamp outside its partition date={day.isoformat()}"
+                    report.bad_rows[reason] = report.bad_rows.get(reason, 0) + n_out
+                table = table.filter(inside)
+                us = table.column("timestamp").cast(pa.int64())
+            if filter_timestamp:
+                table = table.filter(
+                    pc.fill_null(pc.and_(pc.greater_equal(us, s_us), pc.less(us, e_us)), False)
+                )
         table = table.select(wanted).cast(out_schema)
         if report is not None:
             report.rows += table.num_rows

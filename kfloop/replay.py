@@ -5,11 +5,14 @@
 * After the predictions, the ground truth that "arrives later" (for taxis: the tip is known once the trip
   ends) goes back to the same server through its feedback endpoint, ``POST /v1/models/<name>:feedback``
   (:mod:`serving.feedback`), keyed by request id and row; the server writes the feedback log.
-* :func:`write_feedback` writes feedback records as files directly (tests that build logs without a server).
-* :func:`write_prediction_log` writes contract-4 prediction records directly. The monitor tests use it to
+* :func:`write_feedback` writes feedback directly in the feedback log format of :mod:`kfloop.predlog`
+  (``feedback/<model>/date=.../*.parquet``), for tests that build logs without a server.
+* :func:`write_prediction_log` writes prediction records directly, in the log format of
+  :mod:`kfloop.predlog`. The monitor tests use it to
   build logs without a server; the format is the contract the server's own tests check.
 
-Only the standard library is imported at module level (this module is also used from the serving env).
+Only the standard library is imported at module level (this module is also used from the serving env);
+the log writers import :mod:`kfloop.predlog` (pyarrow) when called.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import urllib.parse
 import uuid
 
 from kfloop import features as F
-from kfloop import fs
 
 
 class ReplayError(RuntimeError):
@@ -77,10 +79,6 @@ def instances(frame) -> list[dict]:
     return [{f.name: _json_value(f, cols[f.name][i]) for f in F.MODEL_FEATURES} for i in range(len(frame))]
 
 
-def _partition(store_uri: str, kind: str, model_name: str, when: dt.datetime) -> str:
-    return fs.join(store_uri, kind, model_name, f"date={when:%Y-%m-%d}")
-
-
 def write_prediction_log(
     store_uri: str,
     model_name: str,
@@ -88,7 +86,7 @@ def write_prediction_log(
     *,
     server_id: str = "replay",
 ) -> list[str]:
-    """Writes contract-4 prediction records, one JSONL file per UTC date of their timestamps.
+    """Writes prediction records as the prediction log (:mod:`kfloop.predlog`), one file per UTC date.
 
     Args:
         store_uri: Root of the model store (local dir or ``gs://``).
@@ -100,17 +98,23 @@ def write_prediction_log(
     Returns:
         The URIs written.
     """
-    by_date: dict[str, list[dict]] = {}
-    for rec in records:
-        by_date.setdefault(parse_iso(rec["timestamp"]).strftime("%Y-%m-%d"), []).append(rec)
-    written = []
-    for seq, (_, recs) in enumerate(sorted(by_date.items())):
-        first = parse_iso(recs[0]["timestamp"])
-        name = f"{server_id}-{int(first.timestamp() * 1000)}-{seq}.jsonl"
-        uri = fs.join(_partition(store_uri, "predictions", model_name, first), name)
-        fs.write_text(uri, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
-        written.append(uri)
-    return written
+    import numpy as np
+
+    from kfloop import predlog
+
+    if not records:
+        return []
+    ids = np.array([str(r["request_id"]) for r in records], dtype=object)
+    table = predlog.prediction_table(
+        ids,
+        np.array([parse_iso(r["timestamp"]).timestamp() for r in records]),
+        np.array([str(r["model_version"]) for r in records], dtype=object),
+        predlog.columns_from_instances([r["features"] for r in records]),
+        [float(r["probability"]) for r in records],
+        source=records[0].get("source", "online"),
+        rows=[int(r["row"]) for r in records],
+    )
+    return predlog.write_table(store_uri, model_name, predlog.PREDICTIONS, table, writer_id=server_id)
 
 
 def prediction_records(
@@ -148,7 +152,7 @@ def write_feedback(
     when: dt.datetime | None = None,
     source: str = "replay",
 ) -> str | None:
-    """Writes arrived ground truth: one JSONL file of ``{"request_id", "row", "label", "timestamp"}``.
+    """Writes arrived ground truth: one feedback log file (:data:`kfloop.predlog.FEEDBACK_SCHEMA`).
 
     Args:
         store_uri: Root of the model store.
@@ -166,18 +170,19 @@ def write_feedback(
     """
     if not labels:
         return None
+    from kfloop import predlog
+
     when = when or utc_now()
-    stamp = iso_ms(when)
-    lines = []
     for rid, row, label in labels:
-        if label not in (0, 1):
+        if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
             raise ValueError(f"feedback label for request {rid!r} row {row} must be 0 or 1, got {label!r}")
-        lines.append(
-            json.dumps({"request_id": rid, "row": int(row), "label": int(label), "timestamp": stamp})
-        )
-    name = f"{source}-{int(when.timestamp() * 1000)}-{uuid.uuid4().hex[:8]}.jsonl"
-    uri = fs.join(_partition(store_uri, "feedback", model_name, when), name)
-    fs.write_text(uri, "\n".join(lines) + "\n")
+    table = predlog.feedback_table(
+        [rid for rid, _, _ in labels],
+        [row for _, row, _ in labels],
+        [int(lab) for _, _, lab in labels],
+        when.timestamp(),
+    )
+    (uri,) = predlog.write_table(store_uri, model_name, predlog.FEEDBACK, table, writer_id=source)
     return uri
 
 

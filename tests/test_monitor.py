@@ -6,7 +6,6 @@ window or a missing log directory is "no traffic".
 """
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -48,46 +47,47 @@ def frames(taxi_split):
 
 
 def test_log_format_roundtrip_and_window_bounds(tmp_path, frames):
+    import pyarrow.parquet as pq
+
+    from kfloop import predlog
+
     store = str(tmp_path)
     rows = frames["live"].head(30)
     end = _log(store, rows, T0)
     files = fs.list_files(fs.join(store, "predictions", MODEL))
-    assert len(files) == 1 and "/date=2026-11-23/replay-" in files[0]
-    first = json.loads(fs.read_text(files[0]).splitlines()[0])
-    assert set(first) == {
-        "request_id",
-        "row",
-        "timestamp",
-        "model_name",
-        "model_version",
-        "features",
-        "probability",
-    }
-    assert first["timestamp"] == "2026-11-23T12:00:00.000Z" and set(first["features"]) == {
-        f.name for f in F.MODEL_FEATURES
-    }
+    assert len(files) == 1 and "/date=2026-11-23/replay-" in files[0] and files[0].endswith(".parquet")
+    table = pq.read_table(files[0])
+    assert table.schema.equals(predlog.PREDICTION_SCHEMA)
+    assert table.column("timestamp")[0].as_py() == T0
     # [start, end): the row at exactly window_end belongs to the next window
-    recs, bad = M.read_predictions(store, MODEL, T0, T0 + dt.timedelta(milliseconds=100))
-    assert len(recs) == 10 and not bad
-    labels, _ = M.read_feedback(store, MODEL, T0, 1)
-    live = M.live_frame(*M.read_predictions(store, MODEL, T0, end)[:1], labels)
+    live, ws = M.read_live(store, MODEL, T0, T0 + dt.timedelta(milliseconds=100))
+    assert len(live) == 10 and ws.bad_total() == 0
+    live, ws = M.read_live(store, MODEL, T0, end)
     assert len(live) == 30 and list(live.columns[: len(F.DATASET_COLUMNS)]) == list(F.DATASET_COLUMNS)
     # features survive the log: same values (NaN where missing) as the replayed rows
     for f in F.MODEL_FEATURES:
         a, b = live[f.name].reset_index(drop=True), rows[f.name].reset_index(drop=True)
         assert a.isna().tolist() == b.isna().tolist(), f.name
-        assert a.dropna().astype(str).tolist() == b.dropna().astype(str).tolist(), f.name
+        if f.kind == F.Kind.NUMERIC:
+            assert a.dropna().tolist() == b.dropna().astype("float32").astype("float64").tolist(), f.name
+        else:
+            assert a.dropna().astype(str).tolist() == b.dropna().astype(str).tolist(), f.name
     assert live[F.LABEL.name].astype("float").tolist() == rows[F.LABEL.name].astype("float").tolist()
 
 
-def test_bad_lines_are_counted_not_fatal(tmp_path, frames):
+def test_corrupt_files_are_skipped_counted_and_named(tmp_path, frames):
     store = str(tmp_path)
     end = _log(store, frames["live"].head(5), T0)
-    fs.write_text(
-        fs.join(store, "predictions", MODEL, "date=2026-11-23", "broken.jsonl"), '{"request_id": "x"\n[1]\n'
-    )
-    recs, bad = M.read_predictions(store, MODEL, T0, end)
-    assert len(recs) == 5 and len(bad) == 2 and "broken.jsonl:1" in bad[0]
+    part = fs.join(store, "predictions", MODEL, "date=2026-11-23")
+    good = fs.read_bytes(fs.list_files(part)[0])
+    fs.write_bytes(fs.join(part, "broken.parquet"), b'{"request_id": "x"\n[1]\n')
+    fs.write_bytes(fs.join(part, "truncated.parquet"), good[: len(good) - 40])
+    live, ws = M.read_live(store, MODEL, T0, end)
+    assert len(live) == 5
+    assert sorted(u.rsplit("/", 1)[-1] for u, _ in ws.corrupt_files) == [
+        "broken.parquet",
+        "truncated.parquet",
+    ]
 
 
 @pytest.mark.parametrize("missing", ["no_dir", "empty_window"])

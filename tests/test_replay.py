@@ -9,7 +9,7 @@ import time
 import pytest
 
 from components.monitor import monitor as M
-from kfloop import datasets, fs, loop, replay, store
+from kfloop import datasets, fs, loop, predlog, replay, store
 from kfloop import features as F
 
 MODEL = "taxi-tips"
@@ -53,24 +53,26 @@ def test_replay_through_live_server_is_logged_and_monitored(tmp_path, trained_mo
     try:
         server.start(timeout=180)
         start = replay.utc_now()
-        got = replay.replay(rows, server.url, MODEL, store_uri=root, batch_size=64, request_prefix="t")
+        got = replay.replay(rows, server.url, MODEL, batch_size=64, request_prefix="t")
         time.sleep(server.flush_seconds * 2 + 0.5)  # the server's log flush interval
     finally:
         server.stop()
     end = replay.utc_now() + dt.timedelta(seconds=1)
     assert (got.requests, got.rows, got.model_versions) == (5, 300, {version: 300})
     assert got.feedback_rows == int(rows[F.LABEL.name].notna().sum())
+    assert got.feedback_requests == 1  # the labels went over HTTP (POST :feedback), the server wrote them
+    fb = list(predlog.scan(root, MODEL, predlog.FEEDBACK, start, end + dt.timedelta(seconds=5)))
+    assert sum(b.num_rows for b in fb) == got.feedback_rows
+    assert all(min(b.column("delay_s").to_pylist()) >= 0 for b in fb)  # arrival delay recorded
 
-    records, bad = M.read_predictions(root, MODEL, start, end)
-    assert not bad and len(records) == 300
-    assert {r["request_id"] for r in records} == set(got.request_ids)  # the X-Request-Id header
-    assert {r["model_version"] for r in records} == {version}
-    labels, _ = M.read_feedback(root, MODEL, start, 1)
-    live = M.live_frame(records, labels)
+    live, ws = M.read_live(root, MODEL, start, end, horizon_days=1)
+    assert ws.bad_total() == 0 and len(live) == 300
+    assert set(live["request_id"]) == set(got.request_ids)  # the X-Request-Id header
+    assert set(live["model_version"]) == {version}
     assert live[F.LABEL.name].notna().sum() == got.feedback_rows
     # what the server logged per row is what was sent, and the probability it answered
-    by_key = {(r["request_id"], r["row"]): r for r in records}
-    first = by_key[(got.request_ids[0], 0)]
+    first = live[(live["request_id"] == got.request_ids[0]) & (live["row"] == 0)].iloc[0]
     assert first["probability"] == pytest.approx(got.probabilities[0], abs=1e-6)
-    assert first["features"]["fare"] == pytest.approx(float(rows["fare"].iloc[0]))
-    assert 0.8 < M.auc(live[F.LABEL.name].astype(int), live["probability"]) <= 1.0
+    assert first["fare"] == pytest.approx(float(rows["fare"].iloc[0]), rel=1e-6)
+    labelled = live[live[F.LABEL.name].notna()]
+    assert 0.8 < M.auc(labelled[F.LABEL.name].astype(int), labelled["probability"]) <= 1.0

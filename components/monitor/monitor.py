@@ -1,25 +1,30 @@
-"""Monitor: the prediction log of a time window (+ arrived feedback) → live dataset, drift, skew, live AUC.
+"""Monitor: the prediction log of a time window (+ arrived feedback) → live statistics, drift, skew, live AUC.
 
-Reads contract-4 prediction records with ``window_start <= timestamp < window_end`` (prediction time, UTC)
-and the feedback labels that have arrived for them, then, on the live features:
+Streams the Parquet prediction log (:mod:`kfloop.predlog`) rows with ``window_start <= timestamp <
+window_end`` (prediction time, UTC) and joins the feedback labels that have arrived for them on
+``(request_id, row)`` (:mod:`components.monitor.stream`, bounded memory), then, on the live features:
 
 * TFDV statistics, validated against the training schema in the ``SERVING`` environment (anomalies);
-* drift against the champion's *training* data and skew against its *eval* data: every feature's score is
-  recorded (also below threshold), so the store keeps a per-feature time series;
+* drift against the champion's *training* statistics and skew against its *eval* statistics, stored with
+  its version at push time (:mod:`components.monitor.reference`): every feature's score is recorded (also
+  below threshold), so the store keeps a per-feature time series;
 * live AUC where labels arrived.
 
 Each run is appended to the store as ``monitoring/<model>/runs/<window_end>-<run id>.json`` (one object
 per run; a prefix of small immutable files works the same on a local disk and on GCS, where objects cannot
 be appended to). :func:`read_runs` returns the series.
 
-An empty window or a missing log directory is a ``no_traffic`` result, never an error.
+An empty window or a missing log directory is a ``no_traffic`` result, never an error. A bad row (empty
+id, probability not in [0, 1], a non-finite feature, a duplicate ``(request_id, row)``, a timestamp outside
+its date partition, a label not 0 / 1) is skipped and counted by reason; a corrupt or truncated file is
+skipped and named in the summary. Neither reaches the statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
+import os
 import uuid
 
 from kfloop import config, fs, records
@@ -54,117 +59,67 @@ def parse_instant(value, what: str) -> dt.datetime:
         ) from None
 
 
-def _partition_date(uri: str) -> dt.date | None:
-    for part in uri.split("/"):
-        if part.startswith("date="):
-            try:
-                return dt.date.fromisoformat(part[len("date=") :])
-            except ValueError:
-                return None
-    return None
+_MODEL = tuple(f.name for f in F.MODEL_FEATURES)
 
 
-def _jsonl(uri: str, bad: list[str]):
-    for n, line in enumerate(fs.read_text(uri).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            bad.append(f"{uri}:{n}: not JSON")
-            continue
-        if not isinstance(rec, dict):
-            bad.append(f"{uri}:{n}: not an object")
-            continue
-        yield n, rec
-
-
-def _files_between(store_uri: str, kind: str, model_name: str, first: dt.date, last: dt.date) -> list[str]:
-    prefix = fs.join(store_uri, kind, model_name)
-    out = []
-    for uri in fs.list_files(prefix):
-        day = _partition_date(uri)
-        if uri.endswith(".jsonl") and day is not None and first <= day <= last:
-            out.append(uri)
-    return out
-
-
-def read_predictions(
-    store_uri: str, model_name: str, window_start: dt.datetime, window_end: dt.datetime
-) -> tuple[list[dict], list[str]]:
-    """Contract-4 records with ``window_start <= timestamp < window_end``, in time order.
-
-    Returns:
-        ``(records, bad)``: ``bad`` lists unreadable lines as ``"<uri>:<line>: <why>"`` (skipped, counted).
-    """
-    bad: list[str] = []
-    out = []
-    last_day = (window_end - dt.timedelta(microseconds=1)).date()
-    for uri in _files_between(store_uri, "predictions", model_name, window_start.date(), last_day):
-        for n, rec in _jsonl(uri, bad):
-            try:
-                when = parse_iso(rec["timestamp"])
-                prob = float(rec["probability"])
-                feats = rec["features"]
-                key = (str(rec["request_id"]), int(rec["row"]))
-            except (KeyError, TypeError, ValueError) as e:
-                bad.append(f"{uri}:{n}: {type(e).__name__} {e}")
-                continue
-            if not isinstance(feats, dict):
-                bad.append(f"{uri}:{n}: 'features' is not an object")
-                continue
-            if window_start <= when < window_end:
-                out.append({**rec, "_when": when, "_key": key, "probability": prob})
-    out.sort(key=lambda r: (r["_when"], r["_key"]))
-    return out, bad
-
-
-def read_feedback(
-    store_uri: str, model_name: str, since: dt.datetime, horizon_days: float
-) -> tuple[dict[tuple[str, int], int], list[str]]:
-    """Arrived labels ``{(request_id, row): label}`` from feedback partitions dated ``since`` .. ``since +
-    horizon``. A later line for the same key wins (a corrected label)."""
-    bad: list[str] = []
-    labels: dict[tuple[str, int], int] = {}
-    last = (since + dt.timedelta(days=horizon_days)).date()
-    for uri in _files_between(store_uri, "feedback", model_name, since.date(), last):
-        for n, rec in _jsonl(uri, bad):
-            try:
-                key = (str(rec["request_id"]), int(rec["row"]))
-                label = int(rec["label"])
-            except (KeyError, TypeError, ValueError) as e:
-                bad.append(f"{uri}:{n}: {type(e).__name__} {e}")
-                continue
-            if label not in (0, 1):
-                bad.append(f"{uri}:{n}: label {label} is not 0 or 1")
-                continue
-            labels[key] = label
-    return labels, bad
-
-
-def live_frame(records: list[dict], labels: dict[tuple[str, int], int]):
-    """The live dataset: :data:`~kfloop.features.DATASET_COLUMNS` (event time = prediction time, label where
-    arrived) plus ``probability``, ``model_version``, ``request_id``, ``row``."""
+def _live_frame(table, labels):
+    """A bucket's rows as the live dataset: :data:`~kfloop.features.DATASET_COLUMNS` (event time =
+    prediction time, label where arrived) plus ``probability``, ``model_version``, ``request_id``, ``row``."""
+    import numpy as np
     import pandas as pd
 
-    data: dict[str, list] = {F.EVENT_TIME.name: [int(r["_when"].timestamp()) for r in records]}
+    frame = table.select(list(_MODEL)).to_pandas()
+    secs = table.column("timestamp").combine_chunks().cast("int64").to_numpy() // 1_000_000
+    frame.insert(0, F.EVENT_TIME.name, pd.array(secs, dtype="Int64"))
     for f in F.MODEL_FEATURES:
-        data[f.name] = [r["features"].get(f.name) for r in records]
-    data[F.LABEL.name] = [labels.get(r["_key"]) for r in records]
-    frame = pd.DataFrame(data, columns=list(F.DATASET_COLUMNS))
-    for f in (*F.MODEL_FEATURES, F.EVENT_TIME, F.LABEL):
-        col = frame[f.name]
         if f.kind == F.Kind.NUMERIC:
-            frame[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
-        elif f.kind == F.Kind.CATEGORICAL_STR:
-            frame[f.name] = col.where(col.notna() & (col.astype(str) != ""), None).astype(object)
-        else:
-            frame[f.name] = pd.to_numeric(col, errors="coerce").astype("Int64")
-    frame["probability"] = [r["probability"] for r in records]
-    frame["model_version"] = [str(r.get("model_version", "")) for r in records]
-    frame["request_id"] = [r["_key"][0] for r in records]
-    frame["row"] = [r["_key"][1] for r in records]
+            frame[f.name] = frame[f.name].astype("float64")
+        elif f.kind == F.Kind.CATEGORICAL_INT:
+            frame[f.name] = frame[f.name].astype("Int64")
+    label = pd.array(np.where(labels >= 0, labels, 0).astype("int64"), dtype="Int64")
+    label[labels < 0] = pd.NA
+    frame[F.LABEL.name] = label
+    frame["probability"] = table.column("probability").combine_chunks().to_numpy().astype("float64")
+    frame["model_version"] = table.column("model_version").to_pandas()
+    frame["request_id"] = table.column("request_id").to_pandas()
+    frame["row"] = table.column("row").combine_chunks().to_numpy()
     return frame
+
+
+def read_live(store_uri: str, model_name: str, window_start, window_end, horizon_days: float = 30.0):
+    """The live dataset of a window as one DataFrame (small windows, tests), in time order, through the
+    same streaming path as :func:`monitor`.
+
+    Returns:
+        ``(frame, stats)``: see :func:`_live_frame`; ``stats`` the
+        :class:`~components.monitor.stream.WindowStats` (bad rows by reason, corrupt files).
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from components.monitor import stream
+
+    start = parse_instant(window_start, "window_start")
+    end = parse_instant(window_end, "window_end")
+    parts = []
+    with tempfile.TemporaryDirectory(prefix="kfloop-live-") as tmp:
+        ws, _, _ = stream.process_window(
+            store_uri,
+            model_name,
+            start,
+            end,
+            start + dt.timedelta(days=horizon_days),
+            bounds={},
+            stage_dir=tmp,
+            on_rows=lambda t, lab: parts.append(_live_frame(t, lab)),
+        )
+    if not parts:
+        cols = [*F.DATASET_COLUMNS, "probability", "model_version", "request_id", "row"]
+        return pd.DataFrame(columns=cols), ws
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame.sort_values([F.EVENT_TIME.name, "request_id", "row"], kind="stable").reset_index(drop=True)
+    return frame, ws
 
 
 def auc(labels, scores) -> float | None:
@@ -180,34 +135,6 @@ def auc(labels, scores) -> float | None:
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def _read_reference(uri: str):
-    from kfloop import datasets
-
-    try:
-        return datasets.read_dataset(uri)
-    except FileNotFoundError:
-        raise MonitorError(f"reference dataset {uri!r} does not exist") from None
-
-
-def score(
-    live,
-    reference_train,
-    reference_eval=None,
-    *,
-    cfg: config.MonitoringConfig,
-    schema_path: str | None = None,
-):
-    """Anomalies of the live data (schema, ``SERVING`` env), and drift / skew scores of every feature.
-
-    Returns:
-        ``(anomalies, drift, skew)``: lists of dicts; each score dict is ``{"feature", "measure", "value",
-        "threshold", "exceeded", "ignored"}`` (``ignored``: the feature is in ``cfg.drift_ignore``).
-    """
-    from components.monitor import scoring
-
-    return scoring.score(live, reference_train, reference_eval, cfg=cfg, schema_path=schema_path)
-
-
 def run_id(window_end: dt.datetime) -> str:
     return f"{window_end:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}"
 
@@ -217,7 +144,7 @@ def monitor(
     model_name: str,
     window_start,
     window_end,
-    reference_train: str,
+    reference_train: str = "",
     reference_eval: str = "",
     *,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
@@ -225,72 +152,131 @@ def monitor(
     record: bool = True,
     live_uri: str | None = None,
     champion_version: str | None = None,
+    reference=None,
+    beam_pipeline_args=(),
+    staging_dir: str | None = None,
 ) -> dict:
     """Monitors one window of prediction time and returns (and records) its summary.
+
+    The window is streamed (:mod:`components.monitor.stream`): only its date partitions are listed, rows
+    are filtered on their timestamp, bad rows and corrupt files are skipped and counted with their reason,
+    and the rows go as record batches into the TFDV statistics pipeline (Beam; ``beam_pipeline_args``
+    passes through). Memory does not grow with the window beyond the statistics sketches.
 
     Args:
         store_uri: Store root holding ``predictions/`` and ``feedback/`` (local dir or ``gs://``).
         model_name: Model name.
         window_start: Inclusive start of the window (ISO, UTC, or epoch seconds).
         window_end: Exclusive end of the window.
-        reference_train: Dataset CSV the champion was trained on (drift reference).
-        reference_eval: Dataset CSV the champion was evaluated on (skew reference; "" = no skew).
+        reference_train: The champion's stored reference folder (:mod:`components.monitor.reference`), or
+            the Dataset CSV it was trained on (the reference is then computed from it).
+        reference_eval: With a training CSV: the eval CSV (skew reference; "" = no skew).
         cfg: Thresholds.
         schema_path: TFDV schema (default: the project's training schema).
         record: Append the summary to ``monitoring/<model>/runs/`` in the store.
         live_uri: Also write the live dataset (CSV, with labels where arrived) there.
-        champion_version: Recorded in the summary (which model the references belong to).
+        champion_version: Recorded in the summary (which model the reference belongs to).
+        reference: A loaded :class:`~components.monitor.reference.Reference` (instead of
+            ``reference_train``).
+        beam_pipeline_args: Beam options for the statistics pipeline (e.g. ``--runner=DataflowRunner``).
+        staging_dir: Where the record batches are staged for the Beam workers (``gs://`` for a remote
+            runner; default: a temporary local folder).
 
     Returns:
         A JSON-ready dict: ``status`` (``ok`` / ``no_traffic`` / ``too_few``), counts, ``live_auc``,
-        ``anomalies``, ``drift``, ``skew`` (every feature), bad-record count.
+        ``anomalies``, ``drift``, ``skew`` (every feature), bad records by reason, corrupt files by name.
 
     Raises:
         MonitorError: a window bound is not a time, the window is empty or reversed, or a reference is
             missing.
     """
+    import tempfile
+
+    from components.monitor import reference as R
+    from components.monitor import scoring, stream
+    from components.validate import tfdv_ops as V
+
     start = parse_instant(window_start, "window_start")
     end = parse_instant(window_end, "window_end")
     if end <= start:
         raise MonitorError(f"window_end {iso_ms(end)} is not after window_start {iso_ms(start)}")
-    records, bad = read_predictions(store_uri, model_name, start, end)
-    labels, bad_fb = read_feedback(store_uri, model_name, start, cfg.feedback_horizon_days)
-    frame = live_frame(records, labels)
-    labelled = frame[frame[F.LABEL.name].notna()]
-    summary: dict = {
-        "run_id": run_id(end),
-        "model_name": model_name,
-        "champion_version": champion_version,
-        "window_start": iso_ms(start),
-        "window_end": iso_ms(end),
-        "monitored_at": iso_ms(utc_now()),
-        "rows": len(frame),
-        "labelled_rows": len(labelled),
-        "bad_records": len(bad) + len(bad_fb),
-        "bad_examples": (bad + bad_fb)[:5],
-        "model_versions": {str(k): int(v) for k, v in frame["model_version"].value_counts().items()},
-        "live_auc": None,
-        "label_rate": float(labelled[F.LABEL.name].mean()) if len(labelled) else None,
-        "mean_probability": float(frame["probability"].mean()) if len(frame) else None,
-        "anomalies": [],
-        "drift": [],
-        "skew": [],
-        "reference": {"train": reference_train, "eval": reference_eval},
-    }
-    if live_uri:
-        from kfloop import datasets
-
-        datasets.write_dataset(frame[list(F.DATASET_COLUMNS)], live_uri)
-    if frame.empty:
-        summary["status"] = NO_TRAFFIC
-    else:
-        summary["status"] = OK if len(frame) >= cfg.min_examples else TOO_FEW
-        if len(labelled) >= cfg.min_labelled:
-            summary["live_auc"] = auc(labelled[F.LABEL.name], labelled["probability"])
-        train = _read_reference(reference_train)
-        evals = _read_reference(reference_eval) if reference_eval else None
-        anomalies, drift, skew = score(frame, train, evals, cfg=cfg, schema_path=schema_path)
-        summary.update(anomalies=anomalies, drift=drift, skew=skew)
+    if reference is None:
+        if not reference_train:
+            raise MonitorError("no reference: give the champion's reference folder or training CSV")
+        try:
+            reference = R.reference_for(
+                reference_train,
+                reference_eval,
+                cfg=cfg,
+                schema_path=schema_path,
+                beam_pipeline_args=beam_pipeline_args,
+            )
+        except R.ReferenceError_ as e:
+            raise MonitorError(str(e)) from None
+    with tempfile.TemporaryDirectory(prefix="kfloop-monitor-stage-") as tmp:
+        live = _LiveCsv(os.path.join(tmp, "live.csv")) if live_uri else None
+        try:
+            ws, raw_paths, clipped_paths = stream.process_window(
+                store_uri,
+                model_name,
+                start,
+                end,
+                start + dt.timedelta(days=cfg.feedback_horizon_days),
+                bounds=reference.bounds,
+                stage_dir=staging_dir or tmp,
+                on_rows=live.add if live else None,
+            )
+        finally:
+            if live:
+                live.close()
+        if live:
+            with open(live.path, "rb") as f:
+                fs.write_bytes(live_uri, f.read())
+        bad = [f"{r}: {n}" for r, n in ws.bad_predictions.most_common()]
+        bad += [f"feedback {r}: {n}" for r, n in ws.bad_feedback.most_common()]
+        bad += [f"corrupt file {u}: {why}" for u, why in ws.corrupt_files]
+        summary: dict = {
+            "run_id": run_id(end),
+            "model_name": model_name,
+            "champion_version": champion_version or reference.version,
+            "window_start": iso_ms(start),
+            "window_end": iso_ms(end),
+            "monitored_at": iso_ms(utc_now()),
+            "rows": ws.rows,
+            "labelled_rows": ws.labelled_rows,
+            "bad_records": ws.bad_total(),
+            "bad_examples": bad[:5],
+            "bad_reasons": {"predictions": dict(ws.bad_predictions), "feedback": dict(ws.bad_feedback)},
+            "corrupt_files": [{"uri": u, "reason": why} for u, why in ws.corrupt_files],
+            "log_files": {"predictions": ws.files, "feedback": ws.feedback_files},
+            "model_versions": dict(ws.model_versions),
+            "live_auc": None,
+            "label_rate": ws.positives / ws.labelled_rows if ws.labelled_rows else None,
+            "mean_probability": ws.probability_sum / ws.rows if ws.rows else None,
+            "anomalies": [],
+            "drift": [],
+            "skew": [],
+            "reference": {
+                "uri": reference.uri,
+                "train": reference.meta.get("train", ""),
+                "eval": reference.meta.get("eval", ""),
+            },
+        }
+        if ws.rows == 0:
+            summary["status"] = NO_TRAFFIC
+        else:
+            summary["status"] = OK if ws.rows >= cfg.min_examples else TOO_FEW
+            if ws.labelled_rows >= cfg.min_labelled:
+                summary["live_auc"] = ws.live_auc()
+            schema = V.load_schema(schema_path)
+            raw_stats, clipped_stats = scoring.statistics(
+                raw_paths, clipped_paths, schema=schema, beam_pipeline_args=beam_pipeline_args
+            )
+            V.check_count(raw_stats, ws.rows)
+            anomalies, drift, skew = scoring.score_statistics(
+                raw_stats, clipped_stats, reference, cfg=cfg, schema=schema
+            )
+            summary.update(anomalies=anomalies, drift=drift, skew=skew)
     if (
         record
     ):  # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
@@ -299,6 +285,26 @@ def monitor(
         summary["backfills"] = backfill.backfill_windows(store_uri, model_name, before=start, cfg=cfg)
         summary["record_uri"] = record_run(store_uri, model_name, summary)
     return summary
+
+
+class _LiveCsv:
+    """The live dataset CSV, appended one bucket at a time (bounded memory)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._f = open(path, "w", newline="")  # noqa: SIM115 - closed in close()
+        self._header = True
+
+    def add(self, table, labels) -> None:
+        _live_frame(table, labels)[list(F.DATASET_COLUMNS)].to_csv(
+            self._f, index=False, header=self._header, na_rep=""
+        )
+        self._header = False
+
+    def close(self) -> None:
+        if self._header:
+            self._f.write(",".join(F.DATASET_COLUMNS) + "\n")
+        self._f.close()
 
 
 def record_run(store_uri: str, model_name: str, summary: dict) -> str:

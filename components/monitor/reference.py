@@ -1,31 +1,185 @@
-"""The champion's reference data: the train / eval splits it was trained and evaluated on.
+"""The champion's reference for monitoring: statistics of its training and eval data, kept with its version.
 
-The store keeps each version's data window (``metadata.json`` → ``data_window``: ``start`` / ``end``, the
-ingest cutoff). Ingest is deterministic (time split, hash hold-out), so re-ingesting the source with that
-window rebuilds exactly the champion's train and eval splits.
+At push time the training pipeline computes, from the train / eval splits the model was trained and
+evaluated on, the monitoring reference (:func:`build_reference`) and push stores it beside the model
+(``models/<name>/<version>/reference/``, :func:`store_reference`):
+
+* ``reference.json``: the numeric clip bounds (the training split's ``[q, 1 - q]`` quantiles, see
+  :class:`kfloop.config.MonitoringConfig`), the quantile, row counts;
+* ``train_stats.pb`` / ``eval_stats.pb``: TFDV statistics of the clipped train / eval splits (the drift and
+  skew references; computed with the validation statistics pipeline).
+
+The monitor then only reads these few hundred KB (:func:`champion_reference`), never the source data. A
+version pushed before references were stored (or whose reference is missing) is rebuilt once from the source
+with its recorded data window, as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import tempfile
 
-from kfloop import config
+from kfloop import config, fs
+
+FILES = ("reference.json", "train_stats.pb", "eval_stats.pb")
+FORMAT = 1
 
 
 class ReferenceError_(ValueError):
     """No champion, or its metadata has no data window; the message names the model and version."""
 
 
-def champion_reference(store_uri: str, model_name: str, source: str, workdir: str) -> dict:
-    """Resolves the champion and rebuilds its train / eval splits under ``workdir``.
+@dataclasses.dataclass
+class Reference:
+    """A loaded reference: clip bounds and the clipped train (and eval) statistics."""
+
+    uri: str
+    bounds: dict
+    train_stats: object
+    eval_stats: object | None
+    meta: dict
+    version: str | None = None
+
+
+def build_reference(
+    train_uri: str,
+    eval_uri: str,
+    out_uri: str,
+    *,
+    cfg: config.MonitoringConfig = config.MonitoringConfig(),
+    schema_path: str | None = None,
+    beam_pipeline_args=(),
+) -> dict:
+    """Computes the monitoring reference of a model's train / eval Dataset CSVs into ``out_uri`` (a folder).
 
     Returns:
-        ``{"version", "train", "eval", "window": {"start", "end"}}`` (paths of Dataset CSVs).
+        The ``reference.json`` content.
+    """
+    from components.monitor import scoring
+    from components.validate import tfdv_ops as V
+    from kfloop import datasets
+
+    schema = V.load_schema(schema_path)
+    train = datasets.read_dataset(train_uri)
+    bounds = scoring.clip_bounds(train, cfg.clip_quantile)
+    train_stats = V.compute_statistics(
+        scoring.clip_numeric(train, bounds), schema=schema, beam_pipeline_args=beam_pipeline_args
+    )
+    V.write_statistics(train_stats, fs.join(out_uri, "train_stats.pb"))
+    meta = {
+        "format": FORMAT,
+        "clip_quantile": cfg.clip_quantile,
+        "bounds": {k: [lo, hi] for k, (lo, hi) in bounds.items()},
+        "train": train_uri,
+        "train_rows": len(train),
+        "eval": eval_uri or "",
+        "eval_rows": 0,
+    }
+    if eval_uri:
+        evals = datasets.read_dataset(eval_uri)
+        if len(evals):
+            eval_stats = V.compute_statistics(
+                scoring.clip_numeric(evals, bounds), schema=schema, beam_pipeline_args=beam_pipeline_args
+            )
+            V.write_statistics(eval_stats, fs.join(out_uri, "eval_stats.pb"))
+            meta["eval_rows"] = len(evals)
+    fs.write_text(fs.join(out_uri, "reference.json"), json.dumps(meta, indent=1, sort_keys=True))
+    return meta
+
+
+def is_reference(uri: str) -> bool:
+    """Whether ``uri`` is a reference folder (holds ``reference.json``)."""
+    return bool(uri) and fs.exists(fs.join(uri, "reference.json"))
+
+
+def load_reference(uri: str) -> Reference:
+    """Loads a reference folder written by :func:`build_reference`.
 
     Raises:
-        ReferenceError_: no champion, or no data window recorded for it.
+        ReferenceError_: ``reference.json`` or the training statistics are missing or unreadable.
     """
-    from components.ingest.ingest import ingest
+    from components.validate import tfdv_ops as V
+
+    try:
+        meta = json.loads(fs.read_text(fs.join(uri, "reference.json")))
+        bounds = {k: (float(lo), float(hi)) for k, (lo, hi) in meta["bounds"].items()}
+    except FileNotFoundError:
+        raise ReferenceError_(f"reference {uri!r} has no reference.json") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ReferenceError_(f"reference {uri!r}: reference.json is unreadable: {e}") from None
+    try:
+        train = V.load_statistics(fs.join(uri, "train_stats.pb"))
+        evals = V.load_statistics(fs.join(uri, "eval_stats.pb")) if meta.get("eval_rows") else None
+    except V.ValidationError as e:
+        raise ReferenceError_(f"reference {uri!r}: {e}") from None
+    return Reference(uri, bounds, train, evals, meta)
+
+
+def reference_uri(store_uri: str, model_name: str, version: str) -> str:
+    """``models/<name>/<version>/reference`` of a store."""
+    from kfloop import store as kstore
+
+    model_uri = kstore.ModelStore(store_uri).model_uri(model_name, version)
+    return model_uri.rstrip("/").rsplit("/", 1)[0] + "/reference"
+
+
+def store_reference(store_uri: str, model_name: str, version: str, ref_dir: str) -> str:
+    """Copies a reference folder beside a version's model; returns its URI."""
+    out = reference_uri(store_uri, model_name, version)
+    for name in FILES:
+        src = fs.join(ref_dir, name)
+        if fs.exists(src):
+            fs.write_bytes(fs.join(out, name), fs.read_bytes(src))
+    return out
+
+
+def reference_for(
+    reference_train: str,
+    reference_eval: str = "",
+    *,
+    cfg: config.MonitoringConfig = config.MonitoringConfig(),
+    schema_path: str | None = None,
+    beam_pipeline_args=(),
+) -> Reference:
+    """A reference from a reference folder, or computed from train / eval Dataset CSVs (explicit ones).
+
+    Raises:
+        ReferenceError_: the folder or a CSV is missing.
+    """
+    if is_reference(reference_train):
+        return load_reference(reference_train)
+    if not fs.exists(reference_train):
+        raise ReferenceError_(f"reference dataset {reference_train!r} does not exist")
+    if reference_eval and not fs.exists(reference_eval):
+        raise ReferenceError_(f"reference dataset {reference_eval!r} does not exist")
+    tmp = tempfile.mkdtemp(prefix="kfloop-ref-")
+    build_reference(
+        reference_train,
+        reference_eval,
+        tmp,
+        cfg=cfg,
+        schema_path=schema_path,
+        beam_pipeline_args=beam_pipeline_args,
+    )
+    return load_reference(tmp)
+
+
+def champion_reference(
+    store_uri: str,
+    model_name: str,
+    source: str,
+    workdir: str,
+    *,
+    cfg: config.MonitoringConfig = config.MonitoringConfig(),
+    beam_pipeline_args=(),
+) -> Reference:
+    """The champion's stored reference; for a version without one, rebuilt once from ``source``.
+
+    Raises:
+        ReferenceError_: no champion, or no stored reference and no data window / source to rebuild it.
+    """
     from kfloop import store as kstore
 
     st = kstore.ModelStore(store_uri)
@@ -34,11 +188,23 @@ def champion_reference(store_uri: str, model_name: str, source: str, workdir: st
         meta = st.metadata(model_name, version)
     except kstore.StoreError as e:
         raise ReferenceError_(f"no champion reference for model {model_name!r}: {e}") from None
+    stored = reference_uri(store_uri, model_name, version)
+    if is_reference(stored):
+        ref = load_reference(stored)
+        ref.version = version
+        return ref
     window = meta.get("data_window") or {}
     if not window.get("end"):
         raise ReferenceError_(
-            f"model {model_name!r} version {version}: metadata.json has no data_window.end (the ingest cutoff)"
+            f"model {model_name!r} version {version}: no stored reference and metadata.json has no "
+            "data_window.end (the ingest cutoff) to rebuild it"
         )
+    if not source:
+        raise ReferenceError_(
+            f"model {model_name!r} version {version}: no stored reference; give the source data to rebuild it"
+        )
+    from components.ingest.ingest import ingest
+
     os.makedirs(workdir, exist_ok=True)
     paths = {k: os.path.join(workdir, f"{k}.csv") for k in ("train", "eval", "rest")}
     ingest(
@@ -50,4 +216,8 @@ def champion_reference(store_uri: str, model_name: str, source: str, workdir: st
         window_start=window.get("start") or "",
         eval_fraction=float(meta.get("eval_fraction", config.DEFAULT_EVAL_FRACTION)),
     )
-    return {"version": version, "train": paths["train"], "eval": paths["eval"], "window": window}
+    out = os.path.join(workdir, "reference")
+    build_reference(paths["train"], paths["eval"], out, cfg=cfg, beam_pipeline_args=beam_pipeline_args)
+    ref = load_reference(out)
+    ref.version = version
+    return ref

@@ -1,0 +1,358 @@
+"""One monitoring window of the Parquet log, streamed in bounded memory.
+
+Pass 1 reads the window's prediction files (:func:`kfloop.predlog.scan`: only the window's date partitions,
+filter on ``timestamp``, corrupt files skipped and named) and the feedback files of the label horizon, one
+record batch at a time. Every row is checked (:func:`check_predictions`, :func:`check_feedback`); a bad row
+is skipped and counted with its reason, never raised. Good rows are spilled, hash-partitioned on
+``(request_id, row)``, into ``buckets`` local Arrow files (predictions and feedback alike).
+
+Pass 2 takes one bucket at a time: duplicate ``(request_id, row)`` predictions are dropped (and counted),
+the bucket's labels are joined (a later label for the same key wins: a correction), the live-AUC
+histograms and counters are updated, and the rows go on as TFDV record batches (one list value per cell,
+null = missing), raw and clipped to the reference's quantiles, into staged Arrow IPC files for the
+statistics pipeline. Memory holds one log file or one bucket (``rows / buckets``), whatever the window.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kfloop import features as F
+from kfloop import predlog as P
+
+#: Spill partitions: pass 2 holds about ``rows / BUCKETS`` rows.
+BUCKETS = 64
+
+#: Probability histogram resolution for the live AUC (2**20 bins on [0, 1]: ties only below 1e-6).
+AUC_BINS = 1 << 20
+
+#: Rows per TFDV record batch.
+BATCH_ROWS = 10_000
+
+_NUMERIC = tuple(f.name for f in F.features_of(F.Kind.NUMERIC))
+_MODEL = tuple(f.name for f in F.MODEL_FEATURES)
+
+
+def _mask_reason(counts: collections.Counter, mask, reason: str):
+    n = int(np.count_nonzero(mask))
+    if n:
+        counts[reason] += n
+    return mask
+
+
+def _np(arr) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def check_predictions(batch: pa.RecordBatch, counts: collections.Counter) -> pa.RecordBatch:
+    """The good rows of a prediction batch; every bad row is counted in ``counts`` by reason.
+
+    Bad: an empty ``request_id`` or ``model_version``, a negative ``row``, a probability that is not a
+    number in [0, 1] (NaN, infinite, null), a non-finite numeric feature (NaN that is not null, infinity).
+    """
+    bad = np.zeros(batch.num_rows, dtype=bool)
+    rid = batch.column(batch.schema.get_field_index("request_id"))
+    bad |= _mask_reason(
+        counts, ~_np(pc.fill_null(pc.greater(pc.utf8_length(rid), 0), False)), "empty request_id"
+    )
+    ver = batch.column(batch.schema.get_field_index("model_version"))
+    bad |= _mask_reason(
+        counts, ~_np(pc.fill_null(pc.greater(pc.utf8_length(ver), 0), False)) & ~bad, "empty model_version"
+    )
+    row = batch.column(batch.schema.get_field_index("row"))
+    bad |= _mask_reason(counts, ~_np(pc.fill_null(pc.greater_equal(row, 0), False)) & ~bad, "negative row")
+    p = _np(
+        pc.fill_null(batch.column(batch.schema.get_field_index("probability")).cast(pa.float64()), np.nan)
+    )
+    with np.errstate(invalid="ignore"):
+        bad_p = ~((p >= 0.0) & (p <= 1.0))
+    bad |= _mask_reason(counts, bad_p & ~bad, "probability not a number in [0, 1]")
+    for name in _NUMERIC:
+        if name not in batch.schema.names:
+            continue
+        v = _np(pc.fill_null(batch.column(batch.schema.get_field_index(name)), 0.0))
+        bad |= _mask_reason(counts, ~np.isfinite(v) & ~bad, f"{name} not finite")
+    if not bad.any():
+        return batch
+    return batch.filter(pa.array(~bad))
+
+
+def check_feedback(batch: pa.RecordBatch, counts: collections.Counter) -> pa.RecordBatch:
+    """The good rows of a feedback batch (empty request id, negative row, label not 0 / 1 are counted)."""
+    bad = np.zeros(batch.num_rows, dtype=bool)
+    rid = batch.column(batch.schema.get_field_index("request_id"))
+    bad |= _mask_reason(
+        counts, ~_np(pc.fill_null(pc.greater(pc.utf8_length(rid), 0), False)), "empty request_id"
+    )
+    row = batch.column(batch.schema.get_field_index("row"))
+    bad |= _mask_reason(counts, ~_np(pc.fill_null(pc.greater_equal(row, 0), False)) & ~bad, "negative row")
+    lab = _np(pc.fill_null(batch.column(batch.schema.get_field_index("label")).cast(pa.int64()), -1))
+    bad |= _mask_reason(counts, ~np.isin(lab, (0, 1)) & ~bad, "label not 0 or 1")
+    if not bad.any():
+        return batch
+    return batch.filter(pa.array(~bad))
+
+
+def _bucket_of(batch: pa.RecordBatch, buckets: int) -> np.ndarray:
+    """Bucket of each row's ``(request_id, row)``: the same in pass 1 for predictions and feedback."""
+    rid = batch.column(batch.schema.get_field_index("request_id"))
+    enc = pc.dictionary_encode(rid)
+    words = enc.dictionary.to_pylist()
+    hashes = np.fromiter((hash(w) for w in words), dtype=np.int64, count=len(words))
+    h = hashes[_np(enc.indices)]
+    rows = _np(batch.column(batch.schema.get_field_index("row"))).astype(np.int64)
+    return ((h ^ (rows * 0x9E3779B1)) % buckets).astype(np.int64)
+
+
+class _Spill:
+    """``buckets`` append-only Arrow IPC files of one schema."""
+
+    def __init__(self, folder: str, name: str, schema: pa.Schema, buckets: int):
+        self.paths = [os.path.join(folder, f"{name}-{i:03d}.arrow") for i in range(buckets)]
+        self.schema = schema
+        self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self._sinks: dict[int, object] = {}
+
+    def add(self, batch: pa.RecordBatch, which: np.ndarray) -> None:
+        order = np.argsort(which, kind="stable")
+        sorted_b = batch.take(pa.array(order))
+        ids, starts = np.unique(which[order], return_index=True)
+        ends = np.append(starts[1:], len(order))
+        for b, s, e in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            w = self._writers.get(b)
+            if w is None:
+                sink = pa.OSFile(self.paths[b], "wb")
+                w = pa.ipc.new_stream(sink, self.schema)
+                self._writers[b], self._sinks[b] = w, sink
+            w.write_batch(sorted_b.slice(s, e - s))
+
+    def close(self) -> None:
+        for b, w in self._writers.items():
+            w.close()
+            self._sinks[b].close()
+
+    def read(self, b: int) -> pa.Table:
+        if b not in self._writers:
+            return self.schema.empty_table()
+        with pa.OSFile(self.paths[b], "rb") as f:
+            return pa.ipc.open_stream(f).read_all()
+
+    def remove(self, b: int) -> None:
+        if b in self._writers and os.path.exists(self.paths[b]):
+            os.remove(self.paths[b])
+
+
+@dataclasses.dataclass
+class WindowStats:
+    """Counters of one window (JSON-ready via :meth:`as_dict`)."""
+
+    rows: int = 0
+    labelled_rows: int = 0
+    positives: int = 0
+    probability_sum: float = 0.0
+    model_versions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    bad_predictions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    bad_feedback: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    corrupt_files: list = dataclasses.field(default_factory=list)
+    files: int = 0
+    feedback_files: int = 0
+    pos_hist: np.ndarray | None = None
+    neg_hist: np.ndarray | None = None
+
+    def live_auc(self) -> float | None:
+        """ROC AUC of the labelled rows (ties within one histogram bin count half); None without both
+        classes."""
+        if self.pos_hist is None:
+            return None
+        pos, neg = self.pos_hist.astype(np.float64), self.neg_hist.astype(np.float64)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return None
+        below = np.cumsum(neg) - neg
+        return float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
+
+    def bad_total(self) -> int:
+        return sum(self.bad_predictions.values()) + sum(self.bad_feedback.values()) + len(self.corrupt_files)
+
+
+def _tfdv_column(arr: pa.Array, clip: tuple[float, float] | None = None) -> pa.Array:
+    """A flat nullable column as TFDV's list column (one value per cell, null list = missing)."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    valid = _np(arr.is_valid())
+    values = arr.filter(arr.is_valid())
+    if clip is not None:
+        values = pa.array(np.clip(_np(values).astype(np.float64), clip[0], clip[1]).astype(np.float32))
+    if pa.types.is_string(values.type):
+        values = values.cast(pa.binary())
+    counts = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+    offsets = pa.array(counts, mask=np.concatenate([~valid, [False]]))
+    return pa.ListArray.from_arrays(offsets, values)
+
+
+def tfdv_batches(table: pa.Table, bounds: dict | None = None, with_event_time: bool = True) -> list:
+    """Record batches in TFDV's format of the model features (+ the event time = prediction time)."""
+    table = table.combine_chunks()
+    out = []
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        part = table.slice(start, BATCH_ROWS)
+        arrays, names = [], []
+        if with_event_time:
+            secs = _np(part.column("timestamp").combine_chunks().cast(pa.int64())) // 1_000_000
+            arrays.append(_tfdv_column(pa.array(secs, type=pa.int64())))
+            names.append(F.EVENT_TIME.name)
+        for name in _MODEL:
+            clip = bounds.get(name) if bounds else None
+            arrays.append(_tfdv_column(part.column(name), clip))
+            names.append(name)
+        out.append(pa.RecordBatch.from_arrays(arrays, names))
+    return out
+
+
+class _Stage:
+    """Staged Arrow IPC files of TFDV batches (one file per bucket) for the statistics pipeline."""
+
+    def __init__(self, folder: str, name: str):
+        self.folder, self.name, self.paths = folder, name, []
+
+    def add(self, batches: list) -> None:
+        if not batches:
+            return
+        from kfloop import fs
+
+        path = fs.join(self.folder, f"{self.name}-{len(self.paths):05d}.arrow")
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batches[0].schema) as w:
+            for b in batches:
+                w.write_batch(b)
+        fs.write_bytes(path, sink.getvalue().to_pybytes())
+        self.paths.append(path)
+
+
+def process_window(
+    store_uri: str,
+    model_name: str,
+    start,
+    end,
+    feedback_end,
+    *,
+    bounds: dict,
+    stage_dir: str,
+    spill_dir: str | None = None,
+    buckets: int = BUCKETS,
+    on_rows=None,
+) -> tuple[WindowStats, list[str], list[str]]:
+    """Streams one window: checks, dedupes, joins labels, counts and stages the TFDV batches.
+
+    Args:
+        store_uri: Log root holding ``predictions/`` and ``feedback/``.
+        model_name: Model name.
+        start: Window start (inclusive), end: window end (exclusive), both aware datetimes.
+        feedback_end: Labels that arrived in ``[start, feedback_end)`` are joined.
+        bounds: ``{numeric feature: (low, high)}`` the clipped statistics use.
+        stage_dir: Where the TFDV batches are staged (readable by the Beam workers).
+        spill_dir: Local folder for the bucket files (default: a temporary folder, removed).
+        buckets: Number of hash partitions.
+        on_rows: Called with each bucket's deduplicated, labelled table (e.g. to write the live dataset).
+
+    Returns:
+        ``(stats, raw_paths, clipped_paths)``: counters and the staged files of the raw and clipped batches.
+    """
+    ws = WindowStats()
+    ws.pos_hist = np.zeros(AUC_BINS, dtype=np.int64)
+    ws.neg_hist = np.zeros(AUC_BINS, dtype=np.int64)
+    raw, clipped = _Stage(stage_dir, "raw"), _Stage(stage_dir, "clipped")
+    with tempfile.TemporaryDirectory(prefix="kfloop-monitor-", dir=spill_dir) as tmp:
+        preds = _Spill(tmp, "p", P.PREDICTION_SCHEMA, buckets)
+        fb_schema = pa.schema(
+            [P.FEEDBACK_SCHEMA.field(c) for c in ("request_id", "row", "label", "timestamp")]
+        )
+        fbs = _Spill(tmp, "f", fb_schema, buckets)
+        rep = P.ScanReport()
+        try:
+            for batch in P.scan(store_uri, model_name, P.PREDICTIONS, start, end, report=rep):
+                good = check_predictions(batch, ws.bad_predictions)
+                if good.num_rows:
+                    preds.add(good, _bucket_of(good, buckets))
+            frep = P.ScanReport()
+            for batch in P.scan(
+                store_uri, model_name, P.FEEDBACK, start, feedback_end, columns=fb_schema.names, report=frep
+            ):
+                good = check_feedback(batch, ws.bad_feedback)
+                if good.num_rows:
+                    fbs.add(good, _bucket_of(good, buckets))
+        finally:
+            preds.close()
+            fbs.close()
+        for reason, n in rep.bad_rows.items():
+            ws.bad_predictions[reason] += n
+        for reason, n in frep.bad_rows.items():
+            ws.bad_feedback[reason] += n
+        ws.corrupt_files = [*rep.corrupt, *frep.corrupt]
+        ws.files, ws.feedback_files = rep.files, frep.files
+        for b in range(buckets):
+            table = preds.read(b)
+            preds.remove(b)
+            if table.num_rows == 0:
+                continue
+            table, labels = _dedupe_and_join(table, fbs.read(b), ws)
+            fbs.remove(b)
+            _count(table, labels, ws)
+            if on_rows is not None:
+                on_rows(table, labels)
+            raw.add(tfdv_batches(table))
+            clipped.add(tfdv_batches(table, bounds, with_event_time=False))
+    return ws, raw.paths, clipped.paths
+
+
+def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa.Table, np.ndarray]:
+    """Drops repeated ``(request_id, row)`` predictions (first kept, the rest counted) and returns the label
+    of each row (-1 = none arrived; the latest arrival wins)."""
+    import pandas as pd
+
+    keys = pd.DataFrame(
+        {
+            "request_id": table.column("request_id").to_pandas(),
+            "row": _np(table.column("row").combine_chunks()),
+        }
+    )
+    dup = keys.duplicated(["request_id", "row"]).to_numpy()
+    if dup.any():
+        ws.bad_predictions["duplicate (request_id, row)"] += int(dup.sum())
+        table = table.filter(pa.array(~dup))
+        keys = keys[~dup].reset_index(drop=True)
+    if fb.num_rows == 0:
+        return table, np.full(table.num_rows, -1, dtype=np.int8)
+    f = pd.DataFrame(
+        {
+            "request_id": fb.column("request_id").to_pandas(),
+            "row": _np(fb.column("row").combine_chunks()),
+            "label": _np(fb.column("label").combine_chunks()),
+            "ts": _np(fb.column("timestamp").combine_chunks().cast(pa.int64())),
+        }
+    )
+    f = f.sort_values("ts", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
+    joined = keys.merge(f[["request_id", "row", "label"]], on=["request_id", "row"], how="left", sort=False)
+    return table, joined["label"].fillna(-1).to_numpy(dtype=np.int8)
+
+
+def _count(table: pa.Table, labels: np.ndarray, ws: WindowStats) -> None:
+    probs = _np(table.column("probability").combine_chunks()).astype(np.float64)
+    ws.rows += table.num_rows
+    ws.probability_sum += float(probs.sum())
+    for v, n in zip(
+        *np.unique(_np(table.column("model_version").combine_chunks()), return_counts=True), strict=True
+    ):
+        ws.model_versions[str(v)] += int(n)
+    has = labels >= 0
+    ws.labelled_rows += int(has.sum())
+    ws.positives += int((labels == 1).sum())
+    idx = np.minimum((probs * AUC_BINS).astype(np.int64), AUC_BINS - 1)
+    ws.pos_hist += np.bincount(idx[labels == 1], minlength=AUC_BINS)
+    ws.neg_hist += np.bincount(idx[labels == 0], minlength=AUC_BINS)
