@@ -161,3 +161,24 @@ def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, row
     # Two TF versions (2.16 here, the serving image's own) on the same SavedModel and the same float32
     # inputs: equal up to float32 rounding of the last op.
     np.testing.assert_allclose(batch_arr, online_arr, rtol=0, atol=2e-6)
+
+
+def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path):
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    ranges = B.split_ranges(path, range_bytes=10_000)
+    assert len(ranges) > 3 and ranges[0][2] == 0
+    got = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
+    firsts = [first for first, _ in got]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    fares = np.concatenate([c["fare"] for _, c in got])
+    whole = np.concatenate([c["fare"] for _, c in B.read_chunks(path, chunk_rows=50)])
+    np.testing.assert_array_equal(fares, whole)
+    for (first, cols), nxt in zip(got, [*firsts[1:], len(rows)], strict=True):
+        assert first + len(cols["fare"]) == nxt  # each chunk's row numbers continue the previous one's
+    # a quoted field could hold a newline: such a file is read as one range
+    quoted = rows.copy()
+    quoted.loc[quoted.index[0], "company"] = "A, B and C"
+    qpath = str(tmp_path / "q.csv")
+    B.prepare_input(_write(quoted, tmp_path, "q_in.csv"), qpath)
+    assert len(B.split_ranges(qpath, range_bytes=10_000)) == 1

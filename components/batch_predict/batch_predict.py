@@ -17,6 +17,7 @@ batch prediction is keyed by these two, as for an online request.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import uuid
 
@@ -25,6 +26,8 @@ from kfloop import fs
 
 #: Rows per element of the Beam pipeline (one model call each).
 DEFAULT_CHUNK_ROWS = 16_384
+#: Bytes of CSV per read range (ranges are read in parallel by the Beam workers).
+DEFAULT_RANGE_BYTES = 32 << 20
 
 
 class BatchPredictError(ValueError):
@@ -111,6 +114,24 @@ def encode_batch(batch) -> dict:
     return out
 
 
+def _chunks_of(reader, first: int, chunk_rows: int):
+    """``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows from a CSV batch reader."""
+    import pyarrow as pa
+
+    pending, held = [], 0
+    for batch in reader:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
+            yield first, encode_batch(head.to_batches()[0])
+            first += chunk_rows
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield first, encode_batch(pa.Table.from_batches(pending).combine_chunks().to_batches()[0])
+
+
 def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """Streams a Dataset CSV as ``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows.
 
@@ -118,29 +139,66 @@ def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """
     import tempfile
 
-    import pyarrow as pa
     import pyarrow.csv as pcsv
 
     with tempfile.TemporaryDirectory(prefix="kfloop-batch-") as tmp:
         path = fs.local_copy(dataset_uri, tmp) if fs.is_gcs(dataset_uri) else dataset_uri
         reader = pcsv.open_csv(
-            path,
-            read_options=pcsv.ReadOptions(block_size=1 << 22),
-            convert_options=_convert_options(),
+            path, read_options=pcsv.ReadOptions(block_size=1 << 24), convert_options=_convert_options()
         )
-        first, pending, held = 0, [], 0
-        for batch in reader:
-            pending.append(batch)
-            held += batch.num_rows
-            while held >= chunk_rows:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
-                yield first, encode_batch(head.to_batches()[0] if head.num_rows else head)
-                first += chunk_rows
-                pending, held = rest.to_batches(), rest.num_rows
-        if held:
-            table = pa.Table.from_batches(pending).combine_chunks()
-            yield first, encode_batch(table.to_batches()[0])
+        yield from _chunks_of(reader, 0, chunk_rows)
+
+
+def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tuple[int, int, int]]:
+    """Splits a local CSV into line-aligned byte ranges ``(start, end, first_row)`` for parallel reading.
+
+    ``first_row`` (the data row number of the range's first line) comes from counting newlines, so the
+    file is split only when it has no quoted field (which could hold a newline); otherwise, or when it is
+    small, the whole file is one range.
+    """
+    import os
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header_end = len(f.readline())
+        whole = [(header_end, size, 0)]
+        if size - header_end <= range_bytes:
+            return whole
+        cuts = [header_end]
+        for pos in range(header_end + range_bytes, size, range_bytes):
+            f.seek(pos)
+            f.readline()
+            if f.tell() < size and f.tell() > cuts[-1]:
+                cuts.append(f.tell())
+        cuts.append(size)
+        out = []
+        row = 0
+        for start, end in itertools.pairwise(cuts):
+            f.seek(start)
+            block = f.read(end - start)
+            if b'"' in block:
+                return whole
+            out.append((start, end, row))
+            row += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    return out
+
+
+def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    """Chunks of one byte range ``(path, start, end, first_row)`` of a local CSV (see :func:`split_ranges`)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    path, start, end, first_row = element
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(start)
+        body = f.read(end - start)
+    reader = pcsv.open_csv(
+        pa.BufferReader(header + body),
+        read_options=pcsv.ReadOptions(block_size=1 << 24),
+        convert_options=_convert_options(),
+    )
+    yield from _chunks_of(reader, first_row, chunk_rows)
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -266,10 +324,18 @@ class _WriteChunk:
         )
         written = []
         if self.log_root:
+            # Unique per chunk and attempt: Beam workers each count their own file sequence, and a retried
+            # chunk must not collide with its first attempt (the monitor drops duplicate (request_id, row)).
+            writer = f"{self.request_id}-{first:012d}-{uuid.uuid4().hex[:6]}"
             written = predlog.write_table(
-                self.log_root, self.model_name, predlog.PREDICTIONS, table, writer_id=self.request_id
+                self.log_root, self.model_name, predlog.PREDICTIONS, table, writer_id=writer
             )
-        fs.write_bytes(fs.join(self.parts_uri, f"part-{first:012d}.parquet"), predlog.parquet_bytes(table))
+            # The log file holds exactly this chunk's rows in order: the output refers to it (one write).
+            fs.write_text(fs.join(self.parts_uri, f"part-{first:012d}.ref"), "\n".join(written) + "\n")
+        else:
+            fs.write_bytes(
+                fs.join(self.parts_uri, f"part-{first:012d}.parquet"), predlog.parquet_bytes(table)
+            )
         if self.progress:
             print(f"batch predict: scored rows {first}..{first + n - 1}", flush=True)
         return n, len(written)
@@ -295,7 +361,8 @@ def score(
         store_uri: Model store root.
         model_name: Model name in the store.
         version: Committed version to score with (see :func:`resolve`).
-        parts_uri: Folder for the scored chunks (Parquet parts, the prediction log's columns).
+        parts_uri: Folder for the scored chunks, in input order: Parquet parts of the prediction log's
+            columns, or (when the log is written) ``.ref`` files naming the log file that holds each chunk.
         log_root: Prediction log root (the store root, as the server uses); None: no log written.
         request_id: The job's request id (default :func:`new_request_id`).
         chunk_rows: Rows per Beam element / model call.
@@ -313,13 +380,18 @@ def score(
     handler = saved_model_handler(store_uri, model_name, version)
     writer = _WriteChunk(log_root, model_name, version, request_id, parts_uri, progress)
     counts = fs.join(parts_uri, "_counts")
+    local = not fs.is_gcs(dataset_uri)
+    if local:
+        ranges = [(dataset_uri, *r) for r in split_ranges(dataset_uri)]
+    else:
+        ranges = [dataset_uri]
     t0 = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
         (
             p
-            | "Input" >> beam.Create([dataset_uri])
-            | "ReadChunks" >> beam.FlatMap(read_chunks, chunk_rows=chunk_rows)
-            | "Spread" >> (beam.Reshuffle() if _distributed(beam_args) else beam.Map(lambda c: c))
+            | "Ranges" >> beam.Create(ranges)
+            | "Spread" >> beam.Reshuffle()  # tiny elements: each worker then reads, scores, writes its ranges
+            | "ReadChunks" >> beam.FlatMap(read_range if local else read_chunks, chunk_rows=chunk_rows)
             | "RunInference" >> RunInference(handler)
             | "Write" >> beam.Map(writer)
             | "Sum"
@@ -339,22 +411,6 @@ def score(
     )
 
 
-def _distributed(beam_args) -> bool:
-    """Whether the runner is not the local DirectRunner: then chunks are reshuffled across workers.
-
-    Locally the stages stay fused, so chunks stream through read → score → write one at a time (bounded
-    memory); a distributed runner's shuffle spreads them over its workers instead.
-    """
-    runner = ""
-    args = list(beam_args)
-    for i, a in enumerate(args):
-        if a.startswith("--runner="):
-            runner = a.split("=", 1)[1]
-        elif a == "--runner" and i + 1 < len(args):
-            runner = args[i + 1]
-    return runner.lower().removesuffix("runner") not in ("", "direct", "prism", "fnapi")
-
-
 def part_uris(parts_uri: str) -> list[str]:
     """The scored parts under ``parts_uri``, in input-row order."""
     return sorted(u for u in fs.list_files(parts_uri) if u.rsplit("/", 1)[-1].startswith("part-"))
@@ -370,7 +426,6 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
     import os
     import tempfile
 
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -387,7 +442,7 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
         writer = None
         with open(tmp, "wb") as sink:
             for uri in parts:
-                table = pq.read_table(pa.BufferReader(fs.read_bytes(uri)))
+                table = _read_part(uri)
                 rows += table.num_rows
                 if as_csv:
                     table = table.set_column(
@@ -414,6 +469,18 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return rows
+
+
+def _read_part(uri: str):
+    """One scored chunk: a Parquet part, or a ``.ref`` naming the prediction-log file(s) that hold it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if uri.endswith(".ref"):
+        refs = [u for u in fs.read_text(uri).splitlines() if u]
+        tables = [pq.read_table(pa.BufferReader(fs.read_bytes(u))) for u in refs]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return pq.read_table(pa.BufferReader(fs.read_bytes(uri)))
 
 
 def _same_fs(a: str, b: str) -> bool:
