@@ -182,3 +182,16 @@ def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path)
     qpath = str(tmp_path / "q.csv")
     B.prepare_input(_write(quoted, tmp_path, "q_in.csv"), qpath)
     assert len(B.split_ranges(qpath, range_bytes=10_000)) == 1
+
+
+def test_raw_extract_input_is_cleaned_and_missing_features_are_named(taxi_csv, tmp_path):
+    raw = pd.read_csv(taxi_csv, dtype=str, keep_default_na=False).head(200)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    out = str(tmp_path / "prep.csv")
+    assert B.prepare_input(str(tmp_path / "raw.csv"), out) == 200
+    prepared = datasets.read_dataset(out)
+    assert F.LABEL.name not in prepared.columns and F.TIPS not in prepared.columns
+    assert prepared["fare"].tolist() == raw["fare"].astype(float).tolist()
+    raw.drop(columns=["tips", "company"]).to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(B.BatchPredictError, match="missing model feature column.*company"):
+        B.prepare_input(str(tmp_path / "x.csv"), out)
