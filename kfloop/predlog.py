@@ -431,6 +431,44 @@ def read_file(uri: str, columns=None) -> pa.Table:
     return pq.ParquetFile(source).read(columns=columns, use_threads=False)
 
 
+def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a file's column type is the schema's type up to width / encoding (never across kinds: a
+    string is not a number, a bool is not a label, a float is not an int)."""
+    if pa.types.is_dictionary(got):
+        got = got.value_type
+    if got == want:
+        return True
+    if pa.types.is_string(want):
+        return pa.types.is_string(got) or pa.types.is_large_string(got) or str(got) == "string_view"
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(got)
+    if pa.types.is_floating(want):
+        return pa.types.is_floating(got)
+    if pa.types.is_timestamp(want):
+        return pa.types.is_timestamp(got) and got.tz is not None
+    return False
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A file's table in the log schema: same columns, same kinds of type (width and encoding may differ),
+    valid UTF-8 text. Raises ``LogError`` naming the first column that does not fit."""
+    for field in schema:
+        if field.name not in table.schema.names:
+            raise LogError(f"column {field.name!r} missing")
+        got = table.schema.field(field.name).type
+        if not _same_kind(got, field.type):
+            raise LogError(f"column {field.name!r} has type {got}, expected {field.type}")
+    out = table.select(schema.names).cast(schema)
+    for field in schema:
+        if pa.types.is_string(field.type):
+            for chunk in out.column(field.name).chunks:
+                try:
+                    chunk.validate(full=True)
+                except pa.ArrowInvalid:
+                    raise LogError(f"column {field.name!r} holds invalid UTF-8") from None
+    return out
+
+
 class ScanReport:
     """What a :func:`scan` read and skipped.
 
@@ -508,7 +546,7 @@ def scan(
     for day, uri in list_files(log_root_uri, model_name, kind, start, end):
         try:
             table = read_file(uri, columns=read_cols)
-            table = table.select(read_cols).cast(pa.schema([schema.field(c) for c in read_cols]))
+            table = conform(table, pa.schema([schema.field(c) for c in read_cols]))
         except Exception as e:  # any failure to read one file skips that file only
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"[:300]
             if report is not None:

@@ -47,6 +47,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         min_examples: int = _M.min_examples,
         min_live_auc: float = _M.min_live_auc,
         cooldown_hours: float = _M.cooldown_hours,
+        beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
     ):
         mon = monitor_op(
             store_uri=store_uri,
@@ -59,6 +60,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             drift_linf=drift_linf,
             drift_jsd=drift_jsd,
             min_examples=min_examples,
+            beam_pipeline_args=beam_pipeline_args,
         )
         settings.configure(
             mon, network_io=True, deterministic=False, cpu="1", memory="4Gi", display_name="monitor"

@@ -10,6 +10,7 @@ from components.deploy.component import deploy_op
 from components.evaluate.component import evaluate_op
 from components.gate.component import gate_op
 from components.ingest.component import ingest_op
+from components.monitor.component import reference_op
 from components.push.component import push_op
 from components.train.component import train_op
 from components.validate.component import validate_op
@@ -125,6 +126,14 @@ def create_pipeline(name: str = PIPELINE_NAME):
             evaluate, network_io=True, deterministic=False, cpu="2", memory="4Gi", display_name="evaluate"
         )
 
+        # The monitoring reference (statistics of the clipped train / eval splits), kept with the version.
+        reference = reference_op(
+            train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
+        ).after(gate)
+        settings.configure(
+            reference, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="reference"
+        )
+
         push = push_op(
             model=train.outputs["model"],
             blessing=evaluate.outputs["blessing"],
@@ -135,6 +144,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             schema_hash=schema_hash,
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             code_version=kfloop.__version__,
+            reference=reference.outputs["reference"],
         )
         settings.configure(
             push, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="push"

@@ -54,21 +54,13 @@ def _metrics():
     return _METRICS
 
 
-def _columns_of(raw, n: int) -> dict:
+def _columns_of(raw) -> dict:
     """Decoded ``{feature: array}`` columns; V1 instance dicts (old callers, tests) are decoded here."""
     if isinstance(raw, dict):
         return raw
-    cols = {}
-    for f in F.MODEL_FEATURES:
-        vals = [(r.get(f.name) if isinstance(r, dict) else None) for r in raw]
-        miss = f.missing
-        if f.kind == F.Kind.NUMERIC:
-            cols[f.name] = np.array([miss if v is None else v for v in vals], dtype=np.float32)
-        elif f.kind == F.Kind.CATEGORICAL_INT:
-            cols[f.name] = np.array([miss if v is None else v for v in vals], dtype=np.int64)
-        else:
-            cols[f.name] = np.array([miss if v is None else v for v in vals], dtype=object)
-    return cols
+    from kfloop import predlog
+
+    return predlog.columns_from_instances(raw)
 
 
 class PredictionLog:
@@ -182,7 +174,7 @@ class PredictionLog:
         n = int(counts.sum())
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         rows = np.arange(n, dtype=np.int64) - starts
-        cols = [_columns_of(it[3], len(it[4])) for it in items]
+        cols = [_columns_of(it[3]) for it in items]
         merged = {
             f.name: (
                 cols[0][f.name] if len(cols) == 1 else np.concatenate([np.asarray(c[f.name]) for c in cols])

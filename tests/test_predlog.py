@@ -181,3 +181,55 @@ def test_size_per_row_on_taxi_rows(taxi_csv):
     fare = back.column("fare").combine_chunks().to_numpy(zero_copy_only=False)
     assert np.allclose(fare, df["fare"].astype("float32").to_numpy(), equal_nan=True)
     assert math.isclose(back.column("probability")[0].as_py(), 0.5)
+
+
+def test_log_reads_as_a_hive_dataset_with_pyarrow_dataset_and_pandas(tmp_path):
+    """The files are readable as they are by generic readers (the README's examples)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    for d in range(2):
+        t = P.prediction_table(
+            f"r{d}", (DAY + dt.timedelta(days=d)).timestamp(), f"v{d}", columns(3), [0.5] * 3
+        )
+        P.write_table(str(tmp_path), MODEL, "predictions", t)
+    root = tmp_path / "predictions" / MODEL
+    log = ds.dataset(str(root), format="parquet", partitioning="hive")
+    got = log.to_table(filter=ds.field("date") == "2026-11-24", columns=["model_version", "fare"])
+    assert got.column("model_version").to_pylist() == ["v1"] * 3
+    frame = pd.read_parquet(str(root))
+    assert len(frame) == 6 and set(frame["date"].astype(str)) == {"2026-11-23", "2026-11-24"}
+
+
+@pytest.mark.parametrize(
+    "column, values",
+    [
+        ("label", pa.array(["1", "0"])),
+        ("label", pa.array([1.7, 0.0])),
+        ("label", pa.array([True, False])),
+    ],
+)
+def test_feedback_file_with_a_wrong_typed_label_is_skipped_and_named(tmp_path, column, values):
+    good = P.feedback_table(["a", "b"], [0, 0], [1, 0], DAY.timestamp())
+    P.write_table(str(tmp_path), MODEL, "feedback", good)
+    bad = good.set_column(good.schema.get_field_index(column), column, values)
+    part = tmp_path / "feedback" / MODEL / "date=2026-11-23"
+    pq.write_table(bad, part / "bad.parquet")
+    report = P.ScanReport()
+    got = list(P.scan(str(tmp_path), MODEL, "feedback", DAY, DAY + dt.timedelta(days=1), report=report))
+    assert sum(b.num_rows for b in got) == 2
+    ((uri, reason),) = report.corrupt
+    assert uri.endswith("bad.parquet") and "'label'" in reason
+
+
+def test_numbers_written_as_text_are_not_coerced(tmp_path):
+    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(2), [0.1, 0.2])
+    hour = t.schema.get_field_index("trip_start_hour")
+    part = tmp_path / "predictions" / MODEL / "date=2026-11-23"
+    part.mkdir(parents=True)
+    pq.write_table(t.set_column(hour, "trip_start_hour", pa.array(["12", "13"])), part / "text.parquet")
+    report = P.ScanReport()
+    assert not list(
+        P.scan(str(tmp_path), MODEL, "predictions", DAY, DAY + dt.timedelta(days=1), report=report)
+    )
+    assert "trip_start_hour" in report.corrupt[0][1]

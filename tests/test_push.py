@@ -94,9 +94,10 @@ def test_push_op_under_kfp_local(tmp_path):
     root = str(tmp_path / "store")
 
     @dsl.pipeline(name="push-test")
-    def pipe(model_uri: str, blessing_uri: str, store_uri: str):
+    def pipe(model_uri: str, blessing_uri: str, store_uri: str, reference_uri: str):
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=True)
         blessing = dsl.importer(artifact_uri=blessing_uri, artifact_class=dsl.Artifact, reimport=True)
+        reference = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Artifact, reimport=True)
         pushed = push_op(
             model=model.output,
             blessing=blessing.output,
@@ -107,6 +108,7 @@ def test_push_op_under_kfp_local(tmp_path):
             schema_hash="s1",
             run_id="local-run",
             code_version="0.1.0",
+            reference=reference.output,
         )
         deploy_op(
             pushed=pushed.outputs["pushed"],
@@ -117,7 +119,13 @@ def test_push_op_under_kfp_local(tmp_path):
             canary_percent=-1,
         )
 
-    args = {"model_uri": str(make_model_dir(tmp_path, "a")), "store_uri": root}
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "reference.json").write_text("{}")
+    args = {
+        "model_uri": str(make_model_dir(tmp_path, "a")),
+        "store_uri": root,
+        "reference_uri": str(tmp_path / "reference"),
+    }
     run = local.run_pipeline(
         pipe, tmp_path / "runs", blessing_uri=blessing_file(tmp_path / "b.json", True), **args
     )
@@ -126,6 +134,7 @@ def test_push_op_under_kfp_local(tmp_path):
     assert "published" in run.output("push-op", "report").read_text()
     ms = ModelStore(root)
     assert ms.resolve(NAME) == "v0001"
+    assert (tmp_path / "store" / "models" / NAME / "v0001" / "reference" / "reference.json").is_file()
     meta = ms.metadata(NAME, "v0001")
     assert (
         meta["data_window"] == {"start": "2013-01-01", "end": "2015-01-01"} and meta["run_id"] == "local-run"

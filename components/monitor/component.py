@@ -1,6 +1,7 @@
-"""KFP wrapper of :func:`components.monitor.monitor.monitor`."""
+"""KFP wrappers of :func:`components.monitor.monitor.monitor` and of the reference it compares against
+(:func:`components.monitor.reference.build_reference`, run by the training pipeline before push)."""
 
-from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 
 from components._kfp import component
 
@@ -21,20 +22,24 @@ def monitor_op(
     live_data: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[Markdown],
+    beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
 ):
     """Reads the prediction log of a window (+ arrived labels) and scores drift, skew, anomalies, live AUC.
 
     Args:
         store_uri: Model store root holding ``predictions/`` and ``feedback/``.
         model_name: Model name.
-        source: Raw taxi CSV (to rebuild the champion's train / eval splits when no reference is given).
+        source: Raw taxi CSV (to rebuild the reference of a champion pushed without one).
         window_start: Window start, ISO UTC ("" = the end of the previous monitoring run, else 24 h back).
         window_end: Window end, exclusive ("" = now).
-        reference_train: Dataset CSV of the champion's training data ("" = rebuild from the store).
-        reference_eval: Dataset CSV of the champion's eval data ("" = rebuild from the store).
+        reference_train: The champion's reference folder or training Dataset CSV ("" = the reference
+            stored with the champion's version at push time).
+        reference_eval: With a training CSV: the eval Dataset CSV.
         drift_linf: Categorical drift threshold.
         drift_jsd: Numeric drift threshold.
         min_examples: Fewer predictions → reported, not acted upon.
+        beam_pipeline_args: Beam options of the statistics pipeline (e.g. a Dataflow runner for a window
+            too big for one machine).
 
     Returns:
         summary: The monitoring summary (JSON).
@@ -59,10 +64,16 @@ def monitor_op(
         window_start, window_end = window.start.isoformat(), window.end.isoformat()
     elif not window_end:
         window_end = M.utc_now().isoformat()
-    champion = None
+    ref = None
     if not reference_train:
-        ref = champion_reference(store_uri, model_name, source, tempfile.mkdtemp(prefix="kfloop-ref-"))
-        reference_train, reference_eval, champion = ref["train"], ref["eval"], ref["version"]
+        ref = champion_reference(
+            store_uri,
+            model_name,
+            source,
+            tempfile.mkdtemp(prefix="kfloop-ref-"),
+            cfg=cfg,
+            beam_pipeline_args=list(beam_pipeline_args),
+        )
     os.makedirs(os.path.dirname(live_data.path), exist_ok=True)
     result = M.monitor(
         store_uri,
@@ -73,7 +84,8 @@ def monitor_op(
         reference_eval,
         cfg=cfg,
         live_uri=live_data.path,
-        champion_version=champion,
+        reference=ref,
+        beam_pipeline_args=list(beam_pipeline_args),
     )
     with open(summary.path, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
@@ -82,6 +94,7 @@ def monitor_op(
     )
     metrics.log_metric("rows", result["rows"])
     metrics.log_metric("labelled_rows", result["labelled_rows"])
+    metrics.log_metric("bad_records", result["bad_records"])
     if result["live_auc"] is not None:
         metrics.log_metric("live_auc", round(result["live_auc"], 6))
     for s in result["drift"]:
@@ -102,9 +115,63 @@ def monitor_op(
         lines.append(
             f"| {s['feature']} | {s['measure']} | {s['value']} | {skew.get(s['feature'])} | {s['threshold']} | {flag} |"
         )
+    if result["bad_records"]:
+        reasons = {**result["bad_reasons"]["predictions"]}
+        reasons.update({f"feedback: {k}": v for k, v in result["bad_reasons"]["feedback"].items()})
+        listed = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+        lines.append(
+            f"\nSkipped {result['bad_records']} bad records (not in the statistics): {listed or '-'}"
+        )
+    for c in result["corrupt_files"]:
+        lines.append(f"\nCorrupt log file skipped: `{c['uri']}`: {c['reason']}")
     for a in result["anomalies"]:
         lines.append(
             f"\nAnomaly: {a['feature']}: {a['type']}: {a['description']} (blocking: {a['blocking']})"
         )
+    with open(report.path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+@component
+def reference_op(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    reference: Output[Artifact],
+    report: Output[Markdown],
+    beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
+):
+    """The monitoring reference of a model: TFDV statistics of its (clipped) train and eval splits.
+
+    Push stores it beside the model version; the monitor compares live traffic against it.
+
+    Args:
+        train_data: The training split (Dataset CSV).
+        eval_data: The eval split (Dataset CSV).
+        beam_pipeline_args: Beam options of the statistics pipeline.
+
+    Returns:
+        reference: A folder: ``reference.json`` (clip bounds), ``train_stats.pb``, ``eval_stats.pb``.
+        report: The clip bounds and row counts (Markdown).
+    """
+    import os
+
+    from components.monitor.reference import build_reference
+
+    os.makedirs(reference.path, exist_ok=True)
+    meta = build_reference(
+        train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args)
+    )
+    reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
+    lines = [
+        "# Monitoring reference",
+        "",
+        f"TFDV statistics of the training split ({meta['train_rows']} rows) and the eval split "
+        f"({meta['eval_rows']} rows), numeric features clipped to the training split's "
+        f"[{meta['clip_quantile']}, {1 - meta['clip_quantile']}] quantiles; push stores them with the version.",
+        "",
+        "| feature | clip low | clip high |",
+        "|---|---|---|",
+        *(f"| {k} | {lo:.6g} | {hi:.6g} |" for k, (lo, hi) in sorted(meta["bounds"].items())),
+    ]
     with open(report.path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -104,7 +104,7 @@ def read_live(store_uri: str, model_name: str, window_start, window_end, horizon
     end = parse_instant(window_end, "window_end")
     parts = []
     with tempfile.TemporaryDirectory(prefix="kfloop-live-") as tmp:
-        ws, _, _ = stream.process_window(
+        ws, _ = stream.process_window(
             store_uri,
             model_name,
             start,
@@ -216,7 +216,7 @@ def monitor(
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-stage-") as tmp:
         live = _LiveCsv(os.path.join(tmp, "live.csv")) if live_uri else None
         try:
-            ws, raw_paths, clipped_paths = stream.process_window(
+            ws, paths = stream.process_window(
                 store_uri,
                 model_name,
                 start,
@@ -270,16 +270,15 @@ def monitor(
                 summary["live_auc"] = ws.live_auc()
             schema = V.load_schema(schema_path)
             raw_stats, clipped_stats = scoring.statistics(
-                raw_paths, clipped_paths, schema=schema, beam_pipeline_args=beam_pipeline_args
+                paths, schema=schema, beam_pipeline_args=beam_pipeline_args
             )
             V.check_count(raw_stats, ws.rows)
             anomalies, drift, skew = scoring.score_statistics(
                 raw_stats, clipped_stats, reference, cfg=cfg, schema=schema
             )
             summary.update(anomalies=anomalies, drift=drift, skew=skew)
-    if (
-        record
-    ):  # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
+    if record:
+        # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
         from components.monitor import backfill
 
         summary["backfills"] = backfill.backfill_windows(store_uri, model_name, before=start, cfg=cfg)

@@ -54,15 +54,15 @@ def _scores(result: list[dict], cfg: config.MonitoringConfig) -> list[dict]:
     return out
 
 
-def statistics(raw_paths: list[str], clipped_paths: list[str], *, schema=None, beam_pipeline_args=()):
-    """TFDV statistics of the staged live batches, raw and clipped, in one Beam pipeline.
+def statistics(paths: list[str], *, schema=None, beam_pipeline_args=()):
+    """TFDV statistics of the staged live batches (:func:`components.monitor.stream.tfdv_batches`).
 
-    The same statistics path as validation (:mod:`components.validate.tfdv_ops`: staged Arrow IPC files,
-    ``beam.Create(paths) | read | tfdv.GenerateStatistics`` with the same options), two branches.
-    ``beam_pipeline_args`` passes through (a remote runner needs ``raw_paths`` on shared storage).
+    The same statistics path as validation (:func:`components.validate.tfdv_ops.statistics_from_batches`:
+    staged Arrow IPC files, ``beam.Create(paths) | read | tfdv.GenerateStatistics``, the same options);
+    ``beam_pipeline_args`` passes through (a remote runner needs ``paths`` on shared storage).
 
     Returns:
-        ``(raw_stats, clipped_stats)``.
+        ``(raw_stats, clipped_stats)`` (see :func:`split_statistics`).
     """
     import apache_beam as beam
     import tensorflow_data_validation as tfdv
@@ -70,19 +70,49 @@ def statistics(raw_paths: list[str], clipped_paths: list[str], *, schema=None, b
 
     from components.validate import tfdv_ops as V
 
-    options = V.stats_options(schema)
     with tempfile.TemporaryDirectory(prefix="kfloop-live-stats-") as tmp:
-        outs = {"raw": os.path.join(tmp, "raw.pb"), "clipped": os.path.join(tmp, "clipped.pb")}
+        out = os.path.join(tmp, "stats.pb")
         with beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args))) as p:
-            for name, paths in (("raw", raw_paths), ("clipped", clipped_paths)):
-                _ = (
-                    p
-                    | f"Paths {name}" >> beam.Create(paths)
-                    | f"Read {name}" >> beam.FlatMap(V._read_batch)
-                    | f"Stats {name}" >> tfdv.GenerateStatistics(options)
-                    | f"Write {name}" >> tfdv.WriteStatisticsToBinaryFile(outs[name])
-                )
-        return tfdv.load_stats_binary(outs["raw"]), tfdv.load_stats_binary(outs["clipped"])
+            _ = (
+                p
+                | "Paths" >> beam.Create(paths)
+                | "Read" >> beam.FlatMap(V._read_batch)
+                | "Stats" >> tfdv.GenerateStatistics(V.stats_options(schema))
+                | "Write" >> tfdv.WriteStatisticsToBinaryFile(out)
+            )
+        return split_statistics(tfdv.load_stats_binary(out))
+
+
+def split_statistics(stats):
+    """Splits the statistics of the staged batches into ``(raw, clipped)``.
+
+    ``raw``: every feature but the clipped copies (validated against the schema). ``clipped``: the model
+    features, numeric ones from their ``__clipped`` copy under their own name (the drift / skew side).
+    """
+    from components.monitor.stream import CLIPPED
+
+    def name(f):
+        return f.path.step[-1] if f.path.step else f.name
+
+    raw, clipped = type(stats)(), type(stats)()
+    for target in (raw, clipped):
+        ds = target.datasets.add()
+        ds.CopyFrom(stats.datasets[0])
+        del ds.features[:]
+    src = stats.datasets[0].features
+    copies = {name(f)[: -len(CLIPPED)] for f in src if name(f).endswith(CLIPPED)}
+    for f in src:
+        n = name(f)
+        if n.endswith(CLIPPED):
+            g = clipped.datasets[0].features.add()
+            g.CopyFrom(f)
+            del g.path.step[:]
+            g.path.step.append(n[: -len(CLIPPED)])
+            continue
+        raw.datasets[0].features.add().CopyFrom(f)
+        if n in _MODEL and n not in copies:
+            clipped.datasets[0].features.add().CopyFrom(f)
+    return raw, clipped
 
 
 def score_statistics(raw_stats, clipped_stats, reference, *, cfg: config.MonitoringConfig, schema=None):

@@ -9,8 +9,8 @@ is skipped and counted with its reason, never raised. Good rows are spilled, has
 Pass 2 takes one bucket at a time: duplicate ``(request_id, row)`` predictions are dropped (and counted),
 the bucket's labels are joined (a later label for the same key wins: a correction), the live-AUC
 histograms and counters are updated, and the rows go on as TFDV record batches (one list value per cell,
-null = missing), raw and clipped to the reference's quantiles, into staged Arrow IPC files for the
-statistics pipeline. Memory holds one log file or one bucket (``rows / buckets``), whatever the window.
+null = missing; numeric features also clipped to the reference's quantiles, as extra columns) into staged
+Arrow IPC files for the statistics pipeline. Memory holds one log file or one bucket (``rows / buckets``), whatever the window.
 """
 
 from __future__ import annotations
@@ -196,8 +196,15 @@ def _tfdv_column(arr: pa.Array, clip: tuple[float, float] | None = None) -> pa.A
     return pa.ListArray.from_arrays(offsets, values)
 
 
+#: Suffix of the clipped copy of a numeric feature in the staged batches (split off again by
+#: :func:`components.monitor.scoring.split_statistics`).
+CLIPPED = "__clipped"
+
+
 def tfdv_batches(table: pa.Table, bounds: dict | None = None, with_event_time: bool = True) -> list:
-    """Record batches in TFDV's format of the model features (+ the event time = prediction time)."""
+    """Record batches in TFDV's format of the model features (+ the event time = prediction time), and, for
+    each numeric feature in ``bounds``, its values clipped to them as ``<name>__clipped``: one statistics
+    pass gives both the raw and the clipped statistics."""
     table = table.combine_chunks()
     out = []
     for start in range(0, table.num_rows, BATCH_ROWS):
@@ -208,9 +215,11 @@ def tfdv_batches(table: pa.Table, bounds: dict | None = None, with_event_time: b
             arrays.append(_tfdv_column(pa.array(secs, type=pa.int64())))
             names.append(F.EVENT_TIME.name)
         for name in _MODEL:
-            clip = bounds.get(name) if bounds else None
-            arrays.append(_tfdv_column(part.column(name), clip))
+            arrays.append(_tfdv_column(part.column(name)))
             names.append(name)
+        for name, clip in (bounds or {}).items():
+            arrays.append(_tfdv_column(part.column(name), clip))
+            names.append(name + CLIPPED)
         out.append(pa.RecordBatch.from_arrays(arrays, names))
     return out
 
@@ -262,12 +271,12 @@ def process_window(
         on_rows: Called with each bucket's deduplicated, labelled table (e.g. to write the live dataset).
 
     Returns:
-        ``(stats, raw_paths, clipped_paths)``: counters and the staged files of the raw and clipped batches.
+        ``(stats, paths)``: counters and the staged files of the TFDV batches (raw and clipped columns).
     """
     ws = WindowStats()
     ws.pos_hist = np.zeros(AUC_BINS, dtype=np.int64)
     ws.neg_hist = np.zeros(AUC_BINS, dtype=np.int64)
-    raw, clipped = _Stage(stage_dir, "raw"), _Stage(stage_dir, "clipped")
+    staged = _Stage(stage_dir, "live")
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-", dir=spill_dir) as tmp:
         preds = _Spill(tmp, "p", P.PREDICTION_SCHEMA, buckets)
         fb_schema = pa.schema(
@@ -306,9 +315,8 @@ def process_window(
             _count(table, labels, ws)
             if on_rows is not None:
                 on_rows(table, labels)
-            raw.add(tfdv_batches(table))
-            clipped.add(tfdv_batches(table, bounds, with_event_time=False))
-    return ws, raw.paths, clipped.paths
+            staged.add(tfdv_batches(table, bounds))
+    return ws, staged.paths
 
 
 def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa.Table, np.ndarray]:

@@ -16,6 +16,7 @@ def push_op(
     schema_hash: str,
     run_id: str,
     code_version: str,
+    reference: Input[Artifact],
     pushed: Output[Artifact],
     report: Output[Markdown],
 ):
@@ -31,6 +32,7 @@ def push_op(
         schema_hash: Hash of the data schema the model was trained against.
         run_id: Pipeline run id.
         code_version: Version of the kfloop code.
+        reference: The monitoring reference (statistics of the train / eval splits), stored with the version.
 
     Returns:
         pushed: JSON ``{"pushed", "version", "alias", "model_uri", "reasons", "champion"}``.
@@ -47,7 +49,14 @@ def push_op(
         "code_version": code_version,
         "model_artifact": {"uri": model.uri, "metadata": dict(model.metadata)},
     }
-    result = push(model.path, blessing.path, store_uri, model_name, metadata)
+    result = push(
+        model.path,
+        blessing.path,
+        store_uri,
+        model_name,
+        metadata,
+        reference_dir=reference.path,
+    )
     with open(pushed.path, "w") as f:
         json.dump(result.to_dict(), f, indent=2)
     pushed.metadata.update({k: v for k, v in result.to_dict().items() if k != "reasons"})

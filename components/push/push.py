@@ -81,6 +81,7 @@ def push(
     model_name: str,
     metadata: dict | None = None,
     actor: str = "",
+    reference_dir: str | None = None,
 ) -> PushResult:
     """Publishes ``model_dir`` when the blessing says blessed; otherwise records why and publishes nothing.
 
@@ -92,6 +93,8 @@ def push(
         metadata: Facts kept with the version (data window, schema hash, run id, code version, ...);
             the blessing and its metrics are added.
         actor: Who pushes (default: the pipeline's user / ``$KFLOOP_ACTOR``).
+        reference_dir: The monitoring reference (:func:`components.monitor.reference.build_reference`),
+            stored beside the published version before any alias points at it.
 
     Raises:
         PushError: unreadable blessing. store.StoreError: bad model directory or name.
@@ -116,6 +119,10 @@ def push(
     meta["blessing"] = blessing
     meta.setdefault("metrics", blessing.get("metrics", {}))
     version = ms.publish(model_name, model_dir, meta, actor=actor)
+    if reference_dir:
+        from components.monitor.reference import store_reference
+
+        store_reference(store_uri, model_name, version, reference_dir)
     alias = store.CANARY
     if champion is None:
         try:

@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--store-uri", required=True, help="model store root (predictions/, feedback/, models/)")
     p.add_argument(
-        "--source", default="", help="raw taxi CSV (for the champion's reference data and retraining)"
+        "--source",
+        default="",
+        help="raw taxi CSV (retraining; and the reference of a champion pushed without a stored one)",
     )
     p.add_argument("--model-name", default=config.MODEL_NAME)
     p.add_argument(
@@ -28,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reference-eval", default="", help="champion's eval CSV (default: rebuilt from the store)"
+    )
+    p.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="Beam option of the statistics pipeline, repeatable (e.g. --beam-arg=--runner=DataflowRunner)",
     )
     p.add_argument(
         "--trigger",
@@ -55,6 +64,7 @@ def _arguments(args: argparse.Namespace, trigger: str) -> dict:
         "trigger_mode": trigger,
         "retrain_cutoff": args.retrain_cutoff,
         "kfp_host": "",  # inside the cluster the trigger uses in-cluster credentials
+        "beam_pipeline_args": list(args.beam_arg),
     }
 
 
@@ -69,10 +79,6 @@ def _monitor(args: argparse.Namespace) -> int:
                 parse_instant(getattr(args, name), name)
     except MonitorError as e:
         raise SystemExit(f"kfloop monitor: {e}") from None
-    if not args.reference_train and not args.source:
-        raise SystemExit(
-            "kfloop monitor: give --source (to rebuild the champion's data) or --reference-train"
-        )
     if args.host:
         return _on_cluster(args)
     trigger = args.trigger or "off"
