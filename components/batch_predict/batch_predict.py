@@ -123,9 +123,9 @@ def _chunks_of(reader, first: int, chunk_rows: int):
         pending.append(batch)
         held += batch.num_rows
         while held >= chunk_rows:
-            table = pa.Table.from_batches(pending).combine_chunks()
-            head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
-            yield first, encode_batch(head.to_batches()[0])
+            table = pa.Table.from_batches(pending)  # zero-copy; only the chunk itself is made contiguous
+            head, rest = table.slice(0, chunk_rows).combine_chunks(), table.slice(chunk_rows)
+            yield first, encode_batch(head.to_batches(max_chunksize=chunk_rows)[0])
             first += chunk_rows
             pending, held = rest.to_batches(), rest.num_rows
     if held:
@@ -251,6 +251,10 @@ def _model_handler_class():
 
         def batch_elements_kwargs(self):
             return {"min_batch_size": 1, "max_batch_size": 1}
+
+        def get_num_bytes(self, batch) -> int:
+            # Beam's default pickles the whole batch only to measure it: the arrays' sizes are enough.
+            return sum(int(getattr(col, "nbytes", 0)) for _, cols in batch for col in cols.values())
 
         def get_metrics_namespace(self) -> str:
             return "kfloop_batch_predict"
