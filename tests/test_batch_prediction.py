@@ -195,3 +195,13 @@ def test_raw_extract_input_is_cleaned_and_missing_features_are_named(taxi_csv, t
     raw.drop(columns=["tips", "company"]).to_csv(tmp_path / "x.csv", index=False)
     with pytest.raises(B.BatchPredictError, match="missing model feature column.*company"):
         B.prepare_input(str(tmp_path / "x.csv"), out)
+
+
+def test_a_read_error_reaches_the_consumer(rows, tmp_path):
+    import pyarrow as pa
+
+    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad.loc[bad.index[-1], "fare"] = "twelve"  # in the last chunk: read ahead by the prefetch thread
+    path = _write(bad, tmp_path)
+    with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
+        list(B.read_chunks(path, chunk_rows=100))
