@@ -2,8 +2,10 @@
 its rows in the prediction log and the next monitoring run, and the same probabilities as the online server."""
 
 import datetime as dt
+import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -205,3 +207,25 @@ def test_a_read_error_reaches_the_consumer(rows, tmp_path):
     path = _write(bad, tmp_path)
     with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
         list(B.read_chunks(path, chunk_rows=100))
+
+
+def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_model):
+    """The gs:// paths on a real fake-gcs-server: input, model store, prediction log and output."""
+    root = f"gs://{gcs_bucket}/store"
+    ms = store.ModelStore(root)
+    version = ms.publish(MODEL, trained_model, {})
+    src = f"gs://{gcs_bucket}/in/rows.csv"
+    fs.write_bytes(src, Path(_write(rows, tmp_path)).read_bytes())
+    data = f"gs://{gcs_bucket}/work/data.csv"
+    assert B.prepare_input(src, data) == len(rows)
+    parts = f"gs://{gcs_bucket}/work/parts"
+    result = B.score(data, root, MODEL, version, parts, log_root=root, chunk_rows=256, progress=False)
+    assert (result.rows, result.chunks, result.log_files) == (len(rows), 3, 3)
+    out = f"gs://{gcs_bucket}/out/predictions.csv"
+    assert B.finish_output(parts, out) == len(rows)
+    got = pd.read_csv(io.BytesIO(fs.read_bytes(out)))
+    assert got["row"].tolist() == list(range(len(rows))) and set(got["model_version"]) == {version}
+    direct = B.SavedModel(trained_model)(datasets.encode(rows))
+    np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
+    logged = [u for u in fs.list_files(fs.join(root, "predictions")) if u.endswith(".parquet")]
+    assert len(logged) == 3

@@ -476,6 +476,8 @@ def score(
             | "Ranges" >> beam.Create(ranges)
             | "Spread" >> beam.Reshuffle()  # tiny elements: each worker then reads, scores, writes its ranges
             | "ReadChunks" >> beam.FlatMap(read_range if local else read_chunks, chunk_rows=chunk_rows)
+            # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
+            | "SpreadChunks" >> (beam.Map(lambda c: c) if local else beam.Reshuffle())
             | "RunInference" >> RunInference(handler)
             | "Write" >> beam.ParDo(_write_behind_dofn(writer))
             | "Sum"

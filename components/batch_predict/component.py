@@ -100,8 +100,10 @@ def batch_score_op(
 
     version = B.resolve(store_uri, model_name, model_ref)
     parts = predictions.uri.rstrip("/") + "-parts"
+    # On a cluster the artifact's gs:// URI (Beam workers of a remote runner can read it); locally its path.
+    source = data.uri if data.uri.startswith("gs://") else data.path
     result = B.score(
-        data.path,
+        source,
         store_uri,
         model_name,
         version,
