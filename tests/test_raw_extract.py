@@ -128,3 +128,13 @@ def test_ingest_command_names_the_bad_value(raw_month, tmp_path):
         SystemExit, match=r"kfloop ingest: column 'fare': non-numeric value 'twelve' .*CSV line 5"
     ):
         cli.main(["ingest", "--source", str(tmp_path / "m.csv"), "--no-split", "--output-dir", str(tmp_path)])
+
+
+def test_raw_skew_data_is_cleaned_too(raw_month, tmp_path, capsys):
+    raw_month.sample(frac=1.0, random_state=3).to_csv(tmp_path / "other.csv", index=False)  # same rows
+    code, out, err, outdir = _validate(
+        raw_month, tmp_path, capsys, "--skew-data", str(tmp_path / "other.csv")
+    )
+    assert code == 0, (out, err)
+    assert out.count("raw extract") == 2 and "skew: 0/16 features above threshold" in out
+    assert (outdir / "ingested_skew.csv").exists()

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference-stats", help="statistics file (as written here) to measure drift against")
     p.add_argument(
-        "--skew-data", help="second Dataset CSV (e.g. the eval split) for the train/eval skew check"
+        "--skew-data",
+        help="second Dataset CSV or raw extract (e.g. the eval split) for the train/eval skew check",
     )
     p.add_argument(
         "--output-dir",
@@ -78,12 +79,17 @@ def _validate(args: argparse.Namespace) -> int:
             data, cleaned = _ingest_raw(args.data, args.environment, fs.join(out, "ingested.csv"))
             if cleaned is None:
                 return EXIT_BLOCKING
+        skew = args.skew_data
+        if skew and _is_raw_extract(skew):
+            skew, skew_clean = _ingest_raw(skew, args.environment, fs.join(out, "ingested_skew.csv"))
+            if skew_clean is None:
+                return EXIT_BLOCKING
         result = tfdv_ops.run_validation(
             data,
             schema=schema,
             environment=args.environment,
             reference_stats=reference,
-            skew_data=args.skew_data,
+            skew_data=skew,
             beam_pipeline_args=args.beam_arg,
         )
     except (tfdv_ops.ValidationError, tfdv_ops.StatisticsCountError) as e:
