@@ -6,27 +6,38 @@ SVENV := .venv-serving
 PIP_FLAGS := --quiet --disable-pip-version-check
 export KFLOOP_PIPELINE_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help env run test test-pipeline test-serving lint format data compile bench lock-pipeline lock-serving clean
+# Root runs apt-get directly; a non-root CI runner through passwordless sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help env tools run test test-pipeline test-serving lint format data compile bench e2e lock-pipeline lock-serving clean
 
 help:
 	@echo "make run   - create envs if missing, run the whole local loop on the taxi data"
 	@echo "make test  - create envs if missing, run every test suite in both envs"
+	@echo "make e2e   - on a real cluster (KFP_HOST set): the whole loop end to end; see README"
 
-$(VENV)/.stamp: requirements/pipeline.lock pyproject.toml
-	@echo ">> pipeline env ($(VENV)) from requirements/pipeline.lock"
+# Each env = its runtime lock (what its image installs) + its dev lock (test/lint tools, never in an image).
+$(VENV)/.stamp: requirements/pipeline.lock requirements/pipeline-dev.lock pyproject.toml
+	@echo ">> pipeline env ($(VENV)) from requirements/pipeline.lock + pipeline-dev.lock"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/pipeline.lock
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/pipeline.lock -r requirements/pipeline-dev.lock
 	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	@touch $@
 
-$(SVENV)/.stamp: requirements/serving.lock pyproject.toml
-	@echo ">> serving env ($(SVENV)) from requirements/serving.lock"
+$(SVENV)/.stamp: requirements/serving.lock requirements/serving-dev.lock pyproject.toml
+	@echo ">> serving env ($(SVENV)) from requirements/serving.lock + serving-dev.lock"
 	@test -x $(SVENV)/bin/python || $(PYTHON) -m venv $(SVENV)
-	$(SVENV)/bin/pip install $(PIP_FLAGS) -r requirements/serving.lock
+	$(SVENV)/bin/pip install $(PIP_FLAGS) -r requirements/serving.lock -r requirements/serving-dev.lock
 	$(SVENV)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	@touch $@
 
 env: $(VENV)/.stamp $(SVENV)/.stamp
+
+# kubectl (its built-in kustomize renders manifests/ in the tests); hadolint and kubernetes-validate come
+# with the pipeline dev lock.
+tools:
+	@command -v kubectl >/dev/null || { echo ">> installing kubectl (Debian package kubernetes-client)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubernetes-client; }
 
 data: $(VENV)/.stamp
 	@$(VENV)/bin/kfloop data fetch
@@ -42,9 +53,9 @@ format: $(VENV)/.stamp
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: env data lint test-pipeline test-serving
+test: env tools data lint test-pipeline test-serving
 
-test-pipeline: $(VENV)/.stamp data
+test-pipeline: $(VENV)/.stamp tools data
 	$(VENV)/bin/python -m pytest -m "not serving" tests
 
 test-serving: $(SVENV)/.stamp
@@ -58,18 +69,31 @@ bench: env data
 	$(VENV)/bin/python benchmarks/train.py
 	$(SVENV)/bin/python benchmarks/serving.py
 
-# Re-resolve a lock from its .in file (needs the package registry; commit the result).
-lock-pipeline:
+# On a real Kubeflow + KServe cluster (see README "On a cluster"): builds and pushes nothing; the images
+# must already be pushed (kfloop compile --print-images names them). Skipped without KFP_HOST.
+e2e: $(VENV)/.stamp tools
+	@if [ -z "$$KFP_HOST" ]; then echo "make e2e: skipped (set KFP_HOST and the KFLOOP_E2E_* variables, see README)"; \
+	else $(VENV)/bin/python -m tests.e2e.loop $(E2E_ARGS); fi
+
+# Re-resolve a lock from its .in file (needs the package registry; commit the result). The runtime lock
+# (what the images install) first, then the dev lock: the dev tools and whatever only they pull in.
+define lock
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
-	build/lock-venv/bin/pip install $(PIP_FLAGS) -r requirements/pipeline.in
-	{ echo "# Locked pipeline environment: every package pinned. Regenerate with 'make lock-pipeline'."; \
-	  build/lock-venv/bin/pip freeze --exclude-editable; } > requirements/pipeline.lock
+	build/lock-venv/bin/pip install $(PIP_FLAGS) -r requirements/$(1).in
+	{ echo "# Locked $(1) environment: every package pinned. Regenerate with 'make lock-$(1)'."; \
+	  build/lock-venv/bin/pip freeze --exclude-editable; } > requirements/$(1).lock
+	build/lock-venv/bin/pip install $(PIP_FLAGS) -r requirements/$(1).lock -r requirements/$(1)-dev.in
+	{ echo "# Dev/test tools of the $(1) env, on top of requirements/$(1).lock (never in an image)."; \
+	  echo "# Regenerate with 'make lock-$(1)'."; \
+	  build/lock-venv/bin/pip freeze --exclude-editable | grep -vxF -f requirements/$(1).lock; } \
+	  > requirements/$(1)-dev.lock
+endef
+
+lock-pipeline:
+	$(call lock,pipeline)
 
 lock-serving:
-	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
-	build/lock-venv/bin/pip install $(PIP_FLAGS) -r requirements/serving.in
-	{ echo "# Locked serving environment: every package pinned. Regenerate with 'make lock-serving'."; \
-	  build/lock-venv/bin/pip freeze --exclude-editable; } > requirements/serving.lock
+	$(call lock,serving)
 
 clean:
 	rm -rf build runs local_outputs .pytest_cache

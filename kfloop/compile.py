@@ -1,7 +1,10 @@
 """Compiles the kfloop pipelines to KFP IR YAML for a cluster (``kfloop compile``).
 
 Every container image comes from one place: :mod:`kfloop.config` (``IMAGE_REGISTRY`` / ``IMAGE_TAG``),
-optionally overridden by ``registry`` / ``tag`` here (CI passes the tag it just pushed). The pipeline
+optionally overridden by ``registry`` / ``tag`` here (CI passes the tag it just pushed). The compiled
+images are also embedded wherever a step needs them at run time (the deploy step's predictor image, the
+retrain trigger's images for the training run it submits), so a retrain or a rollback runs the code the
+running pipeline was compiled with, never kfloop.config's defaults. The pipeline
 root (``gs://bucket/prefix``) is a compile-time default that ``kfloop submit --pipeline-root`` can
 override per run. Each written file is loaded back with kfp's own loader before it replaces anything.
 """
@@ -36,18 +39,43 @@ class CompileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Images:
-    """The two container images of the loop.
+    """The three container images of the loop.
 
     Attributes:
-        pipeline: Image every pipeline component runs in (``training_image/Dockerfile``).
+        pipeline: CPU image of every pipeline step but training (``pipelines/Dockerfile``).
+        training: GPU image of the train step (``training_image/Dockerfile``).
         serving: KServe predictor image (``serving/Dockerfile``).
     """
 
     pipeline: str
+    training: str
     serving: str
 
     def as_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Images:
+        """From :meth:`as_dict` output; every image must be a non-empty string.
+
+        Raises:
+            CompileError: a missing or empty image.
+        """
+        missing = [
+            f.name for f in dataclasses.fields(cls) if not isinstance(d.get(f.name), str) or not d[f.name]
+        ]
+        if missing:
+            raise CompileError(f"images: {', '.join(missing)} missing (got {sorted(d)})")
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+
+def default_mapping(imgs: Images) -> dict[str, str]:
+    """kfloop.config's default image → the compiled one."""
+    return {
+        config.PIPELINE_IMAGE: imgs.pipeline,
+        config.TRAINING_IMAGE: imgs.training,
+        config.SERVING_IMAGE: imgs.serving,
+    }
 
 
 def _repository(image: str) -> str:
@@ -58,12 +86,31 @@ def _repository(image: str) -> str:
     return image[len(prefix) : -len(suffix)]
 
 
-def images(registry: str | None = None, tag: str | None = None) -> Images:
-    """The images for ``registry`` / ``tag`` (defaults: ``kfloop.config.IMAGE_REGISTRY`` / ``IMAGE_TAG``).
+_DIGEST_REF = re.compile(r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?@sha256:[0-9a-f]{64}$")
+
+
+def images(
+    registry: str | None = None, tag: str | None = None, digests: dict[str, str] | None = None
+) -> Images:
+    """The images for ``registry`` / ``tag`` (defaults: ``kfloop.config.IMAGE_REGISTRY`` / ``IMAGE_TAG``),
+    each optionally pinned by digest instead (``digests``: ``{"pipeline": "repo@sha256:<hex>", ...}``).
 
     Raises:
-        CompileError: ``registry`` or ``tag`` is not a valid image reference part.
+        CompileError: ``registry`` or ``tag`` is not a valid image reference part, or a digest reference
+            is not ``<repository>@sha256:<64 hex>`` for a known image role.
     """
+    imgs = _tagged(registry, tag)
+    pinned = {}
+    for role, ref in (digests or {}).items():
+        if role not in imgs.as_dict():
+            raise CompileError(f"image {role!r}: not one of {sorted(imgs.as_dict())}")
+        if not _DIGEST_REF.match(ref):
+            raise CompileError(f"image {role}={ref!r}: expected <repository>@sha256:<64 hex digits>")
+        pinned[role] = ref
+    return Images.from_dict({**imgs.as_dict(), **pinned})
+
+
+def _tagged(registry: str | None, tag: str | None) -> Images:
     registry = config.IMAGE_REGISTRY if registry is None else registry.rstrip("/")
     tag = config.IMAGE_TAG if tag is None else tag
     if not _REGISTRY.match(registry):
@@ -72,6 +119,7 @@ def images(registry: str | None = None, tag: str | None = None) -> Images:
         raise CompileError(f"tag: {tag!r} is not an image tag ([A-Za-z0-9_][A-Za-z0-9_.-]*, max 128)")
     return Images(
         pipeline=f"{registry}/{_repository(config.PIPELINE_IMAGE)}:{tag}",
+        training=f"{registry}/{_repository(config.TRAINING_IMAGE)}:{tag}",
         serving=f"{registry}/{_repository(config.SERVING_IMAGE)}:{tag}",
     )
 
@@ -111,9 +159,20 @@ def pipeline_func(name: str):
     return create()
 
 
-def _retarget(spec_dict: dict, name: str, imgs: Images) -> None:
-    """Points every executor at ``imgs``; any image not from kfloop.config is an error."""
-    mapping = {config.PIPELINE_IMAGE: imgs.pipeline, config.SERVING_IMAGE: imgs.serving}
+def _replace_strings(node, mapping: dict[str, str]):
+    if isinstance(node, dict):
+        return {k: _replace_strings(v, mapping) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_strings(v, mapping) for v in node]
+    if isinstance(node, str):
+        return mapping.get(node, node)
+    return node
+
+
+def _retarget(spec_dict: dict, name: str, imgs: Images) -> dict:
+    """Points every executor at ``imgs`` and replaces every embedded default image (task constants such
+    as the deploy step's predictor image); any executor image not from kfloop.config is an error."""
+    mapping = default_mapping(imgs)
     executors = spec_dict.get("deploymentSpec", {}).get("executors", {})
     for label, executor in sorted(executors.items()):
         container = executor.get("container")
@@ -123,9 +182,9 @@ def _retarget(spec_dict: dict, name: str, imgs: Images) -> None:
         if image not in mapping:
             raise CompileError(
                 f"pipeline {name!r}: executor {label} uses image {image!r}, not one of kfloop.config's "
-                f"{sorted(mapping)} (use base_image=kfloop.config.PIPELINE_IMAGE)"
+                f"{sorted(mapping)} (use components._kfp.component / gpu_component)"
             )
-        container["image"] = mapping[image]
+    return _replace_strings(spec_dict, mapping)
 
 
 def _write(func, path: Path, name: str, imgs: Images, pipeline_root: str | None) -> None:
@@ -133,8 +192,7 @@ def _write(func, path: Path, name: str, imgs: Images, pipeline_root: str | None)
     from kfp.compiler import pipeline_spec_builder
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    spec_dict = json_format.MessageToDict(func.pipeline_spec)
-    _retarget(spec_dict, name, imgs)
+    spec_dict = _retarget(json_format.MessageToDict(func.pipeline_spec), name, imgs)
     if pipeline_root is not None:
         spec_dict["defaultPipelineRoot"] = pipeline_root
     spec = json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec())
@@ -192,6 +250,8 @@ def compile_all(
     tag: str | None = None,
     pipeline_root: str | None = None,
     names: list[str] | tuple[str, ...] | None = None,
+    imgs: Images | None = None,
+    digests: dict[str, str] | None = None,
 ) -> dict[str, Path]:
     """Compiles pipelines to ``<output_dir>/<name>.yaml`` (default: training and monitoring).
 
@@ -204,6 +264,9 @@ def compile_all(
         tag: Image tag, default ``kfloop.config.IMAGE_TAG``.
         pipeline_root: Default pipeline root of the runs (``gs://bucket/prefix``); ``None``: the cluster's.
         names: Pipelines to compile (keys of :data:`PIPELINES`).
+        imgs: Exact images (e.g. the retrain trigger passes those its own pipeline was compiled with);
+            overrides ``registry`` / ``tag``.
+        digests: Images pinned by digest (see :func:`images`).
 
     Returns:
         ``{name: path}`` of the written files.
@@ -212,7 +275,7 @@ def compile_all(
         CompileError: a bad option, a missing pipeline, an image not from kfloop.config, or an output
             kfp cannot load back.
     """
-    imgs = images(registry, tag)
+    imgs = imgs or images(registry, tag, digests)
     if pipeline_root is not None:
         pipeline_root = check_pipeline_root(pipeline_root)
     names = list(PIPELINES) if names is None else list(names)

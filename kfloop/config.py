@@ -11,7 +11,10 @@ import dataclasses
 #: Default container images (registry + tag in one place; ``kfloop compile`` can override them).
 IMAGE_REGISTRY = "ghcr.io/kfloop"
 IMAGE_TAG = "0.1.0"
+#: CPU image of every pipeline step but training (``pipelines/Dockerfile``).
 PIPELINE_IMAGE = f"{IMAGE_REGISTRY}/kfloop-pipeline:{IMAGE_TAG}"
+#: GPU image of the train step only (``training_image/Dockerfile``: CUDA + the same pipeline lock).
+TRAINING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-training:{IMAGE_TAG}"
 SERVING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-serving:{IMAGE_TAG}"
 
 #: Default time split of the taxi data (UTC): history before, "live" traffic from this date on.
@@ -170,7 +173,9 @@ class GpuConfig:
         accelerator_count: GPUs per train task.
         node_selector_key: Node label that selects the GPU node pool.
         toleration_key: Taint key GPU nodes carry.
-        cpu_request: CPU request of the train task.
+        cpu_request: CPU request of the train task. Sized to the documented node pool (GKE
+            ``n1-standard-4`` + 1 x T4: 3.92 CPU / ~12.4 GiB allocatable, minus the GPU and logging
+            daemonsets), so one train pod fits one node.
         memory_request: Memory request of the train task.
     """
 
@@ -178,8 +183,8 @@ class GpuConfig:
     accelerator_count: int = 1
     node_selector_key: str = "cloud.google.com/gke-accelerator"
     toleration_key: str = "nvidia.com/gpu"
-    cpu_request: str = "4"
-    memory_request: str = "16Gi"
+    cpu_request: str = "3"
+    memory_request: str = "10Gi"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +198,20 @@ class ClusterConfig:
         backoff_max_duration: Longest single wait between retries (KFP caps it at 1 h).
         cpu_limit_factor: CPU limit = request x this (0 = no CPU limit); memory limit = memory request.
         gpu_resource: Kubernetes resource name a GPU task's accelerator count is requested as.
+        train_retries: Retries of the train task (a preempted Spot GPU node); it resumes from its
+            BackupAndRestore checkpoint next to the model artifact under the pipeline root.
+        namespace: Namespace the pipeline runs' pods run in (the Kubeflow profile; also the
+            InferenceService's, :class:`DeployConfig`).
+        service_account: Kubernetes service account every run is created with (``kfloop submit``, CI,
+            the retrain trigger); ``manifests/`` binds exactly the rights the code needs to it.
+        kfp_host: KFP API address from inside the cluster (the retrain trigger).
+        kfp_token_path: A projected service-account token for audience ``pipelines.kubeflow.org`` if
+            one is mounted (Kubeflow's ``access-ml-pipeline`` PodDefault); otherwise the trigger asks the
+            Kubernetes TokenRequest API for one (``serviceaccounts/token``, granted in ``manifests/``).
+        kfp_audience: Audience of that token (what the multi-user KFP API server accepts).
+        kfp_access_label: Pod label selecting the ``access-ml-pipeline`` PodDefault that multi-user
+            Kubeflow puts in each profile namespace (it mounts that projected token); set on the trigger.
+        image_pull_secret: Secret for a private registry, set on every task ("" = public images).
     """
 
     num_retries: int = 3
@@ -201,6 +220,14 @@ class ClusterConfig:
     backoff_max_duration: str = "600s"
     cpu_limit_factor: float = 2.0
     gpu_resource: str = "nvidia.com/gpu"
+    train_retries: int = 3
+    namespace: str = "kfloop"
+    service_account: str = "kfloop-pipelines"
+    kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    kfp_token_path: str = "/var/run/secrets/kubeflow/pipelines/token"
+    kfp_audience: str = "pipelines.kubeflow.org"
+    kfp_access_label: str = "access-ml-pipeline"
+    image_pull_secret: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,15 +238,21 @@ class DeployConfig:
         namespace: Kubernetes namespace of the InferenceService.
         service_account: ServiceAccount of the predictor pods (Workload Identity for GCS on GKE).
         canary_percent: Share of traffic a new version gets as canary before ``promote``.
-        deployment_mode: KServe deployment mode: ``Serverless`` (Knative; canary works) or
-            ``RawDeployment`` (plain Deployment; KServe ignores canaryTrafficPercent, so we refuse canary).
+        deployment_mode: KServe deployment mode: ``Serverless`` (Knative; canary works; KServe >= 0.16
+            also says ``Knative``) or ``RawDeployment`` (plain Deployment, also ``Standard``; KServe ignores
+            canaryTrafficPercent there, so we refuse canary).
         cpu_request: Predictor CPU request.
         cpu_limit: Predictor CPU limit.
         memory_request: Predictor memory request.
         memory_limit: Predictor memory limit.
         min_replicas: Predictor minimum replicas.
         max_replicas: Predictor maximum replicas.
-        drain_seconds: preStop sleep so endpoint removal reaches the load balancers before shutdown.
+        drain_seconds: preStop sleep so endpoint removal reaches the load balancers before shutdown
+            (RawDeployment only; Knative's queue-proxy drains by itself and rejects ``lifecycle``).
+        run_as_user: UID (and GID) of the predictor container; the images' user (one UID everywhere).
+        image_pull_secret: Secret (in ``namespace``) for a private registry; "" = public images.
+        ready_timeout_s: A rollout that is not Ready on its new revision within this long is undone.
+        ready_poll_s: How often the rollout's status is read while waiting.
     """
 
     namespace: str = "kfloop"
@@ -233,3 +266,7 @@ class DeployConfig:
     min_replicas: int = 1
     max_replicas: int = 3
     drain_seconds: int = 10
+    run_as_user: int = 10001
+    image_pull_secret: str = ""
+    ready_timeout_s: float = 600.0
+    ready_poll_s: float = 5.0

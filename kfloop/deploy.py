@@ -6,8 +6,8 @@ Two modes:
   hot-reloads, so deploy / promote / rollback only move aliases (audited compare-and-swap, see
   :mod:`kfloop.store`).
 - ``cluster``: an ``InferenceService`` is rendered and server-side applied through the Kubernetes API
-  (``kubernetes`` client). Each rollout pins one model version (``storageUri`` and ``--model-ref``) and the
-  serving image, so a canary revision and the previous one serve exactly what they say, and a rollback
+  (:mod:`kfloop.kube`), which waits until it is Ready on its new revision (or undoes it) before any alias
+  moves. Each rollout pins one model version (``--model-ref``) and the serving image, so a canary revision and the previous one serve exactly what they say, and a rollback
   restores model and code together. A new version goes out with ``canaryTrafficPercent``; ``promote``
   sends it 100 % and moves ``champion``; ``rollback`` re-pins the previous champion from the history.
 
@@ -24,19 +24,28 @@ import dataclasses
 import json
 
 from kfloop import config, store
+from kfloop.kube import (  # noqa: F401 - the Kubernetes side, re-exported for callers of kfloop.deploy
+    FIELD_MANAGER,
+    GROUP,
+    ISVC_PLURAL,
+    ISVC_VERSION,
+    Cluster,
+    _restorable,
+    rollout_state,
+)
 
-GROUP = "serving.kserve.io"
-ISVC_VERSION = "v1beta1"
-ISVC_PLURAL = "inferenceservices"
 RUNTIME_VERSION = "v1alpha1"
 RUNTIME_NAME = "kfloop-serving"
 MODEL_FORMAT = "kfloop-savedmodel"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 RAW = "RawDeployment"
 SERVERLESS = "Serverless"
-FIELD_MANAGER = "kfloop"
 HTTP_PORT = 8080
 MODES = ("local", "cluster")
+#: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
+#: (KServe >= 0.16 also says ``Standard``) and those that mean Knative (``Knative`` is the new name).
+RAW_MODES = (RAW, "Standard")
+KNATIVE_MODES = (SERVERLESS, "Knative")
 
 
 class DeployError(RuntimeError):
@@ -47,10 +56,21 @@ class CanaryRefused(DeployError):
     """A canary was asked for where KServe would ignore it (RawDeployment mode)."""
 
 
+class PartialApply(DeployError):
+    """A multi-alias change stopped half-way; ``applied`` lists exactly the alias moves that were made."""
+
+    def __init__(self, message: str, applied: list[str]):
+        self.applied = list(applied)
+        super().__init__(message)
+
+
 # ------------------------------------------------------------------------------------------ rendering
-def _security_context() -> dict:
+def _security_context(cfg: config.DeployConfig) -> dict:
+    """Container-level hardening (Knative allows these on the container, not on the pod)."""
     return {
         "runAsNonRoot": True,
+        "runAsUser": cfg.run_as_user,
+        "runAsGroup": cfg.run_as_user,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -58,24 +78,25 @@ def _security_context() -> dict:
     }
 
 
-def _probes(name: str, drain_seconds: int) -> dict:
+def _probes(name: str, raw: bool) -> dict:
+    # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check). Knative
+    # probes the user container's port itself and rejects any other port: name one only in RawDeployment,
+    # where Kubernetes requires it.
+    port = {"port": HTTP_PORT} if raw else {}
     return {
-        # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check).
         "readinessProbe": {
-            "httpGet": {"path": f"/v2/models/{name}/ready", "port": HTTP_PORT},
+            "httpGet": {"path": f"/v2/models/{name}/ready", **port},
             "periodSeconds": 5,
             "failureThreshold": 3,
             "timeoutSeconds": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": HTTP_PORT},
+            "httpGet": {"path": "/v2/health/live", **port},
             "initialDelaySeconds": 30,
             "periodSeconds": 10,
             "failureThreshold": 6,
             "timeoutSeconds": 2,
         },
-        # Keep serving while endpoint removal propagates, so in-flight and late-routed requests finish.
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(int(drain_seconds))]}}},
     }
 
 
@@ -98,50 +119,67 @@ def render_inference_service(
 ) -> dict:
     """The ``InferenceService`` serving ``version`` of model ``name`` from the store at ``store_uri``.
 
+    Serverless (Knative) and RawDeployment get different pod specs: Knative's webhook rejects
+    ``containers[].lifecycle``, ``terminationGracePeriodSeconds`` and a pod-level ``securityContext``
+    (feature flags off by default), so those appear only in RawDeployment; user and group are set on the
+    container in both modes. The predictor downloads the pinned version itself (``--store-uri`` +
+    ``--model-ref``), so there is no ``storageUri`` (KServe's
+    storage initializer would download the same model a second time).
+
     Args:
         name: Model name (also the InferenceService name and the KServe model name).
         store_uri: Model store root (``gs://`` on a cluster).
-        version: The version this rollout pins (``storageUri`` and ``--model-ref``).
+        version: The version this rollout pins (``--model-ref``).
         cfg: Namespace, service account, resources, replicas, deployment mode, drain time.
         namespace: Overrides ``cfg.namespace``.
         canary_percent: Traffic share of this version while earlier revisions keep the rest (1..99), or
             None / 100 for a full rollout.
-        image: Predictor image.
+        image: Predictor image (the one the running pipeline was compiled with).
 
     Raises:
         DeployError: a percentage outside 0..100 or an unknown deployment mode.
         CanaryRefused: a canary (1..99) in RawDeployment mode.
     """
-    if cfg.deployment_mode not in (SERVERLESS, RAW):
-        raise DeployError(f"deployment_mode {cfg.deployment_mode!r}: use {SERVERLESS!r} or {RAW!r}")
+    if cfg.deployment_mode not in KNATIVE_MODES + RAW_MODES:
+        raise DeployError(
+            f"deployment_mode {cfg.deployment_mode!r}: use one of {', '.join(KNATIVE_MODES + RAW_MODES)}"
+        )
     if canary_percent is not None and not 0 <= int(canary_percent) <= 100:
         raise DeployError(f"canary percent {canary_percent} is not within 0..100")
     canary = canary_percent is not None and 0 < int(canary_percent) < 100
-    if canary and cfg.deployment_mode == RAW:
+    raw = cfg.deployment_mode in RAW_MODES
+    if canary and raw:
         raise CanaryRefused(_raw_message(name))
-    model_uri = store.ModelStore(store_uri).model_uri(name, version)
     model = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": RUNTIME_NAME,
-        "storageUri": model_uri,
         "image": image,
-        "args": [f"--store-uri={store.ModelStore(store_uri).root}", f"--model-ref={version}"],
+        "args": [
+            f"--store-uri={store.ModelStore(store_uri).root}",
+            f"--model-ref={version}",
+        ],
         "resources": _resources(cfg),
-        "securityContext": _security_context(),
+        "securityContext": _security_context(cfg),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        **_probes(name, cfg.drain_seconds),
+        **_probes(name, raw),
     }
     predictor: dict = {
         "serviceAccountName": cfg.service_account,
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
-        "terminationGracePeriodSeconds": int(cfg.drain_seconds) + 30,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
         "model": model,
     }
-    if canary_percent is not None and cfg.deployment_mode == SERVERLESS:
+    if raw:
+        # Keep serving while endpoint removal propagates, so in-flight and late-routed requests finish
+        # (Knative's queue-proxy drains by itself in Serverless).
+        model["lifecycle"] = {"preStop": {"exec": {"command": ["sleep", str(int(cfg.drain_seconds))]}}}
+        predictor["terminationGracePeriodSeconds"] = int(cfg.drain_seconds) + 30
+        predictor["securityContext"] = {"fsGroup": cfg.run_as_user}
+    if canary_percent is not None and not raw:
         predictor["canaryTrafficPercent"] = int(canary_percent) if canary else 100
+    if cfg.image_pull_secret:
+        predictor["imagePullSecrets"] = [{"name": cfg.image_pull_secret}]
     return {
         "apiVersion": f"{GROUP}/{ISVC_VERSION}",
         "kind": "InferenceService",
@@ -186,7 +224,7 @@ def render_serving_runtime(
                     "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
                     "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
                     "resources": _resources(cfg),
-                    "securityContext": _security_context(),
+                    "securityContext": _security_context(cfg),
                 }
             ],
         },
@@ -209,81 +247,14 @@ def _raw_message(name: str) -> str:
 
 
 def is_raw_deployment(cfg: config.DeployConfig, live: dict | None = None) -> bool:
-    """Whether the config or the live InferenceService's annotation says RawDeployment."""
-    if cfg.deployment_mode == RAW:
+    """Whether the config, the live InferenceService's annotation or its ``status.deploymentMode`` says
+    RawDeployment / Standard."""
+    if cfg.deployment_mode in RAW_MODES:
         return True
-    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-    return annotations.get(MODE_ANNOTATION) == RAW
-
-
-# -------------------------------------------------------------------------------------------- cluster
-class Cluster:
-    """The Kubernetes API for InferenceServices (``kubernetes`` client).
-
-    Args:
-        api_client: A ``kubernetes.client.ApiClient``; default: in-cluster config, else ``~/.kube/config``.
-    """
-
-    def __init__(self, api_client=None):
-        if api_client is None:
-            from kubernetes import client
-            from kubernetes import config as kconfig
-
-            try:
-                kconfig.load_incluster_config()
-            except kconfig.ConfigException:
-                try:
-                    kconfig.load_kube_config()
-                except (kconfig.ConfigException, FileNotFoundError, TypeError) as e:
-                    raise DeployError(
-                        f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}"
-                    ) from None
-            api_client = client.ApiClient()
-        self.api = api_client
-
-    def get_isvc(self, namespace: str, name: str) -> dict | None:
-        """The live InferenceService, or None."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.api.call_api(
-                f"/apis/{GROUP}/{ISVC_VERSION}/namespaces/{namespace}/{ISVC_PLURAL}/{name}",
-                "GET",
-                header_params={"Accept": "application/json"},
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise DeployError(
-                f"reading InferenceService {namespace}/{name}: HTTP {e.status} {e.reason}"
-            ) from None
-
-    def apply(self, obj: dict) -> dict:
-        """Server-side apply (``application/apply-patch+yaml``, field manager ``kfloop``, forced)."""
-        from kubernetes.client.exceptions import ApiException
-
-        group, version = obj["apiVersion"].split("/")
-        plural = {"InferenceService": ISVC_PLURAL, "ServingRuntime": "servingruntimes"}[obj["kind"]]
-        meta = obj["metadata"]
-        try:
-            return self.api.call_api(
-                f"/apis/{group}/{version}/namespaces/{meta['namespace']}/{plural}/{meta['name']}",
-                "PATCH",
-                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-                body=obj,
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-        except ApiException as e:
-            detail = (e.body or b"")[:300] if isinstance(e.body, bytes) else str(e.body or "")[:300]
-            raise DeployError(
-                f"applying {obj['kind']} {meta['namespace']}/{meta['name']}: HTTP {e.status} {e.reason} {detail}"
-            ) from None
+    live = live or {}
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    status_mode = (live.get("status") or {}).get("deploymentMode")
+    return annotations.get(MODE_ANNOTATION) in RAW_MODES or status_mode in RAW_MODES
 
 
 # ------------------------------------------------------------------------------------------ operations
@@ -300,6 +271,8 @@ class Outcome:
         previous: What the alias pointed to before.
         manifest: The rendered InferenceService (cluster mode).
         dry_run: Nothing was changed.
+        moves: The alias moves made, in order (``"champion v0001 -> v0002"``), and notes on any step
+            left out because another writer moved that alias meanwhile.
     """
 
     action: str
@@ -310,14 +283,61 @@ class Outcome:
     previous: str | None = None
     manifest: dict | None = None
     dry_run: bool = False
+    moves: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         verb = "would move" if self.dry_run else "moved"
         traffic = f"{self.canary_percent}% of traffic" if self.mode == "cluster" else "local server"
+        more = "".join(f"; {m}" for m in self.moves[1:])
         return (
             f"{self.action}: {verb} {self.alias} {self.previous or '(unset)'} -> {self.version} "
-            f"[{self.mode}: {traffic}]"
+            f"[{self.mode}: {traffic}]{more}"
         )
+
+
+def _verified(ms: store.ModelStore, name: str, version: str, action: str) -> None:
+    """Checks the version's files against its manifest (present, sizes, sha256) before any rollout."""
+    try:
+        ms.verify(name, version)
+    except store.CorruptStore as e:
+        raise DeployError(f"refusing to {action} {name} {version}: {e}") from None
+
+
+def _move(out: Outcome, ms: store.ModelStore, name: str, alias: str, version, expected, **kw) -> None:
+    """One alias move of a multi-alias change; the first failing one raises :class:`PartialApply`
+    (or, when nothing was applied yet, the store's own error), naming what was applied before it."""
+    try:
+        ms.set_alias(name, alias, version, expected=expected, **kw)
+    except store.StoreError as e:
+        if not out.moves:
+            raise
+        raise PartialApply(
+            f"{out.action} applied only: {'; '.join(out.moves)}; NOT applied: {alias} "
+            f"{expected or '(unset)'} -> {version or '(unset)'}: {e}",
+            out.moves,
+        ) from None
+    out.moves.append(f"{alias} {expected or '(unset)'} -> {version or '(unset)'}")
+
+
+def _alias_after(out: Outcome, ms: store.ModelStore, name: str, alias: str) -> str | None:
+    """Reads an alias after a first move; a failure says what was already applied."""
+    try:
+        return ms.get_alias(name, alias)
+    except store.StoreError as e:
+        raise PartialApply(
+            f"{out.action} applied only: {'; '.join(out.moves)}; then: {e}", out.moves
+        ) from None
+
+
+def _clear_canary(out: Outcome, ms: store.ModelStore, name: str, canary: str, **kw) -> None:
+    """Clears ``canary`` (compare-and-swap); if someone moved it meanwhile it is theirs: left, and said."""
+    try:
+        _move(out, ms, name, store.CANARY, None, canary, **kw)
+    except PartialApply as e:
+        if not isinstance(e.__context__, store.AliasConflict):
+            raise
+        actual = e.__context__.actual
+        out.moves.append(f"canary left at {actual or '(unset)'} (moved by another writer, not cleared)")
 
 
 def _check_mode(mode: str) -> None:
@@ -331,7 +351,7 @@ def _cluster_rollout(
     ns = namespace or cfg.namespace
     live = None
     if cluster is None and not dry_run:
-        cluster = Cluster()
+        cluster = Cluster(ready_timeout_s=cfg.ready_timeout_s, poll_s=cfg.ready_poll_s)
     if cluster is not None:
         live = cluster.get_isvc(ns, name)
     if 0 < percent < 100 and is_raw_deployment(cfg, live):
@@ -386,6 +406,7 @@ def deploy(
     if version is None:
         version = ms.get_alias(name, store.CANARY) or ms.resolve(name, "latest")
     version = ms.resolve(name, version)
+    _verified(ms, name, version, "deploy")
     percent = cfg.canary_percent if canary_percent is None else int(canary_percent)
     if not 0 <= percent <= 100:
         raise DeployError(f"canary percent {percent} is not within 0..100")
@@ -414,25 +435,19 @@ def deploy(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.set_alias(
+    _move(
+        out,
+        ms,
         name,
         alias,
         version,
-        expected=previous,
+        previous,
         reason=reason or f"deploy ({percent}%)",
         actor=actor,
         action="deploy",
     )
-    if full and ms.get_alias(name, store.CANARY) == version:
-        ms.set_alias(
-            name,
-            store.CANARY,
-            None,
-            expected=version,
-            reason="rolled out fully",
-            actor=actor,
-            action="deploy",
-        )
+    if full and _alias_after(out, ms, name, store.CANARY) == version:
+        _clear_canary(out, ms, name, version, reason="rolled out fully", actor=actor, action="deploy")
     return out
 
 
@@ -460,6 +475,7 @@ def promote(
     if canary is None:
         raise DeployError(f"model {name!r} has no canary to promote (deploy a new version first)")
     champion = ms.get_alias(name, store.CHAMPION)
+    _verified(ms, name, canary, "promote")
     manifest = None
     if mode == "cluster":
         manifest, cluster = _cluster_rollout(
@@ -478,16 +494,18 @@ def promote(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.set_alias(
+    _move(
+        out,
+        ms,
         name,
         store.CHAMPION,
         canary,
-        expected=champion,
+        champion,
         reason=reason or "promote canary",
         actor=actor,
         action="promote",
     )
-    ms.set_alias(name, store.CANARY, None, expected=canary, reason="promoted", actor=actor, action="promote")
+    _clear_canary(out, ms, name, canary, reason="promoted", actor=actor, action="promote")
     return out
 
 
@@ -517,6 +535,7 @@ def rollback(
     previous = ms.previous_champion(name)
     if previous is None:
         raise DeployError(f"model {name!r}: no earlier champion than {current} in the history")
+    _verified(ms, name, previous, "roll back to")
     manifest = None
     if mode == "cluster":
         manifest, cluster = _cluster_rollout(
@@ -535,12 +554,11 @@ def rollback(
         return out
     if manifest is not None:
         cluster.apply(manifest)
-    ms.rollback(name, reason=reason, actor=actor)
-    canary = ms.get_alias(name, store.CANARY)
+    reason = reason or f"rollback from {current}"
+    _move(out, ms, name, store.CHAMPION, previous, current, reason=reason, actor=actor, action="rollback")
+    canary = _alias_after(out, ms, name, store.CANARY)
     if canary is not None:
-        ms.set_alias(
-            name, store.CANARY, None, expected=canary, reason="rollback", actor=actor, action="rollback"
-        )
+        _clear_canary(out, ms, name, canary, reason="rollback", actor=actor, action="rollback")
     return out
 
 

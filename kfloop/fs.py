@@ -88,28 +88,173 @@ def read_text(uri: str) -> str:
     return read_bytes(uri).decode("utf-8")
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    """Writes a whole file atomically: readers see the old content or the new, never a part."""
+#: HTTP statuses of a GCS call worth retrying (Google's retry guidance: 408, 429 and 5xx).
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: Attempts of one write (the first plus retries) and its backoff: 0.2 s, 0.4 s, 0.8 s, ... capped at 4 s,
+#: each with up to 50 % random jitter (at most ~8 s of waiting in all).
+WRITE_ATTEMPTS = 6
+BACKOFF_INITIAL_S = 0.2
+BACKOFF_MAX_S = 4.0
+
+
+class GenerationMismatch(Exception):
+    """A GCS write with ``if_generation_match=N`` (N > 0) found another generation (HTTP 412)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a GCS error is worth retrying: 408/429/5xx, a reset or refused connection, a timeout."""
+    try:
+        from google.api_core import exceptions as gx
+    except ImportError:  # pragma: no cover - no GCS client installed
+        gx = None
+    if gx is not None and isinstance(exc, gx.GoogleAPICallError):
+        return getattr(exc, "code", None) in TRANSIENT_STATUS
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    mod = type(exc).__module__
+    if mod.startswith(("requests", "urllib3", "google.auth")):
+        # requests.ConnectionError / ChunkedEncodingError / ReadTimeout, urllib3 protocol errors,
+        # google.auth.exceptions.TransportError: the connection broke, the server may or may not have acted.
+        return any(
+            k in type(exc).__name__
+            for k in ("Connection", "Timeout", "Protocol", "ChunkedEncoding", "Transport")
+        )
+    inner = exc.__cause__ or exc.__context__
+    return inner is not None and inner is not exc and is_transient(inner)
+
+
+def _backoff(attempt: int) -> None:
+    import random
+    import time
+
+    delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * (2**attempt))
+    time.sleep(delay * (1 + random.random() / 2))
+
+
+def _gcs_write(uri: str, upload, if_generation_match: int | None, same_content) -> None:
+    """Runs ``upload(blob, if_generation_match)`` with bounded exponential backoff on transient errors.
+
+    A retried write-once upload (``if_generation_match=0``) that finds the object already there
+    (HTTP 412) may be meeting its own earlier attempt whose response was lost: ``same_content(blob)``
+    decides, and a match counts as success.
+    """
+    from google.api_core.exceptions import PreconditionFailed
+
+    bucket, key = split_gcs(uri)
+    b = gcs_client().bucket(bucket)
+    for attempt in range(WRITE_ATTEMPTS):
+        blob = b.blob(key)
+        try:
+            upload(blob, if_generation_match)
+            return
+        except PreconditionFailed:
+            if if_generation_match == 0:
+                if attempt > 0 and same_content(b.blob(key)):
+                    return  # our earlier attempt landed; only its response was lost
+                raise FileExistsError(uri) from None
+            raise GenerationMismatch(uri) from None
+        except Exception as e:
+            if not is_transient(e) or attempt == WRITE_ATTEMPTS - 1:
+                raise
+            _backoff(attempt)
+
+
+def write_bytes(uri: str, data: bytes, *, if_generation_match: int | None = None) -> None:
+    """Writes a whole file atomically: readers see the old content or the new, never a part.
+
+    On GCS the upload is retried with bounded exponential backoff (:data:`WRITE_ATTEMPTS`,
+    :data:`BACKOFF_INITIAL_S`) on 408/429/5xx and broken connections (:func:`is_transient`); the client
+    library's own retry is off, so there is one retry policy for every write.
+
+    Args:
+        uri: Local path or ``gs://bucket/key``.
+        data: The content.
+        if_generation_match: ``0``: write-once - create the file only if nothing is there (GCS
+            precondition; locally an exclusive hard link), else :class:`FileExistsError`. ``N > 0`` (GCS
+            only): compare-and-swap against generation N, else :class:`GenerationMismatch`. None: overwrite.
+
+    Raises:
+        FileExistsError: ``if_generation_match=0`` and the file exists (with other content, on a retry).
+        GenerationMismatch: the object's generation is not ``if_generation_match``.
+        google.api_core.exceptions.GoogleAPICallError: a non-transient GCS error, or retries exhausted.
+    """
     if is_gcs(uri):
-        bucket, key = split_gcs(uri)
-        gcs_client().bucket(bucket).blob(key).upload_from_string(data)
+
+        def upload(blob, gen):
+            kwargs = {} if gen is None else {"if_generation_match": gen}
+            blob.upload_from_string(data, retry=None, **kwargs)
+
+        def same(blob):
+            try:
+                return blob.download_as_bytes() == data
+            except Exception:
+                return False
+
+        _gcs_write(uri, upload, if_generation_match, same)
         return
+    _place_local(uri, lambda f: f.write(data), if_generation_match)
+
+
+def _place_local(uri: str, fill, if_generation_match: int | None) -> None:
+    """Writes a local file through a temporary file: renamed into place, or (write-once) hard-linked."""
+    if if_generation_match not in (None, 0):
+        raise ValueError(f"{uri}: if_generation_match={if_generation_match} applies to gs:// only")
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; an artifact must stay readable by other steps
-        os.replace(tmp, path)
+        if if_generation_match == 0:
+            os.link(tmp, path)  # atomic and exclusive: FileExistsError if anything is there
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_text(uri: str, text: str) -> None:
-    """Writes a whole text file (UTF-8), atomically."""
-    write_bytes(uri, text.encode("utf-8"))
+def upload_file(path: str | os.PathLike, uri: str, *, if_generation_match: int | None = None) -> None:
+    """Copies a local file to ``uri`` with the semantics and retries of :func:`write_bytes`.
+
+    Local targets are written to a temporary name and renamed (or, write-once, hard-linked) into place.
+    """
+    if is_gcs(uri):
+
+        def upload(blob, gen):
+            kwargs = {} if gen is None else {"if_generation_match": gen}
+            blob.upload_from_filename(str(path), retry=None, **kwargs)
+
+        def same(blob):
+            import base64
+            import hashlib
+
+            try:
+                blob.reload()
+                h = hashlib.md5()  # GCS keeps an MD5 of every object it stores in one piece
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                return blob.md5_hash == base64.b64encode(h.digest()).decode()
+            except Exception:
+                return False
+
+        _gcs_write(uri, upload, if_generation_match, same)
+        return
+    import shutil
+
+    def fill(f):
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, f, 1 << 20)
+
+    _place_local(uri, fill, if_generation_match)
+
+
+def write_text(uri: str, text: str, *, if_generation_match: int | None = None) -> None:
+    """Writes a whole text file (UTF-8), atomically (see :func:`write_bytes`)."""
+    write_bytes(uri, text.encode("utf-8"), if_generation_match=if_generation_match)
 
 
 def exists(uri: str) -> bool:

@@ -87,15 +87,21 @@ def create_pipeline(name: str = PIPELINE_NAME):
             extra_arguments=retrain_arguments,
             kfp_host=kfp_host,
             namespace=namespace,
+            # `kfloop compile` embeds the images it compiled for: the retrain runs the same code.
+            pipeline_image=config.PIPELINE_IMAGE,
+            training_image=config.TRAINING_IMAGE,
+            serving_image=config.SERVING_IMAGE,
         )
-        # Local mode runs the whole training pipeline inside this task; on a cluster it only submits a run.
+        # On a cluster it only compiles the training pipeline and calls the KFP API (kfp.local, which runs
+        # the whole training pipeline in this task, ignores these requests).
         settings.configure(
             trig,
             network_io=True,
             deterministic=False,
-            cpu="2",
-            memory="8Gi",
+            cpu="250m",
+            memory="1Gi",
             display_name="trigger retraining",
         )
+        settings.kfp_api_access(trig)  # the KFP API token of its pod (multi-user Kubeflow)
 
     return monitoring_pipeline

@@ -9,7 +9,7 @@ Example::
     ingest = ingest_op(...)
     settings.configure(ingest, network_io=True, deterministic=True, cpu="1", memory="2Gi")
     train = train_op(...)
-    settings.configure(train, network_io=True, deterministic=True, cpu="4", memory="16Gi")
+    settings.configure(train, network_io=False, deterministic=True, cpu="2", memory="8Gi")
     settings.configure_gpu(train)
 
 Caching: a task is cached when it is deterministic (same inputs give the same outputs). Steps that read
@@ -131,6 +131,10 @@ def configure(
     task.set_memory_limit(memory_limit)
     if display_name is not None:
         task.set_display_name(display_name)
+    if cluster.image_pull_secret:  # private registry: the Secret lives in the runs' namespace
+        from kfp import kubernetes
+
+        kubernetes.set_image_pull_secrets(task, [cluster.image_pull_secret])
     return task
 
 
@@ -142,7 +146,8 @@ def configure_gpu(
     """Puts a task on the GPU node pool: accelerator limit, node selector, toleration, requests.
 
     Call it on the train task only, after :func:`configure` (it raises the CPU / memory requests to
-    ``gpu.cpu_request`` / ``gpu.memory_request`` where those are larger). Under kfp.local it is inert
+    ``gpu.cpu_request`` / ``gpu.memory_request`` where those are larger, and retries the task
+    ``cluster.train_retries`` times: a preempted node resumes from the checkpoint). Under kfp.local it is inert
     and the trainer uses whatever device the machine has.
 
     Args:
@@ -168,10 +173,30 @@ def configure_gpu(
         task.set_cpu_limit(cpu)
     if res is not None and res.memory_limit and memory_bytes(res.memory_limit) < memory_bytes(memory):
         task.set_memory_limit(memory)
+    # A preempted Spot GPU node fails the pod: retry, and the trainer resumes from its BackupAndRestore
+    # checkpoint next to the model artifact under the pipeline root (components/train).
+    task.set_retry(
+        num_retries=cluster.train_retries,
+        backoff_duration=cluster.backoff_duration,
+        backoff_factor=cluster.backoff_factor,
+        backoff_max_duration=cluster.backoff_max_duration,
+    )
     # The KFP backend turns the accelerator type into the container's resource-limit name, so it must
     # be the device-plugin resource (nvidia.com/gpu); the GPU model is chosen by the node selector.
     task.set_accelerator_type(cluster.gpu_resource)
     task.set_accelerator_limit(gpu.accelerator_count)
     kubernetes.add_node_selector(task, label_key=gpu.node_selector_key, label_value=gpu.accelerator_type)
     kubernetes.add_toleration(task, key=gpu.toleration_key, operator="Exists", effect="NoSchedule")
+    return task
+
+
+def kfp_api_access(task: dsl.PipelineTask, cluster: ClusterConfig = ClusterConfig()) -> dsl.PipelineTask:
+    """Marks a task that calls the KFP API (the retrain trigger) for Kubeflow's ``access-ml-pipeline``
+    PodDefault, which mounts a projected service-account token for audience ``pipelines.kubeflow.org``.
+    Without that PodDefault the trigger asks the TokenRequest API for the same token (see
+    :func:`components.trigger.trigger.kfp_token`). Inert under kfp.local.
+    """
+    from kfp import kubernetes
+
+    kubernetes.add_pod_label(task, label_key=cluster.kfp_access_label, label_value="true")
     return task

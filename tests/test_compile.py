@@ -27,7 +27,7 @@ EXPECTED = {
     "training": {
         "ingest": {"cache": True, "retry": True, "required": True},  # reads the source (gs://)
         "validate": {"cache": True},
-        "train": {"cache": True, "required": True},
+        "train": {"cache": True, "retry": True, "required": True},  # a preempted Spot node resumes
         "evaluate": {"cache": False, "retry": True, "required": True},  # reads the current champion
         "push": {"cache": False, "retry": True, "required": True},  # writes the store, moves aliases
     },
@@ -109,7 +109,43 @@ def test_every_image_from_config(compiled, name):
     spec, _ = _ir(compiled, name)
     images = {c["image"] for *_, c in _container_tasks(spec)}
     assert images, "no container tasks"
-    assert images <= {config.PIPELINE_IMAGE, config.SERVING_IMAGE}
+    # The image split: only the train step pulls the GPU training image; every other step the CPU one.
+    for key, task, _comp, container in _container_tasks(spec):
+        want = (
+            config.TRAINING_IMAGE
+            if (name, _role(task["componentRef"]["name"])) == GPU_ROLE
+            else config.PIPELINE_IMAGE
+        )
+        assert container["image"] == want, f"{name}/{key}: {container['image']}"
+
+
+def _constants(spec: dict) -> dict[str, dict[str, str]]:
+    """``{task key: {input: constant}}`` of the string constants the root DAG passes to its tasks."""
+    out = {}
+    for key, task in spec["root"]["dag"]["tasks"].items():
+        params = task.get("inputs", {}).get("parameters", {})
+        out[key] = {n: p["runtimeValue"]["constant"] for n, p in params.items() if "runtimeValue" in p}
+    return out
+
+
+def test_compiled_images_reach_deploy_and_the_retrain_trigger(tmp_path):
+    """A retrain and every deploy use the images this pipeline was compiled with, not kfloop.config's."""
+    paths = kc.compile_all(tmp_path, registry="eu.gcr.io/acme", tag="sha-1234")
+    imgs = kc.images("eu.gcr.io/acme", "sha-1234")
+    training, _ = kc.load_ir(paths["training"])
+    (deploy,) = [c for k, c in _constants(training).items() if k.startswith("deploy")]
+    assert deploy["serving_image"] == imgs.serving
+    monitoring, _ = kc.load_ir(paths["monitoring"])
+    (trig,) = [c for k, c in _constants(monitoring).items() if k.startswith("trigger")]
+    assert (trig["pipeline_image"], trig["training_image"], trig["serving_image"]) == (
+        imgs.pipeline,
+        imgs.training,
+        imgs.serving,
+    )
+    for path in paths.values():
+        text = path.read_text()
+        for default in (config.PIPELINE_IMAGE, config.TRAINING_IMAGE, config.SERVING_IMAGE):
+            assert default not in text, f"{path.name} still names {default}"
 
 
 @pytest.mark.parametrize("name", PIPELINE_NAMES)
@@ -130,8 +166,9 @@ def test_retries_and_caching_choices(compiled, name):
         roles.setdefault(_role(task["componentRef"]["name"]), []).append((key, task))
         policy = task.get("retryPolicy")
         if policy is not None:  # every retried task uses the reviewed backoff
+            train = (name, _role(task["componentRef"]["name"])) == GPU_ROLE
             assert policy == {
-                "maxRetryCount": cluster.num_retries,
+                "maxRetryCount": cluster.train_retries if train else cluster.num_retries,
                 "backoffDuration": cluster.backoff_duration,
                 "backoffFactor": cluster.backoff_factor,
                 "backoffMaxDuration": cluster.backoff_max_duration,
@@ -210,7 +247,14 @@ def test_registry_tag_and_root_override(tmp_path):
 
 def test_images_follow_config():
     imgs = kc.images()
-    assert (imgs.pipeline, imgs.serving) == (config.PIPELINE_IMAGE, config.SERVING_IMAGE)
+    assert (imgs.pipeline, imgs.training, imgs.serving) == (
+        config.PIPELINE_IMAGE,
+        config.TRAINING_IMAGE,
+        config.SERVING_IMAGE,
+    )
+    assert kc.Images.from_dict(imgs.as_dict()) == imgs
+    with pytest.raises(kc.CompileError, match="training missing"):
+        kc.Images.from_dict({"pipeline": "a", "serving": "b", "training": ""})
     assert kc.images("r.io/x", "2").serving == "r.io/x/kfloop-serving:2"
     for bad in ({"registry": "Bad Registry"}, {"tag": "a b"}, {"tag": ".x"}, {"registry": "https://r.io"}):
         with pytest.raises(kc.CompileError, match=next(iter(bad))):
@@ -255,6 +299,7 @@ def test_cli(tmp_path):
     assert proc.returncode == 0
     assert proc.stdout.splitlines() == [
         f"pipeline={config.IMAGE_REGISTRY}/kfloop-pipeline:9.9",
+        f"training={config.IMAGE_REGISTRY}/kfloop-training:9.9",
         f"serving={config.IMAGE_REGISTRY}/kfloop-serving:9.9",
     ]
     proc = subprocess.run(
@@ -318,3 +363,61 @@ def test_tasks_do_not_pip_install_at_start(compiled, name):
         script = " ".join(container.get("command", []) + container.get("args", []))
         assert "pip install" not in script, f"{name}/{key} runs pip install at start"
         assert "kfp.dsl.executor_main" in script, f"{name}/{key} is not a kfp Python component"
+
+
+def test_private_registry_pull_secret_reaches_every_task(tmp_path):
+    from kfp import compiler
+
+    from pipelines import settings
+
+    @dsl.component(base_image=config.PIPELINE_IMAGE)
+    def noop_op(x: str) -> str:
+        return x
+
+    cluster = config.ClusterConfig(image_pull_secret="regcred")
+
+    @dsl.pipeline(name="p")
+    def p(x: str = "a"):
+        settings.configure(
+            noop_op(x=x), network_io=False, deterministic=True, cpu="100m", memory="64Mi", cluster=cluster
+        )
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(p, str(path))
+    _, platform = kc.load_ir(path)
+    (executor,) = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    assert [s["secretName"] for s in executor["imagePullSecret"]] == ["regcred"]
+
+
+def test_only_the_trigger_gets_the_kfp_api_token_label(compiled):
+    label = config.ClusterConfig().kfp_access_label
+    found = []
+    for name in PIPELINE_NAMES:
+        spec, platform = _ir(compiled, name)
+        executors = (
+            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        )
+        for _key, task, comp, _c in _container_tasks(spec):
+            labels = executors.get(comp["executorLabel"], {}).get("podMetadata", {}).get("labels", {})
+            if labels.get(label) == "true":
+                found.append((name, _role(task["componentRef"]["name"])))
+    assert found == [("monitoring", "trigger")]
+
+
+def test_images_pinned_by_digest_reach_executors_and_embedded_values(tmp_path):
+    digest = "eu.gcr.io/acme/kfloop-serving@sha256:" + "ab" * 32
+    train = "eu.gcr.io/acme/kfloop-training@sha256:" + "cd" * 32
+    paths = kc.compile_all(tmp_path, tag="sha-9", digests={"serving": digest, "training": train})
+    training = paths["training"].read_text()
+    assert digest in training and train in training and config.SERVING_IMAGE not in training
+    assert f"{config.IMAGE_REGISTRY}/kfloop-pipeline:sha-9" in training
+    for bad, match in (({"serving": "x:1"}, "sha256"), ({"gpu": digest}, "not one of")):
+        with pytest.raises(kc.CompileError, match=match):
+            kc.images(digests=bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kfloop.cli", "compile", "--print-images", "--image", f"serving={digest}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and f"serving={digest}" in proc.stdout.splitlines()

@@ -94,7 +94,7 @@ def test_push_op_under_kfp_local(tmp_path):
     root = str(tmp_path / "store")
 
     @dsl.pipeline(name="push-test")
-    def pipe(model_uri: str, blessing_uri: str, store_uri: str, reference_uri: str):
+    def pipe(model_uri: str, blessing_uri: str, store_uri: str, reference_uri: str, run_id: str):
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=True)
         blessing = dsl.importer(artifact_uri=blessing_uri, artifact_class=dsl.Artifact, reimport=True)
         reference = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Artifact, reimport=True)
@@ -106,7 +106,7 @@ def test_push_op_under_kfp_local(tmp_path):
             data_window_start="2013-01-01",
             data_window_end="2015-01-01",
             schema_hash="s1",
-            run_id="local-run",
+            run_id=run_id,
             code_version="0.1.0",
             reference=reference.output,
         )
@@ -127,7 +127,11 @@ def test_push_op_under_kfp_local(tmp_path):
         "reference_uri": str(tmp_path / "reference"),
     }
     run = local.run_pipeline(
-        pipe, tmp_path / "runs", blessing_uri=blessing_file(tmp_path / "b.json", True), **args
+        pipe,
+        tmp_path / "runs",
+        blessing_uri=blessing_file(tmp_path / "b.json", True),
+        run_id="local-run",
+        **args,
     )
     out = json.loads(run.output("push-op", "pushed").read_text())
     assert (out["pushed"], out["version"], out["alias"]) == (True, "v0001", "champion")
@@ -141,7 +145,11 @@ def test_push_op_under_kfp_local(tmp_path):
     )
 
     run = local.run_pipeline(
-        pipe, tmp_path / "runs", blessing_uri=blessing_file(tmp_path / "n.json", False), **args
+        pipe,
+        tmp_path / "runs",
+        blessing_uri=blessing_file(tmp_path / "n.json", False),
+        run_id="run-2",
+        **args,
     )
     out = json.loads(run.output("push-op", "pushed").read_text())
     assert not out["pushed"] and out["reasons"] and out["champion"] == "v0001"
@@ -150,7 +158,7 @@ def test_push_op_under_kfp_local(tmp_path):
     assert "nothing deployed" in run.output("deploy-op", "report").read_text()
 
     blessing = blessing_file(tmp_path / "b2.json", True)
-    run = local.run_pipeline(pipe, tmp_path / "runs", blessing_uri=blessing, **args)
+    run = local.run_pipeline(pipe, tmp_path / "runs", blessing_uri=blessing, run_id="run-3", **args)
     assert json.loads(run.output("push-op", "pushed").read_text())["alias"] == "canary"
     assert "canary v0002 -> v0002" in run.output("deploy-op", "report").read_text()
     assert ms.aliases(NAME) == {"champion": "v0001", "canary": "v0002"}

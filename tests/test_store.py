@@ -84,10 +84,10 @@ def test_interrupted_publish_is_invisible(ms, tmp_path, monkeypatch):
     v1 = ms.publish(NAME, str(make_model_dir(tmp_path, "a")), {})
     real_write = store.fs.write_text
 
-    def crash_before_marker(uri, text):
+    def crash_before_marker(uri, text, **kw):
         if uri.endswith("/_COMMITTED"):
             raise KeyboardInterrupt("killed before the commit marker")
-        return real_write(uri, text)
+        return real_write(uri, text, **kw)
 
     monkeypatch.setattr(store.fs, "write_text", crash_before_marker)
     with pytest.raises(KeyboardInterrupt):

@@ -14,6 +14,7 @@ def deploy_op(
     namespace: str,
     canary_percent: int,
     report: Output[Markdown],
+    serving_image: str = "",
 ):
     """Rolls out the pushed version (cluster: InferenceService canary; local: aliases).
 
@@ -24,6 +25,7 @@ def deploy_op(
         mode: ``local`` or ``cluster``.
         namespace: Kubernetes namespace ("" = default).
         canary_percent: Canary traffic share (-1 = default, 0 = full rollout).
+        serving_image: Predictor image (``kfloop compile`` embeds the one it compiled for; "" = default).
 
     Returns:
         report: What was done.
@@ -31,7 +33,9 @@ def deploy_op(
     from components.deploy.deploy import deploy_pushed
     from kfloop import deploy
 
-    out = deploy_pushed(pushed.path, store_uri, model_name, mode, namespace, canary_percent)
+    out = deploy_pushed(
+        pushed.path, store_uri, model_name, mode, namespace, canary_percent, serving_image=serving_image
+    )
     text = "# Deploy: nothing pushed, nothing deployed\n" if out is None else f"# Deploy\n\n{out.summary()}\n"
     if out is not None and out.manifest is not None:
         text += f"\n```yaml\n{deploy.to_yaml(out.manifest)}```\n"

@@ -15,6 +15,8 @@ def deploy_pushed(
     mode: str = "local",
     namespace: str = "",
     canary_percent: int = -1,
+    *,
+    serving_image: str = "",
 ) -> kdeploy.Outcome | None:
     """Rolls out the version named in push's ``pushed`` JSON; returns None when nothing was pushed.
 
@@ -25,6 +27,7 @@ def deploy_pushed(
         mode: ``local`` or ``cluster``.
         namespace: Kubernetes namespace ("" = DeployConfig default).
         canary_percent: Canary share (-1 = DeployConfig default; 0 = full rollout).
+        serving_image: Predictor image the pipeline was compiled with ("" = kfloop.config's default).
     """
     with open(pushed_path) as f:
         pushed = json.load(f)
@@ -38,5 +41,6 @@ def deploy_pushed(
         namespace=namespace or None,
         canary_percent=None if canary_percent < 0 else canary_percent,
         cfg=config.DeployConfig(),
+        image=serving_image or config.SERVING_IMAGE,
         reason=f"pipeline deploy of pushed {pushed['version']}",
     )

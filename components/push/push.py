@@ -118,11 +118,16 @@ def push(
 
     meta["blessing"] = blessing
     meta.setdefault("metrics", blessing.get("metrics", {}))
-    version = ms.publish(model_name, model_dir, meta, actor=actor)
-    if reference_dir:
+    # Idempotent per run id: a KFP retry of this task finds the version its first attempt published
+    # (ModelStore.publish with the same run_id) and finishes the alias step instead of publishing again.
+    version = ms.publish(model_name, model_dir, meta, actor=actor, run_id=meta.get("run_id") or None)
+    if reference_dir:  # written again by a retry: the same files
         from components.monitor.reference import store_reference
 
         store_reference(store_uri, model_name, version, reference_dir)
+    champion = ms.get_alias(model_name, store.CHAMPION)
+    if champion == version:  # a retried push that made this version champion already
+        return PushResult(True, version, store.CHAMPION, ms.model_uri(model_name, version), (), champion)
     alias = store.CANARY
     if champion is None:
         try:
@@ -138,7 +143,7 @@ def push(
             alias = store.CHAMPION
         except store.AliasConflict:
             pass  # another push became the first champion meanwhile: this one is a canary
-    if alias == store.CANARY:
+    if alias == store.CANARY and ms.get_alias(model_name, store.CANARY) != version:
         champion = ms.get_alias(model_name, store.CHAMPION)
         ms.set_alias(
             model_name,

@@ -2,10 +2,10 @@
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from components._kfp import component
+from components._kfp import gpu_component
 
 
-@component
+@gpu_component
 def train_op(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
@@ -35,8 +35,8 @@ def train_op(
         early_stopping_patience: Epochs without eval-AUC gain before stopping (0 = off).
         seed: Random seed (weights, dropout, shuffling).
         mixed_precision: mixed_float16 on GPUs (ignored on CPU).
-        checkpoint_dir: BackupAndRestore directory; "" = next to the model artifact, so a retried
-            (preempted) task resumes from its last finished epoch.
+        checkpoint_dir: BackupAndRestore directory; "" = next to the model artifact under the pipeline
+            root (``<model uri>.backup``), so a retried (preempted) task resumes from its last epoch.
 
     Returns:
         model: The SavedModel directory (with ``kfloop_metadata.json``).
@@ -58,7 +58,12 @@ def train_op(
         seed=seed,
         mixed_precision=mixed_precision,
     )
-    result = train(train_data.path, eval_data.path, model.path, hp, checkpoint_dir or f"{model.path}.backup")
+    # On a cluster model.path is a local staging path (uploaded when the task ends) but model.uri is the
+    # artifact's place under the pipeline root, stable across retries of this task: checkpoints there
+    # survive a preempted node, so the retried task resumes from its last finished epoch.
+    remote = model.uri.startswith(("gs://", "s3://"))
+    backup = checkpoint_dir or (f"{model.uri.rstrip('/')}.backup" if remote else f"{model.path}.backup")
+    result = train(train_data.path, eval_data.path, model.path, hp, backup)
     data = result.metadata["data"]
     for name in ("auc", "loss", "accuracy", "train_auc", "train_loss", "best_epoch", "epochs_run"):
         metrics.log_metric(name, result.metrics[name])

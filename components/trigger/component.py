@@ -20,6 +20,9 @@ def trigger_op(
     extra_arguments: dict,
     triggered: Output[Artifact],
     report: Output[Markdown],
+    pipeline_image: str = "",
+    training_image: str = "",
+    serving_image: str = "",
 ):
     """Starts the training pipeline on a fresh window when the decision is ``retrain`` (else nothing).
 
@@ -32,9 +35,12 @@ def trigger_op(
         cutoff: End of the fresh training window ("" = today, UTC).
         training_window_days: Days of data before ``cutoff`` to train on.
         pipeline_root: kfp.local root (local) or pipeline-root override (cluster, "" = compiled default).
-        kfp_host: KFP API URL ("" = in-cluster credentials).
-        namespace: Kubernetes namespace for the run ("" = kubeflow).
+        kfp_host: KFP API URL ("" = ``ClusterConfig.kfp_host``, the in-cluster API service).
+        namespace: Namespace of the run ("" = this pod's namespace, its Kubeflow profile).
         extra_arguments: More training-pipeline arguments (e.g. ``{"epochs": 8}``).
+        pipeline_image: CPU pipeline image of the training run (``kfloop compile`` embeds its own).
+        training_image: GPU training image of the training run (likewise).
+        serving_image: Predictor image of the training run's deploy (likewise).
 
     Returns:
         triggered: JSON record of what was started (run id / directory, arguments).
@@ -58,6 +64,7 @@ def trigger_op(
         host=kfp_host,
         namespace=namespace,
         extra_arguments=extra_arguments,
+        images={"pipeline": pipeline_image, "training": training_image, "serving": serving_image},
     )
     with open(triggered.path, "w") as f:
         json.dump(record, f, indent=1, sort_keys=True)

@@ -13,6 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", help="image tag (default kfloop.config.IMAGE_TAG)")
     p.add_argument("--pipeline-root", help="default pipeline root of the runs, gs://bucket/prefix")
     p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="ROLE=REPO@sha256:DIGEST",
+        help="pin one image (pipeline, training, serving) by digest instead of --tag (repeatable)",
+    )
+    p.add_argument(
         "--pipeline",
         action="append",
         dest="pipelines",
@@ -22,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--print-images",
         action="store_true",
-        help="print 'pipeline=IMAGE' and 'serving=IMAGE' for these options and exit (CI tags with them)",
+        help="print 'pipeline=IMAGE', 'training=IMAGE' and 'serving=IMAGE' for these options and exit",
     )
     p.set_defaults(func=_compile)
 
@@ -31,8 +38,9 @@ def _compile(args: argparse.Namespace) -> int:
     from kfloop import compile as kc
 
     try:
+        digests = dict(item.partition("=")[::2] for item in args.image)
         if args.print_images:
-            for role, image in kc.images(args.registry, args.tag).as_dict().items():
+            for role, image in kc.images(args.registry, args.tag, digests).as_dict().items():
                 print(f"{role}={image}")
             return 0
         written = kc.compile_all(
@@ -41,6 +49,7 @@ def _compile(args: argparse.Namespace) -> int:
             tag=args.tag,
             pipeline_root=args.pipeline_root or None,
             names=args.pipelines,
+            digests=digests,
         )
     except kc.CompileError as e:
         raise SystemExit(f"kfloop compile: {e}") from None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from kfloop.commands.models import open_store, store_arg
+
+_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -52,7 +55,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from kfloop import config, deploy, store
 
-    open_store(args, args.action)  # validates --store
+    open_store(args, args.action)  # validates --store and --name
+    if args.namespace is not None and not _NAMESPACE_RE.fullmatch(args.namespace):
+        raise SystemExit(
+            f"kfloop {args.action}: --namespace {args.namespace!r} is not a Kubernetes namespace "
+            "(1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)"
+        )
     cfg = config.DeployConfig()
     if args.raw_deployment:
         cfg = dataclasses.replace(cfg, deployment_mode=deploy.RAW)

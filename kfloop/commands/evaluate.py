@@ -6,6 +6,7 @@ Exit codes: 0 blessed, 3 not blessed (:data:`EXIT_NOT_BLESSED`), 2 bad input (on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 #: Exit code when the evaluation ran but the model is not blessed.
@@ -53,8 +54,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
 
     from components.evaluate.evaluate import EvaluationError, comparison_table, evaluate
+    from kfloop import fs
     from kfloop.config import EvaluationConfig
 
+    for flag, uri in (("--model", args.model), ("--baseline", args.baseline)):
+        if uri and not fs.is_gcs(uri) and not os.path.isdir(uri):
+            what = "is a file, expected a SavedModel directory" if os.path.exists(uri) else "does not exist"
+            print(f"kfloop evaluate: {flag} {uri}: {what}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     config = dataclasses.replace(
         EvaluationConfig(),
         auc_floor=args.auc_floor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 
 def store_arg(p: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def open_store(args: argparse.Namespace, cmd: str):
     if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
         raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
     try:
+        store.check_model_name(args.name)
         return store.ModelStore(args.store)
     except (store.StoreError, ValueError) as e:
         raise SystemExit(f"kfloop {cmd}: {e}") from None
@@ -41,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = msub.add_parser("list", help="committed versions with their aliases and metrics")
     store_arg(ls)
     ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip reading every model file against its sha256 (still checks every JSON file of the model)",
+    )
     ls.set_defaults(func=_list)
     hi = msub.add_parser("history", help="every publish, rejection and alias attempt (with outcome)")
     store_arg(hi)
@@ -67,8 +74,13 @@ def _list(args: argparse.Namespace) -> int:
                     "run_id": meta.get("run_id"),
                 }
             )
+        problems = ms.check(args.name, deep=not args.no_verify)
     except store.StoreError as e:
         raise SystemExit(f"kfloop models list: {e}") from None
+    if problems:  # one line per damaged file; a damaged store is never listed as if it were fine
+        for p in problems:
+            print(f"kfloop models list: {p}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
+import io
 import os
+import re
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +85,9 @@ def _monitor(args: argparse.Namespace) -> int:
     except MonitorError as e:
         raise SystemExit(f"kfloop monitor: {e}") from None
     if args.host:
+        _check_name(args)  # the store is read by the run on the cluster, with the cluster's credentials
         return _on_cluster(args)
+    preflight(args)
     trigger = args.trigger or "off"
     if trigger == "local" and not args.source:
         raise SystemExit("kfloop monitor: --trigger local needs --source (the data to retrain on)")
@@ -90,12 +97,12 @@ def _monitor(args: argparse.Namespace) -> int:
     arguments = _arguments(args, trigger)
     # a sibling, not a child: kfloop.local finds its run as the newest directory under the root
     arguments["retrain_pipeline_root"] = os.path.abspath(args.pipeline_root.rstrip("/") + "-retrain")
+    tee = _Tee(sys.stdout)
     try:
-        run = run_pipeline(monitoring.create_pipeline(), args.pipeline_root, **arguments)
+        with contextlib.redirect_stdout(tee):
+            run = run_pipeline(monitoring.create_pipeline(), args.pipeline_root, **arguments)
     except RuntimeError as e:
-        raise SystemExit(
-            f"kfloop monitor: the monitoring pipeline failed: {str(e).splitlines()[0]}"
-        ) from None
+        raise SystemExit(f"kfloop monitor: {failure_line(str(e), tee.lines)}") from None
     summary = json.loads(run.output("monitor-op", "summary").read_text())
     decision = json.loads(run.output("decide-op", "decision").read_text())
     print(
@@ -104,6 +111,98 @@ def _monitor(args: argparse.Namespace) -> int:
     print(f"decision: {decision['summary']}")
     print(f"report: {run.output('decide-op', 'report')}")
     return 0
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks the inputs before any pipeline starts: one line naming the file and the problem.
+
+    The model name, ``--store-uri`` (an existing directory or ``gs://``), ``--source`` and the reference
+    files (files), and the model in the store: every JSON file it has, and the champion's files against
+    their manifest (the monitor compares live data with the champion's).
+    """
+    from kfloop import fs, store
+    from kfloop.cli import check_input_file
+
+    _check_name(args)
+    if not fs.is_gcs(args.store_uri):
+        root = args.store_uri.removeprefix("file://")
+        if not os.path.isdir(root):
+            what = "is a file, expected a directory" if os.path.exists(root) else "does not exist"
+            raise SystemExit(f"kfloop monitor: --store-uri {args.store_uri}: {what}")
+    for flag in ("source", "reference_train", "reference_eval"):
+        check_input_file(getattr(args, flag), f"kfloop monitor: --{flag.replace('_', '-')}")
+    try:
+        ms = store.ModelStore(args.store_uri)
+        problems = ms.check(args.model_name, deep=False)
+        champion = None if problems else ms.get_alias(args.model_name, store.CHAMPION)
+        if champion:  # (no champion: the pipeline says so, or uses the given reference data)
+            ms.verify(args.model_name, champion)
+    except store.StoreError as e:
+        problems = [str(e)]
+    if problems:
+        more = (
+            f" (and {len(problems) - 1} more problems: see `kfloop models list`)" if len(problems) > 1 else ""
+        )
+        raise SystemExit(f"kfloop monitor: {problems[0]}{more}")
+
+
+def _check_name(args: argparse.Namespace) -> None:
+    from kfloop import store
+
+    try:
+        store.check_model_name(args.model_name)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop monitor: --model-name: {e}") from None
+
+
+class _Tee(io.TextIOBase):
+    """Passes writes through and keeps the last lines (kfp.local prints each task's log to stdout)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self._partial = ""
+
+    def write(self, s: str) -> int:
+        self.inner.write(s)
+        *done, self._partial = (self._partial + s).split("\n")
+        self.lines.extend(done)
+        return len(s)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EXC_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(?::\s*(.*))?$")
+_FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
+
+
+def failure_line(message: str, lines) -> str:
+    """One line for a failed local pipeline run: the failed task and the exception that stopped it.
+
+    kfp.local's own error says only which task failed (with colour codes); the cause is the last
+    exception line of that task's streamed log.
+    """
+    text = _ANSI.sub("", message)
+    task = _FAILED_TASK.search(text)
+    cause = ""
+    indent = None  # inside a traceback: the indentation of its "Traceback" line
+    for raw in lines:
+        line = _ANSI.sub("", raw).rstrip()
+        stripped = line.lstrip()
+        depth = len(line) - len(stripped)
+        if stripped.startswith("Traceback (most recent call last):"):
+            indent = depth
+        elif indent is not None and depth <= indent and stripped:
+            m = _EXC_LINE.match(stripped)  # the exception line that ends the traceback
+            if m and not stripped.startswith("During handling"):
+                name = m.group(1).rsplit(".", 1)[-1]
+                cause = f"{name}: {m.group(2)}" if m.group(2) else name
+            indent = None
+    where = f" in {task.group(1)}" if task else ""
+    head = f"the monitoring pipeline failed{where}"
+    return " ".join(f"{head}: {cause or text.splitlines()[0] if text else head}".split())
 
 
 def _on_cluster(args: argparse.Namespace) -> int:

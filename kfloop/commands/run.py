@@ -33,6 +33,17 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     from kfloop import config, loop
+    from kfloop.cli import check_input_file, check_output_dir
+
+    check_input_file(args.source, "kfloop run: --source")
+    check_output_dir(args.workdir, "kfloop run: --workdir")
+    if args.model_name:
+        from kfloop import store
+
+        try:
+            store.check_model_name(args.model_name)
+        except store.StoreError as e:
+            raise SystemExit(f"kfloop run: {e}") from None
 
     workdir = args.workdir or f"runs/loop-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     try:

@@ -36,8 +36,13 @@ def _schedule(args: argparse.Namespace) -> int:
     import tempfile
 
     from kfloop import compile as kc
+    from kfloop import store
     from kfloop import submit as ks
 
+    try:
+        store.check_model_name(args.model_name)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop schedule: --model-name: {e}") from None
     try:
         params = ks.parse_params(args.param)
         params.update(store_uri=args.store_uri, source=args.source, model_name=args.model_name)

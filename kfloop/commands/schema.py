@@ -57,8 +57,19 @@ def _infer(args: argparse.Namespace) -> int:
 
     from kfloop import fs
     from kfloop import schema as kschema
+    from kfloop.cli import check_input_file
 
     path = kschema.schema_path(args.schema)
+    check_input_file(args.data, "kfloop schema infer: --data", must_exist=False)
+    if path.is_dir():
+        raise SystemExit(f"kfloop schema infer: schema {path}: is a directory, expected a file")
+    if not args.write:  # comparing with nothing is not a review: refuse, or create it with --write
+        if not path.exists():
+            raise SystemExit(
+                f"kfloop schema infer: schema {path}: does not exist (pass --write to create it from the data)"
+            )
+        if not path.read_text().strip():
+            raise SystemExit(f"kfloop schema infer: schema {path}: is empty (pass --write to fill it)")
     new = infer_text(args.data)
     old = path.read_text() if path.is_file() else ""
     if old == new:

@@ -64,9 +64,43 @@ def build_command(args: argparse.Namespace) -> list[str]:
     return cmd + extra
 
 
+def preflight(args: argparse.Namespace) -> str | None:
+    """Checks, before the server starts, what it would load; returns the version it would serve.
+
+    The model name, the store's alias and version files, and the version's manifest (and, for a local
+    store, every model file's sha256) - or that ``--model-dir`` is a SavedModel directory.
+
+    Raises:
+        SystemExit: one line naming the file and the problem.
+    """
+    from kfloop import fs, store
+
+    try:
+        store.check_model_name(args.model_name)
+        if args.model_dir:
+            local = str(args.model_dir).removeprefix("file://")
+            if not fs.is_gcs(local):
+                if not os.path.isdir(local):
+                    what = "is not a directory" if os.path.exists(local) else "does not exist"
+                    raise store.StoreError(f"--model-dir {local}: {what} (give a SavedModel directory)")
+                if not os.path.isfile(os.path.join(local, "saved_model.pb")):
+                    raise store.StoreError(f"--model-dir {local}: no saved_model.pb (not a SavedModel)")
+            return None
+        ms = store.ModelStore(args.store_uri)
+        version = ms.resolve(args.model_name, args.model_ref)
+        if ms.is_gcs:
+            ms.metadata(args.model_name, version)  # the server checks every file's sha256 as it downloads
+        else:
+            ms.verify(args.model_name, version)
+        return version
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop serve: {e}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise SystemExit(f"kfloop serve: --port must be 1..65535, got {args.port}")
+    preflight(args)
     cmd = build_command(args)
     python = cmd[0]
     if not (os.path.isfile(python) and os.access(python, os.X_OK)) and not shutil.which(python):

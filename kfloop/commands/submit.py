@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from kfloop import config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="submit a compiled pipeline to a KFP cluster (kfp.Client)")
@@ -19,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compiled-dir", default="build/pipelines", help="where `kfloop compile` wrote")
     p.add_argument("--pipeline-root", help="override the compiled pipeline root (gs://bucket/prefix)")
     p.add_argument("--run-name", help="display name of the run")
-    p.add_argument("--service-account", help="Kubernetes service account of the run's pods")
+    p.add_argument(
+        "--service-account",
+        default=config.ClusterConfig().service_account,
+        help="service account of the run's pods (default: %(default)s, which manifests/ grants the deploy "
+        "rights; '' = the cluster's default runner)",
+    )
     p.add_argument(
         "--schedule",
         metavar="CRON",
@@ -35,10 +42,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_submit)
 
 
+def check_package(package: str) -> None:
+    """Refuses a local package that is not a compiled pipeline (a directory, empty, binary, not YAML).
+
+    Raises:
+        SystemExit: one line naming the file.
+    """
+    from kfloop.cli import check_input_file
+
+    if package.startswith("gs://"):
+        return
+    check_input_file(package, "kfloop submit: --package", must_exist=False)
+    if not os.path.exists(package):
+        return  # kfloop.submit says how to make it
+    try:
+        with open(package, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise SystemExit(f"kfloop submit: --package {package}: not UTF-8 text (a binary file?)") from None
+    import yaml
+
+    try:
+        doc = next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError as e:
+        raise SystemExit(
+            f"kfloop submit: --package {package}: not YAML ({' '.join(str(e).split())[:200]})"
+        ) from None
+    if not isinstance(doc, dict):
+        raise SystemExit(f"kfloop submit: --package {package}: not a compiled pipeline (no YAML mapping)")
+
+
 def _submit(args: argparse.Namespace) -> int:
     from kfloop import submit as ks
 
     package = args.package or os.path.join(args.compiled_dir, f"{args.pipeline}.yaml")
+    check_package(package)
     try:
         params = ks.parse_params(args.param)
         if args.schedule:
@@ -53,7 +91,7 @@ def _submit(args: argparse.Namespace) -> int:
                 namespace=args.namespace or None,
                 experiment=args.experiment,
                 pipeline_root=args.pipeline_root or None,
-                service_account=args.service_account,
+                service_account=args.service_account or None,
             )
             print(f"recurring run {made.run_id}: {made.url}")
             return 0
@@ -65,7 +103,7 @@ def _submit(args: argparse.Namespace) -> int:
             experiment=args.experiment,
             run_name=args.run_name,
             pipeline_root=args.pipeline_root or None,
-            service_account=args.service_account,
+            service_account=args.service_account or None,
         )
         print(f"run {made.run_id}: {made.url}")
         if args.wait is not None:

@@ -69,7 +69,14 @@ def _validate(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
     from components.validate import tfdv_ops
     from kfloop import fs
+    from kfloop.cli import check_input_file, check_output_dir
 
+    check_input_file(args.data, "kfloop validate: --data", must_exist=False)
+    check_input_file(args.schema, "kfloop validate: --schema", must_exist=False)
+    check_input_file(args.reference_stats, "kfloop validate: --reference-stats", must_exist=False)
+    check_input_file(args.skew_data, "kfloop validate: --skew-data", must_exist=False)
+    check_output_dir(args.output_dir, "kfloop validate: --output-dir")
+    check_beam_args(args.beam_arg, "kfloop validate")
     out = args.output_dir
     try:
         schema = tfdv_ops.load_schema(args.schema)
@@ -187,6 +194,23 @@ def _hint_missing_tips(findings: list[dict], environment: str) -> None:
             f"  (a raw extract needs its {F.TIPS!r} column, from which {F.LABEL.name} is derived)",
             file=sys.stderr,
         )
+
+
+_COUNT_OPTIONS = ("direct_num_workers",)
+
+
+def check_beam_args(beam_args: list[str], cmd: str) -> None:
+    """Refuses Beam options that Beam itself would crash on later (``--direct_num_workers=-1``).
+
+    Raises:
+        SystemExit: one line naming the option.
+    """
+    for arg in beam_args:
+        if not arg.startswith("--"):
+            raise SystemExit(f"{cmd}: --beam-arg {arg!r}: Beam options look like --name=value")
+        name, _, value = arg[2:].partition("=")
+        if name in _COUNT_OPTIONS and not (value.isdigit() and int(value) >= 0):
+            raise SystemExit(f"{cmd}: --beam-arg {arg}: --{name} must be an integer >= 0 (0 = all cores)")
 
 
 def format_summary(result, data: str) -> str:
