@@ -229,3 +229,14 @@ def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_mode
     np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
     logged = [u for u in fs.list_files(fs.join(root, "predictions")) if u.endswith(".parquet")]
     assert len(logged) == 3
+
+
+def test_bad_command_lines_are_one_line(batch_store, rows, tmp_path):
+    root, _ = batch_store
+    src = _write(rows, tmp_path)
+    with pytest.raises(SystemExit, match=r"--direct_num_workers must be an integer"):
+        _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--beam-arg=--direct_num_workers=-1")
+    with pytest.raises(SystemExit, match="is a directory"):
+        _predict(tmp_path, root, str(tmp_path), str(tmp_path / "o.csv"))
+    with pytest.raises(SystemExit, match="--chunk-rows must be >= 1"):
+        _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--chunk-rows", "0")

@@ -50,7 +50,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
     from components.ingest import ingest as I
     from kfloop import datasets, fs
+    from kfloop.cli import check_input_file, check_output_dir
 
+    check_input_file(args.source, "kfloop ingest: --source", must_exist=False)
+    check_output_dir(args.output_dir, "kfloop ingest: --output-dir")
     out = args.output_dir
     try:
         if args.no_split:

@@ -58,9 +58,14 @@ def _predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from components.batch_predict import batch_predict as B
     from kfloop import fs
+    from kfloop.cli import check_input_file, check_output_dir
+    from kfloop.commands.validate import check_beam_args
 
     if args.chunk_rows < 1:
         raise SystemExit(f"kfloop predict: --chunk-rows must be >= 1, got {args.chunk_rows}")
+    check_input_file(args.input, "kfloop predict: --input", must_exist=False)
+    check_output_dir(args.workdir, "kfloop predict: --workdir")
+    check_beam_args(args.beam_arg, "kfloop predict")
     if not fs.exists(args.input):
         raise SystemExit(f"kfloop predict: input {args.input!r} does not exist")
     try:  # the ref is checked before any step runs
