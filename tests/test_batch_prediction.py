@@ -203,7 +203,7 @@ def test_a_read_error_reaches_the_consumer(rows, tmp_path):
     import pyarrow as pa
 
     bad = rows.drop(columns=[F.LABEL.name]).astype(object)
-    bad.loc[bad.index[-1], "fare"] = "twelve"  # in the last chunk: read ahead by the prefetch thread
+    bad.loc[bad.index[-1], "fare"] = "twelve"  # in the last chunk
     path = _write(bad, tmp_path)
     with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
         list(B.read_chunks(path, chunk_rows=100))

@@ -132,49 +132,6 @@ def _chunks_of(reader, first: int, chunk_rows: int):
         yield first, encode_batch(pa.Table.from_batches(pending).combine_chunks().to_batches()[0])
 
 
-def _prefetch(chunks, depth: int = 2):
-    """Yields from ``chunks`` while a background thread already reads the next ones (at most ``depth``).
-
-    Parsing (pyarrow) releases the GIL, so reading the next chunk overlaps with scoring and writing this
-    one; memory holds ``depth`` chunks more. An error in the reader is raised here, in the consumer.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for item in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((done, None))
-        except BaseException as e:  # handed to the consumer
-            q.put((done, e))
-
-    thread = threading.Thread(target=produce, name="batch-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = q.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(5)
-
-
 def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """Streams a Dataset CSV as ``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows.
 
@@ -189,7 +146,7 @@ def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         reader = pcsv.open_csv(
             path, read_options=pcsv.ReadOptions(block_size=1 << 24), convert_options=_convert_options()
         )
-        yield from _prefetch(_chunks_of(reader, 0, chunk_rows))
+        yield from _chunks_of(reader, 0, chunk_rows)
 
 
 def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tuple[int, int, int]]:
@@ -241,7 +198,7 @@ def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         read_options=pcsv.ReadOptions(block_size=1 << 24),
         convert_options=_convert_options(),
     )
-    yield from _prefetch(_chunks_of(reader, first_row, chunk_rows))
+    yield from _chunks_of(reader, first_row, chunk_rows)
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -388,43 +345,6 @@ class _WriteChunk:
         return n, len(written)
 
 
-def _write_behind_dofn(writer, depth: int = 2):
-    """A Beam ``DoFn`` running ``writer`` on a background thread, at most ``depth`` chunks behind.
-
-    Writing (Parquet encoding, compression, the file) releases the GIL, so it overlaps with reading and
-    scoring the next chunk. Every write of a bundle is finished (and its count emitted) before the bundle
-    ends, so Beam's retry of a failed bundle covers it.
-    """
-    import collections
-    import concurrent.futures
-
-    import apache_beam as beam
-    from apache_beam.transforms import window
-    from apache_beam.utils.windowed_value import WindowedValue
-
-    class WriteBehind(beam.DoFn):
-        def setup(self):
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batch-write")
-
-        def start_bundle(self):
-            self._pending = collections.deque()
-
-        def process(self, result):
-            self._pending.append(self._pool.submit(writer, result))
-            while len(self._pending) > depth:
-                yield self._pending.popleft().result()
-
-        def finish_bundle(self):
-            g = window.GlobalWindow()
-            while self._pending:
-                yield WindowedValue(self._pending.popleft().result(), g.max_timestamp(), [g])
-
-        def teardown(self):
-            self._pool.shutdown(wait=True)
-
-    return WriteBehind()
-
-
 def score(
     dataset_uri: str,
     store_uri: str,
@@ -479,7 +399,7 @@ def score(
             # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
             | "SpreadChunks" >> (beam.Map(lambda c: c) if local else beam.Reshuffle())
             | "RunInference" >> RunInference(handler)
-            | "Write" >> beam.ParDo(_write_behind_dofn(writer))
+            | "Write" >> beam.Map(writer)
             | "Sum"
             >> beam.CombineGlobally(lambda xs: [sum(c) for c in zip(*xs, strict=True)] if xs else [0, 0])
             | "Counts" >> beam.Map(lambda c: fs.write_text(counts, f"{c[0]} {c[1]}\n"))
