@@ -1,7 +1,8 @@
 """The HTTP front of the predictor: an ASGI layer in front of kserve's FastAPI app.
 
 It answers, for our model, ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>[/versions/<v>]/infer``
-and ``GET /v2/models/<name>`` (with the version being served) itself: raw body → size limit → JSON →
+and ``GET /v2/models/<name>`` (with the version being served) itself (and ``POST
+/v1/models/<name>:feedback``, ground truth, in :mod:`serving.feedback`): raw body → size limit → JSON →
 :mod:`serving.schema` checks → micro-batched model call → orjson response. Everything else (health,
 readiness, ``/metrics``, other models) goes to kserve unchanged. Every POST body is size-limited: a
 ``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked) body is cut off
