@@ -562,6 +562,66 @@ def rollback(
     return out
 
 
+def reject_canary(
+    store_uri: str,
+    name: str = config.MODEL_NAME,
+    *,
+    mode: str = "local",
+    namespace: str | None = None,
+    cfg: config.DeployConfig = config.DeployConfig(),
+    cluster: Cluster | None = None,
+    dry_run: bool = False,
+    image: str = config.SERVING_IMAGE,
+    reason: str = "",
+    actor: str = "",
+) -> Outcome:
+    """Rolls a canary back: the champion serves 100 % again (cluster: re-pinned, ``canaryTrafficPercent``
+    100 on the champion's version), and the ``canary`` alias is cleared (compare-and-swap, audited as
+    ``reject``). The champion alias does not move.
+
+    Raises:
+        DeployError: there is no canary or no champion. store.AliasConflict: the canary moved meanwhile.
+    """
+    _check_mode(mode)
+    ms = store.ModelStore(store_uri)
+    canary = ms.get_alias(name, store.CANARY)
+    if canary is None:
+        raise DeployError(f"model {name!r} has no canary to roll back")
+    champion = ms.get_alias(name, store.CHAMPION)
+    if champion is None:
+        raise DeployError(f"model {name!r} has no champion to return the canary's traffic to")
+    manifest = None
+    if mode == "cluster":
+        manifest, cluster = _cluster_rollout(
+            name,
+            store_uri,
+            champion,
+            100,
+            cfg=cfg,
+            namespace=namespace,
+            cluster=cluster,
+            dry_run=dry_run,
+            image=image,
+        )
+    out = Outcome("reject", mode, champion, store.CANARY, 100, canary, manifest, dry_run)
+    if dry_run:
+        return out
+    if manifest is not None:
+        cluster.apply(manifest)
+    _move(
+        out,
+        ms,
+        name,
+        store.CANARY,
+        None,
+        canary,
+        reason=reason or "canary rolled back",
+        actor=actor,
+        action="reject",
+    )
+    return out
+
+
 def outcome_json(out: Outcome) -> str:
     """An outcome as JSON (without the manifest)."""
     d = dataclasses.asdict(out)

@@ -9,9 +9,12 @@
    a control window drawn from the training window itself (no drift expected), then later months;
 5. drift → **retrain** on the fresh window (the trigger runs the training pipeline; the challenger is
    evaluated against the champion and pushed as ``canary`` only if blessed);
-6. **canary**: a second server serves the canary; the same live rows go to both; promote if the canary is
-   healthy and not worse than the champion on the arrived labels, else reject (aliases, audited);
-7. the serving champion hot-reloads; later windows run against it (and the cooldown);
+6. **canary**: a second server serves the ``canary`` alias as a shadow: every later request goes to both
+   servers under the same request id, and both log their predictions. The next monitoring run's canary
+   step (``components/canary``) compares the two on the rows both scored (paired interval) and promotes,
+   keeps waiting or rolls back (aliases, audited) - the loop only starts and stops the shadow server;
+7. the serving champion hot-reloads; later windows run against it (and the cooldown). The monitoring
+   clock (``now``) of each run is the replayed window's end: the data's time (:mod:`kfloop.clock`);
 8. **report**: one self-contained HTML file.
 
 Only the standard library is imported at module level.
@@ -62,8 +65,6 @@ class LoopConfig:
         control: A window drawn from the training window itself (no drift expected: no false alarm).
         windows: Later windows replayed as live traffic, in order.
         retrain_cutoff_from_window: A retraining's fresh window ends where the triggering window ends.
-        canary_rows: Live rows sent to both champion and canary before the promote / reject verdict.
-        canary_auc_tolerance: The canary may be this much worse than the champion on the canary rows.
         batch_size: Rows per replayed request.
         hparams: Training-pipeline arguments of every training run (few epochs: the loop must be quick).
         server_start_timeout: Seconds to wait for a server to become ready.
@@ -76,8 +77,6 @@ class LoopConfig:
         Window("2015 H2", "2015-07-01", "2016-01-01"),
         Window("2016", "2016-01-01", "2017-01-01"),
     )
-    canary_rows: int = 600
-    canary_auc_tolerance: float = 0.01
     batch_size: int = 64
     hparams: tuple = (("epochs", 8),)
     server_start_timeout: float = 180.0
@@ -131,9 +130,17 @@ class Server:
     """A local KServe server (``python -m serving``) in a subprocess, its output in a log file."""
 
     def __init__(
-        self, store_uri: str, model_name: str, log_path: Path, *, ref: str = "champion", log: bool = True
+        self,
+        store_uri: str,
+        model_name: str,
+        log_path: Path,
+        *,
+        ref: str = "champion",
+        log: bool = True,
+        log_uri: str | None = None,
     ):
         self.store_uri, self.model_name, self.ref, self.log = store_uri, model_name, ref, log
+        self.log_uri = log_uri
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -151,6 +158,8 @@ class Server:
         cmd += ["--log-flush-seconds", str(self.flush_seconds)]
         if not self.log:
             cmd.append("--no-prediction-log")
+        elif self.log_uri:
+            cmd += ["--log-uri", self.log_uri]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it while it runs
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
@@ -320,6 +329,15 @@ class _Loop:
                 else "rejected by evaluation: " + "; ".join(pushed.get("reasons") or failed)
             ),
             "run_root": result.get("run_root"),
+            "eval_comparison": next(
+                (
+                    r.get("message")
+                    for r in blessing.get("reasons", [])
+                    if r.get("kind") == "change" and r.get("slice") == "Overall"
+                ),
+                None,
+            ),
+            "failed_reasons": failed,
         }
         if version and result.get("train"):
             self.references[version] = {"train": result["train"], "eval": result["eval"]}
@@ -328,9 +346,11 @@ class _Loop:
 
     # -- serving and replay ------------------------------------------------------------------------
 
-    def start_server(self, ref: str, log: bool) -> Server:
+    def start_server(self, ref: str, log: bool, log_uri: str | None = None) -> Server:
+        n = sum(s.ref == ref for s in self.servers)
+        name = f"server-{ref}{'-' + str(n + 1) if n else ''}.log"
         server = Server(
-            self.store_uri, self.model_name, self.workdir / "logs" / f"server-{ref}.log", ref=ref, log=log
+            self.store_uri, self.model_name, self.workdir / "logs" / name, ref=ref, log=log, log_uri=log_uri
         )
         self.servers.append(server)
         server.start(self.cfg.server_start_timeout)
@@ -367,7 +387,7 @@ class _Loop:
 
     # -- monitoring ----------------------------------------------------------------------------------
 
-    def monitor(self, label: str, window_start: str, window_end: str, retrain_cutoff: str) -> dict:
+    def monitor(self, label: str, window_start: str, window_end: str, retrain_cutoff: str, now: str) -> dict:
         from components.trigger.trigger import read_triggers
         from kfloop.local import run_pipeline
         from pipelines import monitoring
@@ -377,8 +397,10 @@ class _Loop:
         triggers_before = len(read_triggers(self.store_uri, self.model_name))
         with redirected(self.workdir / "logs" / f"monitor-{label.split()[0]}-{len(self.windows)}.log"):
             run = run_pipeline(
-                monitoring.create_pipeline(),
+                monitoring.create_pipeline(local=True),
                 self.workdir / "pipeline_root",
+                now=now,
+                deploy_mode="local",
                 store_uri=self.store_uri,
                 source=self.source,
                 model_name=self.model_name,
@@ -394,6 +416,7 @@ class _Loop:
             )
         summary = _json_file(run.output("monitor-op", "summary"))
         decision = _json_file(run.output("decide-op", "decision"))
+        verdict = _json_file(run.output("canary-op", "verdict"))
         triggered = _json_file(run.output("trigger-op", "triggered"))
         summary["champion_version"] = champion
         new_triggers = read_triggers(self.store_uri, self.model_name)[triggers_before:]
@@ -401,94 +424,54 @@ class _Loop:
             "label": label,
             "summary": summary,
             "decision": decision,
+            "canary": verdict,
             "triggered": triggered,
             "new_triggers": new_triggers,
         }
 
-    # -- canary ------------------------------------------------------------------------------------
+    # -- canary shadow ---------------------------------------------------------------------------------
 
-    def canary(self, champion_server: Server, rows) -> dict:
-        from components.monitor.monitor import auc
-        from kfloop import deploy
+    def start_canary(self) -> Server | None:
+        """Starts the shadow server on the ``canary`` alias, if there is one. It logs its answers to the
+        shadow log (``CanaryConfig.shadow_log``), which the canary step reads and the monitor does not."""
         from kfloop import store as kstore
 
-        ms = kstore.ModelStore(self.store_uri)
-        canary = ms.get_alias(self.model_name, kstore.CANARY)
-        champion = ms.get_alias(self.model_name, kstore.CHAMPION)
-        out = {"version": canary, "champion": champion, "rows": len(rows), "errors": 0}
-        server = self.start_server("canary", log=False)
+        if kstore.ModelStore(self.store_uri).get_alias(self.model_name, kstore.CANARY) is None:
+            return None
+        shadow = fs.join(self.store_uri, config.CanaryConfig().shadow_log)
+        return self.start_server("canary", log=True, log_uri=shadow)
+
+    def mirror(self, rows, server: Server, request_ids: list[str]) -> dict:
+        """Sends the rows just replayed to the shadow server under the same request ids (no feedback).
+
+        Returns ``{"requests", "failed", "versions"}``; failures are not raised: the canary step sees the
+        missing answers in the log and rolls the canary back.
+        """
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        body_rows = replay.instances(rows)
+        path = f"/v1/models/{self.model_name}:predict"
+        out = {"requests": 0, "failed": 0, "versions": {}}
         try:
-            got = replay.replay(
-                rows,
-                server.url,
-                self.model_name,
-                feedback=False,
-                batch_size=self.cfg.batch_size,
-                request_prefix="canary",
-            )
-            out["served_by"] = got.model_versions
-        except replay.ReplayError as e:
-            out["errors"] = 1
-            out["reason"] = f"canary failed requests: {e}"
-            got = None
+            for rid, lo in zip(request_ids, range(0, len(body_rows), self.cfg.batch_size), strict=True):
+                batch = body_rows[lo : lo + self.cfg.batch_size]
+                out["requests"] += 1
+                try:
+                    status, _, headers = replay._post(
+                        conn, path, json.dumps({"instances": batch}).encode(), rid
+                    )
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    out["failed"] += 1
+                    continue
+                if status != 200:
+                    out["failed"] += 1
+                    continue
+                v = headers.get("x-model-version", "?")
+                out["versions"][v] = out["versions"].get(v, 0) + len(batch)
         finally:
-            server.stop()
-        base = replay.replay(
-            rows,
-            champion_server.url,
-            self.model_name,
-            feedback=False,
-            batch_size=self.cfg.batch_size,
-            request_prefix="shadow",
-        )
-        labels = rows[F.LABEL.name]
-        known = labels.notna().to_numpy()
-        y = labels[known].astype(int).tolist()
-        out["champion_auc"] = auc(y, [p for p, k in zip(base.probabilities, known, strict=True) if k])
-        if got is not None:
-            out["canary_auc"] = auc(y, [p for p, k in zip(got.probabilities, known, strict=True) if k])
-            healthy = set(got.model_versions) == {canary}
-            better = (
-                out["canary_auc"] is not None
-                and out["champion_auc"] is not None
-                and (out["canary_auc"] >= out["champion_auc"] - self.cfg.canary_auc_tolerance)
-            )
-            if not healthy:
-                out["reason"] = f"canary answered as {sorted(got.model_versions)}, expected {canary}"
-            elif not better:
-                out["reason"] = (
-                    f"canary AUC {out['canary_auc']:.4f} < champion AUC {out['champion_auc']:.4f} - "
-                    f"{self.cfg.canary_auc_tolerance} on {len(y)} live rows"
-                )
-            else:
-                out["reason"] = (
-                    f"canary AUC {out['canary_auc']:.4f} vs champion {out['champion_auc']:.4f} on {len(y)} live rows "
-                    f"(tolerance {self.cfg.canary_auc_tolerance}), 0 errors"
-                )
-            ok = healthy and better
-        else:
-            ok = False
-        if ok:
-            deploy.promote(
-                self.store_uri,
-                self.model_name,
-                mode="local",
-                reason=f"canary passed: {out['reason']}",
-                actor="kfloop-loop",
-            )
-            out["verdict"] = "promoted"
-        else:
-            ms.set_alias(
-                self.model_name,
-                kstore.CANARY,
-                None,
-                expected=canary,
-                reason=f"canary rejected: {out.get('reason')}",
-                actor="kfloop-loop",
-                action="reject",
-            )
-            out["verdict"] = "rejected"
-        self.canaries.append(out)
+            conn.close()
         return out
 
     def wait_for_version(self, server: Server, version: str, timeout: float = 60.0) -> bool:
@@ -547,6 +530,7 @@ def run_loop(
         with loop.step("start server", "local KServe server on the champion") as st:
             server = loop.start_server("champion", log=True)
             st["detail"] = f"{server.url} serving {server.version()}"
+        shadow: Server | None = None
         for window in (cfg.control, *cfg.windows):
             rows = loop.rows(window)
             if rows.empty:
@@ -560,22 +544,62 @@ def run_loop(
                     batch_size=cfg.batch_size,
                     request_prefix=window.label.split()[0],
                 )
-                time.sleep(server.flush_seconds * 2 + 0.5)  # the server's log flush
+                mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
+                time.sleep(server.flush_seconds * 2 + 0.5)  # the servers' log flush
                 w_end = _iso_now()
                 st["detail"] = (
                     f"{got.rows} predictions in {got.seconds:.1f} s by {got.model_versions}, {got.feedback_rows} labels arrived"
                 )
+                if mirrored:
+                    st["detail"] += (
+                        f"; mirrored to the canary: {mirrored['requests']} requests, {mirrored['failed']} failed, "
+                        f"answered by {mirrored['versions']}"
+                    )
             retrain_cutoff = window.end if not window.from_training else cfg.history_cutoff
+            now = f"{window.end}T00:00:00Z"  # the monitoring clock: the replayed data's time
             with loop.step(
-                f"monitor {window.label}", "monitoring pipeline: monitor → decide → trigger"
+                f"monitor {window.label}",
+                f"monitoring pipeline at {now} (data time): monitor → canary → decide → trigger",
             ) as st:
-                w = loop.monitor(window.label, w_start, w_end, retrain_cutoff)
+                w = loop.monitor(window.label, w_start, w_end, retrain_cutoff, now)
                 w["replayed"] = f"{window.start} .. {window.end}" + (
                     f" (sample of {window.sample})" if window.sample else ""
                 )
+                w["now"] = now
                 loop.windows.append(w)
                 d = w["decision"]
                 st["detail"] = f"{d['decision']}: {d['summary']}"
+            c = w.get("canary") or {}
+            if c.get("action") not in (None, "none"):
+                c = dict(c, window=window.label, mirrored=mirrored)
+                loop.canaries.append(c)
+                loop.steps.append(
+                    {
+                        "step": "canary verdict (monitoring pipeline)",
+                        "at": "",
+                        "seconds": None,
+                        "detail": c["summary"],
+                    }
+                )
+                loop.say(f"canary verdict (monitoring pipeline): {c['summary']}")
+                fate = {
+                    "promote": "promoted to champion by the canary step",
+                    "reject": "rolled back by the canary step",
+                }.get(c["action"])
+                for mod in loop.models:
+                    if mod["version"] == c.get("canary_version"):
+                        mod["canary"] = c["summary"]
+                        if fate:
+                            mod["fate"] = f"{fate}: {c['summary']}"
+                if fate:
+                    outcome.append(f"canary {c.get('canary_version')}: {c['action']} ({c['verdict']})")
+                    if shadow is not None:
+                        shadow.stop()
+                        shadow = None
+                if c["action"] == "promote":
+                    with loop.step("hot reload", f"server picks up champion {c['canary_version']}") as st:
+                        ok = loop.wait_for_version(server, c["canary_version"])
+                        st["detail"] = f"serving {server.version()}" + ("" if ok else " (reload not seen)")
             if not d.get("retrain"):
                 continue
             if w["new_triggers"] and w["new_triggers"][-1].get("started"):
@@ -605,20 +629,12 @@ def run_loop(
                 f"drift in {window.label} → retrained → challenger {m['version'] or '(none)'}: {m['fate']}"
             )
             if m["version"] and m.get("alias") == kstore.CANARY:
-                canary_rows = _canary_rows(loop, window, cfg)
-                with loop.step(
-                    "canary", f"{m['version']} vs champion on {len(canary_rows)} live trips"
-                ) as st:
-                    c = loop.canary(server, canary_rows)
-                    st["detail"] = f"{c['verdict']}: {c.get('reason')}"
-                outcome.append(f"canary {m['version']}: {c['verdict']} ({c.get('reason')})")
-                if c["verdict"] == "promoted":
-                    m["fate"] = "promoted to champion after canary"
-                    with loop.step("hot reload", f"server picks up champion {m['version']}") as st:
-                        ok = loop.wait_for_version(server, m["version"])
-                        st["detail"] = f"serving {server.version()}" + ("" if ok else " (reload not seen)")
-                else:
-                    m["fate"] = f"rejected after canary: {c.get('reason')}"
+                with loop.step("start canary", f"shadow server on canary {m['version']}") as st:
+                    if shadow is not None:
+                        shadow.stop()
+                    shadow = loop.start_canary()
+                    st["detail"] = f"{shadow.url} serving {shadow.version()}" if shadow else "no canary alias"
+                m["fate"] = "canary: judged by the next monitoring runs"
     finally:
         loop.stop_servers()
     ms = kstore.ModelStore(loop.store_uri)
@@ -635,24 +651,19 @@ def run_loop(
         "windows": loop.windows,
         "models": loop.models,
         "canaries": loop.canaries,
+        "decisions_by_comparison": None,
         "history": ms.history(model_name),
         "champion": ms.get_alias(model_name, kstore.CHAMPION),
     }
     from kfloop import report
 
+    record["decisions_by_comparison"] = report.tally(record)
     report_path = work / "report.html"
     fs.write_text(str(report_path), report.render(record))
     record["report"] = str(report_path)
     fs.write_text(str(work / "loop.json"), json.dumps(record, indent=1, sort_keys=True, default=str))
     loop.say(f"report: {report_path}")
     return record
-
-
-def _canary_rows(loop: _Loop, window: Window, cfg: LoopConfig):
-    """Live trips right after the triggering window (the traffic the canary would have seen)."""
-    frame = loop._all_rows()
-    after = replay.select(frame, window.end, None)
-    return after.head(cfg.canary_rows).reset_index(drop=True)
 
 
 def _shift_days(date: str, days: int) -> str:

@@ -94,6 +94,64 @@ vertical-align:top} th{background:#f4f4f4} .retrain{color:#b00020;font-weight:bo
 """
 
 
+def tally(loop: dict) -> dict:
+    """Retrainings, promotions and rejections of a loop record, and for each one the comparison that
+    decided it (the evaluation's paired change check, or the canary step's live comparison).
+
+    Returns:
+        ``{"retrainings", "promotions", "rejections", "pending", "outcomes": [{"version", "outcome",
+        "decided_by", "comparison"}]}``.
+    """
+    decisions = [w.get("decision") or {} for w in loop.get("windows", [])]
+    out = {"retrainings": sum(1 for d in decisions if d.get("retrain")), "promotions": 0, "rejections": 0}
+    out["pending"] = 0
+    rows = []
+    verdicts = {
+        c.get("canary_version"): c
+        for c in loop.get("canaries", [])
+        if c.get("action") in ("promote", "reject")
+    }
+    for i, m in enumerate(loop.get("models", [])):
+        if i == 0 and not m.get("champion_before"):
+            continue  # the first champion: no comparison
+        v = m.get("version")
+        if not m.get("blessed"):
+            out["rejections"] += 1
+            rows.append(
+                {
+                    "version": v or "(not pushed)",
+                    "outcome": "rejected",
+                    "decided_by": "evaluation (paired comparison on the eval rows)",
+                    "comparison": "; ".join(m.get("failed_reasons") or m.get("reasons") or []),
+                }
+            )
+        elif v in verdicts:
+            c = verdicts[v]
+            promoted = c["action"] == "promote"
+            out["promotions" if promoted else "rejections"] += 1
+            rows.append(
+                {
+                    "version": v,
+                    "outcome": "promoted" if promoted else "rolled back",
+                    "decided_by": "canary step (live traffic)"
+                    + (f", after evaluation: {m['eval_comparison']}" if m.get("eval_comparison") else ""),
+                    "comparison": c.get("summary", ""),
+                }
+            )
+        else:
+            out["pending"] += 1
+            rows.append(
+                {
+                    "version": v,
+                    "outcome": "canary still waiting at the end of the replay",
+                    "decided_by": "evaluation passed it to the canary: " + (m.get("eval_comparison") or ""),
+                    "comparison": m.get("canary") or "not judged yet: no live traffic since its push",
+                }
+            )
+    out["outcomes"] = rows
+    return out
+
+
 def render(loop: dict) -> str:
     """Renders a loop record (:func:`kfloop.loop.run_loop`'s JSON) as one self-contained HTML page."""
     parts = [
@@ -104,6 +162,26 @@ def render(loop: dict) -> str:
         f" · started {_E(loop.get('started_at', ''))} · {_fmt(loop.get('seconds'), 1)} s on {loop.get('cpus', '?')} CPU(s)</p>",
         f"<p><b>Outcome:</b> {_E(loop.get('outcome', ''))}</p>",
     ]
+    t = loop.get("decisions_by_comparison") or tally(loop)
+    parts.append(
+        f"<p><b>{t['retrainings']}</b> retraining(s), <b>{t['promotions']}</b> promotion(s), "
+        f"<b>{t['rejections']}</b> rejection(s), {t['pending']} canary(ies) still waiting.</p>"
+    )
+    if t["outcomes"]:
+        parts.append(
+            _table(
+                [
+                    "challenger",
+                    "outcome",
+                    "decided by",
+                    "the comparison (metric, both values, interval, rows)",
+                ],
+                [
+                    [_E(o["version"]), f"<b>{_E(o['outcome'])}</b>", _E(o["decided_by"]), _E(o["comparison"])]
+                    for o in t["outcomes"]
+                ],
+            )
+        )
     parts.append("<h2>Timeline</h2>")
     rows = []
     for s in loop.get("steps", []):
@@ -242,7 +320,9 @@ def render(loop: dict) -> str:
                 f"(threshold {_E(_fmt(r['threshold']))})"
                 for r in d["reasons"]
             )
-            cls = {"retrain": "retrain", "cooldown": "cooldown"}.get(d["decision"], "ok")
+            cls = {"retrain": "retrain", "cooldown": "cooldown", "backoff": "cooldown"}.get(
+                d["decision"], "ok"
+            )
             rows.append(
                 [
                     _E(d["decided_at"]),
@@ -255,22 +335,40 @@ def render(loop: dict) -> str:
 
     canaries = loop.get("canaries", [])
     if canaries:
-        parts.append("<h2>Canary checks</h2>")
-        rows = [
-            [
-                _E(c.get("version", "")),
-                str(c.get("rows")),
-                str(c.get("errors")),
-                _fmt(c.get("canary_auc")),
-                _fmt(c.get("champion_auc")),
-                f"<b>{_E(c.get('verdict', ''))}</b>",
-                _E(c.get("reason", "")),
-            ]
-            for c in canaries
-        ]
+        parts.append("<h2>Canary verdicts (monitoring pipeline)</h2>")
+        rows = []
+        for c in canaries:
+            cmp_ = c.get("comparison") or {}
+            interval = (
+                f"{cmp_['diff']:+.4f} [{cmp_['low']:+.4f}, {cmp_['high']:+.4f}] ({cmp_['confidence'] * 100:g}%)"
+                if cmp_.get("diff") is not None and cmp_.get("low") is not None
+                else "n/a"
+            )
+            rows.append(
+                [
+                    _E(c.get("window", "")),
+                    _E(f"{c.get('canary_version')} vs {c.get('champion_version')}"),
+                    str(cmp_.get("rows", "")) + (" paired" if cmp_.get("paired") else ""),
+                    _fmt(cmp_.get("challenger")),
+                    _fmt(cmp_.get("champion")),
+                    _E(interval),
+                    f"<b>{_E(c.get('action', ''))}</b> ({_E(c.get('verdict', ''))})",
+                    _E(c.get("summary", "")),
+                ]
+            )
         parts.append(
             _table(
-                ["canary", "rows", "errors", "canary AUC", "champion AUC (same rows)", "verdict", "why"], rows
+                [
+                    "window",
+                    "canary vs champion",
+                    "rows",
+                    "canary AUC",
+                    "champion AUC",
+                    "AUC diff, interval",
+                    "verdict",
+                    "why",
+                ],
+                rows,
             )
         )
 

@@ -1,7 +1,12 @@
-"""The monitoring pipeline: monitor a window of prediction time → decide → trigger the training pipeline."""
+"""The monitoring pipeline: monitor a window → judge the canary → decide → trigger the training pipeline.
+
+``now`` is the monitoring clock (:mod:`kfloop.clock`): set by the replay to the data's time; on a
+schedule it is left empty and the steps use KFP's scheduled time (``{{$.pipeline_job_schedule_time_utc}}``).
+"""
 
 from kfp import dsl
 
+from components.canary.component import canary_op
 from components.decide.component import decide_op
 from components.monitor.component import monitor_op
 from components.trigger.component import trigger_op
@@ -10,13 +15,18 @@ from pipelines import settings
 
 PIPELINE_NAME = "kfloop-monitoring"
 _M = config.MonitoringConfig()
+_C = config.ComparisonConfig()
+_K = config.CanaryConfig()
 
 
-def create_pipeline(name: str = PIPELINE_NAME):
+def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
     """Builds the monitoring pipeline function.
 
     Args:
         name: Pipeline name (KFP display name and local run-directory prefix).
+        local: For kfp.local, whose runner cannot fill KFP's scheduled-time placeholder (kfp 2.13 fails on
+            it): the steps then get ``scheduled_time=""`` and use ``now`` (or, unset, the wall clock, see
+            :func:`kfloop.clock.resolve`). Everything else is the same pipeline.
 
     Returns:
         A ``@dsl.pipeline`` function; call it under ``kfp.local`` or compile it (``kfloop schedule`` runs
@@ -47,8 +57,16 @@ def create_pipeline(name: str = PIPELINE_NAME):
         min_examples: int = _M.min_examples,
         min_live_auc: float = _M.min_live_auc,
         cooldown_hours: float = _M.cooldown_hours,
+        now: str = "",
+        deploy_mode: str = "cluster",
+        deploy_namespace: str = "",
+        canary_margin: float = _C.margin,
+        canary_confidence: float = _C.confidence,
+        canary_max_rows: int = _K.max_rows,
+        canary_max_checks: int = _K.max_checks,
         beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
     ):
+        scheduled = "" if local else dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
         mon = monitor_op(
             store_uri=store_uri,
             model_name=model_name,
@@ -60,15 +78,38 @@ def create_pipeline(name: str = PIPELINE_NAME):
             drift_linf=drift_linf,
             drift_jsd=drift_jsd,
             min_examples=min_examples,
+            now=now,
+            scheduled_time=scheduled,
             beam_pipeline_args=beam_pipeline_args,
         )
         settings.configure(
             mon, network_io=True, deterministic=False, cpu="1", memory="4Gi", display_name="monitor"
         )
-        dec = decide_op(
-            summary=mon.outputs["summary"],
+        can = canary_op(
             store_uri=store_uri,
             model_name=model_name,
+            now=now,
+            scheduled_time=scheduled,
+            window_end=window_end,
+            mode=deploy_mode,
+            namespace=deploy_namespace,
+            margin=canary_margin,
+            confidence=canary_confidence,
+            max_rows=canary_max_rows,
+            max_checks=canary_max_checks,
+            serving_image=config.SERVING_IMAGE,  # `kfloop compile` embeds the compiled predictor image
+        )
+        can.after(mon)  # the canary is judged on the same window, after the monitor has read it
+        settings.configure(
+            can, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="canary verdict"
+        )
+        dec = decide_op(
+            summary=mon.outputs["summary"],
+            canary=can.outputs["verdict"],
+            store_uri=store_uri,
+            model_name=model_name,
+            now=now,
+            scheduled_time=scheduled,
             min_live_auc=min_live_auc,
             cooldown_hours=cooldown_hours,
         )

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from kfloop import config
 
@@ -138,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         model.close()
         logging.getLogger("kfloop.serving").info(
-            "stopped; prediction log written=%s dropped=%s",
+            "stopped; prediction log written=%s dropped=%s writer_cpu_s=%.3f process_cpu_s=%.3f",
             plog.written if plog else 0,
             plog.dropped if plog else 0,
+            plog.cpu_seconds if plog else 0.0,
+            time.process_time(),
         )
     return 0
 

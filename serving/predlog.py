@@ -106,6 +106,7 @@ class PredictionLog:
         self.dropped = 0
         self.written = 0
         self.files = 0
+        self.cpu_seconds = 0.0  # the writer thread's CPU time (building tables, encoding, publishing)
         self._dropped_reported = 0
         self._dropped_counter, self._written_counter = _metrics()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -190,6 +191,13 @@ class PredictionLog:
         )
 
     def _write(self, items: list) -> None:
+        t0 = time.thread_time()
+        try:
+            self._write_items(items)
+        finally:
+            self.cpu_seconds += time.thread_time() - t0
+
+    def _write_items(self, items: list) -> None:
         n = sum(len(it[4]) for it in items)
         try:
             uris = self._predlog.write_table(

@@ -116,3 +116,76 @@ def test_no_traffic_and_too_few():
     )
     assert few["decision"] == D.TOO_FEW and not few["retrain"]
     assert few["reasons"][0]["value"] == CFG.min_examples - 1
+
+
+def _rejected(version):
+    return {"kind": D.REJECTED_BY_CANARY, "version": version, "reason": "canary worse: AUC ...", "time": "t"}
+
+
+def test_cooldown_counts_on_the_monitoring_clock_not_the_wall_clock():
+    """The replay passes the data's time: six months of taxi data later, the cooldown has long passed."""
+    s = _summary([_score("payment_type", 0.12)])
+    first = D.decide(s, CFG, now=dt.datetime(2015, 7, 1, tzinfo=dt.UTC))
+    assert first["retrain"] and first["decided_at"] == "2015-07-01T00:00:00.000Z"
+    again = D.decide(
+        _summary([_score("company", 0.09)]), CFG, history=[first], now=dt.datetime(2016, 1, 1, tzinfo=dt.UTC)
+    )
+    assert again["decision"] == D.RETRAIN  # seconds of wall time passed, but half a year of data time
+
+
+def test_no_retraining_while_a_canary_is_judged():
+    s = _summary([_score("payment_type", 0.12)])
+    wait = {"action": "wait", "canary_version": "v0002", "summary": "keep waiting (undecided): ..."}
+    d = D.decide(s, CFG, now=T0, canary=wait)
+    assert d["decision"] == D.CANARY_PENDING and not d["retrain"]
+    assert "v0002" in d["reasons"][0]["message"] and "payment_type" in d["summary"]
+
+
+def test_backoff_grows_when_the_same_drift_persists_and_challengers_are_rejected():
+    """Same drift, the retrained challenger rejected, no new data: the wait doubles per rejection."""
+    cfg = dataclasses.replace(CFG, cooldown_hours=24, backoff_factor=2.0, new_data_rows=500)
+    drift = [_score("payment_type", 0.12)]
+    known: list[dict] = []
+    history: list[dict] = []
+    t = T0
+    first = D.decide(_summary(drift, rows=1000), cfg, history=history, now=t, known_outcomes=known)
+    assert first["retrain"]
+    history.append(first)
+    known.append(_rejected("v0002"))  # its challenger was rejected by the canary
+    # 30 h later (past the 24 h cooldown), the same drift, only 100 new labelled rows: back off to 48 h.
+    quiet = _summary(drift, rows=600)
+    quiet["labelled_rows"] = 100
+    d = D.decide(quiet, cfg, history=history, now=t + dt.timedelta(hours=30), known_outcomes=known)
+    assert d["decision"] == D.BACKOFF and not d["retrain"]
+    msg = d["reasons"][0]["message"]
+    assert "waiting 48 h" in msg and "x 2^1" in msg and "100 new labelled rows" in msg
+    assert any("changed nothing" in r["message"] for r in d["reasons"])
+    history.append(d)
+    # After 48 h it retrains again; that challenger is rejected too: now 96 h.
+    d2 = D.decide(quiet, cfg, history=history, now=t + dt.timedelta(hours=49), known_outcomes=known)
+    assert d2["retrain"]
+    history.append(d2)
+    known.append(_rejected("v0003"))
+    d3 = D.decide(quiet, cfg, history=history, now=t + dt.timedelta(hours=49 + 90), known_outcomes=known)
+    assert d3["decision"] == D.BACKOFF and "waiting 96 h" in d3["reasons"][0]["message"]
+    # New data (many labelled rows since): no backoff, the plain cooldown applies.
+    fresh = _summary(drift, rows=2000)
+    d4 = D.decide(fresh, cfg, history=history, now=t + dt.timedelta(hours=49 + 90), known_outcomes=known)
+    assert d4["retrain"]
+    # A different drift is not "the same drift": no backoff either.
+    other = _summary([_score("company", 0.09)], rows=600)
+    other["labelled_rows"] = 10
+    d5 = D.decide(other, cfg, history=history, now=t + dt.timedelta(hours=49 + 90), known_outcomes=known)
+    assert d5["retrain"]
+
+
+def test_outcomes_from_the_store_history():
+    hist = [
+        {"event": "alias", "alias": "champion", "to": "v0001", "action": "push", "outcome": "success"},
+        {"event": "rejected", "reasons": ["paired comparison ... worse"]},
+        {"event": "alias", "alias": "canary", "to": "v0002", "action": "push", "outcome": "success"},
+        {"event": "alias", "alias": "champion", "to": "v0002", "action": "promote", "outcome": "success"},
+        {"event": "alias", "alias": "canary", "to": "v0003", "action": "push", "outcome": "conflict"},
+    ]
+    kinds = [(o["kind"], o["version"]) for o in D.outcomes(hist)]
+    assert kinds == [(D.REJECTED_BY_EVALUATION, None), (D.CANARY_STARTED, "v0002"), (D.PROMOTED, "v0002")]

@@ -157,6 +157,8 @@ def test_equal_champion_from_gcs_store_is_blessed(taxi_split, trained_model, gcs
     (change,) = _reasons(b, "change", "Overall")
     assert change["passed"] and change["challenger"] == pytest.approx(change["champion"])
     assert change["threshold"] == -CFG.max_auc_regression
+    assert change["verdict"] == "non_inferior" and change["interval"]["diff"] == pytest.approx(0.0)
+    assert b["paired"]["comparison"]["rows"] == b["eval_rows"]
     judged = [r for r in _reasons(b, "change") if r["judged"] and r["slice"] != "Overall"]
     assert judged and all(r["passed"] and r["challenger"] == pytest.approx(r["champion"]) for r in judged)
     assert b["tfma_validation_ok"] is True
@@ -198,7 +200,10 @@ def test_worse_challenger_is_not_blessed_and_names_auc(worse, trained_model):
     assert b["tfma_validation_ok"] is False
     # the CLI printed the table and the verdict with the reason
     assert "NOT BLESSED" in stdout and "payment_type=Credit Card" in stdout
-    assert f"challenger AUC {change['challenger']:.4f} vs champion AUC {change['champion']:.4f}" in stdout
+    # the overall change is judged on the paired interval of the same eval rows, shown in the reason
+    assert change["verdict"] == "worse" and change["interval"]["paired"]
+    assert change["interval"]["high"] < 0 and change["interval"]["rows"] == b["eval_rows"]
+    assert "interval below 0" in change["message"] and f"{change['interval']['low']:+.4f}" in stdout
     html = (out / "report.html").read_text()
     assert "NOT BLESSED" in html and "FAILED" in html
 

@@ -64,8 +64,10 @@ def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
     t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     end = _log(root, later, t0)
     run = run_pipeline(
-        monitoring.create_pipeline(),
+        monitoring.create_pipeline(local=True),
         tmp_path / "runs",
+        now="2015-05-01T00:00:00Z",
+        deploy_mode="local",
         store_uri=root,
         source=str(taxi_csv),
         window_start=t0.isoformat(),
@@ -80,6 +82,9 @@ def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
     triggered = json.loads(run.output("trigger-op", "triggered").read_text())
     assert summary["rows"] == len(later) and summary["status"] == "ok"
     assert decision["decision"] == D.RETRAIN and "payment_type" in decision["summary"]
+    assert decision["decided_at"] == "2015-05-01T00:00:00.000Z" and decision["clock_source"] == "parameter"
+    verdict = json.loads(run.output("canary-op", "verdict").read_text())
+    assert verdict["action"] == "none"  # no canary alias in this store
     md = run.output("decide-op", "report").read_text()
     assert "payment_type" in md and "RETRAIN" in md
     assert triggered["decision"] == D.RETRAIN and triggered["arguments"]["cutoff"] == "2015-05-01"
@@ -126,14 +131,20 @@ def test_report_is_self_contained():
 
 @pytest.mark.slow
 def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
-    cfg = loop.LoopConfig(windows=(loop.Window("2015 H1", "2015-01-01", "2015-07-01"),), canary_rows=300)
+    cfg = loop.LoopConfig(
+        windows=(
+            loop.Window("2015 H1", "2015-01-01", "2015-07-01"),
+            loop.Window("2015 Q3", "2015-07-01", "2015-10-01"),
+        )
+    )
     lines = []
     rec = loop.run_loop(tmp_path / "loop", source=str(taxi_csv), cfg=cfg, progress=lines.append)
-    control, h1 = rec["windows"]
+    control, h1, q3 = rec["windows"]
+    assert h1["decision"]["decided_at"] == "2015-07-01T00:00:00.000Z"  # the data's clock
     assert control["decision"]["decision"] == D.NO_RETRAIN  # no false alarm on the training window
     assert h1["decision"]["decision"] == D.RETRAIN
     assert any(r["feature"] == "payment_type" for r in h1["decision"]["reasons"])
-    first, challenger = rec["models"]
+    first, challenger, *later = rec["models"]  # Q3 may retrain again once the canary is decided
     assert first["version"] == "v0001" and challenger["champion_before"] == "v0001"
     # the retraining was started by the monitoring pipeline's trigger (kfp.local) on the fresh window
     (started,) = [t for t in h1["new_triggers"] if t["started"]]
@@ -143,14 +154,75 @@ def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
     )
     assert challenger["run_root"] == started["run"]["root"]
     ms = store.ModelStore(rec["store_uri"])
-    if challenger["version"]:  # blessed → canary → promoted or rejected, with reasons
+    if challenger["version"]:  # blessed → canary → judged by the next monitoring run on shadow traffic
         (canary,) = rec["canaries"]
-        assert canary["verdict"] in ("promoted", "rejected") and canary["reason"]
-        expected = challenger["version"] if canary["verdict"] == "promoted" else "v0001"
+        assert canary is q3["canary"] or canary["verdict_id"] == q3["canary"]["verdict_id"]
+        assert canary["canary_version"] == challenger["version"] and canary["comparison"]["paired"]
+        assert canary["comparison"]["low"] is not None and "[" in canary["summary"]
+        expected = {"promote": challenger["version"], "reject": "v0001", "wait": "v0001"}[canary["action"]]
         assert ms.get_alias(MODEL, store.CHAMPION) == expected
+        if canary["action"] == "wait":  # a canary being judged blocks a new retraining
+            assert q3["decision"]["decision"] in (D.CANARY_PENDING, D.NO_RETRAIN) and not later
+        else:  # decided: the canary alias is cleared or belongs to Q3's new challenger
+            now_canary = later[-1]["version"] if later and later[-1].get("alias") == "canary" else None
+            assert ms.get_alias(MODEL, store.CANARY) == now_canary
     else:  # not blessed: rejected by the evaluation, champion unchanged
         assert "rejected" in challenger["fate"] and ms.get_alias(MODEL, store.CHAMPION) == "v0001"
-    assert ms.get_alias(MODEL, store.CANARY) is None
+    t = rec["decisions_by_comparison"]
+    assert t["retrainings"] >= 1 and t["outcomes"]
+    decided = [o for o in t["outcomes"] if o["outcome"] in ("promoted", "rolled back", "rejected")]
+    assert len(decided) == t["promotions"] + t["rejections"] and all("[" in o["comparison"] for o in decided)
     html = Path(rec["report"]).read_text()
     assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
     assert any("report:" in line for line in lines)
+
+
+def test_fresh_window_ends_at_the_decisions_monitoring_clock(tmp_path):
+    """No cutoff given: the retraining window ends at the decision's time (the data's clock in the replay)."""
+    rec = T.trigger(
+        {"decision": "retrain", "retrain": True, "decided_at": "2016-01-01T00:00:00.000Z"},
+        mode="off",
+        source="x",
+        store_uri=str(tmp_path),
+        model_name=MODEL,
+        training_window_days=365,
+    )
+    assert rec["arguments"]["cutoff"] == "2016-01-01" and rec["arguments"]["window_start"] == "2015-01-01"
+
+
+def test_report_counts_and_names_the_comparison_of_every_promotion_and_rejection():
+    rec = {
+        "windows": [
+            {
+                "label": w,
+                "summary": {},
+                "decision": {"retrain": r, "decision": "x", "decided_at": "t", "summary": "", "reasons": []},
+            }
+            for w, r in (("a", True), ("b", True), ("c", False))
+        ],
+        "models": [
+            {"version": "v0001", "blessed": True, "champion_before": None},
+            {
+                "version": None,
+                "blessed": False,
+                "champion_before": "v0001",
+                "failed_reasons": ["worse [-0.03, -0.01]"],
+            },
+            {
+                "version": "v0002",
+                "blessed": True,
+                "champion_before": "v0001",
+                "eval_comparison": "undecided [-0.02, 0.01]",
+            },
+        ],
+        "canaries": [
+            {"canary_version": "v0002", "action": "promote", "summary": "promote (better): [+0.01, +0.02]"}
+        ],
+    }
+    t = report.tally(rec)
+    assert (t["retrainings"], t["promotions"], t["rejections"], t["pending"]) == (2, 1, 1, 0)
+    rejected, promoted = t["outcomes"]
+    assert rejected["decided_by"].startswith("evaluation") and "[-0.03, -0.01]" in rejected["comparison"]
+    assert promoted["decided_by"].startswith("canary step") and "[+0.01, +0.02]" in promoted["comparison"]
+    html = report.render(dict(rec, model_name=MODEL, steps=[], history=[]))
+    assert "1</b> promotion(s)" in html and "[+0.01, +0.02]" in html

@@ -94,7 +94,7 @@ def test_push_op_under_kfp_local(tmp_path):
     root = str(tmp_path / "store")
 
     @dsl.pipeline(name="push-test")
-    def pipe(model_uri: str, blessing_uri: str, store_uri: str, reference_uri: str, run_id: str):
+    def pipe(model_uri: str, blessing_uri: str, store_uri: str, run_id: str, reference_uri: str):
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=True)
         blessing = dsl.importer(artifact_uri=blessing_uri, artifact_class=dsl.Artifact, reimport=True)
         reference = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Artifact, reimport=True)

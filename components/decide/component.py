@@ -8,22 +8,28 @@ from components._kfp import component
 @component
 def decide_op(
     summary: Input[Artifact],
+    canary: Input[Artifact],
     store_uri: str,
     model_name: str,
+    now: str,
+    scheduled_time: str,
     min_live_auc: float,
     cooldown_hours: float,
     decision: Output[Artifact],
     report: Output[Markdown],
     page: Output[HTML],
 ):
-    """Decides whether the window's findings start a retraining (with reasons and a cooldown).
+    """Decides whether the window's findings start a retraining (with reasons, a cooldown and a backoff).
 
     Args:
         summary: The monitoring summary (JSON) of ``monitor_op``.
+        canary: This run's canary verdict (JSON) of ``canary_op``: no retraining while one is pending.
         store_uri: Model store root (decisions are recorded under ``monitoring/<model>/decisions/``).
         model_name: Model name.
+        now: The monitoring clock, ISO UTC ("" = ``scheduled_time``; see :mod:`kfloop.clock`).
+        scheduled_time: The scheduler's time (KFP placeholder on a cluster).
         min_live_auc: Live AUC below this triggers.
-        cooldown_hours: No second retraining within this many hours of the last one.
+        cooldown_hours: No second retraining within this many hours of the last one (monitoring clock).
 
     Returns:
         decision: The decision JSON (``decision``, ``retrain``, ``reasons``...).
@@ -34,14 +40,25 @@ def decide_op(
     import json
 
     from components.decide import decide as D
-    from kfloop import config
+    from kfloop import clock, config, store
 
     with open(summary.path) as f:
         found = json.load(f)
+    with open(canary.path) as f:
+        verdict = json.load(f)
+    when, source = clock.resolve(now, scheduled_time)
     cfg = dataclasses.replace(
         config.MonitoringConfig(), min_live_auc=min_live_auc, cooldown_hours=cooldown_hours
     )
-    result = D.decide(found, cfg, history=D.read_decisions(store_uri, model_name))
+    result = D.decide(
+        found,
+        cfg,
+        history=D.read_decisions(store_uri, model_name),
+        now=when,
+        known_outcomes=D.outcomes(store.ModelStore(store_uri).history(model_name)),
+        canary=verdict,
+    )
+    result["clock_source"] = source
     D.record_decision(store_uri, model_name, result)
     with open(decision.path, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)

@@ -8,7 +8,15 @@ Input is one monitoring summary (:func:`components.monitor.monitor.monitor`). Tr
 
 A window with no traffic, or fewer than ``min_examples`` predictions, is reported and never acted upon. When
 triggers fire within ``cooldown_hours`` of the last decision that started a retraining, the decision is
-``cooldown``: the reasons are kept, the retraining is not started.
+``cooldown``: the reasons are kept, the retraining is not started. All times are the monitoring clock
+(:mod:`kfloop.clock`, passed as ``now``): the replayed data's time in the replay, the scheduler's on a cluster.
+
+Decisions remember outcomes (:func:`outcomes`, from the model's history in the store: a challenger
+rejected by evaluation, a canary promoted or rolled back). While a canary is still being judged
+(``canary_pending``), no new retraining starts. When the same drift persists, the last challenger(s)
+retrained for it were rejected and no new data arrived since (fewer than ``new_data_rows`` labelled live
+rows), the decision is ``backoff``: the wait grows as ``cooldown_hours * backoff_factor^k`` (k = rejections
+in a row, at most ``max_backoff_hours``), stated in the reasons.
 
 Every decision is appended to the store as ``monitoring/<model>/decisions/<time>-<id>.json``.
 """
@@ -20,13 +28,21 @@ import html
 import uuid
 
 from kfloop import config, records
-from kfloop.replay import iso_ms, parse_iso, utc_now
+from kfloop.replay import iso_ms, parse_iso
 
 RETRAIN = "retrain"
 NO_RETRAIN = "no_retrain"
 COOLDOWN = "cooldown"
 NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
+BACKOFF = "backoff"
+CANARY_PENDING = "canary_pending"
+CHAMPION_CHANGED = "champion_changed"
+#: Outcome kinds of a retraining (see :func:`outcomes`).
+REJECTED_BY_EVALUATION = "rejected_by_evaluation"
+REJECTED_BY_CANARY = "rejected_by_canary"
+PROMOTED = "promoted"
+CANARY_STARTED = "canary_started"
 
 
 def _reason(kind: str, feature: str, measure: str, value, threshold, message: str) -> dict:
@@ -89,20 +105,74 @@ def last_retrain(decisions: list[dict]) -> dict | None:
     return max(started, key=lambda d: d["decided_at"]) if started else None
 
 
+def outcomes(model_history: list[dict]) -> list[dict]:
+    """What became of retrained challengers, in order, from the model's history in the store.
+
+    Returns:
+        ``[{"kind", "version", "reason", "time"}]`` with kind ``rejected_by_evaluation`` (push refused an
+        unblessed model), ``canary_started``, ``promoted`` or ``rejected_by_canary``.
+    """
+    out = []
+    for rec in model_history:
+        kind = None
+        if rec.get("event") == "rejected":
+            kind, version = REJECTED_BY_EVALUATION, None
+            reason = "; ".join(rec.get("reasons") or [])
+        elif rec.get("event") == "alias" and rec.get("outcome") == "success":
+            alias, action = rec.get("alias"), rec.get("action")
+            version, reason = rec.get("to") or rec.get("from"), rec.get("reason", "")
+            if alias == "canary" and rec.get("to") and action in ("push", "deploy"):
+                kind = CANARY_STARTED
+            elif alias == "champion" and action == "promote":
+                kind = PROMOTED
+            elif alias == "canary" and action == "reject":
+                kind = REJECTED_BY_CANARY
+        if kind:
+            out.append({"kind": kind, "version": version, "reason": reason, "time": rec.get("time")})
+    return out
+
+
+def _retrain_outcome(found: list[dict]) -> dict | None:
+    """The terminal outcome among the outcomes that followed one retraining (None: none yet)."""
+    for o in found:
+        if o["kind"] in (REJECTED_BY_EVALUATION, REJECTED_BY_CANARY, PROMOTED):
+            return o
+    return None
+
+
+def rejection_streak(decisions: list[dict], known: list[dict]) -> tuple[int, dict | None]:
+    """Consecutive latest retrainings whose challenger was rejected, and the latest such outcome."""
+    started = [d for d in decisions if d.get("retrain")]
+    streak, last = 0, None
+    for i in range(len(started) - 1, -1, -1):
+        lo = started[i].get("outcomes_seen", 0)
+        hi = started[i + 1].get("outcomes_seen", len(known)) if i + 1 < len(started) else len(known)
+        o = _retrain_outcome(known[lo:hi])
+        if o is None or o["kind"] == PROMOTED:
+            break
+        streak += 1
+        last = last or o
+    return streak, last
+
+
 def decide(
     summary: dict,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
     *,
     history: list[dict] = (),
-    now: dt.datetime | None = None,
+    now: dt.datetime,
+    known_outcomes: list[dict] = (),
+    canary: dict | None = None,
 ) -> dict:
     """Decides whether a monitoring summary starts a retraining.
 
     Args:
         summary: One monitoring summary.
-        cfg: Thresholds and the cooldown.
-        history: Earlier decisions (:func:`read_decisions`), for the cooldown.
-        now: Decision time (default: now, UTC).
+        cfg: Thresholds, the cooldown and the backoff.
+        history: Earlier decisions (:func:`read_decisions`), for the cooldown and the backoff.
+        now: The monitoring clock (:func:`kfloop.clock.resolve`); never read here.
+        known_outcomes: :func:`outcomes` of the model's history (what became of earlier challengers).
+        canary: This run's canary verdict (``components.canary``), if any.
 
     Returns:
         A JSON-ready decision: ``{"decision": retrain|no_retrain|cooldown|no_traffic|too_few,
@@ -111,7 +181,7 @@ def decide(
         "model_name", "summary": str}``. ``reasons`` always explains the outcome (for ``no_retrain``:
         the largest score of each kind against its threshold).
     """
-    now = now or utc_now()
+    known_outcomes = list(known_outcomes)
     base = {
         "decision_id": f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}",
         "decided_at": iso_ms(now),
@@ -123,7 +193,25 @@ def decide(
         "rows": summary.get("rows", 0),
         "cooldown_until": None,
         "retrain": False,
+        "labelled_rows": summary.get("labelled_rows", 0),
+        "outcomes_seen": len(known_outcomes),
     }
+    history = list(history)
+    streak, rejected = rejection_streak(history, known_outcomes)
+    notes = []
+    if rejected is not None:
+        notes.append(
+            _reason(
+                "outcome",
+                "(loop)",
+                rejected["kind"],
+                rejected.get("version"),
+                None,
+                f"the last retraining changed nothing: its challenger {rejected.get('version') or ''} was "
+                f"{rejected['kind'].replace('_', ' ')} ({rejected.get('reason', '')[:300]}); the champion stays",
+            )
+        )
+    base["rejections_in_a_row"] = streak
     status = summary.get("status")
     if status == NO_TRAFFIC or not summary.get("rows"):
         reason = _reason("traffic", "(window)", "rows", 0, 1, "no traffic in the window: nothing to judge")
@@ -140,8 +228,58 @@ def decide(
         )
         return _finish(base, TOO_FEW, [reason, *found])
     if not found:
-        return _finish(base, NO_RETRAIN, _closest(summary, cfg))
-    previous = last_retrain(list(history))
+        return _finish(base, NO_RETRAIN, _closest(summary, cfg) + notes)
+    if canary is not None and canary.get("action") == "promote":
+        note = _reason(
+            "canary",
+            "(loop)",
+            "promoted",
+            canary.get("canary_version"),
+            None,
+            f"canary {canary.get('canary_version')} was just promoted ({canary.get('summary', '')[:300]}): "
+            "this window was scored against the previous champion's data; the next one is judged against "
+            "the new champion's",
+        )
+        return _finish(base, CHAMPION_CHANGED, [note, *found])
+    if canary is not None and canary.get("action") == "wait":
+        note = _reason(
+            "canary",
+            "(loop)",
+            "pending",
+            canary.get("canary_version"),
+            None,
+            f"canary {canary.get('canary_version')} is still being judged ({canary.get('summary', '')[:300]}): "
+            "no new retraining until its verdict",
+        )
+        return _finish(base, CANARY_PENDING, [note, *found])
+    previous = last_retrain(history)
+    if previous is not None and streak:
+        same = {r["feature"] for r in found} & {
+            r["feature"]
+            for r in previous.get("reasons", [])
+            if r.get("kind") in ("drift", "anomaly", "performance")
+        }
+        later = [d for d in history if d.get("decided_at", "") > previous["decided_at"]]
+        new_rows = sum(int(d.get("labelled_rows") or 0) for d in later) + int(
+            summary.get("labelled_rows") or 0
+        )
+        if same and new_rows < cfg.new_data_rows:
+            wait = min(cfg.cooldown_hours * cfg.backoff_factor**streak, cfg.max_backoff_hours)
+            until = parse_iso(previous["decided_at"]) + dt.timedelta(hours=wait)
+            if now < until:
+                base["cooldown_until"] = iso_ms(until)
+                note = _reason(
+                    "backoff",
+                    "(loop)",
+                    "wait_hours",
+                    round(wait, 3),
+                    cfg.max_backoff_hours,
+                    f"the same drift ({', '.join(sorted(same))}) persists, the last {streak} challenger(s) "
+                    f"retrained for it were rejected and only {new_rows} new labelled rows arrived since "
+                    f"(< {cfg.new_data_rows}): waiting {wait:g} h (cooldown {cfg.cooldown_hours:g} h x "
+                    f"{cfg.backoff_factor:g}^{streak}) after {previous['decided_at']}, until {iso_ms(until)}",
+                )
+                return _finish(base, BACKOFF, [note, *notes, *found])
     if previous is not None:
         until = parse_iso(previous["decided_at"]) + dt.timedelta(hours=cfg.cooldown_hours)
         if now < until:
@@ -155,9 +293,9 @@ def decide(
                 f"retraining {previous.get('decision_id')} started at {previous['decided_at']}; "
                 f"no new retraining before {iso_ms(until)}",
             )
-            return _finish(base, COOLDOWN, [note, *found])
+            return _finish(base, COOLDOWN, [note, *notes, *found])
     base["retrain"] = True
-    return _finish(base, RETRAIN, found)
+    return _finish(base, RETRAIN, found + notes)
 
 
 def _closest(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
@@ -201,8 +339,12 @@ def _finish(base: dict, decision: str, reasons: list[dict]) -> dict:
     firing = [r for r in reasons if r["kind"] in ("drift", "anomaly", "performance")]
     if decision == RETRAIN:
         text = f"retrain: {len(firing)} trigger(s): " + "; ".join(r["message"] for r in firing)
-    elif decision == COOLDOWN:
-        text = f"no retrain (cooldown until {base['cooldown_until']}); triggers: " + "; ".join(
+    elif decision in (COOLDOWN, BACKOFF):
+        text = f"no retrain ({decision} until {base['cooldown_until']}); triggers: " + "; ".join(
+            r["message"] for r in firing
+        )
+    elif decision in (CANARY_PENDING, CHAMPION_CHANGED):
+        text = f"no retrain ({decision.replace('_', ' ')}); triggers: " + "; ".join(
             r["message"] for r in firing
         )
     else:
@@ -264,7 +406,9 @@ RED = ' style="color:#b00020"'
 def to_html(decision: dict, summary: dict | None = None) -> str:
     """The decision as a small self-contained HTML page (KFP HTML visualization)."""
     e = html.escape
-    color = {"retrain": "#b00020", "cooldown": "#a86b00"}.get(decision["decision"], "#1b5e20")
+    color = {"retrain": "#b00020", "cooldown": "#a86b00", "backoff": "#a86b00"}.get(
+        decision["decision"], "#1b5e20"
+    )
     rows = "".join(
         f"<tr><td>{e(r['kind'])}</td><td>{e(str(r['feature']))}</td><td>{e(str(r['measure']))}</td>"
         f"<td>{e(_fmt(r['value']))}</td><td>{e(_fmt(r['threshold']))}</td><td>{e(r['message'])}</td></tr>"

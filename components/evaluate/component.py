@@ -82,6 +82,10 @@ def evaluate_op(
             metrics.log_metric(f"champion_{name}", value)
     if b["champion_metrics"] and b["metrics"].get("auc") is not None:
         metrics.log_metric("auc_change", b["metrics"]["auc"] - (b["champion_metrics"].get("auc") or 0.0))
+    paired = (b.get("paired") or {}).get("comparison") or {}
+    for key in ("low", "high"):  # the paired interval of the AUC change on the same eval rows
+        if paired.get(key) is not None:
+            metrics.log_metric(f"auc_change_{key}", round(paired[key], 6))
     metrics.log_metric("blessed", 1.0 if result.blessed else 0.0)
 
     if result.roc["fpr"]:

@@ -13,7 +13,12 @@ overall thresholds too; its verdict is recorded as ``tfma_validation_ok`` as a c
 Checks (thresholds from :class:`kfloop.config.EvaluationConfig`):
 
 * ``auc_floor`` (value): the challenger's overall AUC must reach it. Always applied.
-* ``max_auc_regression`` (change): with a champion, challenger AUC - champion AUC >= -epsilon overall.
+* ``max_auc_regression`` (change): with a champion, a *paired* comparison on the eval rows both models
+  scored (:func:`kfloop.paired.compare`: DeLong interval of challenger AUC - champion AUC, policy of
+  :class:`kfloop.config.ComparisonConfig` with ``margin = max_auc_regression``): ``better`` or
+  ``non_inferior`` passes, ``worse`` fails, ``undecided`` passes and says so (the eval rows are fixed, so
+  the canary decides on live traffic). The reason shows both AUCs, the interval and the rows. TFMA's
+  point-estimate change threshold (same epsilon) stays in the TFMA config as the cross-check.
 * ``max_slice_auc_regression`` (change): with a champion, the same per slice of
   ``slice_features``, but only for slices with at least ``min_slice_examples`` examples and both
   classes present; other slices are reported as not judged (never a silent veto).
@@ -412,8 +417,13 @@ def _finite(v) -> bool:
     return v is not None and not math.isnan(v)
 
 
-def decide(slices: list[SliceRow], config: EvaluationConfig, has_champion: bool) -> list[dict]:
+def decide(
+    slices: list[SliceRow], config: EvaluationConfig, has_champion: bool, paired: dict | None = None
+) -> list[dict]:
     """Applies the thresholds to per-slice metrics; returns the reasons (blessed = all passed).
+
+    ``paired``: the paired comparison of the overall slice (:func:`paired_overall`); when given, it decides
+    the overall change threshold (and its reason carries ``interval`` and ``verdict``).
 
     Each reason has ``metric``, ``slice``, ``threshold``, ``challenger``, ``champion``, ``passed``,
     ``message``, plus ``kind`` (``value`` | ``change`` | ``no_champion``) and ``judged`` (False for a
@@ -473,22 +483,43 @@ def decide(slices: list[SliceRow], config: EvaluationConfig, has_champion: bool)
         )
         return reasons
 
-    # Change threshold, overall.
-    diff = _sub(ch_auc, champ_auc)
-    ok = _finite(diff) and diff >= -config.max_auc_regression
-    reasons.append(
-        _reason(
+    # Change threshold, overall: the paired interval when we have it, else the point estimates.
+    if paired is not None:
+        ok = paired["verdict"] != "worse"
+        note = {
+            "better": "passed",
+            "non_inferior": "passed",
+            "worse": "failed",
+            "undecided": "passed as undecided: the canary decides on live traffic",
+        }[paired["verdict"]]
+        rec = _reason(
             "auc",
             OVERALL,
             -config.max_auc_regression,
-            ch_auc,
-            champ_auc,
+            paired["comparison"]["challenger"],
+            paired["comparison"]["champion"],
             ok,
-            f"challenger AUC {_fmt(ch_auc)} vs champion AUC {_fmt(champ_auc)}: change {_fmt(diff)} "
-            f"{'>=' if ok else '<'} -{config.max_auc_regression} allowed ({'passed' if ok else 'failed'})",
+            f"paired comparison, {paired['message']} ({note})",
             "change",
         )
-    )
+        rec.update(interval=paired["comparison"], verdict=paired["verdict"], comparison="evaluate")
+        reasons.append(rec)
+    else:
+        diff = _sub(ch_auc, champ_auc)
+        ok = _finite(diff) and diff >= -config.max_auc_regression
+        reasons.append(
+            _reason(
+                "auc",
+                OVERALL,
+                -config.max_auc_regression,
+                ch_auc,
+                champ_auc,
+                ok,
+                f"challenger AUC {_fmt(ch_auc)} vs champion AUC {_fmt(champ_auc)}: change {_fmt(diff)} "
+                f"{'>=' if ok else '<'} -{config.max_auc_regression} allowed ({'passed' if ok else 'failed'})",
+                "change",
+            )
+        )
 
     # Change threshold per slice, only where the slice is large enough to judge.
     for s in slices:
@@ -580,6 +611,39 @@ def _nan_to_none(obj):
 # ----------------------------------------------------------------------------- entry point
 
 
+def predict_examples(model_dir: str, examples: list[bytes], batch_rows: int = 4096):
+    """The ``probability`` of a SavedModel's ``serving_default`` for serialized tf.Examples (float64 array)."""
+    import numpy as np
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    out = []
+    for lo in range(0, len(examples), batch_rows):
+        probs = fn(examples=tf.constant(examples[lo : lo + batch_rows]))["probability"]
+        out.append(np.asarray(probs, dtype=np.float64).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def paired_overall(labels, challenger, champion, config: EvaluationConfig) -> dict:
+    """The paired comparison of challenger and champion on the same eval rows, and its verdict.
+
+    Eval rows are fixed (no more will come), so the comparison is judged without the collection limit:
+    ``undecided`` stays ``undecided`` (:func:`decide` lets it pass to the canary, and says so).
+    """
+    from kfloop import config as kconfig
+    from kfloop import paired
+
+    cmp_cfg = dataclasses.replace(kconfig.ComparisonConfig(), margin=config.max_auc_regression)
+    c = paired.compare(labels, challenger, champion, cfg=cmp_cfg)
+    verdict, message = paired.verdict(c, cmp_cfg)
+    return {
+        "comparison": c.to_dict(),
+        "verdict": verdict,
+        "message": message,
+        "config": dataclasses.asdict(cmp_cfg),
+    }
+
+
 def evaluate(
     eval_uri: str,
     model_uri: str,
@@ -635,8 +699,9 @@ def _evaluate(
         check_saved_model(champion_dir, "champion")
 
     examples_path = str(scratch / "eval.tfrecord")
+    examples = datasets.to_examples(frame, with_label=True)
     with tf.io.TFRecordWriter(examples_path) as w:
-        for ex in datasets.to_examples(frame, with_label=True):
+        for ex in examples:
             w.write(ex)
 
     with warnings.catch_warnings():
@@ -645,7 +710,14 @@ def _evaluate(
         slices, rocs, confusion, tfma_ok = run_tfma(
             examples_path, model_dir, champion_dir, config, str(scratch / "tfma")
         )
-    reasons = decide(slices, config, champion_dir is not None)
+    paired_result = None
+    if champion_dir is not None:
+        # The same rows TFMA just evaluated, scored by both models: the paired interval of the change.
+        labels = frame[F.LABEL.name].astype(int).to_numpy()
+        paired_result = paired_overall(
+            labels, predict_examples(model_dir, examples), predict_examples(champion_dir, examples), config
+        )
+    reasons = decide(slices, config, champion_dir is not None, paired_result)
     overall = slices[0]
     # Round-tripped through JSON so that the returned dict equals the file (tuples -> lists, NaN -> null).
     blessing = _json_ready(
@@ -674,6 +746,7 @@ def _evaluate(
             "eval_rows": len(frame),
             "rows_without_label": dropped,
             "tfma_validation_ok": tfma_ok,
+            "paired": paired_result,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
     )

@@ -18,6 +18,8 @@ def monitor_op(
     drift_linf: float,
     drift_jsd: float,
     min_examples: int,
+    now: str,
+    scheduled_time: str,
     summary: Output[Artifact],
     live_data: Output[Dataset],
     metrics: Output[Metrics],
@@ -38,6 +40,8 @@ def monitor_op(
         drift_linf: Categorical drift threshold.
         drift_jsd: Numeric drift threshold.
         min_examples: Fewer predictions → reported, not acted upon.
+        now: The monitoring clock, ISO UTC: the default ``window_end`` ("" = ``scheduled_time``).
+        scheduled_time: The scheduler's time (KFP placeholder on a cluster); see :mod:`kfloop.clock`.
         beam_pipeline_args: Beam options of the statistics pipeline (e.g. a Dataflow runner for a window
             too big for one machine).
 
@@ -54,8 +58,9 @@ def monitor_op(
 
     from components.monitor import monitor as M
     from components.monitor.reference import champion_reference
-    from kfloop import config
+    from kfloop import clock, config
 
+    window_end = window_end or clock.iso(clock.resolve(now, scheduled_time)[0])
     cfg = dataclasses.replace(
         config.MonitoringConfig(), drift_linf=drift_linf, drift_jsd=drift_jsd, min_examples=min_examples
     )

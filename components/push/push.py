@@ -121,7 +121,7 @@ def push(
     # Idempotent per run id: a KFP retry of this task finds the version its first attempt published
     # (ModelStore.publish with the same run_id) and finishes the alias step instead of publishing again.
     version = ms.publish(model_name, model_dir, meta, actor=actor, run_id=meta.get("run_id") or None)
-    if reference_dir:  # written again by a retry: the same files
+    if reference_dir:  # the monitoring reference, beside the version before any alias points at it
         from components.monitor.reference import store_reference
 
         store_reference(store_uri, model_name, version, reference_dir)

@@ -50,6 +50,12 @@ def fresh_window(cutoff: str, training_window_days: int, *, now: dt.datetime | N
     return {"window_start": f"{start:%Y-%m-%d}", "cutoff": f"{end:%Y-%m-%d}"}
 
 
+def _instant(value: str) -> dt.datetime:
+    from components.monitor.monitor import parse_instant
+
+    return parse_instant(value, "decided_at")
+
+
 def training_arguments(pipeline_func, wanted: dict) -> dict:
     """The subset of ``wanted`` that the training pipeline accepts, typed as it declares them.
 
@@ -173,7 +179,9 @@ def trigger(
     if not decision.get("retrain"):
         record["reason"] = f"decision {decision.get('decision')!r}: nothing to start"
         return record
-    window = fresh_window(cutoff, training_window_days)
+    # "" cutoff = the decision's time: the monitoring clock (kfloop.clock), not this pod's wall clock.
+    decided = _instant(decision["decided_at"]) if decision.get("decided_at") else None
+    window = fresh_window(cutoff, training_window_days, now=decided)
     wanted = {"source": source, "store_uri": store_uri, "model_name": model_name, **window}
     if mode == "local":
         wanted["deploy_mode"] = "local"  # a local run rolls out by moving aliases (the local server follows)

@@ -95,12 +95,13 @@ def _monitor(args: argparse.Namespace) -> int:
     from pipelines import monitoring
 
     arguments = _arguments(args, trigger)
+    arguments["deploy_mode"] = "local"  # a canary verdict moves aliases; the local server follows
     # a sibling, not a child: kfloop.local finds its run as the newest directory under the root
     arguments["retrain_pipeline_root"] = os.path.abspath(args.pipeline_root.rstrip("/") + "-retrain")
     tee = _Tee(sys.stdout)
     try:
         with contextlib.redirect_stdout(tee):
-            run = run_pipeline(monitoring.create_pipeline(), args.pipeline_root, **arguments)
+            run = run_pipeline(monitoring.create_pipeline(local=True), args.pipeline_root, **arguments)
     except RuntimeError as e:
         raise SystemExit(f"kfloop monitor: {failure_line(str(e), tee.lines)}") from None
     summary = json.loads(run.output("monitor-op", "summary").read_text())

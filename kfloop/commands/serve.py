@@ -100,7 +100,6 @@ def preflight(args: argparse.Namespace) -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise SystemExit(f"kfloop serve: --port must be 1..65535, got {args.port}")
-    preflight(args)
     cmd = build_command(args)
     python = cmd[0]
     if not (os.path.isfile(python) and os.access(python, os.X_OK)) and not shutil.which(python):
@@ -108,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"kfloop serve: serving env python not found at {python} "
             "(run `make env`, or set KFLOOP_SERVING_PYTHON)"
         )
+    preflight(args)  # after the cheap local check: the store may be remote
     if args.dry_run:
         print(" ".join(cmd))
         return 0

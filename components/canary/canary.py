@@ -1,0 +1,386 @@
+"""Canary: judge the ``canary`` version against the champion on live traffic, then promote, wait or roll back.
+
+Runs in the monitoring pipeline (the same code locally and on a cluster). When the store has a ``canary``
+alias, it reads the prediction log since the canary was deployed (up to the window end) and the labels
+that arrived, per model version (:func:`live_scores`, the one place this step reads the log), and:
+
+1. **health**: rows logged under a version that is neither champion nor canary, or the same request row
+   answered twice under one version (the canary server answering as the champion), or, when the canary
+   shadows the champion, requests the champion answered and the canary did not (failed requests) → roll
+   back;
+2. **comparison** (:mod:`kfloop.paired`): paired on the rows both versions scored (a shadow canary, as in
+   the local loop), else unpaired on each version's own rows (a KServe traffic split); the policy of
+   :class:`kfloop.config.ComparisonConfig`: better / not worse than the margin → promote; worse → roll
+   back; undecided → keep waiting, until :class:`kfloop.config.CanaryConfig`'s limit (labelled rows or
+   monitoring runs), where ``at_limit`` decides.
+
+Promote and roll back go through :func:`kfloop.deploy.promote` / :func:`kfloop.deploy.reject_canary`
+(local: aliases, the server hot-reloads; cluster: the InferenceService is re-applied). Every verdict is
+recorded as ``monitoring/<model>/canary/<id>.json`` with the monitoring clock's time (:mod:`kfloop.clock`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import uuid
+
+import numpy as np
+
+from kfloop import clock, config, paired, records, store
+
+PROMOTE, REJECT, WAIT, NONE = "promote", "reject", "wait", "none"
+
+
+@dataclasses.dataclass
+class Scores:
+    """What one model version scored: request rows, probabilities, labels (NaN: not arrived)."""
+
+    ids: list[tuple[str, int]]
+    probs: np.ndarray
+    labels: np.ndarray
+
+
+def live_scores(
+    store_uri: str,
+    model_name: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    horizon_days: float = config.MonitoringConfig().feedback_horizon_days,
+    shadow_log: str = config.CanaryConfig().shadow_log,
+) -> tuple[dict[str, Scores], int]:
+    """Per model version, the rows logged in ``[start, end)`` and their arrived labels.
+
+    The one function of this step that reads the prediction / feedback log (:func:`kfloop.predlog.scan`:
+    only the window's date partitions; corrupt files skipped and counted). Predictions come from the main
+    log (real traffic, e.g. a KServe traffic split) and from the shadow log ``<store>/<shadow_log>/`` (a
+    shadow canary's answers to copies of the same requests); labels from the main log's feedback, joined
+    on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window.
+
+    Returns:
+        ``({version: Scores}, corrupt_files)``.
+    """
+    from kfloop import fs, predlog
+
+    if end <= start:
+        return {}, 0
+    rep = predlog.ScanReport()
+    cols = ["request_id", "row", "model_version", "probability"]
+    by_version: dict[str, tuple[list, list]] = {}
+    for root in (store_uri, fs.join(store_uri, shadow_log)):
+        for b in predlog.scan(root, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
+            d = b.to_pydict()
+            for rid, row, v, p in zip(
+                d["request_id"], d["row"], d["model_version"], d["probability"], strict=True
+            ):
+                ids, probs = by_version.setdefault(str(v), ([], []))
+                ids.append((str(rid), int(row)))
+                probs.append(float(p))
+    labels: dict[tuple[str, int], int] = {}
+    fb_end = end + dt.timedelta(days=horizon_days)
+    fb = predlog.scan(
+        store_uri, model_name, predlog.FEEDBACK, start, fb_end, ["request_id", "row", "label"], report=rep
+    )
+    for b in fb:  # in file order; a later label for the same row wins (a correction)
+        d = b.to_pydict()
+        for rid, row, y in zip(d["request_id"], d["row"], d["label"], strict=True):
+            labels[(str(rid), int(row))] = int(y)
+    out = {}
+    for v, (ids, probs) in by_version.items():
+        ys = [labels.get(k, np.nan) for k in ids]
+        out[v] = Scores(ids, np.asarray(probs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
+    return out, len(rep.corrupt)
+
+
+def canary_since(ms: store.ModelStore, model_name: str, canary: str) -> dt.datetime | None:
+    """When the ``canary`` alias was last set to ``canary`` (the store's clock, the one the log uses)."""
+    when = None
+    for rec in ms.history(model_name):
+        if (
+            rec.get("event") == "alias"
+            and rec.get("alias") == store.CANARY
+            and rec.get("to") == canary
+            and rec.get("outcome") == "success"
+        ):
+            when = clock.parse(rec["time"])
+    if when is not None:  # the log's timestamps have millisecond precision
+        when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    return when
+
+
+def _reason(kind: str, measure: str, value, threshold, message: str) -> dict:
+    return {"kind": kind, "measure": measure, "value": value, "threshold": threshold, "message": message}
+
+
+def health(scores: dict[str, Scores], canary: str, champion: str) -> list[dict]:
+    """Reasons the canary is unhealthy (empty: healthy)."""
+    out = []
+    for v, s in sorted(scores.items()):
+        if v not in (canary, champion):
+            out.append(
+                _reason(
+                    "health",
+                    "unexpected_version",
+                    len(s.ids),
+                    0,
+                    f"{len(s.ids)} rows answered as version {v!r}, neither canary {canary} nor champion {champion}",
+                )
+            )
+    for v in (canary, champion):
+        s = scores.get(v)
+        if s is not None and len(set(s.ids)) < len(s.ids):
+            dup = len(s.ids) - len(set(s.ids))
+            out.append(
+                _reason(
+                    "health",
+                    "duplicate_answers",
+                    dup,
+                    0,
+                    f"{dup} request rows answered twice as {v}: a server meant to serve the other version "
+                    f"answers with the wrong version",
+                )
+            )
+    can, cham = scores.get(canary), scores.get(champion)
+    if can is not None and cham is not None and can.ids:
+        shadow = set(can.ids) & set(cham.ids)
+        if shadow:  # the canary shadows the champion: it must answer every request since it was deployed
+            requests = {rid for rid, _ in cham.ids}
+            answered = {rid for rid, _ in can.ids}
+            missing = requests - answered
+            if missing:
+                out.append(
+                    _reason(
+                        "health",
+                        "failed_requests",
+                        len(missing),
+                        0,
+                        f"the canary answered no rows of {len(missing)} of {len(requests)} mirrored requests "
+                        "(errors)",
+                    )
+                )
+    return out
+
+
+def _labelled(s: Scores) -> tuple[np.ndarray, np.ndarray, list]:
+    keep = ~np.isnan(s.labels)
+    return s.labels[keep].astype(int), s.probs[keep], [i for i, k in zip(s.ids, keep, strict=True) if k]
+
+
+def comparison(scores: dict[str, Scores], canary: str, champion: str, cfg: config.ComparisonConfig):
+    """The paired (shadow) or unpaired (traffic split) comparison of canary vs champion."""
+    can = scores.get(canary) or Scores([], np.zeros(0), np.zeros(0))
+    cham = scores.get(champion) or Scores([], np.zeros(0), np.zeros(0))
+    ya, pa, ia = _labelled(can)
+    yb, pb, ib = _labelled(cham)
+    common = set(ia) & set(ib)
+    if common:
+        pos_b = {k: n for n, k in enumerate(ib)}
+        keys = [k for k in ia if k in common and k in pos_b]
+        ka = [n for n, k in enumerate(ia) if k in common]
+        kb = [pos_b[k] for k in keys]
+        return paired.compare(ya[ka], pa[ka], pb[kb], cfg=cfg)
+    return paired.compare(ya, pa, pb, champion_labels=yb, paired=False, cfg=cfg)
+
+
+def read_verdicts(store_uri: str, model_name: str) -> list[dict]:
+    """Every recorded canary verdict, oldest first (monitoring clock)."""
+    return records.read_all(store_uri, model_name, "canary", sort_key=lambda d: d.get("decided_at", ""))
+
+
+def judge(
+    store_uri: str,
+    model_name: str,
+    *,
+    now: dt.datetime,
+    window_end: dt.datetime | None = None,
+    cmp_cfg: config.ComparisonConfig = config.ComparisonConfig(),
+    canary_cfg: config.CanaryConfig = config.CanaryConfig(),
+    mon_cfg: config.MonitoringConfig = config.MonitoringConfig(),
+    mode: str = "local",
+    namespace: str = "",
+    deploy_cfg: config.DeployConfig = config.DeployConfig(),
+    cluster=None,
+    image: str = config.SERVING_IMAGE,
+    act: bool = True,
+    record: bool = True,
+) -> dict:
+    """Judges the canary (if any), acts on the verdict and records it.
+
+    Args:
+        store_uri: Model store root (also the prediction log's root).
+        model_name: Model name.
+        now: The monitoring clock (:func:`kfloop.clock.resolve`): the verdict's time.
+        window_end: Exclusive end of the log read (the monitoring window's end; None: ``now``).
+        cmp_cfg: Comparison policy.
+        canary_cfg: Collection limits.
+        mon_cfg: Label-arrival horizon.
+        mode: ``local`` or ``cluster`` (how promote / roll back reach KServe).
+        namespace: Kubernetes namespace of the InferenceService ("" = ``deploy_cfg.namespace``).
+        deploy_cfg: Deployment settings.
+        cluster: Kubernetes access for cluster mode (default: in-cluster config).
+        image: Predictor image of a cluster promote / rollback (the one the pipeline was compiled with).
+        act: Promote / roll back (off: only judge).
+        record: Append the verdict to the store.
+
+    Returns:
+        A JSON-ready verdict: ``action`` (promote|reject|wait|none), ``verdict``, ``reasons``,
+        ``comparison``, ``summary``, versions, rows, window, ``checks`` (earlier waits), ``deploy``.
+    """
+    from kfloop import deploy
+
+    ms = store.ModelStore(store_uri)
+    canary = ms.get_alias(model_name, store.CANARY)
+    champion = ms.get_alias(model_name, store.CHAMPION)
+    base = {
+        "verdict_id": f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}",
+        "decided_at": clock.iso(now),
+        "model_name": model_name,
+        "canary_version": canary,
+        "champion_version": champion,
+        "comparison": None,
+        "deploy": None,
+    }
+    if canary is None or champion is None:
+        msg = "no canary in the store: nothing to judge" if canary is None else "no champion to compare with"
+        return _finish(base, NONE, NONE, [_reason("canary", "alias", None, None, msg)], record=False)
+    end = window_end or now
+    # Since the canary was deployed (by the store's clock, the one the log is stamped with); a canary
+    # without that record (set by hand) is judged on the window up to ``end`` from the day before.
+    since = canary_since(ms, model_name, canary) or end - dt.timedelta(days=1)
+    scores, bad = live_scores(
+        store_uri,
+        model_name,
+        since,
+        end,
+        horizon_days=mon_cfg.feedback_horizon_days,
+        shadow_log=canary_cfg.shadow_log,
+    )
+    base.update(
+        window_start=clock.iso(since),
+        window_end=clock.iso(end),
+        rows={v: len(s.ids) for v, s in scores.items()},
+        labelled={v: int((~np.isnan(s.labels)).sum()) for v, s in scores.items()},
+        bad_records=bad,
+    )
+    earlier = [
+        v
+        for v in read_verdicts(store_uri, model_name)
+        if v.get("canary_version") == canary and v["action"] == WAIT
+    ]
+    base["checks"] = len(earlier)
+    sick = health(scores, canary, champion)
+    if sick:
+        action, verdict, reasons = REJECT, "unhealthy", sick
+    else:
+        c = comparison(scores, canary, champion, cmp_cfg)
+        base["comparison"] = c.to_dict()
+        small = (
+            not c.paired
+            and min(base["labelled"].get(canary, 0), base["labelled"].get(champion, 0))
+            < canary_cfg.min_rows_per_model
+        )
+        at_limit = c.rows >= canary_cfg.max_rows or len(earlier) >= canary_cfg.max_checks
+        verdict, message = paired.verdict(c, cmp_cfg, at_limit=at_limit and not small)
+        if small and verdict != paired.UNDECIDED:
+            verdict = paired.UNDECIDED
+            message += f"; fewer than {canary_cfg.min_rows_per_model} labelled rows per model: undecided"
+        action = paired.ACTION[verdict]
+        limit = (
+            f"limit: {canary_cfg.max_rows} labelled rows or {canary_cfg.max_checks} waiting checks "
+            f"(this is check {len(earlier) + 1})"
+        )
+        reasons = [
+            _reason(
+                "comparison",
+                "auc_diff",
+                c.diff,
+                -cmp_cfg.margin,
+                f"canary {canary} vs champion {champion}: {message}",
+            ),
+            _reason("limit", "rows", c.rows, canary_cfg.max_rows, limit + (" - reached" if at_limit else "")),
+        ]
+        if c.rows == 0:
+            action, verdict = WAIT, paired.UNDECIDED  # no labelled traffic yet: this check does not count
+    if act and action in (PROMOTE, REJECT):
+        text = "; ".join(r["message"] for r in reasons)
+        kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster, image=image)
+        kwargs.update(actor="kfloop-canary", reason=f"canary {verdict}: {text}"[:2000])
+        if action == PROMOTE:
+            out = deploy.promote(store_uri, model_name, **kwargs)
+        else:
+            out = deploy.reject_canary(store_uri, model_name, **kwargs)
+        base["deploy"] = {"summary": out.summary(), "mode": out.mode, "canary_percent": out.canary_percent}
+    return _finish(base, action, verdict, reasons, record=record, store_uri=store_uri)
+
+
+def _finish(
+    base: dict, action: str, verdict: str, reasons: list[dict], *, record: bool, store_uri=None
+) -> dict:
+    out = dict(base, action=action, verdict=verdict, reasons=reasons)
+    head = {
+        PROMOTE: "promote canary",
+        REJECT: "roll back canary",
+        WAIT: "keep waiting",
+        NONE: "nothing to judge",
+    }[action]
+    out["summary"] = f"{head} ({verdict}): " + "; ".join(r["message"] for r in reasons)
+    if record and store_uri:
+        out["record_uri"] = records.write(store_uri, out["model_name"], "canary", out["verdict_id"], out)
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def to_markdown(v: dict) -> str:
+    """The verdict for the KFP dashboard: action, reasons, the interval."""
+    lines = [
+        f"# Canary: **{v['action'].upper()}** ({v['verdict']})",
+        "",
+        f"Canary `{v.get('canary_version')}` vs champion `{v.get('champion_version')}`, log "
+        f"{v.get('window_start')} .. {v.get('window_end')}, verdict at {v['decided_at']} (monitoring clock).",
+        "",
+        v["summary"],
+        "",
+        "| kind | measure | value | threshold | |",
+        "|---|---|---|---|---|",
+    ]
+    for r in v["reasons"]:
+        lines.append(
+            f"| {r['kind']} | {r['measure']} | {_fmt(r['value'])} | {_fmt(r['threshold'])} | {r['message']} |"
+        )
+    c = v.get("comparison")
+    if c:
+        lines += [
+            "",
+            "| metric | canary | champion | diff | low | high | confidence | rows | paired |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {c['metric']} | {_fmt(c['challenger'])} | {_fmt(c['champion'])} | {_fmt(c['diff'])} | "
+            f"{_fmt(c['low'])} | {_fmt(c['high'])} | {c['confidence']} | {c['rows']} | {c['paired']} |",
+        ]
+    if v.get("deploy"):
+        lines += ["", f"Deploy: {v['deploy']['summary']}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(v: dict) -> str:
+    """The same as a small self-contained HTML page."""
+    e = html.escape
+    color = {PROMOTE: "#1b5e20", REJECT: "#b00020", WAIT: "#a86b00"}.get(v["action"], "#555")
+    rows = "".join(
+        f"<tr><td>{e(r['kind'])}</td><td>{e(r['measure'])}</td><td>{e(_fmt(r['value']))}</td>"
+        f"<td>{e(_fmt(r['threshold']))}</td><td>{e(r['message'])}</td></tr>"
+        for r in v["reasons"]
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><style>body{font-family:sans-serif}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style>"
+        f"</head><body><h2 style='color:{color}'>Canary: {e(v['action'])} ({e(v['verdict'])})</h2>"
+        f"<p>{e(v['summary'])}</p><table><tr><th>kind</th><th>measure</th><th>value</th><th>threshold</th>"
+        f"<th>message</th></tr>{rows}</table></body></html>"
+    )

@@ -1,0 +1,87 @@
+"""KFP wrapper of :func:`components.canary.canary.judge`."""
+
+from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
+
+from components._kfp import component
+
+
+@component
+def canary_op(
+    store_uri: str,
+    model_name: str,
+    now: str,
+    scheduled_time: str,
+    window_end: str,
+    mode: str,
+    namespace: str,
+    margin: float,
+    confidence: float,
+    max_rows: int,
+    max_checks: int,
+    serving_image: str,
+    verdict: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    page: Output[HTML],
+):
+    """Judges the ``canary`` version against the champion on live traffic: promote, keep waiting or roll back.
+
+    Args:
+        store_uri: Model store root (prediction log, feedback, aliases; verdicts are recorded under
+            ``monitoring/<model>/canary/``).
+        model_name: Model name.
+        now: The monitoring clock, ISO UTC ("" = ``scheduled_time``).
+        scheduled_time: The scheduler's time (KFP placeholder on a cluster).
+        window_end: End of the log read, exclusive ("" = ``now``).
+        mode: ``local`` (aliases; the local server hot-reloads) or ``cluster`` (InferenceService too).
+        namespace: Kubernetes namespace of the InferenceService ("" = ``DeployConfig.namespace``).
+        margin: Non-inferiority margin in AUC.
+        confidence: Confidence level of the interval.
+        max_rows: Labelled rows after which an undecided canary is decided by the stated rule.
+        max_checks: Waiting checks after which the same happens.
+        serving_image: Predictor image a cluster promote / rollback renders (``kfloop compile`` embeds the
+            one it compiled for; "" = kfloop.config's default).
+
+    Returns:
+        verdict: The verdict JSON (``action``, ``verdict``, ``reasons``, ``comparison``...).
+        metrics: Both AUCs, the interval, rows (KFP dashboard).
+        report: The verdict as Markdown.
+        page: The same as HTML.
+    """
+    import dataclasses
+    import json
+
+    from components.canary import canary as C
+    from kfloop import clock, config
+
+    when, source = clock.resolve(now, scheduled_time)
+    end = clock.parse(window_end) if window_end else None
+    cmp_cfg = dataclasses.replace(config.ComparisonConfig(), margin=margin, confidence=confidence)
+    can_cfg = dataclasses.replace(config.CanaryConfig(), max_rows=max_rows, max_checks=max_checks)
+    result = C.judge(
+        store_uri,
+        model_name,
+        now=when,
+        window_end=end,
+        cmp_cfg=cmp_cfg,
+        canary_cfg=can_cfg,
+        mode=mode,
+        namespace=namespace,
+        image=serving_image or config.SERVING_IMAGE,
+    )
+    result["clock_source"] = source
+    with open(verdict.path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    verdict.metadata.update({"action": result["action"], "verdict": result["verdict"]})
+    c = result.get("comparison") or {}
+    names = {"challenger": "auc_canary", "champion": "auc_champion", "diff": "auc_diff"}
+    names.update(low="auc_diff_low", high="auc_diff_high")
+    for key, name in names.items():
+        if c.get(key) is not None:
+            metrics.log_metric(name, round(c[key], 6))
+    if c:
+        metrics.log_metric("rows", c["rows"])
+    with open(report.path, "w") as f:
+        f.write(C.to_markdown(result))
+    with open(page.path, "w") as f:
+        f.write(C.to_html(result))
