@@ -24,6 +24,7 @@ from kfloop import config
 PIPELINES: dict[str, str] = {
     "training": "pipelines.training",
     "monitoring": "pipelines.monitoring",
+    "batch_prediction": "pipelines.batch_prediction",
 }
 #: Object stores a KFP cluster can use as pipeline root.
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")

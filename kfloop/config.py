@@ -246,6 +246,20 @@ class ServingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FeedbackConfig:
+    """The predictor's feedback endpoint (``POST /v1/models/<name>:feedback``, :mod:`serving.feedback`).
+
+    Attributes:
+        index_requests: How many of the most recent request ids the server remembers (with row count and
+            prediction time) to validate feedback against; older ids get 404.
+        max_items: Most labels in one feedback request (400 above).
+    """
+
+    index_requests: int = 200_000
+    max_items: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
 class GpuConfig:
     """Where the train task runs on a cluster (inert under kfp.local).
 

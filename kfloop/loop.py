@@ -541,7 +541,6 @@ def run_loop(
                     rows,
                     server.url,
                     model_name,
-                    store_uri=loop.store_uri,
                     batch_size=cfg.batch_size,
                     request_prefix=window.label.split()[0],
                 )

@@ -2,9 +2,13 @@
 
 * :func:`replay` sends rows to a running KServe server over HTTP (V1 ``:predict``, one ``X-Request-Id``
   per request); the server scores them and writes the prediction log itself.
-* :func:`write_feedback` writes the ground truth that "arrives later" (for taxis: the tip is known once
-  the trip ends) in the feedback log format of :mod:`kfloop.predlog` (``feedback/<model>/date=.../*.parquet``).
-* :func:`write_prediction_log` writes prediction records directly, in the log format of :mod:`kfloop.predlog`. The monitor tests use it to
+* After the predictions, the ground truth that "arrives later" (for taxis: the tip is known once the trip
+  ends) goes back to the same server through its feedback endpoint, ``POST /v1/models/<name>:feedback``
+  (:mod:`serving.feedback`), keyed by request id and row; the server writes the feedback log.
+* :func:`write_feedback` writes feedback directly in the feedback log format of :mod:`kfloop.predlog`
+  (``feedback/<model>/date=.../*.parquet``), for tests that build logs without a server.
+* :func:`write_prediction_log` writes prediction records directly, in the log format of
+  :mod:`kfloop.predlog`. The monitor tests use it to
   build logs without a server; the format is the contract the server's own tests check.
 
 Only the standard library is imported at module level (this module is also used from the serving env);
@@ -192,10 +196,10 @@ class ReplayResult:
     seconds: float = 0.0
     started_at: str = ""
     ended_at: str = ""
+    feedback_requests: int = 0
     model_versions: dict = dataclasses.field(default_factory=dict)
     request_ids: list = dataclasses.field(default_factory=list)
     probabilities: list = dataclasses.field(default_factory=list)
-    feedback_uri: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -218,12 +222,42 @@ def _post(
     return resp.status, data, {k.lower(): v for k, v in resp.getheaders()}
 
 
+#: Labels per feedback request of the replay (the server's limit is kfloop.config.FeedbackConfig.max_items).
+FEEDBACK_BATCH = 1000
+
+
+def send_feedback(
+    conn: http.client.HTTPConnection, model_name: str, labels: list[tuple[str, int, int]], url: str = ""
+) -> int:
+    """Posts ``(request_id, row, label)`` triples to ``POST /v1/models/<name>:feedback``; returns requests.
+
+    Raises:
+        ReplayError: the server refused a feedback request (status and its message).
+    """
+    path = f"/v1/models/{model_name}:feedback"
+    sent = 0
+    for lo in range(0, len(labels), FEEDBACK_BATCH):
+        part = labels[lo : lo + FEEDBACK_BATCH]
+        body = json.dumps(
+            {"feedback": [{"request_id": r, "row": int(i), "label": int(y)} for r, i, y in part]}
+        ).encode()
+        rid = f"feedback-{uuid.uuid4().hex[:8]}"
+        try:
+            status, data, _ = _post(conn, path, body, rid)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status, data, _ = _post(conn, path, body, rid)
+        if status != 200 or data.get("accepted") != len(part):
+            raise ReplayError(f"feedback ({len(part)} labels) to {url}{path}: HTTP {status}: {data}")
+        sent += 1
+    return sent
+
+
 def replay(
     frame,
     url: str,
     model_name: str,
     *,
-    store_uri: str | None = None,
     batch_size: int = 64,
     feedback: bool = True,
     request_prefix: str = "replay",
@@ -232,16 +266,16 @@ def replay(
     """Sends the rows of a Dataset frame to a KServe server as V1 ``:predict`` requests.
 
     Each request carries ``X-Request-Id: <request_prefix>-<n>-<uuid8>``; the server logs every row under
-    that id (contract 4). When ``feedback`` is set and ``store_uri`` is given, the labels of the replayed
-    rows (``big_tipper``, where known) are then written as arrived ground truth for the same ids and rows.
+    that id (contract 4). When ``feedback`` is set, the labels of the replayed rows (``big_tipper``, where
+    known) are then sent to the server's ``:feedback`` endpoint for the same ids and rows, as arrived
+    ground truth; the server writes them to the feedback log.
 
     Args:
         frame: Rows with :data:`kfloop.features.DATASET_COLUMNS` (label optional).
         url: Base URL of the server, e.g. ``http://127.0.0.1:8080``.
         model_name: Model name in the server.
-        store_uri: Store root for the feedback (required when ``feedback``).
         batch_size: Rows per request.
-        feedback: Write the labels afterwards.
+        feedback: Send the labels afterwards.
         request_prefix: Prefix of the request ids.
         timeout: Seconds per HTTP request.
 
@@ -251,8 +285,6 @@ def replay(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if feedback and not store_uri:
-        raise ValueError("replay with feedback needs store_uri")
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "http" or not parsed.hostname:
         raise ValueError(f"replay url must be http://host:port, got {url!r}")
@@ -288,13 +320,13 @@ def replay(
                 label = labels[lo + i]
                 if label is not None and not _isna(label):
                     arrived.append((rid, i, int(label)))
+        if feedback and arrived:
+            result.feedback_requests = send_feedback(conn, model_name, arrived, url)
+            result.feedback_rows = len(arrived)
     finally:
         conn.close()
     result.seconds = time.perf_counter() - t0
     result.ended_at = iso_ms(utc_now())
-    if feedback and arrived:
-        result.feedback_uri = write_feedback(store_uri, model_name, arrived)
-        result.feedback_rows = len(arrived)
     return result
 
 

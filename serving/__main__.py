@@ -298,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             else None
         )
         model = TaxiModel(args.model_name, source, cfg, plog, args.reload_interval)
+        if log_uri:  # POST /v1/models/<name>:feedback writes next to the prediction log
+            from serving.feedback import Feedback
+
+            model.feedback = Feedback(log_uri, args.model_name, config.FeedbackConfig())
         model.load()
     except (ModelContractError, FileNotFoundError, ValueError, LookupError) as e:
         raise _fail(str(e)) from None

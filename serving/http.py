@@ -1,7 +1,8 @@
 """The HTTP front of the predictor: an ASGI layer in front of kserve's FastAPI app.
 
 It answers, for our model, ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>[/versions/<v>]/infer``
-and ``GET /v2/models/<name>`` (with the version being served) itself: raw body → size limit → admission →
+and ``GET /v2/models/<name>`` (with the version being served) itself (and ``POST /v1/models/<name>:feedback``,
+ground truth, in :mod:`serving.feedback`): raw body → size limit → admission →
 JSON → :mod:`serving.schema` checks → micro-batched model call → orjson response. Every POST body is
 size-limited: a ``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked)
 body is cut off with 413 as soon as it passes the limit.
@@ -299,6 +300,7 @@ class PredictorApp:
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode")
         name = re.escape(model.name)
         self._v1 = f"/v1/models/{model.name}:predict"
+        self._feedback = f"/v1/models/{model.name}:feedback"  # serving.feedback (ground truth)
         self._v2 = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/infer$")
         self._meta = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/?$")
         self._ready = re.compile(rf"^/v2/models/{name}(?:/versions/[^/]+)?/ready$")
@@ -312,6 +314,8 @@ class PredictorApp:
         method = scope["method"]
         path = scope["path"]
         if method == "POST":
+            if path == self._feedback and getattr(self.model, "feedback", None) is not None:
+                return await self.model.feedback.handle(self, scope, receive, send)
             if path == self._v1:
                 return await self._predict(scope, receive, send, v2=False)
             if self._v2.match(path):

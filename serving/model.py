@@ -300,6 +300,7 @@ class TaxiModel(kserve.Model):
         self.source = source
         self.config = config
         self.prediction_log = prediction_log
+        self.feedback = None  # serving.feedback.Feedback: the recent-id index of :feedback, when enabled
         self.reload_interval_s = reload_interval_s
         self.current: LoadedModel | None = None
         self.batcher = Batcher(lambda: self.current, config.max_batch_rows, config.batch_wait_ms)
@@ -400,6 +401,8 @@ class TaxiModel(kserve.Model):
         probs, version = await self.batcher.submit(columns, n)
         if self.prediction_log is not None:
             self.prediction_log.submit(request_id, time.time(), version, columns, probs)
+        if self.feedback is not None:
+            self.feedback.seen(request_id, n, time.time())
         return probs, version
 
     async def predict(self, payload, headers=None):

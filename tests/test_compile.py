@@ -36,6 +36,11 @@ EXPECTED = {
         "decide": {"cache": False},  # cooldown: reads the clock and the history
         "trigger": {"cache": False, "retry": True},  # talks to the KFP API
     },
+    "batch_prediction": {
+        "batch-input": {"cache": True, "retry": True, "required": True},  # reads the input (gs://)
+        "gate": {"cache": True, "required": True},
+        "batch-score": {"cache": False, "retry": True, "required": True},  # resolves an alias, logs
+    },
 }
 GPU_ROLE = ("training", "train")
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from components.monitor import monitor as M
-from kfloop import datasets, fs, loop, replay, store
+from kfloop import datasets, fs, loop, predlog, replay, store
 from kfloop import features as F
 
 MODEL = "taxi-tips"
@@ -53,13 +53,17 @@ def test_replay_through_live_server_is_logged_and_monitored(tmp_path, trained_mo
     try:
         server.start(timeout=180)
         start = replay.utc_now()
-        got = replay.replay(rows, server.url, MODEL, store_uri=root, batch_size=64, request_prefix="t")
+        got = replay.replay(rows, server.url, MODEL, batch_size=64, request_prefix="t")
         time.sleep(server.flush_seconds * 2 + 0.5)  # the server's log flush interval
     finally:
         server.stop()
     end = replay.utc_now() + dt.timedelta(seconds=1)
     assert (got.requests, got.rows, got.model_versions) == (5, 300, {version: 300})
     assert got.feedback_rows == int(rows[F.LABEL.name].notna().sum())
+    assert got.feedback_requests == 1  # the labels went over HTTP (POST :feedback), the server wrote them
+    fb = list(predlog.scan(root, MODEL, predlog.FEEDBACK, start, end + dt.timedelta(seconds=5)))
+    assert sum(b.num_rows for b in fb) == got.feedback_rows
+    assert all(min(b.column("delay_s").to_pylist()) >= 0 for b in fb)  # arrival delay recorded
 
     live, ws = M.read_live(root, MODEL, start, end, horizon_days=1)
     assert ws.bad_total() == 0 and len(live) == 300

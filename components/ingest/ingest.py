@@ -98,6 +98,37 @@ def clean(raw):
     return out[list(F.DATASET_COLUMNS)]
 
 
+def read_raw(source: str):
+    """Reads a raw taxi CSV (local path or ``gs://``) as strings, one row per trip, in file order.
+
+    Raises:
+        IngestError: the file does not exist, is empty, is not a readable CSV or has no rows.
+    """
+    import pandas as pd
+
+    try:
+        payload = fs.read_bytes(source)
+    except FileNotFoundError:
+        raise IngestError(f"input {source!r} does not exist") from None
+    if not payload.strip():
+        raise IngestError(f"input {source!r} is empty")
+    try:
+        raw = pd.read_csv(io.BytesIO(payload), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise IngestError(f"input {source!r} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise IngestError(f"input {source!r} is not a readable CSV: {e}") from None
+    if raw.empty:
+        raise IngestError(f"input {source!r} has a header but no rows")
+    return raw
+
+
+def is_raw(columns) -> bool:
+    """Whether a header is the raw extract form: it has the ``tips`` column and no derived label."""
+    names = set(columns)
+    return F.TIPS in names and F.LABEL.name not in names
+
+
 def _in_eval(frame, fraction: float):
     """Deterministic hold-out: a row goes to eval when the hash of its content falls below ``fraction``."""
     rows = frame.astype(str).agg("|".join, axis=1)
@@ -133,23 +164,10 @@ def ingest(
     Raises:
         IngestError: bad input (missing column, non-numeric value, empty file, cutoff outside the data).
     """
-    import pandas as pd
 
     if not 0.0 < eval_fraction < 1.0:
         raise IngestError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
-    try:
-        payload = fs.read_bytes(source)
-    except FileNotFoundError:
-        raise IngestError(f"input {source!r} does not exist") from None
-    if not payload.strip():
-        raise IngestError(f"input {source!r} is empty")
-    try:
-        raw = pd.read_csv(io.BytesIO(payload), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise IngestError(f"input {source!r} is empty") from None
-    if raw.empty:
-        raise IngestError(f"input {source!r} has a header but no rows")
-    frame = clean(raw).sort_values(F.EVENT_TIME.name, kind="stable").reset_index(drop=True)
+    frame = clean(read_raw(source)).sort_values(F.EVENT_TIME.name, kind="stable").reset_index(drop=True)
 
     t = frame[F.EVENT_TIME.name].astype("int64")
     first, last = int(t.min()), int(t.max())

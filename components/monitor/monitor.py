@@ -278,6 +278,10 @@ def monitor(
             )
             summary.update(anomalies=anomalies, drift=drift, skew=skew)
     if record:
+        # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
+        from components.monitor import backfill
+
+        summary["backfills"] = backfill.backfill_windows(store_uri, model_name, before=start, cfg=cfg)
         summary["record_uri"] = record_run(store_uri, model_name, summary)
     return summary
 

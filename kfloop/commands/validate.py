@@ -1,5 +1,11 @@
 """``kfloop validate``: TFDV statistics, schema anomalies, drift and skew of one dataset.
 
+The data is a Dataset CSV (what ``kfloop ingest`` writes) or a raw taxi extract as it comes (recognised by
+its ``tips`` column and the absence of ``big_tipper``): a raw extract is first cleaned and labelled by the
+same code as ``kfloop ingest`` (written to ``<output-dir>/ingested.csv``), and a value that cannot be
+cleaned is refused with its column and CSV line. Blocking schema anomalies of a raw extract name the first
+offending CSV line of the raw file.
+
 Exit codes: 0 = no anomalies or only non-blocking ones; 3 = blocking anomalies (:data:`EXIT_BLOCKING`);
 1 = bad input (missing / unreadable file, bad schema); 2 = bad command line.
 """
@@ -24,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prints a summary and writes statistics, anomalies and an HTML report.",
         epilog=_EPILOG,
     )
-    p.add_argument("--data", required=True, help="Dataset CSV (local path or gs://)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="Dataset CSV, or a raw taxi extract with 'tips' (cleaned and labelled first); local or gs://",
+    )
     p.add_argument(
         "--schema", help="schema text proto (default: the committed kfloop/schema/taxi_schema.pbtxt)"
     )
@@ -33,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reference-stats", help="statistics file (as written here) to measure drift against")
     p.add_argument(
-        "--skew-data", help="second Dataset CSV (e.g. the eval split) for the train/eval skew check"
+        "--skew-data",
+        help="second Dataset CSV or raw extract (e.g. the eval split) for the train/eval skew check",
     )
     p.add_argument(
         "--output-dir",
@@ -66,20 +77,32 @@ def _validate(args: argparse.Namespace) -> int:
     check_input_file(args.skew_data, "kfloop validate: --skew-data", must_exist=False)
     check_output_dir(args.output_dir, "kfloop validate: --output-dir")
     check_beam_args(args.beam_arg, "kfloop validate")
+    out = args.output_dir
     try:
         schema = tfdv_ops.load_schema(args.schema)
         reference = tfdv_ops.load_statistics(args.reference_stats) if args.reference_stats else None
+        data, cleaned = args.data, None
+        if _is_raw_extract(args.data):
+            data, cleaned = _ingest_raw(args.data, args.environment, fs.join(out, "ingested.csv"))
+            if cleaned is None:
+                return EXIT_BLOCKING
+        skew = args.skew_data
+        if skew and _is_raw_extract(skew):
+            skew, skew_clean = _ingest_raw(skew, args.environment, fs.join(out, "ingested_skew.csv"))
+            if skew_clean is None:
+                return EXIT_BLOCKING
         result = tfdv_ops.run_validation(
-            args.data,
+            data,
             schema=schema,
             environment=args.environment,
             reference_stats=reference,
-            skew_data=args.skew_data,
+            skew_data=skew,
             beam_pipeline_args=args.beam_arg,
         )
     except (tfdv_ops.ValidationError, tfdv_ops.StatisticsCountError) as e:
         raise SystemExit(f"kfloop validate: {e}") from None
-    out = args.output_dir
+    if cleaned is not None:
+        _point_at_rows(result.findings, cleaned, schema, args.data)
     written = tfdv_ops.write_artifacts(
         result,
         statistics_uri=fs.join(out, "statistics.pb"),
@@ -92,8 +115,85 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"  {key:<10} {written[key]}")
     if result.blocking:
         print(tfdv_ops.blocking_message(result.findings), file=sys.stderr)
+        _hint_missing_tips(result.findings, args.environment)
         return EXIT_BLOCKING
     return 0
+
+
+def _is_raw_extract(uri: str) -> bool:
+    """Whether the file's header is the raw extract form (see :func:`components.ingest.ingest.is_raw`)."""
+    import csv
+
+    from components.ingest import ingest
+    from components.validate import tfdv_ops
+    from kfloop import fs
+
+    try:
+        payload = fs.read_bytes(uri)
+    except FileNotFoundError:
+        raise tfdv_ops.ValidationError(f"data file {uri!r} does not exist") from None
+    first = payload[: payload.find(b"\n") if b"\n" in payload else len(payload)]
+    header = next(csv.reader([first.decode("utf-8", "replace").strip()]), [])
+    return ingest.is_raw(h.strip() for h in header)
+
+
+def _ingest_raw(uri: str, environment: str, ingested_uri: str):
+    """Cleans and labels a raw extract as ``kfloop ingest`` does; writes the Dataset CSV.
+
+    Returns:
+        ``(ingested_uri, cleaned frame)``, or ``(ingested_uri, None)`` when a value cannot be cleaned (the
+        reason, with column and CSV line, is printed).
+
+    Raises:
+        ValidationError: the file cannot be read.
+    """
+    from components.ingest import ingest
+    from components.validate import tfdv_ops
+    from kfloop import datasets
+    from kfloop import features as F
+
+    print(
+        f"raw extract: {uri} has {F.TIPS!r} and no {F.LABEL.name!r}; cleaning it and deriving "
+        f"{F.LABEL.name} (tips > {F.BIG_TIP_SHARE:.0%} of fare) as `kfloop ingest` does, then validating "
+        f"the ingested form {ingested_uri}"
+    )
+    try:
+        raw = ingest.read_raw(uri)
+    except ingest.IngestError as e:
+        raise tfdv_ops.ValidationError(str(e)) from None
+    try:
+        frame = ingest.clean(raw)
+    except ingest.IngestError as e:
+        print(f"BLOCKED: raw extract {uri}: {e}", file=sys.stderr)
+        return ingested_uri, None
+    written = frame.drop(columns=[F.LABEL.name]) if environment == "SERVING" else frame
+    datasets.write_dataset(written, ingested_uri)
+    return ingested_uri, frame
+
+
+def _point_at_rows(findings: list[dict], frame, schema, uri: str) -> None:
+    """Adds the first offending CSV line of the raw file to each domain anomaly's description."""
+    from components.validate import locate
+
+    for f in findings:
+        hit = locate.first_offending_row(frame, schema, f["feature"])
+        if hit is None:
+            continue
+        pos, value = hit
+        f["first_row"] = {"data_row": pos + 1, "csv_line": pos + 2, "value": str(value)}
+        f["description"] += f" (first at {uri} CSV line {pos + 2}: {f['feature']}={value!r})"
+
+
+def _hint_missing_tips(findings: list[dict], environment: str) -> None:
+    from kfloop import features as F
+
+    if environment == "TRAINING" and any(
+        f["feature"] == F.LABEL.name and f["type"] == "SCHEMA_MISSING_COLUMN" for f in findings
+    ):
+        print(
+            f"  (a raw extract needs its {F.TIPS!r} column, from which {F.LABEL.name} is derived)",
+            file=sys.stderr,
+        )
 
 
 _COUNT_OPTIONS = ("direct_num_workers",)

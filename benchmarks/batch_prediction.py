@@ -1,0 +1,131 @@
+"""Batch prediction benchmark: the Beam RunInference scoring step vs the in-process model-call limit.
+
+In one process, on the same model and the same rows:
+
+* **limit**: the SavedModel's ``predict_raw`` called directly on the same rows, read and encoded into memory
+  beforehand (untimed), in chunks of ``--chunk-rows`` (no reading, no writing): the most rows/s this model
+  gives on this machine.
+* **batch**: :func:`components.batch_predict.batch_predict.score` on a Dataset CSV of ``--rows`` rows (real
+  taxi rows, repeated): CSV streaming, encoding, Beam DirectRunner ``RunInference``, the prediction log
+  written (Parquet, ``source="batch"``, the production setting; the output refers to the log files); then
+  :func:`finish_output` into one Parquet file, timed separately. The model load (store fetch + SavedModel
+  load on the worker) is inside the batch time.
+
+Prints rows/s of each and the ratio batch / limit (target >= 25% at 1 M rows).
+
+Usage (pipeline env)::
+
+    .venv/bin/python benchmarks/batch_prediction.py [--rows 1000000] [--chunk-rows 16384] [--model-dir DIR]
+
+Without ``--model-dir`` a small taxi model is trained first on the real training split (a few epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _model(workdir: Path, model_dir: str | None, split: dict) -> str:
+    if model_dir:
+        return model_dir
+    from training_image.trainer import HParams, train
+
+    out = workdir / "model"
+    train(split["train"], split["eval"], str(out), HParams(epochs=3))
+    return str(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--chunk-rows", type=int, default=16_384)
+    parser.add_argument("--model-dir", help="SavedModel with predict_raw (default: train a small one)")
+    parser.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        help="Beam option for the batch run, repeatable (e.g. --beam-arg=--direct_num_workers=2)",
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import pandas as pd
+
+    from components.batch_predict import batch_predict as B
+    from components.ingest.ingest import ingest
+    from kfloop import config, data, datasets, store
+
+    work = Path(tempfile.mkdtemp(prefix="kfloop-bench-batch-"))
+    split = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}
+    ingest(str(data.fetch()), config.DEFAULT_CUTOFF, split["train"], split["eval"], split["live"])
+    model_dir = _model(work, args.model_dir, split)
+    root = str(work / "store")
+    ms = store.ModelStore(root)
+    version = ms.publish(config.MODEL_NAME, model_dir, {})
+
+    live = datasets.read_dataset(split["live"]).drop(columns=["big_tipper"])
+    reps = -(-args.rows // len(live))
+    frame = pd.concat([live] * reps, ignore_index=True).head(args.rows)
+    csv = str(work / "input.csv")
+    datasets.write_dataset(frame, csv)
+    print(
+        f"input: {len(frame):,} rows ({os.path.getsize(csv) / 1e6:.0f} MB CSV), model {version}, "
+        f"chunk {args.chunk_rows:,} rows, cores {os.cpu_count()}"
+    )
+
+    # limit: direct calls on the same rows, already read and encoded in memory (untimed), chunk by chunk
+    model = B.SavedModel(ms.fetch(config.MODEL_NAME, version, str(work / "fetched")))
+    chunks = [c for _, c in B.read_chunks(csv, args.chunk_rows)]
+    model(chunks[0])  # warm-up
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        model(chunk)
+    limit = len(frame) / (time.perf_counter() - t0)
+    del chunks
+    del model
+
+    parts = str(work / "parts")
+    result = B.score(
+        csv,
+        root,
+        config.MODEL_NAME,
+        version,
+        parts,
+        log_root=root,
+        chunk_rows=args.chunk_rows,
+        beam_args=args.beam_arg,
+        progress=False,
+    )
+    batch = result.rows / result.seconds
+    t1 = time.perf_counter()
+    n = B.finish_output(parts, str(work / "out.parquet"))
+    finish = time.perf_counter() - t1
+    assert n == result.rows == len(frame), (n, result.rows)
+    logged = sum(1 for _ in Path(root, "predictions").rglob("*.parquet"))
+
+    print(f"limit (in-process predict_raw, chunks of {args.chunk_rows:,}): {limit:,.0f} rows/s")
+    print(
+        f"batch (Beam DirectRunner {' '.join(args.beam_arg) or '(defaults)'}: CSV ranges in, RunInference, "
+        f"prediction log out): {batch:,.0f} rows/s "
+        f"({result.seconds:.1f} s, {result.chunks} chunks, {logged} log files)"
+    )
+    print(f"output file (join parts into one Parquet): {finish:.1f} s")
+    print(f"ratio batch / limit: {batch / limit:.1%} (target >= 25%)")
+    print(
+        f"end to end incl. output file: {result.rows / (result.seconds + finish):,.0f} rows/s "
+        f"= {result.rows / (result.seconds + finish) / limit:.1%} of the limit"
+    )
+    np.testing.assert_equal(len(B.part_uris(parts)), result.chunks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Batch prediction as plain functions: input → Dataset (SERVING form) → Beam RunInference → log + output.
+
+* :func:`prepare_input` reads the caller's CSV (a Dataset, a raw extract as it comes, or rows with only
+  the model features) into a Dataset CSV without label, for validation in the ``SERVING`` environment.
+* :func:`score` runs an Apache Beam pipeline (DirectRunner locally; ``beam_args`` pass through, so
+  ``--runner=DataflowRunner ...`` scales it out): the Dataset is streamed in chunks of ``chunk_rows``, each
+  chunk is one element of ``RunInference`` with :class:`SavedModelHandler` (the SavedModel's
+  ``predict_raw`` signature, the one the online server calls, on the same encoded columns), and each scored
+  chunk is written to the prediction log with :func:`kfloop.predlog.write_table` (``source="batch"``, the
+  format the server writes) and as a part of the caller's output.
+* :func:`finish_output` joins the parts, in input order, into the output file (CSV or Parquet).
+
+Every row of a batch job gets the job's request id and its input row number as ``row``; feedback for a
+batch prediction is keyed by these two, as for an online request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+import uuid
+
+from kfloop import features as F
+from kfloop import fs
+
+#: Rows per element of the Beam pipeline (one model call each).
+DEFAULT_CHUNK_ROWS = 16_384
+#: Bytes of CSV per read range (ranges are read in parallel by the Beam workers).
+DEFAULT_RANGE_BYTES = 32 << 20
+
+
+class BatchPredictError(ValueError):
+    """Bad input to batch prediction (a missing column, an unknown model ref); the message names it."""
+
+
+def new_request_id() -> str:
+    """A request id for one batch job: ``batch-<UTC time>-<random>``."""
+    return f"batch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+def prepare_input(input_uri: str, dataset_uri: str) -> int:
+    """Reads the caller's CSV into a Dataset CSV of the model features (event time kept when present).
+
+    A raw extract (``tips`` and no ``big_tipper``) is cleaned as ``kfloop ingest`` does; a label column is
+    dropped (batch input is serving data). Values that do not parse stay text, so that the validation
+    reports them as type anomalies.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        BatchPredictError: the file is missing or unreadable, has no rows, or lacks a model feature.
+    """
+    from components.ingest import ingest
+    from components.validate import tfdv_ops
+    from kfloop import datasets
+
+    try:
+        frame = tfdv_ops.read_frame(input_uri)
+    except tfdv_ops.ValidationError as e:
+        raise BatchPredictError(str(e)) from None
+    if frame.empty:
+        raise BatchPredictError(f"input {input_uri!r} has a header but no rows")
+    if ingest.is_raw(frame.columns):
+        try:
+            frame = ingest.clean(frame.fillna(""))
+        except ingest.IngestError as e:
+            raise BatchPredictError(f"raw extract {input_uri!r}: {e}") from None
+    missing = [f.name for f in F.MODEL_FEATURES if f.name not in frame.columns]
+    if missing:
+        raise BatchPredictError(f"input {input_uri!r}: missing model feature column(s): {', '.join(missing)}")
+    keep = [c for c in (F.EVENT_TIME.name, *(f.name for f in F.MODEL_FEATURES)) if c in frame.columns]
+    datasets.write_dataset(frame[keep], dataset_uri)
+    return len(frame)
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _convert_options():
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    # Numbers are parsed as float64 and then rounded to float32, as the server does with JSON numbers.
+    types = {}
+    for f in F.MODEL_FEATURES:
+        types[f.name] = {"float32": pa.float64(), "int64": pa.int64(), "string": pa.string()}[f.dtype]
+    return pcsv.ConvertOptions(
+        column_types=types,
+        include_columns=[f.name for f in F.MODEL_FEATURES],
+        strings_can_be_null=True,
+        null_values=[""],
+    )
+
+
+def encode_batch(batch) -> dict:
+    """Arrow columns of the model features → the encoded numpy columns of :mod:`serving.schema`.
+
+    Missing values become the :mod:`kfloop.features` sentinels (NaN, -1, ``""``).
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    out = {}
+    for f in F.MODEL_FEATURES:
+        col = batch.column(batch.schema.get_field_index(f.name))
+        if f.dtype == "float32":
+            out[f.name] = col.to_numpy(zero_copy_only=False).astype(np.float32)
+        elif f.dtype == "int64":
+            out[f.name] = pc.fill_null(col, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        else:
+            out[f.name] = pc.fill_null(col, "").to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return out
+
+
+def _chunks_of(reader, first: int, chunk_rows: int):
+    """``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows from a CSV batch reader."""
+    import pyarrow as pa
+
+    pending, held = [], 0
+    for batch in reader:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending)  # zero-copy; only the chunk itself is made contiguous
+            head, rest = table.slice(0, chunk_rows).combine_chunks(), table.slice(chunk_rows)
+            yield first, encode_batch(head.to_batches(max_chunksize=chunk_rows)[0])
+            first += chunk_rows
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield first, encode_batch(pa.Table.from_batches(pending).combine_chunks().to_batches()[0])
+
+
+def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    """Streams a Dataset CSV as ``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows.
+
+    Memory holds one chunk (plus the CSV reader's block); a ``gs://`` file is downloaded to a temp file.
+    """
+    import tempfile
+
+    import pyarrow.csv as pcsv
+
+    with tempfile.TemporaryDirectory(prefix="kfloop-batch-") as tmp:
+        path = fs.local_copy(dataset_uri, tmp) if fs.is_gcs(dataset_uri) else dataset_uri
+        reader = pcsv.open_csv(
+            path, read_options=pcsv.ReadOptions(block_size=1 << 24), convert_options=_convert_options()
+        )
+        yield from _chunks_of(reader, 0, chunk_rows)
+
+
+def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tuple[int, int, int]]:
+    """Splits a local CSV into line-aligned byte ranges ``(start, end, first_row)`` for parallel reading.
+
+    ``first_row`` (the data row number of the range's first line) comes from counting newlines, so the
+    file is split only when it has no quoted field (which could hold a newline); otherwise, or when it is
+    small, the whole file is one range.
+    """
+    import os
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header_end = len(f.readline())
+        whole = [(header_end, size, 0)]
+        if size - header_end <= range_bytes:
+            return whole
+        cuts = [header_end]
+        for pos in range(header_end + range_bytes, size, range_bytes):
+            f.seek(pos)
+            f.readline()
+            if f.tell() < size and f.tell() > cuts[-1]:
+                cuts.append(f.tell())
+        cuts.append(size)
+        out = []
+        row = 0
+        for start, end in itertools.pairwise(cuts):
+            f.seek(start)
+            block = f.read(end - start)
+            if b'"' in block:
+                return whole
+            out.append((start, end, row))
+            row += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    return out
+
+
+def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+    """Chunks of one byte range ``(path, start, end, first_row)`` of a local CSV (see :func:`split_ranges`)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    path, start, end, first_row = element
+    with open(path, "rb") as f:
+        header = f.readline()
+        f.seek(start)
+        body = f.read(end - start)
+    reader = pcsv.open_csv(
+        pa.BufferReader(header + body),
+        read_options=pcsv.ReadOptions(block_size=1 << 24),
+        convert_options=_convert_options(),
+    )
+    yield from _chunks_of(reader, first_row, chunk_rows)
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+
+class SavedModel:
+    """The ``predict_raw`` signature of one model version, callable on encoded columns."""
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        if "predict_raw" not in loaded.signatures:
+            raise BatchPredictError(f"{path}: SavedModel has no 'predict_raw' signature")
+        self._loaded = loaded
+        self._sig = loaded.signatures["predict_raw"]
+        self._tf = tf
+        self._dtypes = {f.name: getattr(tf, f.dtype) for f in F.MODEL_FEATURES}
+
+    def __call__(self, columns: dict):
+        tf = self._tf
+        tensors = {n: tf.constant(columns[n], dtype=d) for n, d in self._dtypes.items()}
+        return self._sig(**tensors)["probability"].numpy().reshape(-1)
+
+
+def _model_handler_class():
+    from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+    class SavedModelHandler(ModelHandler):
+        """Beam ``ModelHandler`` over a store version's SavedModel (``predict_raw``), one chunk per call.
+
+        ``load_model`` fetches the version from the store (checked against its published digests) on each
+        worker; the elements are already chunks of rows, so each ``run_inference`` call scores one chunk.
+        """
+
+        def __init__(self, store_uri: str, model_name: str, version: str):
+            self.store_uri, self.model_name, self.version = store_uri, model_name, version
+
+        def load_model(self):
+            import os
+            import tempfile
+
+            from kfloop.store import ModelStore
+
+            dest = os.path.join(tempfile.mkdtemp(prefix="kfloop-batch-model-"), self.version)
+            return SavedModel(ModelStore(self.store_uri).fetch(self.model_name, self.version, dest))
+
+        def run_inference(self, batch, model, inference_args=None):
+            return [PredictionResult(chunk, model(chunk[1])) for chunk in batch]
+
+        def batch_elements_kwargs(self):
+            return {"min_batch_size": 1, "max_batch_size": 1}
+
+        def get_num_bytes(self, batch) -> int:
+            # Beam's default pickles the whole batch only to measure it: the arrays' sizes are enough.
+            return sum(int(getattr(col, "nbytes", 0)) for _, cols in batch for col in cols.values())
+
+        def get_metrics_namespace(self) -> str:
+            return "kfloop_batch_predict"
+
+    return SavedModelHandler
+
+
+def saved_model_handler(store_uri: str, model_name: str, version: str):
+    """A :class:`SavedModelHandler` (a Beam ``ModelHandler``) for one store version."""
+    return _model_handler_class()(store_uri, model_name, version)
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    """What one batch scoring run wrote."""
+
+    rows: int
+    chunks: int
+    model_version: str
+    request_id: str
+    seconds: float
+    log_files: int
+    parts_uri: str
+
+    def metrics(self) -> dict:
+        return {
+            "rows": self.rows,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else 0.0,
+        }
+
+
+def resolve(store_uri: str, model_name: str, model_ref: str) -> str:
+    """The version an alias (``champion``), ``latest`` or a version id names.
+
+    Raises:
+        BatchPredictError: the ref is not set / not committed in the store.
+    """
+    from kfloop.store import ModelStore, StoreError
+
+    try:
+        return ModelStore(store_uri).resolve(model_name, model_ref)
+    except StoreError as e:
+        raise BatchPredictError(f"model ref {model_ref!r}: {e}") from None
+
+
+class _WriteChunk:
+    """Writes one scored chunk: its prediction-log file(s) and its part of the caller's output."""
+
+    def __init__(self, log_root, model_name, version, request_id, parts_uri, progress):
+        self.log_root, self.model_name, self.version = log_root, model_name, version
+        self.request_id, self.parts_uri, self.progress = request_id, parts_uri, progress
+
+    def __call__(self, result):
+        import numpy as np
+
+        from kfloop import predlog
+
+        first, columns = result.example
+        probs = np.asarray(result.inference, dtype=np.float32)
+        n = len(probs)
+        table = predlog.prediction_table(
+            self.request_id,
+            time.time(),
+            self.version,
+            columns,
+            probs,
+            source="batch",
+            rows=np.arange(first, first + n, dtype=np.int64),
+        )
+        written = []
+        if self.log_root:
+            # Unique per chunk and attempt: Beam workers each count their own file sequence, and a retried
+            # chunk must not collide with its first attempt (the monitor drops duplicate (request_id, row)).
+            writer = f"{self.request_id}-{first:012d}-{uuid.uuid4().hex[:6]}"
+            written = predlog.write_table(
+                self.log_root, self.model_name, predlog.PREDICTIONS, table, writer_id=writer
+            )
+            # The log file holds exactly this chunk's rows in order: the output refers to it (one write).
+            fs.write_text(fs.join(self.parts_uri, f"part-{first:012d}.ref"), "\n".join(written) + "\n")
+        else:
+            fs.write_bytes(
+                fs.join(self.parts_uri, f"part-{first:012d}.parquet"), predlog.parquet_bytes(table)
+            )
+        if self.progress:
+            print(f"batch predict: scored rows {first}..{first + n - 1}", flush=True)
+        return n, len(written)
+
+
+def score(
+    dataset_uri: str,
+    store_uri: str,
+    model_name: str,
+    version: str,
+    parts_uri: str,
+    *,
+    log_root: str | None,
+    request_id: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    beam_args: list[str] | tuple[str, ...] = (),
+    progress: bool = True,
+) -> ScoreResult:
+    """Scores a Dataset CSV with one store version in an Apache Beam pipeline (``RunInference``).
+
+    Args:
+        dataset_uri: Dataset CSV with the model features (local or ``gs://``).
+        store_uri: Model store root.
+        model_name: Model name in the store.
+        version: Committed version to score with (see :func:`resolve`).
+        parts_uri: Folder for the scored chunks, in input order: Parquet parts of the prediction log's
+            columns, or (when the log is written) ``.ref`` files naming the log file that holds each chunk.
+        log_root: Prediction log root (the store root, as the server uses); None: no log written.
+        request_id: The job's request id (default :func:`new_request_id`).
+        chunk_rows: Rows per Beam element / model call.
+        beam_args: Beam pipeline options (``--runner=DataflowRunner``, ``--direct_num_workers=2``, ...).
+        progress: Print one line per scored chunk.
+
+    Returns:
+        A :class:`ScoreResult`.
+    """
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    request_id = request_id or new_request_id()
+    handler = saved_model_handler(store_uri, model_name, version)
+    writer = _WriteChunk(log_root, model_name, version, request_id, parts_uri, progress)
+    counts = fs.join(parts_uri, "_counts")
+    local = not fs.is_gcs(dataset_uri)
+    if local:
+        ranges = [(dataset_uri, *r) for r in split_ranges(dataset_uri)]
+    else:
+        ranges = [dataset_uri]
+    t0 = time.perf_counter()
+    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
+        (
+            p
+            | "Ranges" >> beam.Create(ranges)
+            | "Spread" >> beam.Reshuffle()  # tiny elements: each worker then reads, scores, writes its ranges
+            | "ReadChunks" >> beam.FlatMap(read_range if local else read_chunks, chunk_rows=chunk_rows)
+            # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
+            | "SpreadChunks" >> (beam.Map(lambda c: c) if local else beam.Reshuffle())
+            | "RunInference" >> RunInference(handler)
+            | "Write" >> beam.Map(writer)
+            | "Sum"
+            >> beam.CombineGlobally(lambda xs: [sum(c) for c in zip(*xs, strict=True)] if xs else [0, 0])
+            | "Counts" >> beam.Map(lambda c: fs.write_text(counts, f"{c[0]} {c[1]}\n"))
+        )
+    seconds = time.perf_counter() - t0
+    rows, files = (int(x) for x in fs.read_text(counts).split())
+    return ScoreResult(
+        rows=rows,
+        chunks=len(part_uris(parts_uri)),
+        model_version=version,
+        request_id=request_id,
+        seconds=seconds,
+        log_files=files,
+        parts_uri=parts_uri,
+    )
+
+
+def part_uris(parts_uri: str) -> list[str]:
+    """The scored parts under ``parts_uri``, in input-row order."""
+    return sorted(u for u in fs.list_files(parts_uri) if u.rsplit("/", 1)[-1].startswith("part-"))
+
+
+def finish_output(parts_uri: str, output_uri: str) -> int:
+    """Joins the scored parts, in input order, into the caller's output file; returns its row count.
+
+    ``.csv`` output: ``request_id, row, timestamp, model_version, source``, the raw features (empty =
+    missing) and ``probability``; anything else: one Parquet file of the prediction log's schema. Parts are
+    read one at a time; the file appears whole (written to a temp file, then moved / uploaded).
+    """
+    import os
+    import tempfile
+
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from kfloop import predlog
+
+    parts = part_uris(parts_uri)
+    rows = 0
+    fd, tmp = tempfile.mkstemp(prefix="kfloop-batch-out-")
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        as_csv = output_uri.lower().endswith(".csv")
+        writer = None
+        with open(tmp, "wb") as sink:
+            for uri in parts:
+                table = _read_part(uri)
+                rows += table.num_rows
+                if as_csv:
+                    table = table.set_column(
+                        table.schema.get_field_index("timestamp"),
+                        "timestamp",
+                        pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ"),
+                    )
+                    options = pcsv.WriteOptions(include_header=writer is None)
+                    pcsv.write_csv(table, sink, write_options=options)
+                    writer = True
+                else:
+                    if writer is None:
+                        writer = pq.ParquetWriter(sink, predlog.PREDICTION_SCHEMA, compression="zstd")
+                    writer.write_table(table.cast(predlog.PREDICTION_SCHEMA))
+            if writer is not None and not as_csv:
+                writer.close()
+        if fs.is_gcs(output_uri):
+            bucket, key = fs.split_gcs(output_uri)
+            fs.gcs_client().bucket(bucket).blob(key).upload_from_filename(tmp)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(output_uri)), exist_ok=True)
+            os.replace(tmp, output_uri) if _same_fs(tmp, output_uri) else _copy(tmp, output_uri)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return rows
+
+
+def _read_part(uri: str):
+    """One scored chunk: a Parquet part, or a ``.ref`` naming the prediction-log file(s) that hold it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if uri.endswith(".ref"):
+        refs = [u for u in fs.read_text(uri).splitlines() if u]
+        tables = [pq.read_table(pa.BufferReader(fs.read_bytes(u))) for u in refs]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return pq.read_table(pa.BufferReader(fs.read_bytes(uri)))
+
+
+def _same_fs(a: str, b: str) -> bool:
+    import os
+
+    try:
+        return os.stat(a).st_dev == os.stat(os.path.dirname(os.path.abspath(b))).st_dev
+    except OSError:
+        return False
+
+
+def _copy(src: str, dest: str) -> None:
+    import os
+    import shutil
+
+    tmp = f"{dest}.tmp-{uuid.uuid4().hex[:6]}"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)

@@ -1,0 +1,242 @@
+"""Batch prediction: the pipeline under kfp.local (`kfloop predict`) on real taxi rows and a real model,
+its rows in the prediction log and the next monitoring run, and the same probabilities as the online server."""
+
+import datetime as dt
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.batch_predict import batch_predict as B
+from kfloop import cli, datasets, fs, loop, predlog, store
+from kfloop import features as F
+
+MODEL = "taxi-tips"
+
+
+@pytest.fixture(scope="module")
+def batch_store(tmp_path_factory, trained_model):
+    root = str(tmp_path_factory.mktemp("batch") / "store")
+    ms = store.ModelStore(root)
+    version = ms.publish(MODEL, trained_model, {"data_window": {"start": "", "end": "2015-01-01"}})
+    ms.set_alias(MODEL, store.CHAMPION, version, expected=None, reason="test", actor="test")
+    return root, version
+
+
+@pytest.fixture(scope="module")
+def rows(taxi_split):
+    """600 real live rows, as a Dataset CSV with its label (the label is dropped by the pipeline)."""
+    return datasets.read_dataset(taxi_split["live"]).head(600)
+
+
+def test_chunks_encode_like_the_dataset_encoder(rows, tmp_path):
+    path = str(tmp_path / "in.csv")
+    assert B.prepare_input(_write(rows, tmp_path), path) == len(rows)
+    chunks = list(B.read_chunks(path, chunk_rows=250))
+    assert [first for first, _ in chunks] == [0, 250, 500]
+    got = {name: np.concatenate([c[name] for _, c in chunks]) for name in chunks[0][1]}
+    want = datasets.encode(rows)
+    for f in F.MODEL_FEATURES:
+        if f.dtype == "float32":
+            np.testing.assert_array_equal(got[f.name], want[f.name])  # NaN == NaN here
+        else:
+            assert got[f.name].tolist() == want[f.name].tolist(), f.name
+
+
+def _write(frame, tmp_path, name="in.csv") -> str:
+    path = str(tmp_path / name)
+    datasets.write_dataset(frame, path)
+    return path
+
+
+def _predict(tmp_path, root, src, out, *extra):
+    argv = ["predict", "--input", src, "--output", out, "--store-uri", root, "--workdir", str(tmp_path / "w")]
+    return cli.main([*argv, *extra])
+
+
+@pytest.mark.slow
+def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
+    batch_store, rows, tmp_path, taxi_split, trained_model, capsys
+):
+    from components.monitor import monitor as M
+
+    root, version = batch_store
+    start = dt.datetime.now(dt.UTC)
+    out = str(tmp_path / "out.csv")
+    assert _predict(tmp_path, root, _write(rows, tmp_path), out, "--chunk-rows", "256") == 0
+    printed = capsys.readouterr().out
+    assert (
+        "batch predict: scored rows 0..255" in printed
+        and f"scored {len(rows)} rows with {version}" in printed
+    )
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+    got = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert len(got) == len(rows) and got["row"].tolist() == list(range(len(rows)))
+    assert set(got["model_version"]) == {version} and set(got["source"]) == {"batch"}
+    assert got["request_id"].nunique() == 1 and got["request_id"][0].startswith("batch-")
+    assert got["fare"].astype("float32").tolist() == rows["fare"].astype("float32").tolist()
+    # the probabilities are the model's own on these rows (an in-process call of the same signature)
+    direct = B.SavedModel(trained_model)(datasets.encode(rows))
+    np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
+
+    logged = pa_concat(predlog.scan(root, MODEL, predlog.PREDICTIONS, start, end))
+    assert logged.num_rows == len(rows)
+    assert set(logged.column("source").to_pylist()) == {"batch"}
+    assert set(logged.column("model_version").to_pylist()) == {version}
+
+    summary = M.monitor(root, MODEL, start.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    assert summary["rows"] == len(rows)
+    assert summary["model_versions"] == {version: len(rows)}
+
+
+def pa_concat(batches):
+    import pyarrow as pa
+
+    batches = list(batches)
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
+@pytest.mark.slow
+def test_rows_with_anomalies_are_blocked_and_nothing_is_logged(batch_store, rows, tmp_path, capsys):
+    root, _ = batch_store
+    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad.loc[bad.index[:5], "trip_start_hour"] = 25
+    before = set(fs.list_files(fs.join(root, "predictions")))
+    out = str(tmp_path / "out.csv")
+    assert _predict(tmp_path, root, _write(bad, tmp_path), out) == 3
+    cap = capsys.readouterr()
+    assert "trip_start_hour: INT_TYPE_BIG_INT" in cap.err and "BLOCKED" in cap.out
+    assert set(fs.list_files(fs.join(root, "predictions"))) == before
+    assert not fs.exists(out)
+
+
+def test_unknown_model_ref_is_one_line(batch_store, rows, tmp_path):
+    root, _ = batch_store
+    with pytest.raises(SystemExit, match=r"kfloop predict: model ref 'v0042'.*v0042"):
+        _predict(tmp_path, root, _write(rows, tmp_path), str(tmp_path / "o.csv"), "--model-ref", "v0042")
+    with pytest.raises(SystemExit, match="does not exist"):
+        _predict(tmp_path, root, str(tmp_path / "nope.csv"), str(tmp_path / "o.csv"))
+
+
+@pytest.mark.slow
+def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, rows, tmp_path):
+    """Cross-env check: the pipeline env scores in batch, the serving env (kserve, its own TF) online."""
+    import urllib.request
+
+    if not shutil.which(loop.serving_python()) and not fs.exists(loop.serving_python()):
+        pytest.skip("serving env not built")
+    root, version = batch_store
+    prepared = str(tmp_path / "prep.csv")
+    B.prepare_input(_write(rows, tmp_path), prepared)
+    parts = str(tmp_path / "parts")
+    B.score(prepared, root, MODEL, version, parts, log_root=None, chunk_rows=200, progress=False)
+    out = str(tmp_path / "batch.parquet")
+    B.finish_output(parts, out)
+    batch = pd.read_parquet(out)
+
+    from kfloop import replay
+
+    server = loop.Server(root, MODEL, tmp_path / "server.log", log=False)
+    online: list[float] = []
+    try:
+        server.start(timeout=180)
+        instances = replay.instances(rows)
+        for lo in range(0, len(instances), 100):
+            body = json.dumps({"instances": instances[lo : lo + 100]}).encode()
+            req = urllib.request.Request(
+                f"{server.url}/v1/models/{MODEL}:predict", body, {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data = json.loads(r.read())
+            assert data["model_version"] == version
+            online.extend(data["predictions"])
+    finally:
+        server.stop()
+    online_arr = np.asarray(online, dtype=np.float32)
+    batch_arr = batch["probability"].to_numpy(np.float32)
+    assert len(online_arr) == len(batch_arr) == len(rows)
+    # Two TF versions (2.16 here, the serving image's own) on the same SavedModel and the same float32
+    # inputs: equal up to float32 rounding of the last op.
+    np.testing.assert_allclose(batch_arr, online_arr, rtol=0, atol=2e-6)
+
+
+def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path):
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    ranges = B.split_ranges(path, range_bytes=10_000)
+    assert len(ranges) > 3 and ranges[0][2] == 0
+    got = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
+    firsts = [first for first, _ in got]
+    assert firsts == sorted(firsts) and firsts[0] == 0
+    fares = np.concatenate([c["fare"] for _, c in got])
+    whole = np.concatenate([c["fare"] for _, c in B.read_chunks(path, chunk_rows=50)])
+    np.testing.assert_array_equal(fares, whole)
+    for (first, cols), nxt in zip(got, [*firsts[1:], len(rows)], strict=True):
+        assert first + len(cols["fare"]) == nxt  # each chunk's row numbers continue the previous one's
+    # a quoted field could hold a newline: such a file is read as one range
+    quoted = rows.copy()
+    quoted.loc[quoted.index[0], "company"] = "A, B and C"
+    qpath = str(tmp_path / "q.csv")
+    B.prepare_input(_write(quoted, tmp_path, "q_in.csv"), qpath)
+    assert len(B.split_ranges(qpath, range_bytes=10_000)) == 1
+
+
+def test_raw_extract_input_is_cleaned_and_missing_features_are_named(taxi_csv, tmp_path):
+    raw = pd.read_csv(taxi_csv, dtype=str, keep_default_na=False).head(200)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    out = str(tmp_path / "prep.csv")
+    assert B.prepare_input(str(tmp_path / "raw.csv"), out) == 200
+    prepared = datasets.read_dataset(out)
+    assert F.LABEL.name not in prepared.columns and F.TIPS not in prepared.columns
+    assert prepared["fare"].tolist() == raw["fare"].astype(float).tolist()
+    raw.drop(columns=["tips", "company"]).to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(B.BatchPredictError, match="missing model feature column.*company"):
+        B.prepare_input(str(tmp_path / "x.csv"), out)
+
+
+def test_a_read_error_reaches_the_consumer(rows, tmp_path):
+    import pyarrow as pa
+
+    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad.loc[bad.index[-1], "fare"] = "twelve"  # in the last chunk
+    path = _write(bad, tmp_path)
+    with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
+        list(B.read_chunks(path, chunk_rows=100))
+
+
+def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_model):
+    """The gs:// paths on a real fake-gcs-server: input, model store, prediction log and output."""
+    root = f"gs://{gcs_bucket}/store"
+    ms = store.ModelStore(root)
+    version = ms.publish(MODEL, trained_model, {})
+    src = f"gs://{gcs_bucket}/in/rows.csv"
+    fs.write_bytes(src, Path(_write(rows, tmp_path)).read_bytes())
+    data = f"gs://{gcs_bucket}/work/data.csv"
+    assert B.prepare_input(src, data) == len(rows)
+    parts = f"gs://{gcs_bucket}/work/parts"
+    result = B.score(data, root, MODEL, version, parts, log_root=root, chunk_rows=256, progress=False)
+    assert (result.rows, result.chunks, result.log_files) == (len(rows), 3, 3)
+    out = f"gs://{gcs_bucket}/out/predictions.csv"
+    assert B.finish_output(parts, out) == len(rows)
+    got = pd.read_csv(io.BytesIO(fs.read_bytes(out)))
+    assert got["row"].tolist() == list(range(len(rows))) and set(got["model_version"]) == {version}
+    direct = B.SavedModel(trained_model)(datasets.encode(rows))
+    np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
+    logged = [u for u in fs.list_files(fs.join(root, "predictions")) if u.endswith(".parquet")]
+    assert len(logged) == 3
+
+
+def test_bad_command_lines_are_one_line(batch_store, rows, tmp_path):
+    root, _ = batch_store
+    src = _write(rows, tmp_path)
+    with pytest.raises(SystemExit, match=r"--direct_num_workers must be an integer"):
+        _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--beam-arg=--direct_num_workers=-1")
+    with pytest.raises(SystemExit, match="is a directory"):
+        _predict(tmp_path, root, str(tmp_path), str(tmp_path / "o.csv"))
+    with pytest.raises(SystemExit, match="--chunk-rows must be >= 1"):
+        _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--chunk-rows", "0")
