@@ -134,9 +134,14 @@ def _broadcast(value, n: int, name: str) -> pa.Array:
 
 def feature_array(f: F.Feature, values) -> pa.Array:
     """One decoded feature column (missing-value sentinels of :mod:`kfloop.features`) as a nullable Arrow
-    array: NaN / -1 / ``""`` / ``None`` become null."""
+    array: NaN / -1 / ``""`` / ``None`` become null. A string feature may also come as an Arrow array."""
     if f.kind == F.Kind.CATEGORICAL_STR:
-        arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if isinstance(values, pa.Array):  # already Arrow (a CSV reader's column): no per-row Python
+            arr = values.cast(pa.string())
+        else:
+            arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
         return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
     if f.kind == F.Kind.NUMERIC:
         arr = np.asarray(values, dtype=np.float32)
@@ -297,6 +302,17 @@ def partition_uri(log_root_uri: str, kind: str, model_name: str, day: dt.date) -
     return fs.join(log_root_uri, kind, model_name, f"date={day.isoformat()}")
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: strings, timestamps and integers other than ``row``; floats
+    (fares, probabilities) rarely repeat, so a dictionary there costs CPU and makes the file larger."""
+    return [
+        f.name
+        for f in schema
+        if f.name != "row"
+        and (pa.types.is_string(f.type) or pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type))
+    ]
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     """``table`` as one Parquet file (zstd, format 2.6, plain types; readable by pyarrow >= 8)."""
     sink = io.BytesIO()
@@ -305,7 +321,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
         sink,
         compression=COMPRESSION,
         version=PARQUET_VERSION,
-        use_dictionary=True,
+        use_dictionary=_dictionary_columns(table.schema),
         write_statistics=["timestamp", "model_version"],  # pushdown on time and version; the rest costs CPU
         data_page_version="1.0",
     )

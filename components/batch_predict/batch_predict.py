@@ -28,6 +28,8 @@ from kfloop import fs
 DEFAULT_CHUNK_ROWS = 16_384
 #: Bytes of CSV per read range (ranges are read in parallel by the Beam workers).
 DEFAULT_RANGE_BYTES = 32 << 20
+#: Beam metrics namespace of the scoring step (RunInference's and the rows / log files counters).
+METRICS_NAMESPACE = "kfloop_batch_predict"
 
 
 class BatchPredictError(ValueError):
@@ -114,8 +116,69 @@ def encode_batch(batch) -> dict:
     return out
 
 
+class Chunk(tuple):
+    """One Beam element: ``(first_row, encoded columns)``, plus ``strings``: the string features as the CSV
+    reader's Arrow arrays (null = missing), logged as they are instead of from per-row Python objects."""
+
+    def __new__(cls, first: int, columns: dict, strings: dict):
+        chunk = super().__new__(cls, (first, columns))
+        chunk.strings = strings
+        return chunk
+
+    def __reduce__(self):
+        return (Chunk, (self[0], self[1], self.strings))
+
+
+def _chunk(first: int, batch) -> Chunk:
+    strings = {
+        f.name: batch.column(batch.schema.get_field_index(f.name))
+        for f in F.MODEL_FEATURES
+        if f.dtype == "string"
+    }
+    return Chunk(first, encode_batch(batch), strings)
+
+
+def _chunk_coder_class():
+    import pickle
+
+    from apache_beam import coders
+
+    class ChunkCoder(coders.Coder):
+        """Pickles a :class:`Chunk`, but sizes it from its arrays: Beam's default coder pickles every
+        sampled element only to estimate its size (once per PCollection the chunk passes through)."""
+
+        def encode(self, value):
+            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+        def decode(self, encoded):
+            return pickle.loads(encoded)
+
+        def is_deterministic(self) -> bool:
+            return False
+
+        def estimate_size(self, value) -> int:
+            return chunk_nbytes(value)
+
+        def to_type_hint(self):
+            return Chunk
+
+    return ChunkCoder
+
+
+def chunk_nbytes(chunk) -> int:
+    """The bytes of a chunk's arrays (what Beam's size estimates and ``get_num_bytes`` need)."""
+    return sum(int(getattr(col, "nbytes", 0)) for col in chunk[1].values())
+
+
+def register_chunk_coder() -> None:
+    """Registers the :class:`Chunk` coder with Beam (idempotent; called when a pipeline is built)."""
+    from apache_beam import coders
+
+    coders.registry.register_coder(Chunk, _chunk_coder_class())
+
+
 def _chunks_of(reader, first: int, chunk_rows: int):
-    """``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows from a CSV batch reader."""
+    """:class:`Chunk` s of at most ``chunk_rows`` rows from a CSV batch reader."""
     import pyarrow as pa
 
     pending, held = [], 0
@@ -125,11 +188,11 @@ def _chunks_of(reader, first: int, chunk_rows: int):
         while held >= chunk_rows:
             table = pa.Table.from_batches(pending)  # zero-copy; only the chunk itself is made contiguous
             head, rest = table.slice(0, chunk_rows).combine_chunks(), table.slice(chunk_rows)
-            yield first, encode_batch(head.to_batches(max_chunksize=chunk_rows)[0])
+            yield _chunk(first, head.to_batches(max_chunksize=chunk_rows)[0])
             first += chunk_rows
             pending, held = rest.to_batches(), rest.num_rows
     if held:
-        yield first, encode_batch(pa.Table.from_batches(pending).combine_chunks().to_batches()[0])
+        yield _chunk(first, pa.Table.from_batches(pending).combine_chunks().to_batches()[0])
 
 
 def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
@@ -254,10 +317,10 @@ def _model_handler_class():
 
         def get_num_bytes(self, batch) -> int:
             # Beam's default pickles the whole batch only to measure it: the arrays' sizes are enough.
-            return sum(int(getattr(col, "nbytes", 0)) for _, cols in batch for col in cols.values())
+            return sum(chunk_nbytes(chunk) for chunk in batch)
 
         def get_metrics_namespace(self) -> str:
-            return "kfloop_batch_predict"
+            return METRICS_NAMESPACE
 
     return SavedModelHandler
 
@@ -311,10 +374,13 @@ class _WriteChunk:
 
     def __call__(self, result):
         import numpy as np
+        from apache_beam.metrics import Metrics
 
         from kfloop import predlog
 
         first, columns = result.example
+        # The string features as parsed (Arrow), not back from the encoded per-row Python strings.
+        columns = {**columns, **getattr(result.example, "strings", {})}
         probs = np.asarray(result.inference, dtype=np.float32)
         n = len(probs)
         table = predlog.prediction_table(
@@ -342,7 +408,10 @@ class _WriteChunk:
             )
         if self.progress:
             print(f"batch predict: scored rows {first}..{first + n - 1}", flush=True)
-        return n, len(written)
+        # Counted as Beam metrics (committed = successful attempts): no extra combine stage for two sums.
+        Metrics.counter(METRICS_NAMESPACE, "rows").inc(n)
+        Metrics.counter(METRICS_NAMESPACE, "log_files").inc(len(written))
+        return ()
 
 
 def score(
@@ -377,42 +446,46 @@ def score(
         A :class:`ScoreResult`.
     """
     import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
 
     request_id = request_id or new_request_id()
     handler = saved_model_handler(store_uri, model_name, version)
     writer = _WriteChunk(log_root, model_name, version, request_id, parts_uri, progress)
-    counts = fs.join(parts_uri, "_counts")
+    register_chunk_coder()
     local = not fs.is_gcs(dataset_uri)
     if local:
         ranges = [(dataset_uri, *r) for r in split_ranges(dataset_uri)]
     else:
         ranges = [dataset_uri]
     t0 = time.perf_counter()
-    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as p:
-        (
-            p
-            | "Ranges" >> beam.Create(ranges)
-            | "Spread" >> beam.Reshuffle()  # tiny elements: each worker then reads, scores, writes its ranges
-            | "ReadChunks" >> beam.FlatMap(read_range if local else read_chunks, chunk_rows=chunk_rows)
-            # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
-            | "SpreadChunks" >> (beam.Map(lambda c: c) if local else beam.Reshuffle())
-            | "RunInference" >> RunInference(handler)
-            | "Write" >> beam.Map(writer)
-            | "Sum"
-            >> beam.CombineGlobally(lambda xs: [sum(c) for c in zip(*xs, strict=True)] if xs else [0, 0])
-            | "Counts" >> beam.Map(lambda c: fs.write_text(counts, f"{c[0]} {c[1]}\n"))
-        )
+    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    chunks = (
+        p
+        | "Ranges" >> beam.Create(ranges)
+        | "Spread" >> beam.Reshuffle()  # tiny elements: each worker then reads, scores, writes its ranges
+        | "ReadChunks"
+        >> beam.FlatMap(read_range if local else read_chunks, chunk_rows=chunk_rows).with_output_types(Chunk)
+    )
+    if not local:
+        # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
+        chunks = chunks | "SpreadChunks" >> beam.Reshuffle().with_output_types(Chunk)
+    _ = chunks | "RunInference" >> RunInference(handler) | "Write" >> beam.FlatMap(writer)
+    run = p.run()
+    run.wait_until_finish()
     seconds = time.perf_counter() - t0
-    rows, files = (int(x) for x in fs.read_text(counts).split())
+    counters = {
+        c.key.metric.name: c.committed
+        for c in run.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    }
     return ScoreResult(
-        rows=rows,
+        rows=int(counters.get("rows", 0)),
         chunks=len(part_uris(parts_uri)),
         model_version=version,
         request_id=request_id,
         seconds=seconds,
-        log_files=files,
+        log_files=int(counters.get("log_files", 0)),
         parts_uri=parts_uri,
     )
 
