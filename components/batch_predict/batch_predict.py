@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
+import typing
 import uuid
 
 from kfloop import features as F
@@ -138,14 +139,24 @@ def _chunk(first: int, batch) -> Chunk:
     return Chunk(first, encode_batch(batch), strings)
 
 
+class ScoredChunk(typing.NamedTuple):
+    """What :class:`SavedModelHandler` returns for a chunk: the fields of Beam's ``PredictionResult``
+    (``example`` = the :class:`Chunk`, ``inference`` = its probabilities), as a type of its own so that
+    it gets the cheap coder below."""
+
+    example: Chunk
+    inference: typing.Any
+    model_id: str | None = None
+
+
 def _chunk_coder_class():
     import pickle
 
     from apache_beam import coders
 
     class ChunkCoder(coders.Coder):
-        """Pickles a :class:`Chunk`, but sizes it from its arrays: Beam's default coder pickles every
-        sampled element only to estimate its size (once per PCollection the chunk passes through)."""
+        """Pickles a :class:`Chunk` / :class:`ScoredChunk`, but sizes it from its arrays: Beam's default
+        coder pickles every sampled element only to estimate its size (once per PCollection it passes)."""
 
         def encode(self, value):
             return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
@@ -157,10 +168,9 @@ def _chunk_coder_class():
             return False
 
         def estimate_size(self, value) -> int:
+            if isinstance(value, ScoredChunk):
+                return chunk_nbytes(value.example) + int(getattr(value.inference, "nbytes", 0))
             return chunk_nbytes(value)
-
-        def to_type_hint(self):
-            return Chunk
 
     return ChunkCoder
 
@@ -171,10 +181,12 @@ def chunk_nbytes(chunk) -> int:
 
 
 def register_chunk_coder() -> None:
-    """Registers the :class:`Chunk` coder with Beam (idempotent; called when a pipeline is built)."""
+    """Registers the :class:`Chunk` / :class:`ScoredChunk` coder with Beam (idempotent)."""
     from apache_beam import coders
 
-    coders.registry.register_coder(Chunk, _chunk_coder_class())
+    coder = _chunk_coder_class()
+    coders.registry.register_coder(Chunk, coder)
+    coders.registry.register_coder(ScoredChunk, coder)
 
 
 def _chunks_of(reader, first: int, chunk_rows: int):
@@ -288,7 +300,7 @@ class SavedModel:
 
 
 def _model_handler_class():
-    from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+    from apache_beam.ml.inference.base import ModelHandler
 
     class SavedModelHandler(ModelHandler):
         """Beam ``ModelHandler`` over a store version's SavedModel (``predict_raw``), one chunk per call.
@@ -310,7 +322,7 @@ def _model_handler_class():
             return SavedModel(ModelStore(self.store_uri).fetch(self.model_name, self.version, dest))
 
         def run_inference(self, batch, model, inference_args=None):
-            return [PredictionResult(chunk, model(chunk[1])) for chunk in batch]
+            return [ScoredChunk(chunk, model(chunk[1])) for chunk in batch]
 
         def batch_elements_kwargs(self):
             return {"min_batch_size": 1, "max_batch_size": 1}
@@ -471,7 +483,8 @@ def score(
     if not local:
         # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
         chunks = chunks | "SpreadChunks" >> beam.Reshuffle().with_output_types(Chunk)
-    _ = chunks | "RunInference" >> RunInference(handler) | "Write" >> beam.FlatMap(writer)
+    scored = chunks | "RunInference" >> RunInference(handler).with_output_types(ScoredChunk)
+    _ = scored | "Write" >> beam.FlatMap(writer)
     run = p.run()
     run.wait_until_finish()
     seconds = time.perf_counter() - t0
