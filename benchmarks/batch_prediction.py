@@ -3,8 +3,8 @@
 In one process, on the same model and the same rows:
 
 * **limit**: the SavedModel's ``predict_raw`` called directly on the same rows, read and encoded into memory
-  beforehand (untimed), in chunks of ``--chunk-rows`` (no reading, no writing): the most rows/s this model
-  gives on this machine.
+  beforehand (untimed), in chunks of ``--chunk-rows`` (no reading, no writing), the fastest of three
+  passes: the most rows/s this model gives on this machine.
 * **batch**: :func:`components.batch_predict.batch_predict.score` on a Dataset CSV of ``--rows`` rows (real
   taxi rows, repeated): CSV streaming, encoding, Beam DirectRunner ``RunInference``, the prediction log
   written (Parquet, ``source="batch"``, the production setting; the output refers to the log files); then
@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Timed passes over the rows for the limit; the fastest counts.
+LIMIT_PASSES = 3
 sys.path.insert(0, str(ROOT))
 
 
@@ -85,10 +87,13 @@ def main(argv=None) -> int:
     model = B.SavedModel(ms.fetch(config.MODEL_NAME, version, str(work / "fetched")))
     chunks = [c for _, c in B.read_chunks(csv, args.chunk_rows)]
     model(chunks[0])  # warm-up
-    t0 = time.perf_counter()
-    for chunk in chunks:
-        model(chunk)
-    limit = len(frame) / (time.perf_counter() - t0)
+    passes = []
+    for _ in range(LIMIT_PASSES):  # the best pass: a load spike from other jobs must not lower the limit
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            model(chunk)
+        passes.append(time.perf_counter() - t0)
+    limit = len(frame) / min(passes)
     del chunks
     del model
 
@@ -111,7 +116,11 @@ def main(argv=None) -> int:
     assert n == result.rows == len(frame), (n, result.rows)
     logged = sum(1 for _ in Path(root, "predictions").rglob("*.parquet"))
 
-    print(f"limit (in-process predict_raw, chunks of {args.chunk_rows:,}): {limit:,.0f} rows/s")
+    print(
+        f"limit (in-process predict_raw, chunks of {args.chunk_rows:,}, best of {LIMIT_PASSES} passes): "
+        f"{limit:,.0f} rows/s"
+    )
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"batch (Beam DirectRunner {' '.join(args.beam_arg) or '(defaults)'}: CSV ranges in, RunInference, "
         f"prediction log out): {batch:,.0f} rows/s "
