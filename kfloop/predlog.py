@@ -187,7 +187,8 @@ def prediction_table(
         epoch: Prediction time in seconds since the epoch (scalar, or one per row).
         version: Model version (one string, or one per row).
         columns: ``{feature name: numpy array}`` as :mod:`serving.schema` decodes a request (sentinels
-            NaN / -1 / ``""`` for missing); every model feature must be present.
+            NaN / -1 / ``""`` for missing; a string feature may be an Arrow array, null = missing); every
+            model feature must be present.
         probabilities: One float per row.
         source: ``"online"`` (served over HTTP) or ``"batch"`` (batch prediction).
         rows: Row index of each row within its request (default ``0 .. n-1``: one request).

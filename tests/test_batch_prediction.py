@@ -240,3 +240,25 @@ def test_bad_command_lines_are_one_line(batch_store, rows, tmp_path):
         _predict(tmp_path, root, str(tmp_path), str(tmp_path / "o.csv"))
     with pytest.raises(SystemExit, match="--chunk-rows must be >= 1"):
         _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--chunk-rows", "0")
+
+
+def test_chunk_coder_round_trips_and_sizes_from_the_arrays(rows, tmp_path):
+    """Beam estimates element sizes with the coder: ours must not pickle, and must still carry the chunk."""
+    from apache_beam import coders
+
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    chunk = next(iter(B.read_chunks(path, chunk_rows=100)))
+    B.register_chunk_coder()
+    coder = coders.registry.get_coder(B.Chunk)
+    back = coder.decode(coder.encode(chunk))
+    assert (
+        isinstance(back, B.Chunk)
+        and back[0] == chunk[0]
+        and back.strings["company"].equals(chunk.strings["company"])
+    )
+    np.testing.assert_array_equal(back[1]["fare"], chunk[1]["fare"])
+    want = sum(col.nbytes for col in chunk[1].values())
+    assert coder.estimate_size(chunk) == want
+    scored = B.ScoredChunk(chunk, np.zeros(100, dtype=np.float32))
+    assert coders.registry.get_coder(B.ScoredChunk).estimate_size(scored) == want + 400

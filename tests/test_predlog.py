@@ -46,6 +46,31 @@ def test_prediction_table_types_and_missing_values_are_null():
     assert t.column("probability").type == pa.float32()
 
 
+def test_prediction_table_takes_string_features_as_arrow_arrays_like_numpy():
+    """Batch scoring hands the CSV reader's Arrow string columns (null = missing) straight to the log."""
+    cols = columns(3, missing=True)
+    as_arrow = dict(cols)
+    for f in F.MODEL_FEATURES:
+        if f.kind == F.Kind.CATEGORICAL_STR:
+            as_arrow[f.name] = pa.array([None if v == "" else v for v in cols[f.name]], type=pa.string())
+    a = P.prediction_table("r", DAY.timestamp(), "v1", cols, [0.1, 0.2, 0.3])
+    b = P.prediction_table("r", DAY.timestamp(), "v1", as_arrow, [0.1, 0.2, 0.3])
+    assert b.equals(a)
+    assert b.column("company").to_pylist() == [None, "Cash", "Cash"]
+    with pytest.raises(P.LogError, match="'company' has 2 values"):
+        P.prediction_table("r", 0, "v1", {**cols, "company": pa.array(["a", "b"])}, [0.1, 0.2, 0.3])
+
+
+def test_log_parquet_dictionary_encodes_strings_ints_and_time_not_floats_or_row():
+    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(50), np.linspace(0, 1, 50))
+    meta = pq.ParquetFile(pa.BufferReader(P.parquet_bytes(t))).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "PLAIN_DICTIONARY" in encodings["company"] or "RLE_DICTIONARY" in encodings["company"]
+    assert "PLAIN_DICTIONARY" in encodings["timestamp"] or "RLE_DICTIONARY" in encodings["timestamp"]
+    for name in ("fare", "probability", "row"):
+        assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(encodings[name]), name
+
+
 def test_prediction_table_rejects_missing_feature_and_length_mismatch():
     cols = columns(2)
     with pytest.raises(P.LogError, match="fare"):
