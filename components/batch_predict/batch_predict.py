@@ -231,7 +231,10 @@ def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tupl
     file is split only when it has no quoted field (which could hold a newline); otherwise, or when it is
     small, the whole file is one range.
     """
+    import mmap
     import os
+
+    import numpy as np
 
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -248,13 +251,17 @@ def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tupl
         cuts.append(size)
         out = []
         row = 0
-        for start, end in itertools.pairwise(cuts):
-            f.seek(start)
-            block = f.read(end - start)
-            if b'"' in block:
-                return whole
-            out.append((start, end, row))
-            row += block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        # Mapped, not read: the file is scanned in place (no 32 MB copies), with numpy counting newlines.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            data = np.frombuffer(mm, dtype=np.uint8)
+            try:
+                for start, end in itertools.pairwise(cuts):
+                    if mm.find(b'"', start, end) != -1:
+                        return whole
+                    out.append((start, end, row))
+                    row += int(np.count_nonzero(data[start:end] == 10)) + (0 if mm[end - 1] == 10 else 1)
+            finally:
+                del data  # the map cannot close while an array still views it
     return out
 
 
