@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import gc
 import json
 import logging
 import os
@@ -367,6 +368,7 @@ class TaxiModel(kserve.Model):
                 failed[version] = time.monotonic() + 30.0
                 continue
             old, self.current = self.current, new  # atomic swap; batches in flight keep `old`
+            gc.freeze()  # the new version's objects leave the GC's full scans too (see serving.__main__)
             self.reloads += 1
             log.info("hot reload: %s switched %s -> %s", self.name, old.version, new.version)
             self.source.discard(old)
