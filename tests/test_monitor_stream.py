@@ -255,6 +255,8 @@ def test_monitor_op_under_kfp_local_reads_the_parquet_log_from_gcs(gcs_bucket, t
             drift_jsd=0.15,
             min_examples=500,
             beam_pipeline_args=["--direct_running_mode=in_memory"],
+            now="",
+            scheduled_time="",
         )
 
     run = local.run_pipeline(
