@@ -368,10 +368,16 @@ class TaxiModel(kserve.Model):
                 failed[version] = time.monotonic() + 30.0
                 continue
             old, self.current = self.current, new  # atomic swap; batches in flight keep `old`
-            gc.freeze()  # the new version's objects leave the GC's full scans too (see serving.__main__)
             self.reloads += 1
             log.info("hot reload: %s switched %s -> %s", self.name, old.version, new.version)
             self.source.discard(old)
+            del old
+            # The old version was frozen with the process's start-up objects (serving.__main__): unfreeze so
+            # its reference cycles can be collected, collect once (one full pass per reload), freeze again
+            # with the new version. A batch still running on the old version keeps it alive past this.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def close(self, log_timeout: float = 30.0) -> None:
         """Stops the alias watcher and flushes the prediction log (waiting at most ``log_timeout`` s)."""
