@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import gc
 import json
 import logging
 import os
@@ -370,6 +371,13 @@ class TaxiModel(kserve.Model):
             self.reloads += 1
             log.info("hot reload: %s switched %s -> %s", self.name, old.version, new.version)
             self.source.discard(old)
+            del old
+            # The old version was frozen with the process's start-up objects (serving.__main__): unfreeze so
+            # its reference cycles can be collected, collect once (one full pass per reload), freeze again
+            # with the new version. A batch still running on the old version keeps it alive past this.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def close(self, log_timeout: float = 30.0) -> None:
         """Stops the alias watcher and flushes the prediction log (waiting at most ``log_timeout`` s)."""

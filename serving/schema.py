@@ -7,6 +7,7 @@ missing-value sentinels of :mod:`kfloop.features` (NaN / -1 / ""), ready for the
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -216,6 +217,22 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
             f"instances: expected an array of objects, got {_type_name(rows)}", field="instances"
         )
     _check_rows(len(rows), max_rows, "instances")
+    try:  # fast path: every row a dict of exactly the model's features; one C-level pass extracts all
+        if not set(map(type, rows)) <= _DICT or set(map(len, rows)) != _N_FEATURES:
+            raise KeyError
+        columns = list(zip(*map(_GET_FEATURES, rows), strict=True))
+    except KeyError:
+        _check_instances(rows)  # names the first bad instance
+        raise AssertionError("unreachable: _check_instances accepted rows the fast path refused") from None
+    out = {}
+    for f, values in zip(F.MODEL_FEATURES, columns, strict=True):
+        name = f.name
+        out[name] = encode_column(f, values, lambda i, name=name: f"instances[{i}].{name}")
+    return out
+
+
+def _check_instances(rows: list) -> None:
+    """Raises the :class:`RequestError` of the first instance that is not an object of exactly the features."""
     names = _FEATURE_NAMES
     for i, row in enumerate(rows):
         if type(row) is not dict:
@@ -229,11 +246,6 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
                 raise RequestError(f"instances[{i}].{name}: unknown feature", field=name)
             absent = [f.name for f in F.MODEL_FEATURES if f.name not in row]
             raise RequestError(f"instances[{i}].{absent[0]}: missing feature", field=absent[0])
-    out = {}
-    for f in F.MODEL_FEATURES:
-        name = f.name
-        out[name] = encode_column(f, [r[name] for r in rows], lambda i, name=name: f"instances[{i}].{name}")
-    return out
 
 
 def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None, dict[str, list]]:
@@ -321,6 +333,9 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
 
 
 _FEATURE_NAMES = frozenset(f.name for f in F.MODEL_FEATURES)
+_GET_FEATURES = operator.itemgetter(*(f.name for f in F.MODEL_FEATURES))  # one tuple per instance
+_N_FEATURES = frozenset({len(F.MODEL_FEATURES)})
+_DICT = frozenset({dict})
 
 
 def model_inputs_metadata() -> list[dict]:
