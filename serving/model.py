@@ -183,12 +183,13 @@ class ModelSource:
 
 
 class _Pending:
-    __slots__ = ("columns", "future", "n")
+    __slots__ = ("columns", "future", "n", "request_id")
 
-    def __init__(self, columns, n, future):
+    def __init__(self, columns, n, future, request_id):
         self.columns = columns
         self.n = n
         self.future = future
+        self.request_id = request_id
 
 
 class Batcher:
@@ -211,6 +212,7 @@ class Batcher:
         self.calls = 0
         self.rows = 0
         self.call_started: float | None = None  # monotonic start of the model call in progress
+        self.prediction_log = None  # a PredictionLog: each model call is logged as ONE item (submit_batch)
 
     def problem(self) -> str | None:
         """Why the batcher can no longer serve (its task ended), or None."""
@@ -220,14 +222,14 @@ class Batcher:
             return f"micro-batcher stopped ({exc!r})" if exc else "micro-batcher stopped"
         return None
 
-    async def submit(self, columns: dict, n: int):
-        """Predicts ``n`` rows; returns ``(probabilities, version)``."""
+    async def submit(self, columns: dict, n: int, request_id: str = ""):
+        """Predicts ``n`` rows (logged under ``request_id``); returns ``(probabilities, version)``."""
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run())
         fut = loop.create_future()
-        self._queue.append(_Pending(columns, n, fut))
+        self._queue.append(_Pending(columns, n, fut, request_id))
         self._wakeup.set()
         return await fut
 
@@ -276,11 +278,27 @@ class Batcher:
                 self.call_started = None
             self.calls += 1
             self.rows += rows
+            if self.prediction_log is not None:
+                self._log(batch, cols, probs, model.version)
             start = 0
             for p in batch:
                 if not p.future.done():
                     p.future.set_result((probs[start : start + p.n], model.version))
                 start += p.n
+
+    def _log(self, batch: list, cols: dict, probs, version: str) -> None:
+        """Logs one model call as one item; requests already cancelled (no answer sent) are left out."""
+        now = time.time()
+        if all(not p.future.done() for p in batch):
+            self.prediction_log.submit_batch([(p.request_id, p.n, now) for p in batch], version, cols, probs)
+            return
+        start = 0
+        for p in batch:
+            if not p.future.done():
+                self.prediction_log.submit_batch(
+                    [(p.request_id, p.n, now)], version, p.columns, probs[start : start + p.n]
+                )
+            start += p.n
 
 
 class TaxiModel(kserve.Model):
@@ -305,6 +323,7 @@ class TaxiModel(kserve.Model):
         self.reload_interval_s = reload_interval_s
         self.current: LoadedModel | None = None
         self.batcher = Batcher(lambda: self.current, config.max_batch_rows, config.batch_wait_ms)
+        self.batcher.prediction_log = prediction_log
         self._stop = threading.Event()
         self._watcher = None
         self.reloads = 0
@@ -406,9 +425,7 @@ class TaxiModel(kserve.Model):
     async def predict_columns(self, columns: dict, request_id: str, raw) -> tuple[np.ndarray, str]:
         """Predicts decoded columns (micro-batched) and logs them; returns ``(probabilities, version)``."""
         n = len(next(iter(columns.values())))
-        probs, version = await self.batcher.submit(columns, n)
-        if self.prediction_log is not None:
-            self.prediction_log.submit(request_id, time.time(), version, columns, probs)
+        probs, version = await self.batcher.submit(columns, n, request_id)  # the batcher logs them
         if self.feedback is not None:
             self.feedback.seen(request_id, n, time.time())
         return probs, version

@@ -5,9 +5,10 @@ log root::
 
     predictions/<model_name>/date=YYYY-MM-DD/<server_id>-<seq>.parquet
 
-The request path only appends a reference to the request's already-decoded column arrays (the same numpy
-arrays the model was fed, so V1 and V2 requests log identical rows) and its probabilities to a queue:
-:meth:`PredictionLog.submit` never blocks, never copies and never raises. When the queue holds
+The request path only appends a reference to the already-decoded column arrays (the same numpy arrays the
+model was fed, so V1 and V2 requests log identical rows) and the probabilities to a queue: one item per model
+call (:meth:`PredictionLog.submit_batch`, the micro-batch's concatenated columns and its requests' ids and row
+counts), or per request (:meth:`PredictionLog.submit`); neither blocks, copies or raises. When the queue holds
 ``queue_size`` rows, the request's rows are dropped and counted (``kfloop_prediction_log_dropped_total``).
 A background thread turns everything queued into one Arrow table (one ``np.concatenate`` per column, not a
 loop over rows), writes it as one zstd-compressed Parquet file per date and publishes it atomically
@@ -124,13 +125,35 @@ class PredictionLog:
                 background thread).
             probabilities: One float per row (float32, exactly as the response shows it).
         """
-        n = len(probabilities)
+        return self._enqueue(
+            ((request_id,), (len(probabilities),), (epoch,), version, columns, probabilities)
+        )
+
+    def submit_batch(self, requests, version: str, columns: dict, probabilities) -> bool:
+        """Queues one micro-batch (one model call) of several requests as ONE item; False when dropped.
+
+        The writer then concatenates one array per feature per model call, not per request (less GIL time
+        taken from the event loop). Row numbers stay per request (``0 .. n-1`` within each).
+
+        Args:
+            requests: ``(request_id, n rows, epoch)`` of each request, in the order of the batch's rows.
+            version: Model version that predicted the batch.
+            columns: The batch's concatenated ``{feature: numpy array}`` (as the model was fed).
+            probabilities: One float per row of the batch.
+        """
+        ids = tuple(r[0] for r in requests)
+        counts = tuple(r[1] for r in requests)
+        epochs = tuple(r[2] for r in requests)
+        return self._enqueue((ids, counts, epochs, version, columns, probabilities))
+
+    def _enqueue(self, item) -> bool:
+        n = len(item[5])
         with self._cond:
             if self._stop or self._queued_rows + n > self.queue_size:
                 self.dropped += n
                 self._dropped_counter.inc(n)
                 return False
-            self._items.append((request_id, epoch, version, columns, probabilities))
+            self._items.append(item)
             self._queued_rows += n
             if self._queued_rows >= self.flush_rows:
                 self._cond.notify()
@@ -170,22 +193,32 @@ class PredictionLog:
                 return
 
     def table(self, items: list):
-        """One Arrow table of :data:`kfloop.predlog.PREDICTION_SCHEMA` for the queued requests."""
-        counts = np.fromiter((len(it[4]) for it in items), dtype=np.int64, count=len(items))
+        """One Arrow table of :data:`kfloop.predlog.PREDICTION_SCHEMA` for the queued items.
+
+        An item is ``(request ids, row counts, epochs, version, columns, probabilities)``: one request
+        (:meth:`submit`) or one micro-batch of requests (:meth:`submit_batch`).
+        """
+        ids_l, counts_l, epochs_l = [], [], []
+        for it in items:
+            ids_l.extend(it[0])
+            counts_l.extend(it[1])
+            epochs_l.extend(it[2])
+        counts = np.array(counts_l, dtype=np.int64)
         n = int(counts.sum())
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         rows = np.arange(n, dtype=np.int64) - starts
-        cols = [_columns_of(it[3]) for it in items]
+        cols = [_columns_of(it[4]) for it in items]
         merged = {
             f.name: (
                 cols[0][f.name] if len(cols) == 1 else np.concatenate([np.asarray(c[f.name]) for c in cols])
             )
             for f in F.MODEL_FEATURES
         }
-        probs = np.concatenate([np.asarray(it[4], dtype=np.float32).reshape(-1) for it in items])
-        ids = np.repeat(np.array([str(it[0]) for it in items], dtype=object), counts)
-        epochs = np.repeat(np.array([it[1] for it in items], dtype=np.float64), counts)
-        versions = np.repeat(np.array([str(it[2]) for it in items], dtype=object), counts)
+        probs = np.concatenate([np.asarray(it[5], dtype=np.float32).reshape(-1) for it in items])
+        ids = np.repeat(np.array([str(i) for i in ids_l], dtype=object), counts)
+        epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
+        item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))
+        versions = np.repeat(np.array([str(it[3]) for it in items], dtype=object), item_rows)
         return self._predlog.prediction_table(
             ids, epochs, versions, merged, probs, source=self.source, rows=rows
         )
@@ -198,7 +231,7 @@ class PredictionLog:
             self.cpu_seconds += time.thread_time() - t0
 
     def _write_items(self, items: list) -> None:
-        n = sum(len(it[4]) for it in items)
+        n = sum(len(it[5]) for it in items)
         try:
             uris = self._predlog.write_table(
                 self.root_uri,

@@ -71,6 +71,37 @@ def test_bounded_queue_counts_drops_and_close_flushes(tmp_path):
     assert not plog.submit("c", time.time(), "v0007", cols, probs)  # closed: dropped, never raises
 
 
+def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_path):
+    from serving.predlog import PredictionLog
+
+    plog = PredictionLog(
+        str(tmp_path), MODEL, queue_size=6, flush_rows=10**6, flush_seconds=3600, server_id="t"
+    )
+    cols = {
+        f.name: np.array(
+            [f.missing] * 5, dtype=type(f.missing) if f.kind != F.Kind.CATEGORICAL_STR else object
+        )
+        for f in F.MODEL_FEATURES
+    }
+    cols["fare"] = np.arange(5, dtype=np.float32)
+    probs = np.array([0.1, 0.2, 0.3, 0.4, 0.5], dtype=np.float32)
+    # one model call of three requests (2 + 1 + 2 rows), then a lone request submitted the per-request way
+    assert plog.submit_batch([("a", 2, 10.0), ("b", 1, 11.0), ("c", 2, 12.0)], "v3", cols, probs)
+    one = {k: v[:1] for k, v in cols.items()}
+    assert plog.submit("d", 13.0, "v4", one, probs[:1])
+    assert not plog.submit_batch([("e", 5, 14.0)], "v4", cols, probs)  # 6 + 5 > 6: all 5 rows dropped
+    assert plog.dropped == 5
+    plog.close()
+    (path,) = (tmp_path / "predictions" / MODEL).rglob("*.parquet")
+    t = pq.read_table(path)
+    assert t.column("request_id").to_pylist() == ["a", "a", "b", "c", "c", "d"]
+    assert t.column("row").to_pylist() == [0, 1, 0, 0, 1, 0]
+    assert t.column("model_version").to_pylist() == ["v3"] * 5 + ["v4"]
+    assert t.column("fare").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0, 0.0]
+    assert t.column("probability").to_pylist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.1])
+    assert plog.written == 6
+
+
 def test_write_failure_is_counted_not_raised(tmp_path):
     from serving.predlog import PredictionLog
 
