@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 
-from kfloop import fs
+from kfloop import fs, store
 
 
 def prefix(store_uri: str, model_name: str, kind: str) -> str:
-    """Where the records of one kind live."""
-    return fs.join(store_uri, "monitoring", model_name, kind)
+    """Where the records of one kind live.
+
+    Raises:
+        store.InvalidName: ``model_name`` is not a valid model name (it could leave the store).
+    """
+    return fs.join(store_uri, "monitoring", store.check_model_name(model_name), kind)
 
 
 def write(store_uri: str, model_name: str, kind: str, record_id: str, record: dict) -> str:

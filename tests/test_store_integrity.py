@@ -383,3 +383,16 @@ def test_stores_written_by_an_older_kfloop_are_not_reconciled_twice(tmp_path):
         ("publish", v2),
         ("alias", v2),
     ]
+
+
+def test_monitoring_records_refuse_a_model_name_that_leaves_the_store(tmp_path):
+    """Every writer of monitoring records (monitor, decide, canary, trigger) goes through kfloop.records."""
+    from kfloop import records
+
+    root = tmp_path / "store"
+    for bad in ("../../x", "taxi-tips\n", "a/b", ".."):
+        with pytest.raises(store.InvalidName):
+            records.write(str(root), bad, "runs", "r1", {"x": 1})
+    assert not (tmp_path / "x").exists() and not root.exists()
+    uri = records.write(str(root), "taxi-tips", "runs", "r1", {"x": 1})
+    assert records.read_all(str(root), "taxi-tips", "runs", sort_key=str) == [{"x": 1}] and "taxi-tips" in uri
