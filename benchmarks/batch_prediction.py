@@ -9,7 +9,9 @@ In one process, on the same model and the same rows:
   taxi rows, repeated): CSV streaming, encoding, Beam DirectRunner ``RunInference``, the prediction log
   written (Parquet, ``source="batch"``, the production setting; the output refers to the log files); then
   :func:`finish_output` into one Parquet file, timed separately. The model load (store fetch + SavedModel
-  load on the worker) is inside the batch time.
+  load on the worker) is inside the batch time. Treated as the limit is: one warm-up (a 2,000-row job,
+  timed and printed: a process's first pipeline imports Beam's runner and RunInference modules), then the
+  fastest of three jobs.
 
 Prints rows/s of each and the ratio batch / limit (target >= 25% at 1 M rows).
 
@@ -97,19 +99,38 @@ def main(argv=None) -> int:
     del chunks
     del model
 
-    parts = str(work / "parts")
-    result = B.score(
-        csv,
-        root,
-        config.MODEL_NAME,
-        version,
-        parts,
-        log_root=root,
-        chunk_rows=args.chunk_rows,
-        beam_args=args.beam_arg,
-        progress=False,
-    )
-    batch = result.rows / result.seconds
+    def batch_run(path: str, tag: str):
+        import shutil
+
+        shutil.rmtree(Path(root, "predictions"), ignore_errors=True)
+        parts = str(work / f"parts-{tag}")
+        shutil.rmtree(parts, ignore_errors=True)
+        result = B.score(
+            path,
+            root,
+            config.MODEL_NAME,
+            version,
+            parts,
+            log_root=root,
+            chunk_rows=args.chunk_rows,
+            beam_args=args.beam_arg,
+            progress=False,
+        )
+        return result, parts
+
+    # Treated as the limit is: one warm-up (a 2,000-row job: Beam's runner and RunInference modules are
+    # imported on a process's first pipeline), then the best of the same number of passes.
+    small = str(work / "small.csv")
+    datasets.write_dataset(frame.head(2_000), small)
+    t0 = time.perf_counter()
+    batch_run(small, "warm-up")
+    cold = time.perf_counter() - t0
+    runs = []
+    for i in range(LIMIT_PASSES):
+        result, parts = batch_run(csv, str(i))
+        runs.append(result.seconds)
+    best = min(runs)
+    batch = result.rows / best
     t1 = time.perf_counter()
     n = B.finish_output(parts, str(work / "out.parquet"))
     finish = time.perf_counter() - t1
@@ -123,14 +144,16 @@ def main(argv=None) -> int:
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"batch (Beam DirectRunner {' '.join(args.beam_arg) or '(defaults)'}: CSV ranges in, RunInference, "
-        f"prediction log out): {batch:,.0f} rows/s "
-        f"({result.seconds:.1f} s, {result.chunks} chunks, {logged} log files)"
+        f"prediction log out, best of {LIMIT_PASSES} after a warm-up job): {batch:,.0f} rows/s "
+        f"({best:.2f} s; passes {', '.join(f'{r:.2f}' for r in runs)} s; {result.chunks} chunks, "
+        f"{logged} log files)"
     )
+    print(f"warm-up job (2,000 rows, the process's first pipeline): {cold:.2f} s")
     print(f"output file (join parts into one Parquet): {finish:.1f} s")
     print(f"ratio batch / limit: {batch / limit:.1%} (target >= 25%)")
     print(
-        f"end to end incl. output file: {result.rows / (result.seconds + finish):,.0f} rows/s "
-        f"= {result.rows / (result.seconds + finish) / limit:.1%} of the limit"
+        f"end to end incl. output file: {result.rows / (best + finish):,.0f} rows/s "
+        f"= {result.rows / (best + finish) / limit:.1%} of the limit"
     )
     np.testing.assert_equal(len(B.part_uris(parts)), result.chunks)
     return 0

@@ -262,3 +262,67 @@ def test_chunk_coder_round_trips_and_sizes_from_the_arrays(rows, tmp_path):
     assert coder.estimate_size(chunk) == want
     scored = B.ScoredChunk(chunk, np.zeros(100, dtype=np.float32))
     assert coders.registry.get_coder(B.ScoredChunk).estimate_size(scored) == want + 400
+
+
+def test_read_ranges_reads_ahead_in_order_and_stops_its_reader(rows, tmp_path):
+    import threading
+
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    ranges = B.split_ranges(path, range_bytes=10_000)
+    want = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
+    got = list(B.read_ranges((path, ranges), chunk_rows=50))
+    assert [first for first, _ in got] == [first for first, _ in want]
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a["fare"], b["fare"])
+        assert a["company"].tolist() == b["company"].tolist()
+    # a consumer that stops early stops the reader thread too (no thread left parsing the rest)
+    it = B.read_ranges((path, ranges), chunk_rows=50)
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "kfloop-batch-read"]
+
+
+def test_read_ranges_raises_a_read_error_at_its_chunk(rows, tmp_path):
+    import pyarrow as pa
+
+    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad.loc[bad.index[-1], "fare"] = "twelve"
+    path = _write(bad, tmp_path)
+    ranges = B.split_ranges(path, range_bytes=10_000)
+    seen = []
+    with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
+        for first, _ in B.read_ranges((path, ranges), chunk_rows=50):
+            seen.append(first)
+    assert seen and seen[0] == 0  # the ranges before the bad one were scored
+
+
+def test_in_process_runner_is_the_default_direct_runner_only():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    assert B.in_process_runner(PipelineOptions([]))
+    assert B.in_process_runner(PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"]))
+    assert not B.in_process_runner(PipelineOptions(["--direct_num_workers=2"]))
+    assert not B.in_process_runner(PipelineOptions(["--direct_running_mode=multi_processing"]))
+    assert not B.in_process_runner(PipelineOptions(["--runner=DataflowRunner"]))
+
+
+def test_loading_model_hands_its_error_to_the_caller():
+    def load():
+        raise B.BatchPredictError("v0009: no such version")
+
+    model = B.LoadingModel(load)
+    with pytest.raises(B.BatchPredictError, match="v0009"):
+        model({})
+    with pytest.raises(B.BatchPredictError):  # every later call too, never a None model
+        model.get()
+
+
+def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path):
+    root, version = batch_store
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    blocker = tmp_path / "parts"
+    blocker.write_text("a file where the parts folder should be")
+    with pytest.raises(Exception, match="parts"):
+        B.score(path, root, MODEL, version, str(blocker), log_root=None, chunk_rows=256, progress=False)
