@@ -41,11 +41,18 @@ def _with_gaps(frame):
     return out
 
 
-def test_bounded_queue_counts_drops_and_close_flushes(tmp_path):
+@pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
+def test_bounded_queue_counts_drops_and_close_flushes(tmp_path, writer_process):
     from serving.predlog import PredictionLog
 
     plog = PredictionLog(
-        str(tmp_path), MODEL, queue_size=5, flush_rows=10**6, flush_seconds=3600, server_id="t"
+        str(tmp_path),
+        MODEL,
+        queue_size=5,
+        flush_rows=10**6,
+        flush_seconds=3600,
+        server_id="t",
+        writer_process=writer_process,
     )
     cols = {
         f.name: np.array(
@@ -71,11 +78,18 @@ def test_bounded_queue_counts_drops_and_close_flushes(tmp_path):
     assert not plog.submit("c", time.time(), "v0007", cols, probs)  # closed: dropped, never raises
 
 
-def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_path):
+@pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
+def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_path, writer_process):
     from serving.predlog import PredictionLog
 
     plog = PredictionLog(
-        str(tmp_path), MODEL, queue_size=6, flush_rows=10**6, flush_seconds=3600, server_id="t"
+        str(tmp_path),
+        MODEL,
+        queue_size=6,
+        flush_rows=10**6,
+        flush_seconds=3600,
+        server_id="t",
+        writer_process=writer_process,
     )
     cols = {
         f.name: np.array(
@@ -102,12 +116,21 @@ def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_pat
     assert plog.written == 6
 
 
-def test_write_failure_is_counted_not_raised(tmp_path):
+@pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
+def test_write_failure_is_counted_not_raised(tmp_path, writer_process):
     from serving.predlog import PredictionLog
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where the log root should be a directory")
-    plog = PredictionLog(str(blocker), MODEL, queue_size=100, flush_rows=1, flush_seconds=3600, server_id="t")
+    plog = PredictionLog(
+        str(blocker),
+        MODEL,
+        queue_size=100,
+        flush_rows=1,
+        flush_seconds=3600,
+        server_id="t",
+        writer_process=writer_process,
+    )
     cols = {
         f.name: np.array([f.missing], dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
         for f in F.MODEL_FEATURES
@@ -115,6 +138,47 @@ def test_write_failure_is_counted_not_raised(tmp_path):
     assert plog.submit("a", time.time(), "v1", cols, np.array([0.5], dtype=np.float32))
     plog.close()
     assert plog.dropped == 1 and plog.written == 0
+
+
+def _one_row_cols(value: float) -> dict:
+    cols = {
+        f.name: np.array([f.missing], dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
+        for f in F.MODEL_FEATURES
+    }
+    cols["fare"] = np.array([value], dtype=np.float32)
+    return cols
+
+
+def _wait_for(cond, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_a_dead_writer_process_costs_its_unwritten_rows_only(tmp_path):
+    """kill -9 of the writer process: what it held is counted as dropped (never hangs the queue), the next
+    hand-over starts a new writer, and later rows are written."""
+    from serving.predlog import PredictionLog
+
+    plog = PredictionLog(
+        str(tmp_path), MODEL, queue_size=100, flush_rows=10**6, flush_seconds=3600, server_id="t"
+    )
+    first = plog._writer.proc
+    assert plog.submit("a", time.time(), "v1", _one_row_cols(1.0), np.array([0.5], dtype=np.float32))
+    assert _wait_for(lambda: plog._inflight == 1 and not plog._items)  # handed over, held by the writer
+    first.kill()
+    first.wait(10)
+    assert _wait_for(lambda: plog.dropped == 1 and plog._inflight == 0)  # its unwritten row: counted
+    assert plog.submit("b", time.time(), "v1", _one_row_cols(2.0), np.array([0.25], dtype=np.float32))
+    plog.close()
+    assert plog.writers_started == 2 and plog._writer.proc.returncode == 0
+    (path,) = (tmp_path / "predictions" / MODEL).rglob("*.parquet")
+    t = pq.read_table(path)
+    assert t.column("request_id").to_pylist() == ["b"] and t.column("fare").to_pylist() == [2.0]
+    assert (plog.written, plog.dropped) == (1, 1)
 
 
 def test_v1_and_v2_requests_with_missing_values_log_identical_rows(
@@ -180,6 +244,20 @@ def test_sigterm_flushes_every_answered_row(start_server, store_root, taxi_rows,
     assert logged == {rid for _, rid in answered}
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def test_kill9_loses_at_most_the_rows_since_the_last_flush(start_server, store_root, taxi_rows, tmp_path):
     """The written bound (serving/predlog.py): a kill -9 loses only rows answered within the last flush
     interval (plus the flush in progress), and leaves no unreadable visible file."""
@@ -199,9 +277,13 @@ def test_kill9_loses_at_most_the_rows_since_the_last_flush(start_server, store_r
         str(flush_s),
     )
     answered = _drive(server.url, frame, 3.0)
+    writers = _children(server.proc.pid)
+    assert len(writers) == 1, writers  # the prediction log's writer process
     killed_at = time.time()
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
+    # The writer sees the end of its pipe, writes what it had received and exits: no orphan keeps running.
+    assert _wait_for(lambda: not Path(f"/proc/{writers[0]}").exists() or _zombie(writers[0]))
     for path in Path(log_root).rglob("*.parquet"):
         if not path.name.startswith("."):
             pq.read_table(path)  # every visible file is whole
