@@ -217,10 +217,11 @@ def decode_v1(payload, max_rows: int) -> dict[str, np.ndarray]:
             f"instances: expected an array of objects, got {_type_name(rows)}", field="instances"
         )
     _check_rows(len(rows), max_rows, "instances")
-    try:  # fast path: every row a dict of exactly the model's features; one C-level pass extracts all
+    try:  # fast path: every row a dict of exactly the model's features; one C-level pass per feature
         if not set(map(type, rows)) <= _DICT or set(map(len, rows)) != _N_FEATURES:
             raise KeyError
-        columns = list(zip(*map(_GET_FEATURES, rows), strict=True))
+        # (a map of one itemgetter per feature: half the time of transposing per-row tuples with zip)
+        columns = [list(map(get, rows)) for get in _GET_FEATURE]
     except KeyError:
         _check_instances(rows)  # names the first bad instance
         raise AssertionError("unreachable: _check_instances accepted rows the fast path refused") from None
@@ -333,7 +334,7 @@ def decode_v2(payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None
 
 
 _FEATURE_NAMES = frozenset(f.name for f in F.MODEL_FEATURES)
-_GET_FEATURES = operator.itemgetter(*(f.name for f in F.MODEL_FEATURES))  # one tuple per instance
+_GET_FEATURE = [operator.itemgetter(f.name) for f in F.MODEL_FEATURES]
 _N_FEATURES = frozenset({len(F.MODEL_FEATURES)})
 _DICT = frozenset({dict})
 
