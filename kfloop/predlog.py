@@ -5,7 +5,7 @@ Layout under a log root (the store root, local or ``gs://``), hive-partitioned b
     <root>/predictions/<model>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet
     <root>/feedback/<model>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet
 
-Each file is one compressed (zstd) Parquet file per written batch and date, with plain Arrow types only
+Each file is one compressed (snappy) Parquet file per written batch and date, with plain Arrow types only
 (``string``, ``int8/32/64``, ``float32``, ``timestamp[us, UTC]``) and Parquet format 2.6, so that the same file
 is readable as it is by pyarrow 10 (the pipeline image), a current pyarrow (the serving image),
 ``pyarrow.dataset``, pandas, DuckDB and a BigQuery external table with hive partitioning (``date`` comes
@@ -52,8 +52,11 @@ FEEDBACK = "feedback"
 KINDS = (PREDICTIONS, FEEDBACK)
 SOURCES = ("online", "batch")
 
-#: Parquet writer settings (format 2.6 is read by pyarrow >= 8; zstd by every current reader).
-COMPRESSION = "zstd"
+#: Parquet writer settings (format 2.6 is read by pyarrow >= 8). Snappy, Parquet's default codec, read by
+#: every reader (BigQuery and DuckDB included): it encodes a 5,000-row flush of the server in ~27% less CPU
+#: than zstd (2.0 vs 2.75 ms here) for ~35% more bytes (10-21 vs 8-15 bytes per row, far under 80); the
+#: writer's CPU is taken from the server's on a small machine, the bytes are cheap.
+COMPRESSION = "snappy"
 PARQUET_VERSION = "2.6"
 SUFFIX = ".parquet"
 
@@ -315,7 +318,7 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
-    """``table`` as one Parquet file (zstd, format 2.6, plain types; readable by pyarrow >= 8)."""
+    """``table`` as one Parquet file (snappy, format 2.6, plain types; readable by pyarrow >= 8)."""
     sink = io.BytesIO()
     pq.write_table(
         table,

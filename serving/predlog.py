@@ -14,7 +14,7 @@ dropped and counted (``kfloop_prediction_log_dropped_total``).
 
 A background thread takes everything queued at each flush (``flush_rows`` rows or ``flush_seconds``) and
 sends it, pickled, to the **writer process** (:mod:`serving.logwriter`, started with the log), which turns it
-into one Arrow table, writes it as one zstd-compressed Parquet file per date and publishes it atomically
+into one Arrow table, writes it as one snappy-compressed Parquet file per date and publishes it atomically
 (:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped counts come from these
 acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:
 in the server's own interpreter it took the event loop's time (1,000-row requests ran at ~0.4-0.6x the

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gc
 import itertools
 import threading
 import time
@@ -401,10 +400,6 @@ class LoadingModel:
     def _run(self, load) -> None:
         try:
             self._model = load()
-            # As the server does after its load: what is loaded now (TensorFlow, Beam, the model: ~5 x 10^5
-            # objects) lives as long as the worker, and each full collection re-scanned it (0.4-0.55 s here,
-            # about one per 1 M rows scored, measured with gc.callbacks). Frozen, the cyclic GC skips it.
-            gc.freeze()
         except BaseException as e:  # re-raised in the caller's thread by get()
             self._error = e
 
@@ -752,7 +747,9 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
                     writer = True
                 else:
                     if writer is None:
-                        writer = pq.ParquetWriter(sink, predlog.PREDICTION_SCHEMA, compression="zstd")
+                        writer = pq.ParquetWriter(
+                            sink, predlog.PREDICTION_SCHEMA, compression=predlog.COMPRESSION
+                        )
                     writer.write_table(table.cast(predlog.PREDICTION_SCHEMA))
             if writer is not None and not as_csv:
                 writer.close()
