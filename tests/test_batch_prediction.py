@@ -307,17 +307,6 @@ def test_in_process_runner_is_the_default_direct_runner_only():
     assert not B.in_process_runner(PipelineOptions(["--runner=DataflowRunner"]))
 
 
-def test_loading_model_hands_its_error_to_the_caller():
-    def load():
-        raise B.BatchPredictError("v0009: no such version")
-
-    model = B.LoadingModel(load)
-    with pytest.raises(B.BatchPredictError, match="v0009"):
-        model({})
-    with pytest.raises(B.BatchPredictError):  # every later call too, never a None model
-        model.get()
-
-
 def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path):
     root, version = batch_store
     path = str(tmp_path / "in.csv")
