@@ -270,29 +270,8 @@ class PredictionLog:
                 stopping = self._stop
             if not stopping:
                 time.sleep(SEND_INTERVAL_S)  # gather what arrives meanwhile: one frame, not one per request
-            with self._cond:
-                items = list(self._items)
-                self._items.clear()
-                n = self._queued_rows
-                self._queued_rows = 0
-                self._inflight += n  # held until acknowledged (or counted as dropped)
-                stopping = self._stop
-            if items:
-                t0 = time.thread_time()
-                try:
-                    self._send(items, n)
-                finally:
-                    self._sender_cpu += time.thread_time() - t0
-            self._report_drops()
-            if stopping:
+            if self._hand_over():
                 return
-
-    def _report_drops(self) -> None:
-        if self._dropped_reported != self.dropped:
-            log.warning(
-                "prediction log: %d records dropped so far (queue full or write failed)", self.dropped
-            )
-            self._dropped_reported = self.dropped
 
     def _run(self) -> None:
         """Writes in this thread, one file per ``flush_rows`` / ``flush_seconds`` (``writer_process=False``)."""
@@ -304,21 +283,32 @@ class PredictionLog:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                items = list(self._items)
-                self._items.clear()
-                n = self._queued_rows
-                self._queued_rows = 0
-                stopping = self._stop
-            if items:
-                t0 = time.thread_time()
-                try:
-                    self._write_items(items, n)
-                finally:
-                    self._sender_cpu += time.thread_time() - t0
+            stopping = self._hand_over()
             last = time.monotonic()
-            self._report_drops()
             if stopping:
                 return
+
+    def _hand_over(self) -> bool:
+        """Takes everything queued and sends it to the writer process (or writes it here); True once stopping."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            n, self._queued_rows = self._queued_rows, 0
+            if self.writer_process:
+                self._inflight += n  # held until acknowledged (or counted as dropped)
+            stopping = self._stop
+        if items:
+            t0 = time.thread_time()
+            try:
+                (self._send if self.writer_process else self._write_items)(items, n)
+            finally:
+                self._sender_cpu += time.thread_time() - t0
+        if self._dropped_reported != self.dropped:
+            log.warning(
+                "prediction log: %d records dropped so far (queue full or write failed)", self.dropped
+            )
+            self._dropped_reported = self.dropped
+        return stopping
 
     def table(self, items: list):
         """One Arrow table of the log's schema for the queued items (see :func:`items_table`)."""
