@@ -585,11 +585,6 @@ class _WriteChunk:
         Metrics.counter(METRICS_NAMESPACE, "rows").inc(n)
         Metrics.counter(METRICS_NAMESPACE, "log_files").inc(log_files)
 
-    def __call__(self, result):
-        """Writes and counts one scored chunk, in the caller's thread."""
-        self.count(*self.write(result))
-        return ()
-
 
 def score(
     dataset_uri: str,
