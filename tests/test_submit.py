@@ -332,3 +332,24 @@ def test_missing_package_and_bad_host_url(tmp_path):
         main(["submit", "--host", "http://127.0.0.1:9", "--compiled-dir", str(tmp_path)])
     with pytest.raises(ks.SubmitError, match="http:// or https://"):
         ks.normalize_host("localhost:8080")
+
+
+def test_batch_prediction_is_submitted_like_the_others(kfp_api, tmp_path, capsys):
+    """``--pipeline batch_prediction`` finds the compiled YAML in --compiled-dir and sends its parameters."""
+    kc.compile_all(tmp_path, names=["batch_prediction"], pipeline_root="gs://kfloop-test/runs")
+    rc = main(
+        [
+            "submit", "--host", kfp_api.url, "--pipeline", "batch_prediction", "--compiled-dir", str(tmp_path),
+            "--param", "input_uri=gs://bucket/in/2026-12-01.csv", "--param", "store_uri=gs://bucket/store",
+            "--param", "chunk_rows=65536",
+        ]
+    )  # fmt: skip
+    assert rc == 0 and "run run-1:" in capsys.readouterr().out
+    (run,) = kfp_api.find("POST", f"{API}/runs")
+    sent = run["body"]["pipeline_spec"]
+    assert sent.get("pipeline_spec", sent)["pipelineInfo"]["name"] == "kfloop-batch-prediction"
+    assert run["body"]["runtime_config"]["parameters"] == {
+        "input_uri": "gs://bucket/in/2026-12-01.csv",
+        "store_uri": "gs://bucket/store",
+        "chunk_rows": 65536,
+    }

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from kfloop import config
+from kfloop.compile import PIPELINES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
     )
-    p.add_argument("--pipeline", choices=("training", "monitoring"), default="training")
+    p.add_argument("--pipeline", choices=tuple(PIPELINES), default="training")
     p.add_argument("--package", help="compiled YAML (default <--compiled-dir>/<pipeline>.yaml)")
     p.add_argument("--compiled-dir", default="build/pipelines", help="where `kfloop compile` wrote")
     p.add_argument("--pipeline-root", help="override the compiled pipeline root (gs://bucket/prefix)")
