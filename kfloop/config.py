@@ -215,10 +215,11 @@ class ServingConfig:
         max_inflight_bytes: Admission bound on request-body bytes held at once (bounds memory under bursts).
         retry_after_s: Retry-After of a 503 from admission control.
         decode_inline_bytes: Bodies up to this size are decoded on the event loop; larger ones in a thread, so
-            health checks and small requests are not stuck behind a big JSON decode. 1 MiB (~2,300 V1 taxi
-            rows, a few ms of decoding): handing a 1,000-row body to the thread and back cost more than it
-            freed (same-run A/B, 4 runs each, 1,000-row requests: V1 median 124k -> 149k rows/s, V2
-            198k -> 216k inline).
+            health checks and small requests are not stuck behind a big JSON decode. 32 KiB: decoding
+            bodies up to 1 MiB inline was faster at 1,000-row requests (same-run A/B, 4 runs each: V1
+            median 124k -> 149k rows/s, V2 198k -> 216k), but the busier loop accepted new connections
+            later, and one that the kernel had queued when the listener closed at shutdown was reset
+            without an answer (tests/serving/test_drain.py: 1 failure in 5 runs, 0 in 6 at 32 KiB).
         max_call_seconds: A model call running longer than this makes liveness fail (the pod is restarted).
         shutdown_delay_s: After SIGTERM, keep accepting requests (readiness already 503) this long before
             closing the listener. 0 where the platform drains: the manifests' preStop sleep
@@ -241,7 +242,7 @@ class ServingConfig:
     max_queue_requests: int = 256
     max_inflight_bytes: int = 16 * 1024 * 1024
     retry_after_s: int = 1
-    decode_inline_bytes: int = 1024 * 1024
+    decode_inline_bytes: int = 32 * 1024
     max_call_seconds: float = 30.0
     shutdown_delay_s: float = 0.0
     shutdown_requests_timeout_s: float = 10.0
