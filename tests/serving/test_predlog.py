@@ -41,27 +41,36 @@ def _with_gaps(frame):
     return out
 
 
-@pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
-def test_bounded_queue_counts_drops_and_close_flushes(tmp_path, writer_process):
+def _plog(root, queue_size: int, writer_process: bool = True, flush_rows: int = 10**6):
+    """A PredictionLog that flushes only on close (or every ``flush_rows``), files named ``t-...``."""
     from serving.predlog import PredictionLog
 
-    plog = PredictionLog(
-        str(tmp_path),
+    return PredictionLog(
+        str(root),
         MODEL,
-        queue_size=5,
-        flush_rows=10**6,
+        queue_size=queue_size,
+        flush_rows=flush_rows,
         flush_seconds=3600,
         server_id="t",
         writer_process=writer_process,
     )
+
+
+def _missing_cols(n: int, fare=None) -> dict:
+    """``n`` rows of encoded columns, every feature missing (its sentinel), ``fare`` optionally set."""
     cols = {
-        f.name: np.array(
-            [f.missing, f.missing, f.missing],
-            dtype=type(f.missing) if f.kind != F.Kind.CATEGORICAL_STR else object,
-        )
+        f.name: np.array([f.missing] * n, dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
         for f in F.MODEL_FEATURES
     }
-    cols["fare"] = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    if fare is not None:
+        cols["fare"] = np.asarray(fare, dtype=np.float32)
+    return cols
+
+
+@pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
+def test_bounded_queue_counts_drops_and_close_flushes(tmp_path, writer_process):
+    plog = _plog(tmp_path, queue_size=5, writer_process=writer_process)
+    cols = _missing_cols(3, fare=[1.0, 2.0, 3.0])
     probs = np.array([0.25, 0.5, 0.75], dtype=np.float32)
     assert plog.submit("a", time.time(), "v0007", cols, probs)
     assert not plog.submit("b", time.time(), "v0007", cols, probs)  # 3 + 3 > 5: dropped, counted
@@ -80,24 +89,8 @@ def test_bounded_queue_counts_drops_and_close_flushes(tmp_path, writer_process):
 
 @pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
 def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_path, writer_process):
-    from serving.predlog import PredictionLog
-
-    plog = PredictionLog(
-        str(tmp_path),
-        MODEL,
-        queue_size=6,
-        flush_rows=10**6,
-        flush_seconds=3600,
-        server_id="t",
-        writer_process=writer_process,
-    )
-    cols = {
-        f.name: np.array(
-            [f.missing] * 5, dtype=type(f.missing) if f.kind != F.Kind.CATEGORICAL_STR else object
-        )
-        for f in F.MODEL_FEATURES
-    }
-    cols["fare"] = np.arange(5, dtype=np.float32)
+    plog = _plog(tmp_path, queue_size=6, writer_process=writer_process)
+    cols = _missing_cols(5, fare=np.arange(5))
     probs = np.array([0.1, 0.2, 0.3, 0.4, 0.5], dtype=np.float32)
     # one model call of three requests (2 + 1 + 2 rows), then a lone request submitted the per-request way
     assert plog.submit_batch([("a", 2, 10.0), ("b", 1, 11.0), ("c", 2, 12.0)], "v3", cols, probs)
@@ -118,35 +111,13 @@ def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_pat
 
 @pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
 def test_write_failure_is_counted_not_raised(tmp_path, writer_process):
-    from serving.predlog import PredictionLog
-
     blocker = tmp_path / "file"
     blocker.write_text("a file where the log root should be a directory")
-    plog = PredictionLog(
-        str(blocker),
-        MODEL,
-        queue_size=100,
-        flush_rows=1,
-        flush_seconds=3600,
-        server_id="t",
-        writer_process=writer_process,
-    )
-    cols = {
-        f.name: np.array([f.missing], dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
-        for f in F.MODEL_FEATURES
-    }
+    plog = _plog(blocker, queue_size=100, writer_process=writer_process, flush_rows=1)
+    cols = _missing_cols(1)
     assert plog.submit("a", time.time(), "v1", cols, np.array([0.5], dtype=np.float32))
     plog.close()
     assert plog.dropped == 1 and plog.written == 0
-
-
-def _one_row_cols(value: float) -> dict:
-    cols = {
-        f.name: np.array([f.missing], dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
-        for f in F.MODEL_FEATURES
-    }
-    cols["fare"] = np.array([value], dtype=np.float32)
-    return cols
 
 
 def _wait_for(cond, seconds: float = 20.0) -> bool:
@@ -161,18 +132,18 @@ def _wait_for(cond, seconds: float = 20.0) -> bool:
 def test_a_dead_writer_process_costs_its_unwritten_rows_only(tmp_path):
     """kill -9 of the writer process: what it held is counted as dropped (never hangs the queue), the next
     hand-over starts a new writer, and later rows are written."""
-    from serving.predlog import PredictionLog
-
-    plog = PredictionLog(
-        str(tmp_path), MODEL, queue_size=100, flush_rows=10**6, flush_seconds=3600, server_id="t"
-    )
+    plog = _plog(tmp_path, queue_size=100)
     first = plog._writer.proc
-    assert plog.submit("a", time.time(), "v1", _one_row_cols(1.0), np.array([0.5], dtype=np.float32))
+    assert plog.submit(
+        "a", time.time(), "v1", _missing_cols(1, fare=[1.0]), np.array([0.5], dtype=np.float32)
+    )
     assert _wait_for(lambda: plog._inflight == 1 and not plog._items)  # handed over, held by the writer
     first.kill()
     first.wait(10)
     assert _wait_for(lambda: plog.dropped == 1 and plog._inflight == 0)  # its unwritten row: counted
-    assert plog.submit("b", time.time(), "v1", _one_row_cols(2.0), np.array([0.25], dtype=np.float32))
+    assert plog.submit(
+        "b", time.time(), "v1", _missing_cols(1, fare=[2.0]), np.array([0.25], dtype=np.float32)
+    )
     plog.close()
     assert plog.writers_started == 2 and plog._writer.proc.returncode == 0
     (path,) = (tmp_path / "predictions" / MODEL).rglob("*.parquet")
