@@ -395,8 +395,9 @@ class PredictionLog:
         with self._cond:
             w.inflight += n
         try:
-            frame = encode_frame(items)
-            w.proc.stdin.write(frame)
+            frame = memoryview(encode_frame(items))
+            while frame:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
+                frame = frame[w.proc.stdin.write(frame) :]
         except Exception:  # a dead pipe, or an item that does not pickle: never the server's problem
             log.exception("prediction log: handing %d records to the writer failed; dropped", n)
             with self._cond:
