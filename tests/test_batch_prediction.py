@@ -273,6 +273,10 @@ def test_read_ranges_reads_ahead_in_order_and_stops_its_reader(rows, tmp_path):
     want = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
     got = list(B.read_ranges((path, ranges), chunk_rows=50))
     assert [first for first, _ in got] == [first for first, _ in want]
+    # ranges without newline counts: read in order, numbered as they are read (the same numbers)
+    uncounted = B.split_ranges(path, range_bytes=10_000, count_rows=False)
+    assert [r[:2] for r in uncounted] == [r[:2] for r in ranges] and {r[2] for r in uncounted} == {None}
+    assert [first for first, _ in B.read_ranges((path, uncounted), chunk_rows=50)] == [f for f, _ in want]
     for (_, a), (_, b) in zip(got, want, strict=True):
         np.testing.assert_array_equal(a["fare"], b["fare"])
         assert a["company"].tolist() == b["company"].tolist()
@@ -315,3 +319,4 @@ def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path):
     blocker.write_text("a file where the parts folder should be")
     with pytest.raises(Exception, match="parts"):
         B.score(path, root, MODEL, version, str(blocker), log_root=None, chunk_rows=256, progress=False)
+

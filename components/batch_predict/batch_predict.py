@@ -184,6 +184,11 @@ def _chunk_coder_class():
     return ChunkCoder
 
 
+def chunk_len(chunk) -> int:
+    """The rows of a chunk."""
+    return len(next(iter(chunk[1].values())))
+
+
 def chunk_nbytes(chunk) -> int:
     """The bytes of a chunk's arrays (what Beam's size estimates and ``get_num_bytes`` need)."""
     return sum(int(getattr(col, "nbytes", 0)) for col in chunk[1].values())
@@ -245,49 +250,66 @@ def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         yield from _chunks_of(reader, 0, chunk_rows)
 
 
-def split_ranges(path: str, range_bytes: int = DEFAULT_RANGE_BYTES) -> list[tuple[int, int, int]]:
+#: Bytes per read of :func:`split_ranges`' scan.
+SCAN_BLOCK_BYTES = 8 << 20
+
+
+def split_ranges(
+    path: str, range_bytes: int = DEFAULT_RANGE_BYTES, *, count_rows: bool = True
+) -> list[tuple[int, int, int | None]]:
     """Splits a local CSV into line-aligned byte ranges ``(start, end, first_row)`` for parallel reading.
 
     ``first_row`` (the data row number of the range's first line) comes from counting newlines, so the
     file is split only when it has no quoted field (which could hold a newline); otherwise, or when it is
-    small, the whole file is one range.
+    small, the whole file is one range. The file is scanned once, in blocks of :data:`SCAN_BLOCK_BYTES`
+    (``bytes.find`` / ``bytes.count``: ~0.02 s for 126 MB without counting, ~0.08 s with it).
+
+    Args:
+        path: Local CSV with a header line.
+        range_bytes: Bytes per range (the last one may be shorter; cuts move to the next line end).
+        count_rows: False: ``first_row`` is None (a reader that reads the ranges in order numbers the
+            rows itself, as :func:`read_ranges` does), and newlines are not counted.
     """
-    import mmap
     import os
 
-    import numpy as np
-
     size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         header_end = len(f.readline())
         whole = [(header_end, size, 0)]
         if size - header_end <= range_bytes:
             return whole
         cuts = [header_end]
-        for pos in range(header_end + range_bytes, size, range_bytes):
-            f.seek(pos)
-            f.readline()
-            if f.tell() < size and f.tell() > cuts[-1]:
-                cuts.append(f.tell())
+        with open(path, "rb") as lines:
+            for pos in range(header_end + range_bytes, size, range_bytes):
+                lines.seek(pos)
+                lines.readline()
+                if lines.tell() < size and lines.tell() > cuts[-1]:
+                    cuts.append(lines.tell())
         cuts.append(size)
+        buf = bytearray(SCAN_BLOCK_BYTES)
         out = []
         row = 0
-        # Mapped, not read: the file is scanned in place (no 32 MB copies), with numpy counting newlines.
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            data = np.frombuffer(mm, dtype=np.uint8)
-            try:
-                for start, end in itertools.pairwise(cuts):
-                    if mm.find(b'"', start, end) != -1:
-                        return whole
-                    out.append((start, end, row))
-                    row += int(np.count_nonzero(data[start:end] == 10)) + (0 if mm[end - 1] == 10 else 1)
-            finally:
-                del data  # the map cannot close while an array still views it
+        f.seek(header_end)
+        for start, end in itertools.pairwise(cuts):
+            rows, last = 0, b"\n"
+            left = end - start
+            while left:
+                n = f.readinto(memoryview(buf)[: min(left, len(buf))])
+                if not n:
+                    raise OSError(f"{path}: file shrank while it was split")
+                if buf.find(b'"', 0, n) != -1:
+                    return whole
+                if count_rows:
+                    rows += buf.count(b"\n", 0, n)
+                last, left = buf[n - 1 : n], left - n
+            out.append((start, end, row if count_rows else None))
+            row += rows + (0 if last == b"\n" else 1)
     return out
 
 
 def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
-    """Chunks of one byte range ``(path, start, end, first_row)`` of a local CSV (see :func:`split_ranges`).
+    """Chunks of one byte range ``(path, start, end, first_row)`` of a local CSV (see :func:`split_ranges`;
+    a ``first_row`` of None counts as 0).
 
     The range is parsed whole by pyarrow's multi-threaded reader (its memory is bounded by the range
     size), about twice as fast here as the streaming reader, which parses one block at a time.
@@ -306,7 +328,7 @@ def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
         convert_options=_convert_options(),
     )
     del body
-    yield from _chunks_of(table.to_batches(), first_row, chunk_rows)
+    yield from _chunks_of(table.to_batches(), first_row or 0, chunk_rows)
 
 
 #: Chunks parsed ahead of the scoring by :func:`read_ranges` (bounds the memory they hold: ~4 MB each).
@@ -315,6 +337,9 @@ PREFETCH_CHUNKS = 16
 
 def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     """Chunks of several byte ranges ``(path, [(start, end, first_row), ...])`` of a local CSV, in order.
+
+    A range whose ``first_row`` is None continues the numbering of the range before it (the rows parsed
+    so far), so the ranges of one file need no newline count (``split_ranges(count_rows=False)``).
 
     A background thread parses the ranges (:func:`read_range`) up to :data:`PREFETCH_CHUNKS` chunks ahead
     of the consumer, so that the parsing (pyarrow, mostly outside the GIL) overlaps the model calls and
@@ -339,10 +364,13 @@ def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
 
     def produce() -> None:
         try:
+            following = 0  # the row after the last chunk read
             for start, stop_at, first_row in ranges:
-                for chunk in read_range((path, start, stop_at, first_row), chunk_rows):
+                first = following if first_row is None else first_row
+                for chunk in read_range((path, start, stop_at, first), chunk_rows):
                     if not put(chunk):
                         return
+                    following = chunk[0] + chunk_len(chunk)
             put(end)
         except BaseException as e:  # handed to the consumer, raised there
             put(e)
@@ -632,9 +660,10 @@ def score(
     # A Reshuffle spreads work over workers; a runner that works in this process has one, and skips it.
     spread = not in_process_runner(options)
     if local:
-        ranges = split_ranges(dataset_uri)
-        # One range per element for a runner with workers; one element of all ranges in this process, so
-        # that read_ranges parses ahead across ranges while the model loads and scores.
+        # One range per element for a runner with workers (each numbered by its newline count); one
+        # element of all ranges in this process, so that read_ranges parses ahead across ranges (and
+        # numbers the rows as it reads them).
+        ranges = split_ranges(dataset_uri, count_rows=spread)
         ranges = [(dataset_uri, [r]) for r in ranges] if spread else [(dataset_uri, ranges)]
     else:
         ranges = [dataset_uri]
