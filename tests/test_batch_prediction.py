@@ -70,7 +70,7 @@ def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
     assert _predict(tmp_path, root, _write(rows, tmp_path), out, "--chunk-rows", "256") == 0
     printed = capsys.readouterr().out
     assert (
-        "batch predict: scored rows 0..255" in printed
+        f"batch predict: scored rows 0..{len(rows) - 1}" in printed  # one group of 3 chunks
         and f"scored {len(rows)} rows with {version}" in printed
     )
     end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
@@ -220,7 +220,8 @@ def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_mode
     assert B.prepare_input(src, data) == len(rows)
     parts = f"gs://{gcs_bucket}/work/parts"
     result = B.score(data, root, MODEL, version, parts, log_root=root, chunk_rows=256, progress=False)
-    assert (result.rows, result.chunks, result.log_files) == (len(rows), 3, 3)
+    # three consecutive chunks of one bundle: one log file (and one output part)
+    assert (result.rows, result.chunks, result.log_files) == (len(rows), 3, 1)
     out = f"gs://{gcs_bucket}/out/predictions.csv"
     assert B.finish_output(parts, out) == len(rows)
     got = pd.read_csv(io.BytesIO(fs.read_bytes(out)))
@@ -228,7 +229,7 @@ def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_mode
     direct = B.SavedModel(trained_model)(datasets.encode(rows))
     np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
     logged = [u for u in fs.list_files(fs.join(root, "predictions")) if u.endswith(".parquet")]
-    assert len(logged) == 3
+    assert len(logged) == 1 and len(B.part_uris(parts)) == 1
 
 
 def test_bad_command_lines_are_one_line(batch_store, rows, tmp_path):
@@ -320,3 +321,49 @@ def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path):
     with pytest.raises(Exception, match="parts"):
         B.score(path, root, MODEL, version, str(blocker), log_root=None, chunk_rows=256, progress=False)
 
+
+def test_consecutive_chunks_share_a_log_file_and_a_gap_ends_it(monkeypatch):
+    """The write step groups chunks whose rows follow each other, up to LOG_FILE_ROWS rows per file."""
+
+    class Recorder:
+        def __init__(self):
+            self.groups, self.counted = [], []
+
+        def write(self, group):
+            self.groups.append([r.example[0] for r in group])
+            return group[0].example[0], sum(B.chunk_len(r.example) for r in group), 1, len(group)
+
+        def count(self, *done):
+            self.counted.append(done)
+
+    def scored(first, n=100):
+        chunk = B.Chunk(first, {"fare": np.zeros(n, dtype=np.float32)}, {})
+        return B.ScoredChunk(chunk, np.zeros(n, dtype=np.float32))
+
+    monkeypatch.setattr(B, "LOG_FILE_ROWS", 250)
+    rec = Recorder()
+    fn = B._write_behind_class()(rec)
+    fn.setup()
+    fn.start_bundle()
+    for first in (0, 100, 200, 300, 500, 600):  # 400 never comes: a gap
+        fn.process(scored(first))
+    fn.finish_bundle()
+    fn.teardown()
+    assert rec.groups == [[0, 100, 200], [300], [500, 600]]
+    assert rec.counted == [(0, 300, 1, 3), (300, 100, 1, 1), (500, 200, 1, 2)]
+
+
+def test_a_job_writes_one_log_file_per_group_of_rows(batch_store, rows, tmp_path, monkeypatch):
+    root, version = batch_store
+    path = str(tmp_path / "in.csv")
+    B.prepare_input(_write(rows, tmp_path), path)
+    monkeypatch.setattr(B, "LOG_FILE_ROWS", 250)
+    log = str(tmp_path / "log")
+    parts = str(tmp_path / "parts")
+    result = B.score(path, root, MODEL, version, parts, log_root=log, chunk_rows=100, progress=False)
+    assert (result.rows, result.chunks, result.log_files) == (600, 6, 2)
+    logged = sorted(u for u in fs.list_files(fs.join(log, "predictions")) if u.endswith(".parquet"))
+    assert [predlog.read_file(u).num_rows for u in logged] == [300, 300]
+    out = str(tmp_path / "out.parquet")
+    assert B.finish_output(parts, out) == 600
+    assert predlog.read_file(out).column("row").to_pylist() == list(range(600))

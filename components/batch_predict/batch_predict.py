@@ -7,7 +7,8 @@
   chunk is one element of ``RunInference`` with :class:`SavedModelHandler` (the SavedModel's
   ``predict_raw`` signature, the one the online server calls, on the same encoded columns), and each scored
   chunk is written to the prediction log with :func:`kfloop.predlog.write_table` (``source="batch"``, the
-  format the server writes) and as a part of the caller's output.
+  format the server writes; consecutive chunks share a file of up to :data:`LOG_FILE_ROWS` rows) and as a
+  part of the caller's output.
 * :func:`finish_output` joins the parts, in input order, into the output file (CSV or Parquet).
 
 Every row of a batch job gets the job's request id and its input row number as ``row``; feedback for a
@@ -508,23 +509,30 @@ def resolve(store_uri: str, model_name: str, model_ref: str) -> str:
         raise BatchPredictError(f"model ref {model_ref!r}: {e}") from None
 
 
-#: Scored chunks being written at once by the write step's threads (bounds the memory they hold).
-WRITES_IN_FLIGHT = 4
+#: Rows per prediction-log file (and per part of the output) of a batch job: consecutive scored chunks
+#: are written together, so that a 1M-row job writes 16 files, not 64 (each file costs an fsync, a
+#: rename, a footer and a ``.ref``; monitoring then lists and opens fewer files).
+LOG_FILE_ROWS = 65_536
+#: Groups of chunks being written at once by the write step's thread (bounds the memory they hold:
+#: with the group being filled, at most ``(WRITES_IN_FLIGHT + 1) * LOG_FILE_ROWS`` rows).
+WRITES_IN_FLIGHT = 2
 
 
 def _write_behind_class():
     import apache_beam as beam
 
     class WriteBehind(beam.DoFn):
-        """Writes each scored chunk in a background thread (:class:`_WriteChunk`), so that the Parquet
+        """Writes the scored chunks in a background thread (:class:`_WriteChunks`), so that the Parquet
         encoding (which releases the GIL) runs beside the next chunks' reading and scoring.
 
-        At most :data:`WRITES_IN_FLIGHT` chunks are pending; the bundle finishes only when all its writes
+        Consecutive chunks (each starting where the one before ended) are grouped up to
+        :data:`LOG_FILE_ROWS` rows and written as one file; a gap or the end of the bundle ends a group.
+        At most :data:`WRITES_IN_FLIGHT` groups are pending; the bundle finishes only when all its writes
         have (a failed write fails the bundle, after the others are waited for). Counters and progress
         lines are emitted from the DoFn's own thread, where Beam's metrics container lives.
         """
 
-        def __init__(self, write: _WriteChunk):
+        def __init__(self, write: _WriteChunks):
             self._write = write
 
         def setup(self):
@@ -534,26 +542,41 @@ def _write_behind_class():
 
         def start_bundle(self):
             self._pending = collections.deque()
+            self._group, self._group_rows, self._next_row = [], 0, None
 
         def process(self, result):
-            self._pending.append(self._pool.submit(self._write.write, result))
-            while len(self._pending) > WRITES_IN_FLIGHT:
-                self._done(self._pending.popleft())
+            first, n = result.example[0], chunk_len(result.example)
+            if self._group and first != self._next_row:
+                self._submit()
+            self._group.append(result)
+            self._group_rows += n
+            self._next_row = first + n
+            if self._group_rows >= LOG_FILE_ROWS:
+                self._submit()
             return ()
 
         def finish_bundle(self):
             try:
+                if self._group:
+                    self._submit()
                 while self._pending:
                     self._done(self._pending.popleft())
             finally:
                 for future in self._pending:  # after a failure: wait for the rest, then re-raise
                     future.exception()
                 self._pending.clear()
+                self._group, self._group_rows = [], 0
 
         def teardown(self):
             pool = getattr(self, "_pool", None)
             if pool is not None:
                 pool.shutdown(wait=True)
+
+        def _submit(self) -> None:
+            self._pending.append(self._pool.submit(self._write.write, self._group))
+            self._group, self._group_rows = [], 0
+            while len(self._pending) > WRITES_IN_FLIGHT:
+                self._done(self._pending.popleft())
 
         def _done(self, future) -> None:
             self._write.count(*future.result())
@@ -561,56 +584,60 @@ def _write_behind_class():
     return WriteBehind
 
 
-class _WriteChunk:
-    """Writes one scored chunk: its prediction-log file(s) and its part of the caller's output."""
+class _WriteChunks:
+    """Writes consecutive scored chunks: one prediction-log file and one part of the caller's output."""
 
     def __init__(self, log_root, model_name, version, request_id, parts_uri, progress):
         self.log_root, self.model_name, self.version = log_root, model_name, version
         self.request_id, self.parts_uri, self.progress = request_id, parts_uri, progress
 
-    def write(self, result) -> tuple[int, int, int]:
-        """Writes one scored chunk; returns ``(first row, rows, log files written)``."""
+    def write(self, results: list) -> tuple[int, int, int, int]:
+        """Writes scored chunks whose rows follow each other; returns ``(first row, rows, log files
+        written, chunks)``."""
         import numpy as np
+        import pyarrow as pa
 
         from kfloop import predlog
 
-        first, columns = result.example
-        # The string features as parsed (Arrow), not back from the encoded per-row Python strings.
-        columns = {**columns, **getattr(result.example, "strings", {})}
-        probs = np.asarray(result.inference, dtype=np.float32)
-        n = len(probs)
-        table = predlog.prediction_table(
-            self.request_id,
-            time.time(),
-            self.version,
-            columns,
-            probs,
-            source="batch",
-            rows=np.arange(first, first + n, dtype=np.int64),
-        )
+        now = time.time()
+        tables = []
+        for result in results:
+            first, columns = result.example
+            # The string features as parsed (Arrow), not back from the encoded per-row Python strings.
+            columns = {**columns, **getattr(result.example, "strings", {})}
+            probs = np.asarray(result.inference, dtype=np.float32)
+            rows = np.arange(first, first + len(probs), dtype=np.int64)
+            tables.append(
+                predlog.prediction_table(
+                    self.request_id, now, self.version, columns, probs, source="batch", rows=rows
+                )
+            )
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        first = results[0].example[0]
         written = []
         if self.log_root:
-            # Unique per chunk and attempt: Beam workers each count their own file sequence, and a retried
-            # chunk must not collide with its first attempt (the monitor drops duplicate (request_id, row)).
+            # Unique per group and attempt: Beam workers each count their own file sequence, and a retried
+            # bundle must not collide with its first attempt (the monitor drops duplicate (request_id, row)).
             writer = f"{self.request_id}-{first:012d}-{uuid.uuid4().hex[:6]}"
             written = predlog.write_table(
                 self.log_root, self.model_name, predlog.PREDICTIONS, table, writer_id=writer
             )
-            # The log file holds exactly this chunk's rows in order: the output refers to it (one write).
+            # The log file holds exactly these rows in order: the output refers to it (one write).
             fs.write_text(fs.join(self.parts_uri, f"part-{first:012d}.ref"), "\n".join(written) + "\n")
         else:
             fs.write_bytes(
                 fs.join(self.parts_uri, f"part-{first:012d}.parquet"), predlog.parquet_bytes(table)
             )
-        return first, n, len(written)
+        return first, table.num_rows, len(written), len(results)
 
-    def count(self, first: int, n: int, log_files: int) -> None:
-        """Counts a written chunk (Beam metrics: committed = successful attempts) and prints progress."""
+    def count(self, first: int, n: int, log_files: int, chunks: int) -> None:
+        """Counts written chunks (Beam metrics: committed = successful attempts) and prints progress."""
         from apache_beam.metrics import Metrics
 
         if self.progress:
             print(f"batch predict: scored rows {first}..{first + n - 1}", flush=True)
         Metrics.counter(METRICS_NAMESPACE, "rows").inc(n)
+        Metrics.counter(METRICS_NAMESPACE, "chunks").inc(chunks)
         Metrics.counter(METRICS_NAMESPACE, "log_files").inc(log_files)
 
 
@@ -634,8 +661,9 @@ def score(
         store_uri: Model store root.
         model_name: Model name in the store.
         version: Committed version to score with (see :func:`resolve`).
-        parts_uri: Folder for the scored chunks, in input order: Parquet parts of the prediction log's
-            columns, or (when the log is written) ``.ref`` files naming the log file that holds each chunk.
+        parts_uri: Folder for the scored rows, in input order, one part per :data:`LOG_FILE_ROWS` rows or
+            less: Parquet parts of the prediction log's columns, or (when the log is written) ``.ref``
+            files naming the log file that holds the part's rows.
         log_root: Prediction log root (the store root, as the server uses); None: no log written.
         request_id: The job's request id (default :func:`new_request_id`).
         chunk_rows: Rows per Beam element / model call.
@@ -652,7 +680,7 @@ def score(
 
     request_id = request_id or new_request_id()
     handler = saved_model_handler(store_uri, model_name, version)
-    writer = _WriteChunk(log_root, model_name, version, request_id, parts_uri, progress)
+    writer = _WriteChunks(log_root, model_name, version, request_id, parts_uri, progress)
     register_chunk_coder()
     local = not fs.is_gcs(dataset_uri)
     t0 = time.perf_counter()
@@ -688,7 +716,7 @@ def score(
     }
     return ScoreResult(
         rows=int(counters.get("rows", 0)),
-        chunks=len(part_uris(parts_uri)),
+        chunks=int(counters.get("chunks", 0)),
         model_version=version,
         request_id=request_id,
         seconds=seconds,
