@@ -315,17 +315,20 @@ def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     The range is parsed whole by pyarrow's multi-threaded reader (its memory is bounded by the range
     size), about twice as fast here as the streaming reader, which parses one block at a time.
     """
+    import csv
+
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     path, start, end, first_row = element
     with open(path, "rb") as f:
-        header = f.readline()
+        names = next(csv.reader([f.readline().decode("utf-8-sig")]))
         f.seek(start)
         body = f.read(end - start)
+    # The header's names are given, so the range is parsed as read (no header + range copy).
     table = pcsv.read_csv(
-        pa.BufferReader(header + body),
-        read_options=pcsv.ReadOptions(block_size=PARSE_BLOCK_BYTES),
+        pa.py_buffer(body),
+        read_options=pcsv.ReadOptions(block_size=PARSE_BLOCK_BYTES, column_names=names),
         convert_options=_convert_options(),
     )
     del body
