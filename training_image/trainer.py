@@ -418,13 +418,10 @@ def export_saved_model(model, export_dir: str) -> None:
         if isinstance(o, tf.saved_model.experimental.TrackableResource)
     ]
 
-    def _predict(features):
-        prob = model(features, training=False)
-        return {OUTPUT_KEY: tf.reshape(tf.cast(prob, tf.float32), [-1])}
-
     @tf.function(input_signature=[raw_spec])
     def predict_raw(features):
-        return _predict(features)
+        prob = model(features, training=False)
+        return {OUTPUT_KEY: tf.reshape(tf.cast(prob, tf.float32), [-1])}
 
     # Calls predict_raw, so the model's graph is saved (and loaded) once, not once per signature: a
     # 30% smaller saved_model.pb, and loads of 0.27-0.35 s instead of 0.35-0.54 s here.
