@@ -274,18 +274,17 @@ def split_ranges(
     import os
 
     size = os.path.getsize(path)
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb") as f:
         header_end = len(f.readline())
         whole = [(header_end, size, 0)]
         if size - header_end <= range_bytes:
             return whole
         cuts = [header_end]
-        with open(path, "rb") as lines:
-            for pos in range(header_end + range_bytes, size, range_bytes):
-                lines.seek(pos)
-                lines.readline()
-                if lines.tell() < size and lines.tell() > cuts[-1]:
-                    cuts.append(lines.tell())
+        for pos in range(header_end + range_bytes, size, range_bytes):
+            f.seek(pos)
+            f.readline()
+            if f.tell() < size and f.tell() > cuts[-1]:
+                cuts.append(f.tell())
         cuts.append(size)
         buf = bytearray(SCAN_BLOCK_BYTES)
         out = []
