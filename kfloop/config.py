@@ -205,7 +205,12 @@ class ServingConfig:
         max_rows: Larger batches get HTTP 400.
         batch_wait_ms: Longest a request waits for others to share one model call.
         max_batch_rows: Rows per model call.
-        log_queue_size: Bounded prediction-log queue; records beyond it are dropped and counted.
+        log_queue_size: Bounded prediction-log queue (rows received and not yet written).
+        log_when_full: What the server does when the log queue has no room for a request's rows:
+            ``"shed"`` answers 503 + Retry-After (like the admission bounds below), so that every answered
+            prediction is logged; ``"drop"`` answers and drops those log rows (counted). Shed by default: the
+            log feeds monitoring, the feedback join and the canary verdict. With drop, the burst of
+            tests/serving/test_overload.py beside two busy processes dropped 17,000 of 121,000 answered rows.
         log_flush_rows: Flush the prediction log every this many records ...
         log_flush_seconds: ... or this often, whichever comes first.
         reload_interval_s: How often the server polls its alias for a new version (0: no hot reload).
@@ -235,6 +240,7 @@ class ServingConfig:
     batch_wait_ms: float = 2.0
     max_batch_rows: int = 1024
     log_queue_size: int = 100_000
+    log_when_full: str = "shed"
     log_flush_rows: int = 5000
     log_flush_seconds: float = 2.0
     reload_interval_s: float = 1.0

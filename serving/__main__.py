@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms, help="micro-batch wait bound")
     p.add_argument("--max-batch-rows", type=int, default=d.max_batch_rows, help="rows per model call")
     p.add_argument("--log-queue-size", type=int, default=d.log_queue_size, help="prediction log queue (rows)")
+    p.add_argument(
+        "--log-when-full",
+        choices=("shed", "drop"),
+        default=d.log_when_full,
+        help="log queue full: shed: 503 + Retry-After (every answer is logged); drop: answer, drop the log rows",
+    )
     p.add_argument("--log-flush-rows", type=int, default=d.log_flush_rows)
     p.add_argument("--log-flush-seconds", type=float, default=d.log_flush_seconds)
     p.add_argument("--reload-interval", type=float, default=d.reload_interval_s, help="alias poll s (0: off)")
@@ -197,6 +203,11 @@ def parse_args(argv: list[str] | None = None):
         raise _fail("--workers must be 1 (scale with replicas; micro-batching works per process)")
     if args.max_queue_rows < args.max_rows:
         raise _fail(f"--max-queue-rows ({args.max_queue_rows}) must be >= --max-rows ({args.max_rows})")
+    if args.log_when_full == "shed" and args.log_queue_size < args.max_rows:
+        raise _fail(
+            f"--log-queue-size ({args.log_queue_size}) must be >= --max-rows ({args.max_rows}) with "
+            "--log-when-full shed (a request of --max-rows rows could never be admitted)"
+        )
     if args.max_inflight_bytes < args.max_body_bytes:
         raise _fail(
             f"--max-inflight-bytes ({args.max_inflight_bytes}) must be >= --max-body-bytes ({args.max_body_bytes})"
@@ -215,6 +226,7 @@ def _serving_config(args) -> config.ServingConfig:
         batch_wait_ms=args.batch_wait_ms,
         max_batch_rows=args.max_batch_rows,
         log_queue_size=args.log_queue_size,
+        log_when_full=args.log_when_full,
         log_flush_rows=args.log_flush_rows,
         log_flush_seconds=args.log_flush_seconds,
         reload_interval_s=args.reload_interval,

@@ -25,6 +25,13 @@ per-client quota, and 503 + Retry-After is what load balancers and KServe/Knativ
 replica / later". The check runs on the headers (``Content-Length``): the 503 goes out before the body is read,
 and the server (uvicorn) drops the rest of that body as it arrives, so the connection stays usable.
 
+The prediction log is part of that bound (``--log-when-full shed``, the default): a request is admitted only
+while the log has room for its rows, and once decoded it reserves that room before the model call
+(:meth:`serving.predlog.PredictionLog.reserve`). When the log's writer falls behind (slow storage, a starved
+CPU), clients get 503 + Retry-After instead of answers that are never logged: every answered prediction is in
+the log unless its write fails (counted in ``kfloop_prediction_log_dropped_total``). ``--log-when-full drop``
+keeps answering and drops (and counts) what does not fit.
+
 Client mistakes are 4xx ``{"error": "...", "field": "..."}``, never 5xx.
 """
 
@@ -112,23 +119,44 @@ class Admission:
         self.bytes = 0
         self.shed = 0
         self._bytes_per_row: float | None = None
+        self.log = None  # the PredictionLog whose room bounds admission (--log-when-full shed), or None
 
     def _estimate(self, nbytes: int) -> int:
         bpr = self._bytes_per_row
         return 1 if not bpr or nbytes <= 0 else max(1, int(nbytes / bpr))
 
-    def _overloaded(self, why: str) -> Overloaded:
+    def _shed(self, why: str) -> Overloaded:
         self.shed += 1
         _rejected_counter().inc()
-        return Overloaded(
-            f"overloaded: {why}; the server holds {self.requests} requests / {self.rows} rows "
+        return Overloaded(f"overloaded: {why}; retry after {self.retry_after_s} s", self.retry_after_s)
+
+    def _overloaded(self, why: str) -> Overloaded:
+        return self._shed(
+            f"{why}; the server holds {self.requests} requests / {self.rows} rows "
             f"(bounds --max-queue-requests {self.max_requests}, --max-queue-rows {self.max_rows}, "
-            f"--max-inflight-bytes {self.max_bytes}); retry after {self.retry_after_s} s",
-            self.retry_after_s,
+            f"--max-inflight-bytes {self.max_bytes})"
         )
+
+    def _log_behind(self) -> Overloaded:
+        return self._shed(
+            f"the prediction log is behind ({self.log.held_rows} rows not yet written, bound "
+            f"--log-queue-size {self.log.queue_size})"
+        )
+
+    def reserve_log(self, rows: int):
+        """The request's room in the prediction log (a ``LogSlot``; None: not bounded by the log), or raises
+        :class:`Overloaded` when the log has no room for ``rows`` more."""
+        if self.log is None:
+            return None
+        slot = self.log.reserve(rows)
+        if slot is None:
+            raise self._log_behind()
+        return slot
 
     def enter(self, nbytes: int) -> Ticket:
         """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
+        if self.log is not None and not self.log.has_room(self._estimate(nbytes)):
+            raise self._log_behind()  # even on an idle server: the log must catch up first
         if self.requests:
             est = self._estimate(nbytes)
             if self.requests >= self.max_requests:
@@ -295,6 +323,8 @@ class PredictorApp:
         self.admission = admission or Admission(
             cfg.max_queue_rows, cfg.max_queue_requests, cfg.max_inflight_bytes, cfg.retry_after_s
         )
+        if cfg.log_when_full == "shed":
+            self.admission.log = model.prediction_log
         self.inline_bytes = cfg.decode_inline_bytes
         self._answered = _metrics()[1]  # registered up front: /metrics shows 0 before the first request
         self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode")
@@ -406,7 +436,7 @@ class PredictorApp:
         model = self.model
         batcher = model.batcher
         request_id = None
-        ticket = None
+        ticket = slot = None
         batcher.receiving += 1
         receiving = True
         try:
@@ -430,11 +460,13 @@ class PredictorApp:
                 columns, body_id, raw = await loop.run_in_executor(self._decoder, self._decode, body, v2)
             else:
                 columns, body_id, raw = self._decode(body, v2)
-            ticket.settle(len(body), len(next(iter(columns.values()))))
+            rows = len(next(iter(columns.values())))
+            ticket.settle(len(body), rows)
+            slot = self.admission.reserve_log(rows)
             request_id = request_id or body_id or uuid.uuid4().hex
             batcher.receiving -= 1
             receiving = False
-            probs, version = await model.predict_columns(columns, request_id, raw)
+            probs, version = await model.predict_columns(columns, request_id, raw, slot)
         except schema.RequestError as e:
             return await _send(send, e.status, e.body(), close=e.status == 413)
         except Overloaded as e:
@@ -450,6 +482,8 @@ class PredictorApp:
                 batcher.receiving -= 1
             if ticket is not None:
                 ticket.release()
+            if slot is not None:
+                slot.release()  # no-op once the batcher has logged the rows
         headers = [(b"x-request-id", request_id.encode("latin-1")), (b"x-model-version", version.encode())]
         if v2:
             out = {

@@ -183,13 +183,14 @@ class ModelSource:
 
 
 class _Pending:
-    __slots__ = ("columns", "future", "n", "request_id")
+    __slots__ = ("columns", "future", "n", "request_id", "slot")
 
-    def __init__(self, columns, n, future, request_id):
+    def __init__(self, columns, n, future, request_id, slot):
         self.columns = columns
         self.n = n
         self.future = future
         self.request_id = request_id
+        self.slot = slot  # its reserved room in the prediction log (a serving.predlog.LogSlot), or None
 
 
 class Batcher:
@@ -222,14 +223,15 @@ class Batcher:
             return f"micro-batcher stopped ({exc!r})" if exc else "micro-batcher stopped"
         return None
 
-    async def submit(self, columns: dict, n: int, request_id: str = ""):
-        """Predicts ``n`` rows (logged under ``request_id``); returns ``(probabilities, version)``."""
+    async def submit(self, columns: dict, n: int, request_id: str = "", log_slot=None):
+        """Predicts ``n`` rows (logged under ``request_id``, into ``log_slot`` if reserved); returns
+        ``(probabilities, version)``."""
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run())
         fut = loop.create_future()
-        self._queue.append(_Pending(columns, n, fut, request_id))
+        self._queue.append(_Pending(columns, n, fut, request_id, log_slot))
         self._wakeup.set()
         return await fut
 
@@ -290,13 +292,20 @@ class Batcher:
         """Logs one model call as one item; requests already cancelled (no answer sent) are left out."""
         now = time.time()
         if all(not p.future.done() for p in batch):
-            self.prediction_log.submit_batch([(p.request_id, p.n, now) for p in batch], version, cols, probs)
+            slots = [p.slot for p in batch if p.slot is not None]
+            self.prediction_log.submit_batch(
+                [(p.request_id, p.n, now) for p in batch], version, cols, probs, slots
+            )
             return
         start = 0
         for p in batch:
             if not p.future.done():
                 self.prediction_log.submit_batch(
-                    [(p.request_id, p.n, now)], version, p.columns, probs[start : start + p.n]
+                    [(p.request_id, p.n, now)],
+                    version,
+                    p.columns,
+                    probs[start : start + p.n],
+                    [p.slot] if p.slot is not None else (),
                 )
             start += p.n
 
@@ -422,10 +431,13 @@ class TaxiModel(kserve.Model):
         }
 
     # -- prediction ------------------------------------------------------------------------------------
-    async def predict_columns(self, columns: dict, request_id: str, raw) -> tuple[np.ndarray, str]:
-        """Predicts decoded columns (micro-batched) and logs them; returns ``(probabilities, version)``."""
+    async def predict_columns(
+        self, columns: dict, request_id: str, raw, log_slot=None
+    ) -> tuple[np.ndarray, str]:
+        """Predicts decoded columns (micro-batched) and logs them (into ``log_slot``, the request's reserved
+        room in the prediction log, if any); returns ``(probabilities, version)``."""
         n = len(next(iter(columns.values())))
-        probs, version = await self.batcher.submit(columns, n, request_id)  # the batcher logs them
+        probs, version = await self.batcher.submit(columns, n, request_id, log_slot)  # the batcher logs them
         if self.feedback is not None:
             self.feedback.seen(request_id, n, time.time())
         return probs, version

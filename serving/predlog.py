@@ -8,9 +8,12 @@ log root::
 The request path only appends a reference to the already-decoded column arrays (the same numpy arrays the
 model was fed, so V1 and V2 requests log identical rows) and the probabilities to a queue: one item per model
 call (:meth:`PredictionLog.submit_batch`, the micro-batch's concatenated columns and its requests' ids and row
-counts), or per request (:meth:`PredictionLog.submit`); neither blocks, copies or raises. When the queue holds
-``queue_size`` rows (queued here, or handed to the writer and not yet written), the request's rows are
-dropped and counted (``kfloop_prediction_log_dropped_total``).
+counts), or per request (:meth:`PredictionLog.submit`); neither blocks, copies or raises. The queue holds at
+most ``queue_size`` rows (queued here, handed to the writer and not yet written, or reserved). The HTTP layer
+reserves a request's rows (:meth:`PredictionLog.reserve`) before the model call and answers 503 when the log
+has no room (:mod:`serving.http`), so an answered prediction is never dropped because the log is behind; a
+submit without a reservation (the gRPC path, ``--log-when-full drop``) that does not fit is dropped and
+counted (``kfloop_prediction_log_dropped_total``), as are rows whose write fails.
 
 A background thread takes everything queued at each flush (``flush_rows`` rows or ``flush_seconds``) and
 sends it, pickled, to the **writer process** (:mod:`serving.logwriter`, started with the log), which turns it
@@ -113,6 +116,30 @@ def items_table(items: list, source: str = "online"):
 SEND_INTERVAL_S = 0.02
 
 
+class LogSlot:
+    """Room for one request's rows in the log (:meth:`PredictionLog.reserve`), taken by its submit or released."""
+
+    __slots__ = ("log", "n", "open")
+
+    def __init__(self, log: PredictionLog, n: int):
+        self.log = log
+        self.n = n
+        self.open = True
+
+    def release(self) -> None:
+        """Gives the room back (the request was not answered, or its rows were not submitted)."""
+        with self.log._cond:
+            self._take()
+
+    def _take(self) -> int:
+        """The rows this slot still holds (0 once taken or released); the caller holds the log's lock."""
+        if not self.open:
+            return 0
+        self.open = False
+        self.log._reserved -= self.n
+        return self.n
+
+
 class _Writer:
     """One writer process (:mod:`serving.logwriter`) and the rows sent to it and not yet acknowledged."""
 
@@ -129,8 +156,8 @@ class PredictionLog:
     Args:
         root_uri: Log root (local dir or ``gs://bucket/prefix``); files go under ``predictions/<model>/``.
         model_name: Model name in the log path.
-        queue_size: Most rows held in memory (queued, or sent to the writer and not yet written); beyond it
-            records are dropped and counted.
+        queue_size: Most rows held in memory (queued, sent to the writer and not yet written, or reserved);
+            a submit beyond it (without a reservation) is dropped and counted.
         flush_rows: Flush when this many rows are queued ...
         flush_seconds: ... or this long after the last flush, whichever comes first.
         server_id: File-name prefix (default: host name + process id + a short random id).
@@ -167,6 +194,7 @@ class PredictionLog:
         self._items: collections.deque = collections.deque()
         self._queued_rows = 0
         self._inflight = 0  # rows sent to writer processes and not yet acknowledged
+        self._reserved = 0  # rows of LogSlots not yet submitted
         self._cond = threading.Condition()
         self._stop = False
         self.dropped = 0
@@ -194,6 +222,27 @@ class PredictionLog:
         current = self._writer.cpu_s if self._writer is not None else 0.0
         return self._sender_cpu + self._writers_cpu + current
 
+    @property
+    def held_rows(self) -> int:
+        """Rows held: queued, sent to the writer and not yet written, or reserved."""
+        return self._queued_rows + self._inflight + self._reserved
+
+    def has_room(self, n: int) -> bool:
+        """Whether ``n`` more rows fit now (nothing is reserved: the admission check on the headers)."""
+        return not self._stop and self.held_rows + n <= self.queue_size
+
+    def reserve(self, n: int) -> LogSlot | None:
+        """Room for ``n`` rows, held until a submit takes it (``slots=``) or it is released; None when full.
+
+        With a reservation, the submit of those rows always fits: the request is answered only if its
+        predictions will be logged (unless the write itself fails).
+        """
+        with self._cond:
+            if self._stop or self.held_rows + n > self.queue_size:
+                return None
+            self._reserved += n
+        return LogSlot(self, n)
+
     def submit(self, request_id: str, epoch: float, version: str, columns, probabilities) -> bool:
         """Queues one request's predictions; returns False (and counts them) when dropped.
 
@@ -209,7 +258,7 @@ class PredictionLog:
             ((request_id,), (len(probabilities),), (epoch,), version, columns, probabilities)
         )
 
-    def submit_batch(self, requests, version: str, columns: dict, probabilities) -> bool:
+    def submit_batch(self, requests, version: str, columns: dict, probabilities, slots=()) -> bool:
         """Queues one micro-batch (one model call) of several requests as ONE item; False when dropped.
 
         Row numbers stay per request (``0 .. n-1`` within each).
@@ -219,16 +268,19 @@ class PredictionLog:
             version: Model version that predicted the batch.
             columns: The batch's concatenated ``{feature: numpy array}`` (as the model was fed).
             probabilities: One float per row of the batch.
+            slots: The :class:`LogSlot` of those requests that reserved their rows (taken here).
         """
         ids = tuple(r[0] for r in requests)
         counts = tuple(r[1] for r in requests)
         epochs = tuple(r[2] for r in requests)
-        return self._enqueue((ids, counts, epochs, version, columns, probabilities))
+        return self._enqueue((ids, counts, epochs, version, columns, probabilities), slots)
 
-    def _enqueue(self, item) -> bool:
+    def _enqueue(self, item, slots=()) -> bool:
         n = len(item[5])
         with self._cond:
-            if self._stop or self._queued_rows + self._inflight + n > self.queue_size:
+            for slot in slots:  # reserved rows fit by construction: the check below counts them once
+                slot._take()
+            if self._stop or self.held_rows + n > self.queue_size:
                 self.dropped += n
                 self._dropped_counter.inc(n)
                 return False

@@ -37,6 +37,8 @@ BAD = [
     (["--max-inflight-bytes", "0"], "--max-inflight-bytes"),
     (["--max-queue-rows", "10", "--max-rows", "100"], "--max-queue-rows"),
     (["--max-inflight-bytes", "1000", "--max-body-bytes", "2000"], "--max-inflight-bytes"),
+    (["--log-queue-size", "100", "--max-rows", "1000"], "--log-queue-size"),
+    (["--log-when-full", "block"], "--log-when-full"),
     (["--http_port", "70000"], "--http_port"),
     (["--http_port", "0"], "--http_port"),
     (["--grpc_port", "-1"], "--grpc_port"),
@@ -74,6 +76,10 @@ def test_good_options_parse_to_the_serving_config():
     )
     cfg = _serving_config(args)
     assert (cfg.reload_interval_s, cfg.max_queue_rows, cfg.shutdown_delay_s) == (0.0, 9000, 2.5)
+    assert cfg.log_when_full == "shed"
+    # drop never refuses a request for the log, so a queue smaller than a request is allowed there
+    args = parse_args([*BASE, "--log-when-full", "drop", "--log-queue-size", "100", "--max-rows", "1000"])
+    assert (_serving_config(args).log_when_full, _serving_config(args).log_queue_size) == ("drop", 100)
 
 
 @pytest.mark.parametrize(

@@ -212,3 +212,45 @@ def test_burst_of_big_requests_gets_200_or_503_and_health_stays_answered(
     assert (
         count_logged_rows(root, MODEL) == answered_rows
     )  # shed requests are not logged; answered ones all are
+
+
+@pytest.mark.parametrize("when_full", ["shed", "drop"])
+def test_a_log_behind_sheds_so_every_answer_is_logged(tmp_path, demo_model_dirs, taxi_rows, when_full):
+    """The log's writer holds the first request's rows (no flush for 60 s) and the queue fits only those:
+    ``shed`` answers the next request 503 (health still 200); ``drop`` answers it and drops its log rows."""
+    frame, _ = taxi_rows
+    root = make_store(tmp_path / "store", demo_model_dirs)
+    n = len(frame)
+    server = Server(
+        [
+            "--store-uri", root, "--reload-interval", "0", "--max-rows", str(n), "--log-queue-size",
+            str(n + n // 2), "--log-flush-rows", "1000000", "--log-flush-seconds", "60", "--log-when-full",
+            when_full,
+        ],
+        tmp_path / "server.log",
+    )  # fmt: skip
+    body = json.dumps(v1_body(frame)).encode()
+    try:
+        with httpx.Client(timeout=30) as client:
+            first = _post(client, server.url, body)
+            assert first.status_code == 200, first.text
+            second = _post(client, server.url, body)
+            one = _post(client, server.url, json.dumps(v1_body(frame.iloc[:1])).encode())
+            for path in HEALTH:
+                assert client.get(server.url + path).status_code == 200, path
+            metrics = client.get(server.url + "/metrics").text
+    finally:
+        assert server.stop() == 0
+    from serving.logcount import count_logged_rows
+
+    if when_full == "shed":
+        _assert_shed(second, "prediction log is behind")
+        assert f"--log-queue-size {n + n // 2}" in second.json()["error"]
+        assert one.status_code == 200, one.text  # a smaller request still fits the log's room
+        assert "kfloop_requests_shed_total 1.0" in metrics
+        assert count_logged_rows(root, MODEL) == n + 1  # exactly the answered rows
+        assert "dropped=0" in server.log_text()
+    else:
+        assert second.status_code == 200 and one.status_code == 200, (second.text, one.text)
+        assert count_logged_rows(root, MODEL) == n + 1  # the second request's rows did not fit
+        assert f"dropped={n}" in server.log_text()

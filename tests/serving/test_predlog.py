@@ -109,6 +109,26 @@ def test_one_micro_batch_item_keeps_per_request_ids_rows_and_drop_counts(tmp_pat
     assert plog.written == 6
 
 
+def test_reserved_rows_always_fit_and_released_slots_give_room_back(tmp_path):
+    plog = _plog(tmp_path, queue_size=6)
+    cols = _missing_cols(3, fare=[1.0, 2.0, 3.0])
+    probs = np.array([0.25, 0.5, 0.75], dtype=np.float32)
+    a, b = plog.reserve(3), plog.reserve(3)
+    assert a is not None and b is not None and plog.held_rows == 6
+    assert plog.reserve(1) is None and not plog.has_room(1)  # full: reserved rows count
+    assert not plog.submit("x", 1.0, "v1", _missing_cols(1), probs[:1])  # an unreserved submit is dropped
+    assert plog.submit_batch([("a", 3, 2.0)], "v1", cols, probs, [a])  # fits: its room was reserved
+    assert plog.held_rows == 6 and not a.open
+    a.release()  # already taken: a no-op, the queued rows stay counted
+    assert plog.held_rows == 6
+    b.release()  # not answered: its room comes back, once
+    b.release()
+    assert plog.held_rows == 3 and plog.has_room(3) and not plog.has_room(4)
+    plog.close()
+    assert (plog.written, plog.dropped) == (3, 1)
+    assert plog.reserve(1) is None  # closed
+
+
 @pytest.mark.parametrize("writer_process", [True, False], ids=["process", "thread"])
 def test_write_failure_is_counted_not_raised(tmp_path, writer_process):
     blocker = tmp_path / "file"
