@@ -289,9 +289,14 @@ class Batcher:
                 start += p.n
 
     def _log(self, batch: list, cols: dict, probs, version: str) -> None:
-        """Logs one model call as one item; requests already cancelled (no answer sent) are left out."""
+        """Logs one model call as one item; requests already cancelled (no answer sent) are left out.
+
+        A call that mixes requests with and without reserved log room is logged per request, so rows that
+        do not fit (unreserved) never take reserved ones down with them.
+        """
         now = time.time()
-        if all(not p.future.done() for p in batch):
+        reserved = [p.slot is not None for p in batch]
+        if all(not p.future.done() for p in batch) and (all(reserved) or not any(reserved)):
             slots = [p.slot for p in batch if p.slot is not None]
             self.prediction_log.submit_batch(
                 [(p.request_id, p.n, now) for p in batch], version, cols, probs, slots

@@ -131,13 +131,11 @@ class LogSlot:
         with self.log._cond:
             self._take()
 
-    def _take(self) -> int:
-        """The rows this slot still holds (0 once taken or released); the caller holds the log's lock."""
-        if not self.open:
-            return 0
-        self.open = False
-        self.log._reserved -= self.n
-        return self.n
+    def _take(self) -> None:
+        """Ends the reservation (once: later calls do nothing); the caller holds the log's lock."""
+        if self.open:
+            self.open = False
+            self.log._reserved -= self.n
 
 
 class _Writer:

@@ -164,3 +164,39 @@ def test_kserve_predict_path_v1_and_v2_and_invalid_input(demo_model_dirs, in_pro
     np.testing.assert_allclose(v2.outputs[0].as_numpy(), want, rtol=1e-6)
     assert v1["model_version"] == "seed0" and v2.model_version == "seed0"
     model.close()
+
+
+def test_a_micro_batch_of_reserved_and_unreserved_requests_keeps_the_reserved_rows(demo_model_dirs, tmp_path):
+    """An HTTP request (its log room reserved) and a kserve-path request (none) in one model call: the
+    unreserved rows do not fit the log and are dropped alone; the reserved ones are written."""
+    import asyncio
+
+    import pyarrow.parquet as pq
+
+    from kfloop import config
+    from serving.model import ModelSource, TaxiModel
+    from serving.predlog import PredictionLog
+
+    plog = PredictionLog(str(tmp_path / "log"), MODEL, 3, 10**6, 3600, server_id="t", writer_process=False)
+    model = TaxiModel(
+        MODEL,
+        ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)),
+        config.ServingConfig(),
+        plog,
+        reload_interval_s=0,
+    )
+    assert model.load()
+    cols = schema.decode_v1({"instances": [_row(), _row(company=None)]}, 10)
+    slot = plog.reserve(2)
+
+    async def go():
+        return await asyncio.gather(
+            model.predict_columns(cols, "reserved", None, slot), model.predict_columns(cols, "plain", None)
+        )
+
+    (a, _), (b, _) = asyncio.run(go())
+    assert model.batcher.calls == 1 and len(a) == len(b) == 2  # one model call, both answered
+    model.close()
+    (path,) = (tmp_path / "log" / "predictions" / MODEL).rglob("*.parquet")
+    assert pq.read_table(path).column("request_id").to_pylist() == ["reserved", "reserved"]
+    assert (plog.written, plog.dropped) == (2, 2)
