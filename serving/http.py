@@ -155,8 +155,11 @@ class Admission:
 
     def enter(self, nbytes: int) -> Ticket:
         """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
-        if self.log is not None and not self.log.has_room(self._estimate(nbytes)):
-            raise self._log_behind()  # even on an idle server: the log must catch up first
+        log = self.log
+        if log is not None and log.held_rows and not log.has_room(self._estimate(nbytes)):
+            # even on an idle server: the log must catch up first. An empty log admits any request (the
+            # estimate may overshoot; the exact rows, <= --max-rows <= --log-queue-size, fit on reserving).
+            raise self._log_behind()
         if self.requests:
             est = self._estimate(nbytes)
             if self.requests >= self.max_requests:

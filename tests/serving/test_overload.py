@@ -254,3 +254,32 @@ def test_a_log_behind_sheds_so_every_answer_is_logged(tmp_path, demo_model_dirs,
         assert second.status_code == 200 and one.status_code == 200, (second.text, one.text)
         assert count_logged_rows(root, MODEL) == n + 1  # the second request's rows did not fit
         assert f"dropped={n}" in server.log_text()
+
+
+def test_an_empty_log_admits_a_request_whose_row_estimate_overshoots(tmp_path, demo_model_dirs, taxi_rows):
+    """The estimate on the headers (body bytes / bytes per row seen so far) may exceed the log's bound for a
+    request that fits it (here: JSON padded with spaces); with nothing held, the exact rows decide."""
+    frame, _ = taxi_rows
+    root = make_store(tmp_path / "store", demo_model_dirs)
+    server = Server(
+        ["--store-uri", root, "--reload-interval", "0", "--max-rows", "50", "--log-queue-size", "50",
+         "--log-flush-rows", "1"],
+        tmp_path / "server.log",
+    )  # fmt: skip
+    one = json.dumps(v1_body(frame.iloc[:1])).encode()
+    padded = json.dumps(v1_body(frame.iloc[:50]), indent=200).encode()  # ~50x the bytes of its rows
+    try:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(5):  # the server learns the bytes per row of compact bodies
+                assert _post(client, server.url, one).status_code == 200
+            deadline = time.monotonic() + 20
+            while "kfloop_prediction_log_written_total 5.0" not in client.get(server.url + "/metrics").text:
+                assert time.monotonic() < deadline, "the 5 rows were not written"
+                time.sleep(0.05)
+            r = _post(client, server.url, padded)
+            assert r.status_code == 200 and len(r.json()["predictions"]) == 50, r.text[:300]
+    finally:
+        assert server.stop() == 0
+    from serving.logcount import count_logged_rows
+
+    assert count_logged_rows(root, MODEL) == 55
