@@ -107,10 +107,19 @@ class Admission:
         max_requests: Most requests held.
         max_bytes: Most request-body bytes held.
         retry_after_s: ``Retry-After`` of a shed request.
+        request_rows: Most rows one request may have (``--max-rows``; more get 400): caps the estimate.
     """
 
-    def __init__(self, max_rows: int, max_requests: int, max_bytes: int, retry_after_s: int = 1):
+    def __init__(
+        self,
+        max_rows: int,
+        max_requests: int,
+        max_bytes: int,
+        retry_after_s: int = 1,
+        request_rows: int | None = None,
+    ):
         self.max_rows = max_rows
+        self.request_rows = request_rows
         self.max_requests = max_requests
         self.max_bytes = max_bytes
         self.retry_after_s = retry_after_s
@@ -123,7 +132,8 @@ class Admission:
 
     def _estimate(self, nbytes: int) -> int:
         bpr = self._bytes_per_row
-        return 1 if not bpr or nbytes <= 0 else max(1, int(nbytes / bpr))
+        est = 1 if not bpr or nbytes <= 0 else max(1, int(nbytes / bpr))
+        return est if self.request_rows is None else min(est, self.request_rows)
 
     def _shed(self, why: str) -> Overloaded:
         self.shed += 1
@@ -155,11 +165,8 @@ class Admission:
 
     def enter(self, nbytes: int) -> Ticket:
         """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
-        log = self.log
-        if log is not None and log.held_rows and not log.has_room(self._estimate(nbytes)):
-            # even on an idle server: the log must catch up first. An empty log admits any request (the
-            # estimate may overshoot; the exact rows, <= --max-rows <= --log-queue-size, fit on reserving).
-            raise self._log_behind()
+        if self.log is not None and not self.log.has_room(self._estimate(nbytes)):
+            raise self._log_behind()  # even on an idle server: the log must catch up first
         if self.requests:
             est = self._estimate(nbytes)
             if self.requests >= self.max_requests:
@@ -324,7 +331,11 @@ class PredictorApp:
         self.max_body_bytes = max_body_bytes
         cfg = model.config
         self.admission = admission or Admission(
-            cfg.max_queue_rows, cfg.max_queue_requests, cfg.max_inflight_bytes, cfg.retry_after_s
+            cfg.max_queue_rows,
+            cfg.max_queue_requests,
+            cfg.max_inflight_bytes,
+            cfg.retry_after_s,
+            cfg.max_rows,
         )
         if cfg.log_when_full == "shed":
             self.admission.log = model.prediction_log

@@ -256,9 +256,9 @@ def test_a_log_behind_sheds_so_every_answer_is_logged(tmp_path, demo_model_dirs,
         assert f"dropped={n}" in server.log_text()
 
 
-def test_an_empty_log_admits_a_request_whose_row_estimate_overshoots(tmp_path, demo_model_dirs, taxi_rows):
+def test_a_row_estimate_over_the_log_bound_is_capped_at_max_rows(tmp_path, demo_model_dirs, taxi_rows):
     """The estimate on the headers (body bytes / bytes per row seen so far) may exceed the log's bound for a
-    request that fits it (here: JSON padded with spaces); with nothing held, the exact rows decide."""
+    request that fits it (here: JSON padded with spaces); it is capped at --max-rows, which the log fits."""
     frame, _ = taxi_rows
     root = make_store(tmp_path / "store", demo_model_dirs)
     server = Server(
