@@ -254,6 +254,10 @@ class ServingConfig:
     shutdown_requests_timeout_s: float = 10.0
     shutdown_log_timeout_s: float = 15.0
 
+    def __post_init__(self):
+        if self.log_when_full not in ("shed", "drop"):
+            raise ValueError(f"log_when_full must be 'shed' or 'drop', got {self.log_when_full!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class FeedbackConfig:

@@ -108,3 +108,12 @@ def test_bad_option_from_the_command_line_is_one_line_and_exit_nonzero(extra, tm
     assert len(lines) == 1 and lines[0].startswith("python -m serving"), r.stderr
     assert "Traceback" not in r.stderr
     assert not log_root.exists() and not any(tmp_path.parent.glob("x"))
+
+
+def test_serving_config_refuses_an_unknown_log_policy():
+    import dataclasses
+
+    from kfloop import config
+
+    with pytest.raises(ValueError, match="log_when_full must be 'shed' or 'drop', got 'block'"):
+        dataclasses.replace(config.ServingConfig(), log_when_full="block")
