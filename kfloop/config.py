@@ -229,10 +229,14 @@ class ServingConfig:
         shutdown_delay_s: After SIGTERM, keep accepting requests (readiness already 503) this long before
             closing the listener. 0 where the platform drains: the manifests' preStop sleep
             (``DeployConfig.drain_seconds``) in RawDeployment, Knative's queue-proxy in Serverless.
+        accept_drain_s: Before the listener closes, new connections are refused and those the kernel has
+            already accepted are read (:mod:`serving.listener`), at most this long; closing it with them
+            still queued resets them after their request was sent.
         shutdown_requests_timeout_s: Then in-flight requests get at most this long to finish ...
         shutdown_log_timeout_s: ... and the prediction log flush at most this long; then the process exits.
-            The whole budget (delay + both timeouts) must fit the pod's terminationGracePeriodSeconds minus
-            the preStop sleep (tests/serving/test_drain.py checks the rendered manifest).
+            The whole budget (delay + accept drain + both timeouts) must fit the pod's
+            terminationGracePeriodSeconds minus the preStop sleep (tests/serving/test_drain.py checks the
+            rendered manifest).
     """
 
     max_body_bytes: int = 2 * 1024 * 1024
@@ -251,6 +255,7 @@ class ServingConfig:
     decode_inline_bytes: int = 32 * 1024
     max_call_seconds: float = 30.0
     shutdown_delay_s: float = 0.0
+    accept_drain_s: float = 0.5
     shutdown_requests_timeout_s: float = 10.0
     shutdown_log_timeout_s: float = 15.0
 

@@ -286,6 +286,16 @@ def _model_server_class():
                     exit_now(sig, frame)
 
             uv.handle_exit = handle_exit
+            close_listeners = uv.shutdown  # uvicorn: close the listeners, then wait for the connections
+            drain_s = self._cfg.accept_drain_s
+
+            async def shutdown(sockets=None):
+                from serving.listener import drain_listeners
+
+                await drain_listeners(uv.servers, uv.server_state.connections, drain_s)
+                await close_listeners(sockets)
+
+            uv.shutdown = shutdown
 
     return ModelServer
 

@@ -39,7 +39,13 @@ def pod_budget() -> tuple[float, float]:
 
 
 def server_budget(cfg) -> float:
-    return cfg.shutdown_delay_s + cfg.shutdown_requests_timeout_s + cfg.shutdown_log_timeout_s + EXIT_MARGIN_S
+    return (
+        cfg.shutdown_delay_s
+        + cfg.accept_drain_s
+        + cfg.shutdown_requests_timeout_s
+        + cfg.shutdown_log_timeout_s
+        + EXIT_MARGIN_S
+    )
 
 
 def test_shutdown_budget_fits_the_pods_grace_period():
