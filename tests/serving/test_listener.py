@@ -95,17 +95,22 @@ def test_drained_listener_answers_every_queued_connection_then_refuses(caplog):
     assert "listener drained" in caplog.text and "left after" not in caplog.text
 
 
+async def _accepted_silent_connection():
+    """An :class:`Answer` server, its connections and a client the loop has accepted (nothing sent yet)."""
+    conns = _connections()
+    server = await asyncio.get_running_loop().create_server(lambda: Answer(conns), "127.0.0.1", 0)
+    c = socket.create_connection(server.sockets[0].getsockname(), timeout=5)
+    while not conns:
+        await asyncio.sleep(0.01)
+    return server, conns, c
+
+
 def test_an_accepted_connection_whose_request_comes_late_is_waited_for(caplog):
     """The loop accepted the connection before the drain; the client sends its request 0.2 s into it."""
     from serving import listener
 
     async def go():
-        loop = asyncio.get_running_loop()
-        conns = _connections()
-        server = await loop.create_server(lambda: Answer(conns), "127.0.0.1", 0)
-        c = socket.create_connection(server.sockets[0].getsockname(), timeout=5)
-        while not conns:
-            await asyncio.sleep(0.01)  # accepted by the loop, nothing sent yet
+        server, conns, c = await _accepted_silent_connection()
         threading.Timer(0.2, c.sendall, (b"late",)).start()
         await listener.drain_listeners([server], conns, timeout=5.0)
         server.close()
@@ -123,12 +128,7 @@ def test_a_connection_that_never_sends_holds_the_drain_only_until_its_timeout(ca
     from serving import listener
 
     async def go():
-        loop = asyncio.get_running_loop()
-        conns = _connections()
-        server = await loop.create_server(lambda: Answer(conns), "127.0.0.1", 0)
-        c = socket.create_connection(server.sockets[0].getsockname(), timeout=5)
-        while not conns:
-            await asyncio.sleep(0.01)
+        server, conns, c = await _accepted_silent_connection()
         await listener.drain_listeners([server], conns, timeout=0.3)
         server.close()
         c.close()
