@@ -165,17 +165,17 @@ class Admission:
 
     def enter(self, nbytes: int) -> Ticket:
         """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
-        if self.log is not None and not self.log.has_room(self._estimate(nbytes)):
+        est = self._estimate(nbytes)
+        if self.log is not None and not self.log.has_room(est):
             raise self._log_behind()  # even on an idle server: the log must catch up first
         if self.requests:
-            est = self._estimate(nbytes)
             if self.requests >= self.max_requests:
                 raise self._overloaded("too many requests in progress")
             if self.bytes + nbytes > self.max_bytes:
                 raise self._overloaded("too many request bytes in progress")
             if self.rows + est > self.max_rows:
                 raise self._overloaded("too many rows waiting for the model")
-        ticket = Ticket(self, nbytes, self._estimate(nbytes))
+        ticket = Ticket(self, nbytes, est)
         self.requests += 1
         self.bytes += nbytes
         self.rows += ticket.rows

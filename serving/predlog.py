@@ -226,7 +226,8 @@ class PredictionLog:
         return self._queued_rows + self._inflight + self._reserved
 
     def has_room(self, n: int) -> bool:
-        """Whether ``n`` more rows fit now (nothing is reserved: the admission check on the headers)."""
+        """Whether ``n`` more rows fit now (nothing is reserved: the admission check on the headers; under
+        the log's lock, the check of :meth:`reserve` and of a submit)."""
         return not self._stop and self.held_rows + n <= self.queue_size
 
     def reserve(self, n: int) -> LogSlot | None:
@@ -236,7 +237,7 @@ class PredictionLog:
         predictions will be logged (unless the write itself fails).
         """
         with self._cond:
-            if self._stop or self.held_rows + n > self.queue_size:
+            if not self.has_room(n):
                 return None
             self._reserved += n
         return LogSlot(self, n)
@@ -278,7 +279,7 @@ class PredictionLog:
         with self._cond:
             for slot in slots:  # reserved rows fit by construction: the check below counts them once
                 slot._take()
-            if self._stop or self.held_rows + n > self.queue_size:
+            if not self.has_room(n):
                 self.dropped += n
                 self._dropped_counter.inc(n)
                 return False
