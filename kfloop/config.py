@@ -213,6 +213,10 @@ class ServingConfig:
             tests/serving/test_overload.py beside two busy processes dropped 17,000 of 121,000 answered rows.
         log_flush_rows: Flush the prediction log every this many records ...
         log_flush_seconds: ... or this often, whichever comes first.
+        log_stall_seconds: A prediction-log writer process that holds rows and reports nothing (no write,
+            failed try or heartbeat; it sends one a second while it holds rows) for this long is stuck
+            (stopped, a hung storage call): liveness fails and Kubernetes restarts the pod. 60 s: longer
+            than one write's own storage timeouts, short enough that a stuck replica goes within a minute.
         reload_interval_s: How often the server polls its alias for a new version (0: no hot reload).
         max_queue_rows: Admission bound: most rows the server holds at once (being decoded, queued for the
             model or in the model call); past it a request gets 503 + Retry-After instead of queueing.
@@ -247,6 +251,7 @@ class ServingConfig:
     log_when_full: str = "shed"
     log_flush_rows: int = 5000
     log_flush_seconds: float = 2.0
+    log_stall_seconds: float = 60.0
     reload_interval_s: float = 1.0
     max_queue_rows: int = 8192
     max_queue_requests: int = 256
@@ -262,6 +267,12 @@ class ServingConfig:
     def __post_init__(self):
         if self.log_when_full not in ("shed", "drop"):
             raise ValueError(f"log_when_full must be 'shed' or 'drop', got {self.log_when_full!r}")
+        stall = self.log_stall_seconds
+        if isinstance(stall, bool) or not isinstance(stall, int | float) or not 2.0 <= stall <= 86_400:
+            raise ValueError(
+                f"log_stall_seconds must be a number of seconds in [2, 86400] (the writer reports every "
+                f"second), got {stall!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-flush-rows", type=int, default=d.log_flush_rows)
     p.add_argument("--log-flush-seconds", type=float, default=d.log_flush_seconds)
+    p.add_argument(
+        "--log-stall-seconds",
+        type=float,
+        default=d.log_stall_seconds,
+        help="liveness fails once the prediction log's writer holds rows and reports nothing this long",
+    )
     p.add_argument("--reload-interval", type=float, default=d.reload_interval_s, help="alias poll s (0: off)")
     p.add_argument(
         "--max-queue-rows",
@@ -148,6 +154,7 @@ _RULES: dict[str, tuple[float, bool, float]] = {
     "batch_wait_ms": (0, True, _DAY * 1000),
     "reload_interval": (0, True, _DAY),
     "log_flush_seconds": (0, False, _DAY),
+    "log_stall_seconds": (2, True, _DAY),
     "shutdown_delay": (0, True, _DAY),
     "shutdown_timeout": (0, False, _DAY),
     "log_close_timeout": (0, False, _DAY),
@@ -229,6 +236,7 @@ def _serving_config(args) -> config.ServingConfig:
         log_when_full=args.log_when_full,
         log_flush_rows=args.log_flush_rows,
         log_flush_seconds=args.log_flush_seconds,
+        log_stall_seconds=args.log_stall_seconds,
         reload_interval_s=args.reload_interval,
         max_queue_rows=args.max_queue_rows,
         max_queue_requests=args.max_queue_requests,
@@ -320,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         log_uri = None if args.no_prediction_log else (args.log_uri or args.store_uri)
         plog = (
             PredictionLog(
-                log_uri, args.model_name, cfg.log_queue_size, cfg.log_flush_rows, cfg.log_flush_seconds
+                log_uri,
+                args.model_name,
+                cfg.log_queue_size,
+                cfg.log_flush_rows,
+                cfg.log_flush_seconds,
+                stall_seconds=cfg.log_stall_seconds,
             )
             if log_uri
             else None

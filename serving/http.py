@@ -11,8 +11,12 @@ It also answers, without going through kserve's stack (so they stay fast under l
 
 * liveness ``GET /`` and ``GET /v2/health/live``: 200 while the model can serve, 503 (with the reason) once
   it cannot (no model, unloaded, batcher dead, a model call stuck): the kubelet then restarts the pod;
+  A prediction-log writer process that holds rows and says nothing for ``--log-stall-seconds`` (stopped, a
+  hung storage call) fails liveness too;
 * readiness ``GET /v2/health/ready``, ``GET /v2/models/<name>[/versions/<v>]/ready``, ``GET /v1/models/<name>``:
-  200 while live and not shutting down, 503 from the moment SIGTERM arrives.
+  200 while live, not shutting down and the prediction log can write; 503 (with the reason) from the moment
+  SIGTERM arrives, and while the log's writes fail (full or read-only storage), under either
+  ``--log-when-full`` policy.
 
 The control surface is closed on this (public) port: kserve's model repository API (``/v2/repository/...``:
 load / unload) answers 403, and ``/openapi.json`` / ``/docs`` / ``/redoc`` answer 404. ``/metrics`` stays
@@ -28,9 +32,11 @@ and the server (uvicorn) drops the rest of that body as it arrives, so the conne
 The prediction log is part of that bound (``--log-when-full shed``, the default): a request is admitted only
 while the log has room for its rows, and once decoded it reserves that room before the model call
 (:meth:`serving.predlog.PredictionLog.reserve`). When the log's writer falls behind (slow storage, a starved
-CPU), clients get 503 + Retry-After instead of answers that are never logged: every answered prediction is in
-the log unless its write fails (counted in ``kfloop_prediction_log_dropped_total``). ``--log-when-full drop``
-keeps answering and drops (and counts) what does not fit.
+CPU), clients get 503 + Retry-After instead of answers that are never logged. Once a write fails on storage
+(full, read-only, unreachable), new requests are shed the same way until a retried write succeeds; the rows
+already answered are kept and retried, not dropped. What can still be lost: rows held when the log's storage
+never recovers before exit, or when the whole pod is killed (counted in ``kfloop_prediction_log_dropped_total``).
+``--log-when-full drop`` keeps answering and drops (and counts) what does not fit.
 
 Client mistakes are 4xx ``{"error": "...", "field": "..."}``, never 5xx.
 """
@@ -148,6 +154,8 @@ class Admission:
         )
 
     def _log_behind(self) -> Overloaded:
+        if self.log.write_error is not None:
+            return self._shed(f"the prediction log cannot write ({self.log.write_error})")
         return self._shed(
             f"the prediction log is behind ({self.log.held_rows} rows not yet written, bound "
             f"--log-queue-size {self.log.queue_size})"
@@ -166,7 +174,7 @@ class Admission:
     def enter(self, nbytes: int) -> Ticket:
         """Admits a request of ``nbytes`` declared body bytes (0 if unknown) or raises :class:`Overloaded`."""
         est = self._estimate(nbytes)
-        if self.log is not None and not self.log.has_room(est):
+        if self.log is not None and not self.log.accepting(est):
             raise self._log_behind()  # even on an idle server: the log must catch up first
         if self.requests:
             if self.requests >= self.max_requests:
@@ -389,13 +397,12 @@ class PredictorApp:
         return await self.app(scope, receive, send)
 
     async def _health(self, send, live_only: bool, v2: bool):
-        problem = self.model.health()
         if live_only:
+            problem = self.model.health()
             if problem is None:
                 return await _send(send, 200, {"live": True} if v2 else {"status": "alive"})
             return await _send(send, 503, {"live": False, "error": f"not live: {problem}"})
-        if problem is None and self.model.draining:
-            problem = "shutting down"
+        problem = self.model.readiness_problem()
         if v2:
             ok = {"ready": True}
         else:

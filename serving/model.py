@@ -372,10 +372,22 @@ class TaxiModel(kserve.Model):
             running = time.monotonic() - started
             if running > self.config.max_call_seconds:
                 return f"a model call has been running for {running:.0f} s (bound {self.config.max_call_seconds} s)"
+        if self.prediction_log is not None:
+            return self.prediction_log.stalled()
         return None
 
+    def readiness_problem(self) -> str | None:
+        """None while this replica should get traffic; else why not (readiness then fails): not live,
+        shutting down, or a prediction log that cannot write (full / read-only storage, a stuck writer)."""
+        problem = self.health()
+        if problem is None and self.draining:
+            problem = "shutting down"
+        if problem is None and self.prediction_log is not None:
+            problem = self.prediction_log.problem()
+        return problem
+
     async def healthy(self) -> bool:  # kserve's own readiness checks (gRPC) ask this
-        return self.health() is None and not self.draining
+        return self.readiness_problem() is None
 
     def begin_drain(self) -> None:
         """Shutdown starts: readiness fails from now on and the alias watcher stops; requests still run."""

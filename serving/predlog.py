@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -138,12 +139,19 @@ class LogSlot:
             self.log._reserved -= self.n
 
 
+#: Least time between two starts of a writer process (one that dies at once is not restarted in a loop).
+RESTART_BACKOFF_S = 0.5
+
+
 class _Writer:
-    """One writer process (:mod:`serving.logwriter`) and the rows sent to it and not yet acknowledged."""
+    """One writer process (:mod:`serving.logwriter`) and the frames sent to it and not yet acknowledged."""
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
         self.inflight = 0
+        self.pending: dict[int, tuple[list, int]] = {}  # frame id -> (items, rows), until acknowledged
+        self.progress_at = time.monotonic()  # last line from the writer (or first frame after a quiet spell)
+        self.dead = False  # its acknowledgements ended: its pending frames went back to the queue
         self.cpu_s = 0.0
         self.acks: threading.Thread | None = None
 
@@ -161,6 +169,8 @@ class PredictionLog:
         server_id: File-name prefix (default: host name + process id + a short random id).
         source: ``"online"`` (the server) or ``"batch"``.
         writer_process: Write in a :mod:`serving.logwriter` process (default); False: in the sender thread.
+        stall_seconds: A writer process that holds rows and says nothing for this long is stalled
+            (:meth:`stalled`: liveness fails, so the pod is restarted).
     """
 
     def __init__(
@@ -173,11 +183,20 @@ class PredictionLog:
         server_id: str | None = None,
         source: str = "online",
         writer_process: bool = True,
+        stall_seconds: float = 60.0,
     ):
         from kfloop import predlog
 
         if not (flush_seconds > 0 and flush_seconds < float("inf")):
             raise ValueError(f"flush_seconds must be a positive finite number, got {flush_seconds!r}")
+        if not (stall_seconds > 0 and stall_seconds < float("inf")):
+            raise ValueError(f"stall_seconds must be a positive finite number, got {stall_seconds!r}")
+        self.stall_seconds = stall_seconds
+        self.write_error: str | None = None  # the last failed write's error, until a write succeeds
+        self.write_error_since: float | None = None
+        self._frame_ids = itertools.count(1)
+        self._closing = False  # close() has handed over the last frame: a dead writer's frames are dropped
+        self._last_start = 0.0
         if not model_name or "/" in model_name or model_name in (".", ".."):
             raise predlog.LogError(f"model name {model_name!r} is not a single path segment")
         self._predlog = predlog
@@ -230,6 +249,35 @@ class PredictionLog:
         the log's lock, the check of :meth:`reserve` and of a submit)."""
         return not self._stop and self.held_rows + n <= self.queue_size
 
+    def accepting(self, n: int) -> bool:
+        """Whether a new request of ``n`` rows may be answered: room for them, and the log can write (no
+        write has failed since the last one that succeeded)."""
+        return self.write_error is None and self.has_room(n)
+
+    def problem(self) -> str | None:
+        """Why the log cannot take new rows now (readiness fails with it), or None."""
+        if self.write_error is not None:
+            since = time.monotonic() - (self.write_error_since or time.monotonic())
+            return f"the prediction log cannot write for {since:.0f} s ({self.write_error})"
+        return self.stalled()
+
+    def stalled(self) -> str | None:
+        """Why the writer process counts as stuck (liveness fails with it), or None.
+
+        Stuck: it holds rows and has said nothing (no acknowledgement, failed try or heartbeat, which it
+        sends every second while it holds rows) for :attr:`stall_seconds` (a SIGSTOP, a hung storage call).
+        """
+        w = self._writer
+        if w is None or not w.pending or w.dead:
+            return None
+        quiet = time.monotonic() - w.progress_at
+        if quiet <= self.stall_seconds:
+            return None
+        return (
+            f"the prediction log's writer process (pid {w.proc.pid}) holds {w.inflight} rows and has made no "
+            f"progress for {quiet:.0f} s (bound --log-stall-seconds {self.stall_seconds:g})"
+        )
+
     def reserve(self, n: int) -> LogSlot | None:
         """Room for ``n`` rows, held until a submit takes it (``slots=``) or it is released; None when full.
 
@@ -237,7 +285,7 @@ class PredictionLog:
         predictions will be logged (unless the write itself fails).
         """
         with self._cond:
-            if not self.has_room(n):
+            if not self.accepting(n):
                 return None
             self._reserved += n
         return LogSlot(self, n)
@@ -296,6 +344,8 @@ class PredictionLog:
             self._stop = True
             self._cond.notify()
         self._thread.join(timeout)
+        with self._cond:
+            self._closing = True
         w = self._writer
         if w is None:
             return
@@ -309,6 +359,12 @@ class PredictionLog:
             w.proc.wait()
         if w.acks is not None:
             w.acks.join(max(0.1, deadline - time.monotonic()))
+        with self._cond:  # frames a writer dying at the end handed back after the last hand-over
+            left, self._queued_rows = self._queued_rows, 0
+            self._items.clear()
+        if left:
+            self._count_dropped(left)
+            log.error("prediction log: %d records were not written before exit", left)
 
     # -- background side -------------------------------------------------------------------------------
 
@@ -375,11 +431,26 @@ class PredictionLog:
                 self.table(items),
                 writer_id=self.server_id,
             )
-        except Exception:  # logging must never take the server down
+        except Exception as e:  # logging must never take the server down
             self._count_dropped(n)
+            self._set_write_error(f"{type(e).__name__}: {e}"[:500])
             log.exception("prediction log: writing %d records failed; dropped", n)
             return
+        self._set_write_error(None)
         self._count_written(n, len(uris))
+
+    def _set_write_error(self, error: str | None) -> None:
+        """Records that writes fail (``error``) or work again (None), logging each change once."""
+        with self._cond:
+            was, self.write_error = self.write_error, error
+            if error is None:
+                self.write_error_since = None
+            elif was is None:
+                self.write_error_since = time.monotonic()
+        if error is not None and was is None:
+            log.error("prediction log: writes fail (%s); new requests are refused until one succeeds", error)
+        elif error is None and was is not None:
+            log.warning("prediction log: writes work again (after: %s)", was)
 
     def _count_written(self, n: int, files: int) -> None:
         with self._cond:
@@ -423,6 +494,7 @@ class PredictionLog:
             log.exception("prediction log: the writer process could not start")
             return None
         self.writers_started += 1
+        self._last_start = time.monotonic()
         w = _Writer(proc)
         w.acks = threading.Thread(target=self._read_acks, args=(w,), name="prediction-log-acks", daemon=True)
         w.acks.start()
@@ -432,58 +504,98 @@ class PredictionLog:
         from serving.logwriter import encode_frame
 
         w = self._writer
-        if w is None or w.proc.poll() is not None:
+        if w is None or w.dead or w.proc.poll() is not None:
             if w is not None:
-                log.error(
-                    "prediction log: the writer process exited (%s); starting a new one", w.proc.returncode
-                )
+                log.error("prediction log: the writer process exited (%s); starting a new one", w.proc.poll())
+            wait = self._last_start + RESTART_BACKOFF_S - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             w = self._writer = self._start_writer()
         if w is None:
             with self._cond:
                 self._inflight -= n
             self._count_dropped(n)
             return
-        with self._cond:
-            w.inflight += n
+        fid = next(self._frame_ids)
         try:
-            frame = memoryview(encode_frame(items))
-            while frame:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
-                frame = frame[w.proc.stdin.write(frame) :]
-        except Exception:  # a dead pipe, or an item that does not pickle: never the server's problem
-            log.exception("prediction log: handing %d records to the writer failed; dropped", n)
+            frame = memoryview(encode_frame(items, fid))
+        except Exception:  # an item that does not pickle: no writer will take it
+            log.exception("prediction log: %d records could not be encoded; dropped", n)
             with self._cond:
-                w.inflight -= n
                 self._inflight -= n
             self._count_dropped(n)
+            return
+        with self._cond:
+            if not w.pending:
+                w.progress_at = time.monotonic()  # the stall clock starts with the first held frame
+            w.pending[fid] = (items, n)
+            w.inflight += n
+        try:
+            while frame:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
+                frame = frame[w.proc.stdin.write(frame) :]
+        except Exception:  # a dead pipe: the frame goes back to the queue, for the next writer
+            log.warning("prediction log: the writer process is gone; %d records go to the next one", n)
+            with self._cond:
+                back = w.pending.pop(fid, None)  # None: the acknowledgement reader already took it back
+                if back is not None:
+                    w.inflight -= n
+                    self._requeue([back])
+
+    def _requeue(self, frames: list) -> None:
+        """Puts unacknowledged frames back at the head of the queue (the caller holds the lock)."""
+        n = sum(rows for _, rows in frames)
+        self._inflight -= n
+        if self._closing:  # no writer will come after this one
+            self.dropped += n
+            self._dropped_counter.inc(n)
+            log.error("prediction log: the writer process ended with %d records not written", n)
+            return
+        for items, _ in reversed(frames):
+            self._items.extendleft(reversed(items))
+        self._queued_rows += n
+        self._cond.notify()
 
     def _read_acks(self, w: _Writer) -> None:
-        """Counts the writer's acknowledgements; at its end, whatever it did not acknowledge is dropped."""
+        """Counts the writer's acknowledgements; at its end, the frames it did not acknowledge go back to
+        the queue (the next writer writes them), or are dropped once the log is closing."""
         try:
             for line in w.proc.stdout:
                 try:
                     ack = json.loads(line)
-                    n = int(ack["rows"])
-                except (ValueError, KeyError, TypeError):
+                    frames = [int(f) for f in ack.get("frames") or ()]
+                except (ValueError, KeyError, TypeError, AttributeError):
                     log.error("prediction log: unreadable line from the writer: %r", line[:200])
                     continue
+                w.progress_at = time.monotonic()
                 w.cpu_s = float(ack.get("cpu_s") or w.cpu_s)
+                if ack.get("retry"):
+                    self._set_write_error(str(ack.get("error")))
+                    continue
                 with self._cond:
+                    n = 0
+                    for f in frames:
+                        got = w.pending.pop(f, None)
+                        n += got[1] if got is not None else 0
                     w.inflight -= n
                     self._inflight -= n
+                if ack.get("heartbeat"):
+                    continue
                 if ack.get("ok"):
+                    self._set_write_error(None)
                     self._count_written(n, int(ack.get("files") or 0))
                 else:
                     self._count_dropped(n)
                     log.error("prediction log: writing %d records failed; dropped (%s)", n, ack.get("error"))
         finally:
             with self._cond:
-                lost, w.inflight = w.inflight, 0
-                self._inflight -= lost
+                w.dead = True
+                frames = list(w.pending.values())
+                w.pending.clear()
+                w.inflight = 0
+                if frames:
+                    self._requeue(frames)
                 self._writers_cpu += w.cpu_s
                 w.cpu_s = 0.0
-            if lost:
-                self._count_dropped(lost)
-                log.error("prediction log: the writer process ended with %d records not written", lost)
 
 
 def default_server_id() -> str:
