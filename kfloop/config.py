@@ -25,6 +25,78 @@ DEFAULT_EVAL_FRACTION = 0.2
 MODEL_NAME = "taxi-tips"
 
 
+def _epoch_seconds(value: str, what: str) -> int:
+    """An ISO date / datetime (UTC unless it says otherwise) or integer epoch seconds, as epoch seconds.
+
+    Raises:
+        ValueError: ``value`` is neither; the message names ``what``.
+    """
+    import datetime
+
+    text = str(value).strip()
+    if text.lstrip("+-").isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{what} {value!r} is not a date (use YYYY-MM-DD[THH:MM:SS] or epoch seconds)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp())
+
+
+@dataclasses.dataclass(frozen=True)
+class EventTimeRange:
+    """The event times (``trip_start_timestamp``) the data gate accepts; a row outside is refused.
+
+    A taxi trip cannot start before the taxi records exist or after the data was extracted: a time outside
+    is a broken clock or unit (milliseconds read as seconds land in the year 47,000; a sentinel such as
+    2^63-1 or a negative number in 1967), and without this check ingest failed on such rows deep in pandas
+    (``OutOfBoundsDatetime``, ``OverflowError``) without naming the column or the line.
+
+    Attributes:
+        earliest: Earliest accepted event time, inclusive: ISO date / datetime (UTC unless it carries an
+            offset) or epoch seconds. 2000-01-01: the Chicago taxi records start in 2013; earlier leaves
+            room for other extracts of the same form.
+        latest: Latest accepted event time, inclusive, in the same forms; ``""`` (the default) means the
+            wall clock when the data is checked plus ``future_margin_s``.
+        future_margin_s: With ``latest=""``: how far past the wall clock an event time may lie (clock skew
+            of the meters that stamp the trips; one day).
+    """
+
+    earliest: str = "2000-01-01"
+    latest: str = ""
+    future_margin_s: int = 24 * 3600
+
+    def __post_init__(self):
+        lo = _epoch_seconds(self.earliest, "event_time.earliest")
+        if isinstance(self.future_margin_s, bool) or not isinstance(self.future_margin_s, int):
+            raise ValueError(f"event_time.future_margin_s must be an integer, got {self.future_margin_s!r}")
+        if self.future_margin_s < 0:
+            raise ValueError(f"event_time.future_margin_s must be >= 0, got {self.future_margin_s}")
+        if self.latest:
+            hi = _epoch_seconds(self.latest, "event_time.latest")
+            if hi <= lo:
+                raise ValueError(
+                    f"event_time.latest {self.latest!r} is not after event_time.earliest {self.earliest!r}"
+                )
+
+    def bounds(self, now: float | None = None) -> tuple[int, int]:
+        """The accepted range as inclusive epoch seconds ``(lo, hi)``.
+
+        Args:
+            now: The wall clock to use for ``latest=""`` (epoch seconds); default: ``time.time()``.
+        """
+        import time
+
+        lo = _epoch_seconds(self.earliest, "event_time.earliest")
+        if self.latest:
+            return lo, _epoch_seconds(self.latest, "event_time.latest")
+        return lo, int(time.time() if now is None else now) + self.future_margin_s
+
+
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
     """TFDV gate: which anomalies block the loop, and drift / skew thresholds.
@@ -40,6 +112,7 @@ class ValidationConfig:
             *because* data drifts; drift is reported and recorded.
         block_on_skew: Whether train/eval skew blocks. On: both splits come from one time window, so skew
             between them means a broken split.
+        event_time: The event times the data gate accepts (:class:`EventTimeRange`).
     """
 
     drift_linf: float = 0.15
@@ -49,6 +122,7 @@ class ValidationConfig:
     non_blocking: tuple[str, ...] = ("SCHEMA_NEW_COLUMN",)
     block_on_drift: bool = False
     block_on_skew: bool = True
+    event_time: EventTimeRange = EventTimeRange()
 
 
 @dataclasses.dataclass(frozen=True)
