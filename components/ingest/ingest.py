@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 
-from kfloop import datasets, fs
+from kfloop import config, datasets, fs
 from kfloop import features as F
+from kfloop.schema import checks
 
 
 class IngestError(ValueError):
@@ -56,14 +56,24 @@ def _iso(epoch: int) -> str:
     return pd.Timestamp(int(epoch), unit="s", tz="UTC").isoformat()
 
 
-def clean(raw):
+def clean(raw, event_times: config.EventTimeRange = config.EventTimeRange()):
     """Types a raw taxi frame (all columns as strings) and derives the label; returns a DataFrame.
 
+    Args:
+        raw: The extract as strings, in file order (data row 0 = CSV line 2), e.g. from :func:`read_raw`.
+        event_times: The event times accepted (:class:`kfloop.config.EventTimeRange`).
+
     Raises:
-        IngestError: a required column is missing, or a value cannot be read as its column's type.
+        IngestError: a column name is repeated, a required column is missing, a value cannot be read as its
+            column's type, a number is not finite (``inf``, ``NaN`` written out) or an event time is outside
+            ``event_times``; the message names the column and the CSV line.
     """
     import pandas as pd
 
+    raw = raw.reset_index(drop=True)
+    repeated = checks.duplicate_columns(raw.columns)
+    if repeated:
+        raise IngestError("; ".join(p.message for p in repeated))
     missing = [c for c in F.RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise IngestError(f"missing column(s): {', '.join(missing)}")
@@ -75,6 +85,9 @@ def clean(raw):
         if kind not in numeric_kinds:
             out[name] = col.where(col != "", None)
             continue
+        infinite = checks.non_finite(name, col)
+        if infinite is not None:
+            raise IngestError(infinite.message)
         values = pd.to_numeric(col, errors="coerce")
         bad = values.isna() & col.notna() & (col != "")
         if bad.any():
@@ -89,6 +102,10 @@ def clean(raw):
         if frac.any():
             row = int(frac.idxmax())
             raise IngestError(f"column {name!r}: non-integer value {col[row]!r} (CSV line {row + 2})")
+        if kind == F.Kind.TIMESTAMP:
+            outside = checks.event_time_out_of_range(name, values, event_times.bounds())
+            if outside is not None:
+                raise IngestError(outside.message)
         out[name] = values.astype("Int64")
     if out[F.EVENT_TIME.name].isna().any():
         row = int(out[F.EVENT_TIME.name].isna().idxmax())
@@ -100,6 +117,9 @@ def clean(raw):
 
 def read_raw(source: str):
     """Reads a raw taxi CSV (local path or ``gs://``) as strings, one row per trip, in file order.
+
+    A column name repeated in the header stays repeated (:func:`kfloop.schema.checks.read_csv_text`), so
+    that :func:`clean` refuses it instead of the second column being dropped.
 
     Raises:
         IngestError: the file does not exist, is empty, is not a readable CSV or has no rows.
@@ -113,7 +133,7 @@ def read_raw(source: str):
     if not payload.strip():
         raise IngestError(f"input {source!r} is empty")
     try:
-        raw = pd.read_csv(io.BytesIO(payload), dtype=str, keep_default_na=False)
+        raw = checks.read_csv_text(payload, empty_as_na=False)
     except pd.errors.EmptyDataError:
         raise IngestError(f"input {source!r} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -145,6 +165,7 @@ def ingest(
     window_start: str = "",
     live_end: str = "",
     eval_fraction: float = 0.2,
+    event_times: config.EventTimeRange = config.EventTimeRange(),
 ) -> IngestResult:
     """Reads ``source``, splits it by event time and writes the three Dataset CSVs.
 
@@ -160,14 +181,20 @@ def ingest(
         window_start: Optional start of the training window (default: the first row).
         live_end: Optional end of the live window, exclusive (default: after the last row).
         eval_fraction: Share of the training window held out for eval, in (0, 1).
+        event_times: The event times accepted; a row outside is refused (:func:`clean`).
 
     Raises:
-        IngestError: bad input (missing column, non-numeric value, empty file, cutoff outside the data).
+        IngestError: bad input (repeated or missing column, non-numeric or non-finite value, event time out
+            of range, empty file, cutoff outside the data); nothing is written then.
     """
 
     if not 0.0 < eval_fraction < 1.0:
         raise IngestError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
-    frame = clean(read_raw(source)).sort_values(F.EVENT_TIME.name, kind="stable").reset_index(drop=True)
+    frame = (
+        clean(read_raw(source), event_times)
+        .sort_values(F.EVENT_TIME.name, kind="stable")
+        .reset_index(drop=True)
+    )
 
     t = frame[F.EVENT_TIME.name].astype("int64")
     first, last = int(t.min()), int(t.max())

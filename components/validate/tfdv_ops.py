@@ -12,13 +12,13 @@ skew score, not only the ones above threshold).
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import tempfile
 
 from kfloop import config, fs
 from kfloop import features as F
 from kfloop import schema as kschema
+from kfloop.schema import checks
 
 TRAINING = kschema.TRAINING
 SERVING = kschema.SERVING
@@ -50,7 +50,8 @@ def read_frame(uri: str):
     """Reads a CSV (local path or ``gs://``) as strings, without type coercion.
 
     Unlike :func:`kfloop.datasets.read_dataset`, a value that does not parse as its column's type is kept
-    as text so that TFDV reports the type anomaly instead of the reader failing.
+    as text so that TFDV reports the type anomaly instead of the reader failing, and a column name repeated
+    in the header stays repeated (:func:`kfloop.schema.checks.read_csv_text`) for the data gate to refuse.
 
     Raises:
         ValidationError: the file does not exist, is empty or has no header.
@@ -64,7 +65,7 @@ def read_frame(uri: str):
     if not payload.strip():
         raise ValidationError(f"data file {uri!r} is empty")
     try:
-        return pd.read_csv(io.BytesIO(payload), dtype=str, keep_default_na=False, na_values=[""])
+        return checks.read_csv_text(payload, empty_as_na=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise ValidationError(f"data file {uri!r} is not a readable CSV: {e}") from None
 
@@ -182,13 +183,16 @@ def compute_statistics(
         A ``DatasetFeatureStatisticsList`` with one dataset.
 
     Raises:
-        ValidationError: unreadable or empty data.
+        ValidationError: unreadable or empty data, or a column name repeated in the header.
         StatisticsCountError: ``num_examples`` differs from the number of rows read.
     """
     frame = read_frame(os.fspath(data)) if isinstance(data, str | os.PathLike) else data
     rows = len(frame)
     if rows == 0:
         raise ValidationError(f"dataset {data if isinstance(data, str) else '(DataFrame)'} has no rows")
+    repeated = checks.duplicate_columns(frame.columns)
+    if repeated:
+        raise ValidationError("; ".join(p.message for p in repeated))
     batches = to_record_batches(frame, batch_rows)
     stats = statistics_from_batches(
         batches,
@@ -654,20 +658,31 @@ def run_validation(
         cfg: Thresholds and which anomalies block.
         beam_pipeline_args: Passed to Beam.
 
+    Besides TFDV's schema checks, the rows are checked for what a schema cannot express
+    (:mod:`kfloop.schema.checks`: a column name repeated in the header, non-finite numbers, event times
+    outside ``cfg.event_time``); each is a blocking finding naming the column and the first CSV line. Of a
+    repeated column only the first is validated.
+
     Returns:
         A :class:`ValidationResult`; raising on blocking anomalies is up to the caller.
+
+    Raises:
+        ValidationError: unreadable or empty data, unknown environment.
     """
     if environment not in kschema.ENVIRONMENTS:
         raise ValidationError(f"environment {environment!r} is not one of {', '.join(kschema.ENVIRONMENTS)}")
     schema = schema if schema is not None else load_schema()
-    stats = compute_statistics(data, schema=schema, beam_pipeline_args=beam_pipeline_args)
+    bounds = cfg.event_time.bounds()
+    frame, gate = _checked_frame(data, bounds, "")
+    stats = compute_statistics(frame, schema=schema, beam_pipeline_args=beam_pipeline_args)
     skew_stats = None
     if skew_data is not None:
-        skew_stats = (
-            skew_data
-            if hasattr(skew_data, "datasets")
-            else compute_statistics(skew_data, schema=schema, beam_pipeline_args=beam_pipeline_args)
-        )
+        if hasattr(skew_data, "datasets"):
+            skew_stats = skew_data
+        else:
+            skew_frame, skew_gate = _checked_frame(skew_data, bounds, "skew data: ")
+            gate += skew_gate
+            skew_stats = compute_statistics(skew_frame, schema=schema, beam_pipeline_args=beam_pipeline_args)
     anomalies = validate(stats, schema, environment)
     drift = (
         drift_scores(stats, reference_stats, kind="drift", cfg=cfg, schema=schema)
@@ -677,9 +692,34 @@ def run_validation(
     skew = (
         drift_scores(skew_stats, stats, kind="skew", cfg=cfg, schema=schema) if skew_stats is not None else []
     )
-    findings = summarize_anomalies(anomalies, cfg) + score_findings(drift + skew, cfg)
+    gate = [{**g, "blocking": g["type"] not in cfg.non_blocking} for g in gate]
+    findings = gate + summarize_anomalies(anomalies, cfg) + score_findings(drift + skew, cfg)
     rows = int(stats.datasets[0].num_examples)
     return ValidationResult(stats, anomalies, findings, drift, skew, environment, rows)
+
+
+def _checked_frame(data, bounds: tuple[int, int], prefix: str):
+    """Reads ``data`` (path or DataFrame) and runs :func:`kfloop.schema.checks.frame_problems` on it.
+
+    Returns:
+        ``(frame, findings)``: the frame without the repeats of a repeated column name, and one finding per
+        problem (its description prefixed with ``prefix``).
+
+    Raises:
+        ValidationError: unreadable or empty data.
+    """
+    path = isinstance(data, str | os.PathLike)
+    frame = read_frame(os.fspath(data)) if path else data
+    if len(frame) == 0:
+        raise ValidationError(f"dataset {os.fspath(data) if path else '(DataFrame)'} has no rows")
+    findings = []
+    for problem in checks.frame_problems(frame, bounds, extra_numeric=(F.TIPS,)):
+        finding = problem.finding()
+        finding["description"] = prefix + finding["description"]
+        findings.append(finding)
+    if frame.columns.duplicated().any():
+        frame = frame.loc[:, ~frame.columns.duplicated()]
+    return frame, findings
 
 
 def write_artifacts(
