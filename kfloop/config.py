@@ -357,10 +357,45 @@ class FeedbackConfig:
         index_requests: How many of the most recent request ids the server remembers (with row count and
             prediction time) to validate feedback against; older ids get 404.
         max_items: Most labels in one feedback request (400 above).
+        label_memory: How many accepted labels the server remembers (the most recent, per request id) to
+            refuse a contradicting second label for the same request id and row (409) and to answer an
+            identical repeat without writing it twice. Beyond it the oldest requests' labels are forgotten
+            (and a label for them is accepted again; the monitor keeps the first by arrival).
+        flush_labels: Accepted labels are written in batches: a file once this many are pending...
+        flush_seconds: ... or this long after the first of them arrived. A feedback request is answered
+            200 only once its labels are in a written file (a batch's requests wait for it together).
+        max_pending_labels: Admission bound: labels accepted but not yet written, at most. A request that
+            would go past it gets 503 + ``Retry-After`` naming the bound (nothing of it is kept).
+        retry_after_s: ``Retry-After`` of that 503.
+        tokens_secret: On a cluster, the Kubernetes Secret holding the labelers' tokens (one key per labeler,
+            the key is the labeler's name); mounted into the predictor, which then requires
+            ``Authorization: Bearer <token>`` on ``:feedback``.
+        tokens_mount: Where the predictor mounts that Secret (``--feedback-tokens``).
     """
 
     index_requests: int = 200_000
     max_items: int = 10_000
+    label_memory: int = 200_000
+    flush_labels: int = 10_000
+    flush_seconds: float = 1.0
+    max_pending_labels: int = 50_000
+    retry_after_s: int = 1
+    tokens_secret: str = "kfloop-feedback-tokens"
+    tokens_mount: str = "/var/run/secrets/kfloop/feedback"
+
+    def __post_init__(self):
+        import math
+
+        for name in ("index_requests", "max_items", "label_memory", "flush_labels", "max_pending_labels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"FeedbackConfig.{name} must be an integer >= 1, got {v!r}")
+        r = self.retry_after_s
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise ValueError(f"FeedbackConfig.retry_after_s must be an integer >= 0, got {r!r}")
+        f = self.flush_seconds
+        if isinstance(f, bool) or not isinstance(f, int | float) or not math.isfinite(f) or f <= 0:
+            raise ValueError(f"FeedbackConfig.flush_seconds must be a finite number > 0, got {f!r}")
 
 
 @dataclasses.dataclass(frozen=True)

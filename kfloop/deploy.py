@@ -150,6 +150,7 @@ def render_inference_service(
     raw = cfg.deployment_mode in RAW_MODES
     if canary and raw:
         raise CanaryRefused(_raw_message(name))
+    feedback = config.FeedbackConfig()  # labels only from labelers whose token is in this Secret
     model = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": RUNTIME_NAME,
@@ -157,17 +158,29 @@ def render_inference_service(
         "args": [
             f"--store-uri={store.ModelStore(store_uri).root}",
             f"--model-ref={version}",
+            f"--feedback-tokens={feedback.tokens_mount}",
         ],
         "resources": _resources(cfg),
         "securityContext": _security_context(cfg),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "feedback-tokens", "mountPath": feedback.tokens_mount, "readOnly": True},
+        ],
         **_probes(name, raw),
     }
     predictor: dict = {
         "serviceAccountName": cfg.service_account,
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            # Not optional: without the Secret the pod does not start (feedback never runs unauthenticated).
+            # 0444: Serverless pods have no fsGroup, and the files are root-owned; only this container mounts it.
+            {
+                "name": "feedback-tokens",
+                "secret": {"secretName": feedback.tokens_secret, "defaultMode": 0o444},
+            },
+        ],
         "model": model,
     }
     if raw:

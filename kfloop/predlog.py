@@ -90,8 +90,12 @@ FEEDBACK_SCHEMA = pa.schema(
         pa.field("timestamp", _TS, nullable=False),
         pa.field("prediction_timestamp", _TS, nullable=True),
         pa.field("delay_s", pa.float64(), nullable=True),
+        # Who sent the label (the feedback token's labeler name; null: unauthenticated or written directly).
+        pa.field("labeler", pa.string(), nullable=True),
     ]
 )
+#: Nullable columns added after files were written without them: such a file reads as nulls there.
+OPTIONAL_COLUMNS = frozenset({"labeler"})
 
 SCHEMAS = {PREDICTIONS: PREDICTION_SCHEMA, FEEDBACK: FEEDBACK_SCHEMA}
 
@@ -232,7 +236,7 @@ def prediction_table(
     return pa.Table.from_arrays(data, schema=PREDICTION_SCHEMA)
 
 
-def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=None) -> pa.Table:
+def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=None, labeler=None) -> pa.Table:
     """Arrived labels as a table of :data:`FEEDBACK_SCHEMA`.
 
     Args:
@@ -241,6 +245,7 @@ def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=No
         labels: 0 or 1, one per label.
         arrival_epoch: When the labels arrived (seconds since the epoch; scalar or one per label).
         prediction_epoch: When the labelled rows were predicted (scalar, one per label, or None).
+        labeler: Who sent the labels: a name for all, one (or None) per label, or None.
 
     Raises:
         LogError: lengths differ, or a label is not 0 / 1, or a row is negative (names the first one).
@@ -274,9 +279,19 @@ def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=No
             arrival,
             pred,
             delay,
+            _labelers(labeler, n),
         ],
         schema=FEEDBACK_SCHEMA,
     )
+
+
+def _labelers(labeler, n: int) -> pa.Array:
+    if labeler is None or isinstance(labeler, str):
+        return pa.array([labeler] * n, type=pa.string())
+    names = list(labeler)
+    if len(names) != n or any(v is not None and not isinstance(v, str) for v in names):
+        raise LogError(f"labeler: expected a name or {n} names (or None), got {len(names)} values")
+    return pa.array(names, type=pa.string())
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -448,7 +463,11 @@ def read_file(uri: str, columns=None) -> pa.Table:
         source = pa.BufferReader(fs.read_bytes(uri))
     else:
         source = uri
-    return pq.ParquetFile(source).read(columns=columns, use_threads=False)
+    f = pq.ParquetFile(source)
+    if columns is not None:  # an optional column a file predates is filled in by conform()
+        present = set(f.schema_arrow.names)
+        columns = [c for c in columns if c in present or c not in OPTIONAL_COLUMNS]
+    return f.read(columns=columns, use_threads=False)
 
 
 def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
@@ -474,6 +493,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     valid UTF-8 text. Raises ``LogError`` naming the first column that does not fit."""
     for field in schema:
         if field.name not in table.schema.names:
+            if field.name in OPTIONAL_COLUMNS and field.nullable:
+                table = table.append_column(field.name, pa.nulls(table.num_rows, type=field.type))
+                continue
             raise LogError(f"column {field.name!r} missing")
         got = table.schema.field(field.name).type
         if not _same_kind(got, field.type):

@@ -119,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.shutdown_log_timeout_s,
         help="at exit: seconds the prediction log gets to flush",
     )
+    fb = config.FeedbackConfig()
+    p.add_argument(
+        "--feedback-tokens",
+        help="labelers' tokens for POST :feedback (a mounted Secret directory: one file per labeler, or a "
+        "file of name:token lines); without it feedback needs no credential",
+    )
+    p.add_argument(
+        "--feedback-flush-seconds",
+        type=float,
+        default=fb.flush_seconds,
+        help="feedback labels are written in batches: at most this long after the first one arrived",
+    )
+    p.add_argument(
+        "--feedback-max-pending",
+        type=int,
+        default=fb.max_pending_labels,
+        help="feedback admission: labels waiting to be written, at most (503 + Retry-After past it)",
+    )
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="a shadow canary (answers copies of the primary's requests): :feedback refused (403); implied "
+        "by --log-uri <store-uri>/" + config.CanaryConfig().shadow_log,
+    )
     p.add_argument("--workdir", help="local directory for downloaded model versions (default: under $TMPDIR)")
     p.add_argument(
         "--access-log",
@@ -158,6 +182,7 @@ _RULES: dict[str, tuple[float, bool, float]] = {
     "shutdown_delay": (0, True, _DAY),
     "shutdown_timeout": (0, False, _DAY),
     "log_close_timeout": (0, False, _DAY),
+    "feedback_flush_seconds": (0, False, _DAY),
     "predictor_request_retries": (0, True, math.inf),
     "timeout_keep_alive": (0, False, _DAY),
     "predictor_request_timeout_seconds": (0, False, _DAY),
@@ -245,6 +270,50 @@ def _serving_config(args) -> config.ServingConfig:
         shutdown_requests_timeout_s=args.shutdown_timeout,
         shutdown_log_timeout_s=args.log_close_timeout,
     )
+
+
+def _is_shadow(args) -> bool:
+    """``--shadow``, or the local loop's shadow canary: its log under ``<store>/<CanaryConfig.shadow_log>``."""
+    if args.shadow:
+        return True
+    if not (args.store_uri and args.log_uri):
+        return False
+    from kfloop import fs
+
+    shadow = fs.join(args.store_uri, config.CanaryConfig().shadow_log)
+    return args.log_uri.rstrip("/") == shadow.rstrip("/")
+
+
+def _feedback(args, log_uri: str):
+    """The ``:feedback`` endpoint from the options (tokens, batching, shadow); exits on bad tokens."""
+    import dataclasses
+
+    from serving import feedback_auth
+    from serving.feedback import Feedback
+
+    cfg = dataclasses.replace(
+        config.FeedbackConfig(),
+        flush_seconds=args.feedback_flush_seconds,
+        max_pending_labels=args.feedback_max_pending,
+    )
+    try:
+        auth = feedback_auth.from_path(args.feedback_tokens)
+    except feedback_auth.TokenError as e:
+        raise _fail(f"--feedback-tokens: {e}") from None
+    refuse = None
+    if _is_shadow(args):
+        refuse = (
+            "path: this server is a shadow canary (it answers copies of the primary predictor's requests); "
+            "send labels to the primary predictor's :feedback"
+        )
+    log = logging.getLogger("kfloop.serving")
+    if refuse:
+        log.info("feedback: refused here (shadow canary)")
+    elif auth is None:
+        log.info("feedback: no credential required (no --feedback-tokens)")
+    else:
+        log.info("feedback: bearer tokens of %d labeler(s): %s", len(auth.labelers), ", ".join(auth.labelers))
+    return Feedback(log_uri, args.model_name, cfg, auth=auth, refuse=refuse)
 
 
 def _model_server_class():
@@ -340,9 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         model = TaxiModel(args.model_name, source, cfg, plog, args.reload_interval)
         if log_uri:  # POST /v1/models/<name>:feedback writes next to the prediction log
-            from serving.feedback import Feedback
-
-            model.feedback = Feedback(log_uri, args.model_name, config.FeedbackConfig())
+            model.feedback = _feedback(args, log_uri)
         model.load()
     except (ModelContractError, FileNotFoundError, ValueError, LookupError) as e:
         raise _fail(str(e)) from None
@@ -380,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         server.start([model])
     finally:
         t0 = time.monotonic()
+        if model.feedback is not None:
+            model.feedback.close()  # labels still waiting for their batch
         model.close(log_timeout=cfg.shutdown_log_timeout_s)
         began = server.shutdown_started
         log.info(

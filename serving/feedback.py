@@ -1,6 +1,7 @@
 """Ground truth over HTTP: ``POST /v1/models/<name>:feedback`` on the predictor.
 
-Request (JSON)::
+Request (JSON, ``Content-Type: application/json``; with tokens configured also
+``Authorization: Bearer <labeler token>``, :mod:`serving.feedback_auth`)::
 
     {"feedback": [{"request_id": "r-0001", "row": 0, "label": 1},
                   {"request_id": "r-0001", "row": 1, "label": 0}]}
@@ -10,12 +11,25 @@ or the id the server answered with in ``X-Request-Id``); ``row`` is the row's in
 is the ground truth, the integer ``0`` or ``1``. One request carries at most
 :attr:`kfloop.config.FeedbackConfig.max_items` labels.
 
-Answers: ``200 {"accepted": n, "requests": k, "max_delay_s": ...}`` once the labels are in the feedback log
-(:func:`kfloop.predlog.write_table`, kind ``feedback``: request id, row, label, arrival time, prediction time
-and ``delay_s``, the label's arrival delay), which the monitor joins to the prediction log. A request with
-any bad item is refused whole and nothing is written: ``400`` for a malformed item (``field`` names it,
-e.g. ``feedback[3].label``), ``404`` for a request id or row this server has not predicted (``field``
-``feedback[i].request_id`` / ``feedback[i].row``), ``503`` when the log cannot be written (retry).
+Answers: ``200 {"accepted": n, "new": k, "repeated": n - k, "requests": r, "max_delay_s": ...}`` once the
+labels are in a written file of the feedback log (:func:`kfloop.predlog.write_table`, kind ``feedback``:
+request id, row, label, arrival time, prediction time, ``delay_s`` and ``labeler``, the name of the token's
+labeler), which the monitor joins to the prediction log. Labels are written in batches
+(:class:`LabelBatcher`: one file per ``flush_labels`` labels or ``flush_seconds``); a request waits for the
+batch that holds its labels, so a 200 is never given for a label that is then lost. A request with any bad
+item is refused whole and nothing of it is written:
+
+* ``401`` without ``Authorization: Bearer ...``, ``403`` for a token that is no labeler's (``field``
+  ``authorization``), when tokens are configured;
+* ``403`` (``field`` ``path``) on a shadow server: its request ids are copies of the primary's, labels go to
+  the primary predictor;
+* ``415`` for a body that is not declared ``application/json`` (``field`` ``content-type``);
+* ``400`` for a malformed item (``field`` names it, e.g. ``feedback[3].label``), ``404`` for a request id or
+  row this server has not predicted (``feedback[i].request_id`` / ``feedback[i].row``);
+* ``409`` for a label that contradicts one already accepted for the same request id and row (or another
+  item of the same request): the first label stands. An identical repeat is accepted and not written again;
+* ``503`` + ``Retry-After`` when more than ``max_pending_labels`` labels would wait to be written, or when
+  the log cannot be written (retry).
 
 Which ids are known: the prediction path feeds a bounded index of the most recent
 :attr:`~kfloop.config.FeedbackConfig.index_requests` request ids (with their row count and prediction
@@ -32,8 +46,10 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 from serving import schema
+from serving.feedback_auth import Authenticator, Unauthorized
 
 log = logging.getLogger("kfloop.serving.feedback")
 
@@ -74,22 +90,215 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+class LabelMemory:
+    """The labels this server accepted, ``request_id -> {row: (label, batch)}``, most recent requests kept.
+
+    Bounded by ``capacity`` labels: beyond it the oldest request ids' labels are forgotten whole.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._ids: collections.OrderedDict[str, dict[int, tuple[int, _Batch]]] = collections.OrderedDict()
+        self.labels = 0
+        self.forgotten = 0
+
+    def get(self, request_id: str, row: int) -> tuple[int, _Batch] | None:
+        rows = self._ids.get(request_id)
+        return None if rows is None else rows.get(row)
+
+    def put(self, request_id: str, row: int, label: int, batch: _Batch) -> None:
+        rows = self._ids.setdefault(request_id, {})
+        self._ids.move_to_end(request_id)
+        if row not in rows:
+            self.labels += 1
+        rows[row] = (label, batch)
+        while self.labels > self.capacity and len(self._ids) > 1:
+            _, old = self._ids.popitem(last=False)
+            self.labels -= len(old)
+            self.forgotten += len(old)
+
+    def forget(self, keys: Sequence[tuple[str, int]], batch: _Batch) -> None:
+        """Drops the entries of a batch that was not written (a retry is then a new label again)."""
+        for rid, row in keys:
+            rows = self._ids.get(rid)
+            if rows is not None and row in rows and rows[row][1] is batch:
+                del rows[row]
+                self.labels -= 1
+                if not rows:
+                    del self._ids[rid]
+
+
+class WriteFailed(Exception):
+    """The batch holding a request's labels could not be written."""
+
+
+class _Batch:
+    """Labels waiting for one feedback log file, and the future their requests wait on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None):
+        self.columns: dict[str, list] = {
+            k: [] for k in ("ids", "rows", "labels", "when", "arrival", "labeler")
+        }
+        self.keys: list[tuple[str, int]] = []
+        self.n = 0
+        self.future = loop.create_future() if loop is not None else None
+        if self.future is not None:  # read here, so a batch nobody waits for any more logs no warning
+            self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def add(self, ids, rows, labels, when, arrival: float, labeler: str | None) -> None:
+        c = self.columns
+        c["ids"] += ids
+        c["rows"] += rows
+        c["labels"] += labels
+        c["when"] += when
+        c["arrival"] += [arrival] * len(ids)
+        c["labeler"] += [labeler] * len(ids)
+        self.keys += list(zip(ids, rows, strict=True))
+        self.n += len(ids)
+
+
+class LabelBatcher:
+    """Batches accepted labels into feedback log files, with an admission bound on the labels pending.
+
+    Runs on the server's event loop: :meth:`add` puts a request's labels into the open batch, which is sealed
+    after ``cfg.flush_seconds`` or at ``cfg.flush_labels`` labels and written by one writer task (in a worker
+    thread), one batch at a time. :meth:`close` writes what is left, synchronously, at shutdown.
+
+    Args:
+        write: ``write(batch columns) -> uris``, the file writer.
+        cfg: :class:`kfloop.config.FeedbackConfig`.
+    """
+
+    def __init__(self, write, cfg):
+        self._write = write
+        self.cfg = cfg
+        self.pending = 0  # labels accepted and not yet written (open, sealed and being written)
+        self.written = 0
+        self.files = 0
+        self.failed = 0
+        self._open: _Batch | None = None
+        self._sealed: collections.deque[_Batch] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task | None = None
+        self.on_failure = None  # callable(batch): forget the batch's labels
+
+    def room(self, n: int) -> bool:
+        return self.pending + n <= self.cfg.max_pending_labels
+
+    def add(
+        self, ids, rows, labels, when, arrival: float, labeler: str | None, seal_now: bool = False
+    ) -> _Batch:
+        """Adds labels to the open batch; returns it (await ``batch.future``)."""
+        loop = asyncio.get_running_loop()
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch(loop)
+            self._timer = loop.call_later(self.cfg.flush_seconds, self._seal)
+        batch.add(ids, rows, labels, when, arrival, labeler)
+        self.pending += len(ids)
+        if batch.n >= self.cfg.flush_labels or seal_now:
+            self._seal()
+        return batch
+
+    def _seal(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._open = self._open, None
+        if batch is None:
+            return
+        self._sealed.append(batch)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._sealed:
+            batch = self._sealed.popleft()
+            try:
+                uris = await loop.run_in_executor(None, self._write, batch.columns)
+            except Exception as e:
+                log.exception("feedback: writing %d labels failed", batch.n)
+                self.failed += batch.n
+                if self.on_failure is not None:
+                    self.on_failure(batch)
+                batch.future.set_exception(WriteFailed(str(e)))
+            else:
+                self.written += batch.n
+                self.files += len(uris)
+                batch.future.set_result(uris)
+            finally:
+                self.pending -= batch.n
+
+    def close(self) -> int:
+        """Writes every batch not written yet (the loop has stopped); returns the labels written."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        left = list(self._sealed) + ([self._open] if self._open is not None else [])
+        self._sealed.clear()
+        self._open = None
+        done = 0
+        for batch in left:
+            try:
+                self.files += len(self._write(batch.columns))
+            except Exception:
+                log.exception("feedback: at shutdown, writing %d labels failed", batch.n)
+                self.failed += batch.n
+                continue
+            done += batch.n
+            self.written += batch.n
+            self.pending -= batch.n
+        return done
+
+
+def _json_content_type(scope) -> None:
+    from serving import http
+
+    ctype = http._header(scope, b"content-type")
+    if ctype is None or ctype.split(b";", 1)[0].strip().lower() != b"application/json":
+        got = "none" if ctype is None else schema.short(ctype.decode("latin-1"))
+        raise schema.RequestError(
+            f"content-type: feedback must be sent as application/json, got {got}",
+            status=415,
+            field="content-type",
+        )
+
+
 class Feedback:
-    """The feedback endpoint of one model: validation against the recent-id index, then the feedback log.
+    """The feedback endpoint of one model: credentials, validation against the recent-id index and the
+    accepted labels, then batched writes to the feedback log.
 
     Args:
         log_uri: Log root (the store root, as the prediction log); files go under ``feedback/<model>/``.
         model_name: Model name.
         cfg: :class:`kfloop.config.FeedbackConfig`.
+        auth: The labelers' tokens (None: no credential needed, the local loop's default).
+        refuse: Set on a shadow server: every feedback request gets 403 with this message.
     """
 
-    def __init__(self, log_uri: str, model_name: str, cfg):
+    def __init__(
+        self, log_uri: str, model_name: str, cfg, auth: Authenticator | None = None, refuse: str | None = None
+    ):
         self.log_uri = log_uri
         self.model_name = model_name
         self.cfg = cfg
+        self.auth = auth
+        self.refuse = refuse
         self.recent = RecentRequests(cfg.index_requests)
+        self.memory = LabelMemory(cfg.label_memory)
+        self.batcher = LabelBatcher(self._write_columns, cfg)
+        self.batcher.on_failure = lambda b: self.memory.forget(b.keys, b)
         self.accepted = 0
         self.rejected = 0
+        self.conflicts = 0
+        self.repeated = 0
+
+    @property
+    def max_items(self) -> int:
+        return min(self.cfg.max_items, self.cfg.max_pending_labels)
 
     def seen(self, request_id: str, rows: int, epoch: float) -> None:
         """Called by the prediction path for every predicted request."""
@@ -113,9 +322,9 @@ class Feedback:
             raise schema.RequestError(
                 "feedback: expected a non-empty list of {request_id, row, label}", field="feedback"
             )
-        if len(items) > self.cfg.max_items:
+        if len(items) > self.max_items:
             raise schema.RequestError(
-                f"feedback: {len(items)} items is over the limit of {self.cfg.max_items} per request",
+                f"feedback: {len(items)} items is over the limit of {self.max_items} per request",
                 field="feedback",
             )
         ids, rows, labels, when = [], [], [], []
@@ -164,41 +373,144 @@ class Feedback:
             when.append(epoch)
         return ids, rows, labels, when
 
-    def write(self, ids, rows, labels, when, arrival: float) -> list[str]:
-        """Writes validated labels to the feedback log; returns the URIs."""
+    def reconcile(self, ids, rows, labels) -> tuple[list[int], list[_Batch]]:
+        """Splits validated items into new labels and repeats of accepted ones.
+
+        Returns:
+            ``(indices of the new items, batches still being written that hold repeated labels)``.
+
+        Raises:
+            serving.schema.RequestError: 409 for a label that contradicts an accepted one or another item
+                of the same request (``field`` names the item's label).
+        """
+        new: list[int] = []
+        waits: dict[int, _Batch] = {}
+        first: dict[tuple[str, int], int] = {}
+        for i, (rid, row, label) in enumerate(zip(ids, rows, labels, strict=True)):
+            where = f"feedback[{i}].label"
+            j = first.get((rid, row))
+            if j is not None:
+                if labels[j] != label:
+                    raise schema.RequestError(
+                        f"{where}: request {rid!r} row {row} is labelled {labels[j]} by feedback[{j}] and "
+                        f"{label} here; send one label per row",
+                        status=409,
+                        field=where,
+                    )
+                continue
+            first[(rid, row)] = i
+            known = self.memory.get(rid, row)
+            if known is None:
+                new.append(i)
+                continue
+            old, batch = known
+            if old != label:
+                raise schema.RequestError(
+                    f"{where}: request {rid!r} row {row} already has the label {old}; a contradicting label "
+                    "is refused (the first label stands)",
+                    status=409,
+                    field=where,
+                )
+            if batch.future is not None and not batch.future.done():
+                waits[id(batch)] = batch
+        return new, list(waits.values())
+
+    def write(self, ids, rows, labels, when, arrival: float, labeler: str | None = None) -> list[str]:
+        """Writes validated labels to the feedback log at once; returns the URIs."""
+        n = len(ids)
+        return self._write_columns(
+            {
+                "ids": list(ids),
+                "rows": list(rows),
+                "labels": list(labels),
+                "when": list(when),
+                "arrival": [arrival] * n,
+                "labeler": [labeler] * n,
+            }
+        )
+
+    def _write_columns(self, c: dict[str, list]) -> list[str]:
         from kfloop import predlog
 
-        table = predlog.feedback_table(ids, rows, labels, arrival, when)
+        table = predlog.feedback_table(
+            c["ids"], c["rows"], c["labels"], c["arrival"], c["when"], labeler=c["labeler"]
+        )
         return predlog.write_table(self.log_uri, self.model_name, predlog.FEEDBACK, table)
+
+    def close(self) -> int:
+        """Writes the labels still pending (at shutdown, after the event loop stopped)."""
+        return self.batcher.close()
 
     async def handle(self, app, scope, receive, send) -> None:
         """Serves one ``POST .../<name>:feedback`` (``app``: the :class:`serving.http.PredictorApp`)."""
         from serving import http
 
         try:
+            if self.refuse:
+                raise schema.RequestError(self.refuse, status=403, field="path")
+            labeler = self.auth.labeler(http._header(scope, b"authorization")) if self.auth else None
+            _json_content_type(scope)
             app._check_length(scope)
             payload = http.parse_json(await http.read_body(receive, app.max_body_bytes))
             ids, rows, labels, when = self.parse(payload)
+            new, waits = self.reconcile(ids, rows, labels)
+        except Unauthorized as e:
+            self.rejected += 1
+            extra = [(b"www-authenticate", b'Bearer realm="kfloop-feedback"')] if e.status == 401 else []
+            return await http._send(send, e.status, e.body(), extra, close=True)
         except schema.RequestError as e:
             self.rejected += 1
+            self.conflicts += e.status == 409
             return await http._send(send, e.status, e.body(), close=e.status == 413)
         except http._ClientGone:
             return None
-        arrival = time.time()
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.write, ids, rows, labels, when, arrival
+        if not self.batcher.room(len(new)):
+            self.rejected += 1
+            bound = self.cfg.max_pending_labels
+            return await http._send(
+                send,
+                503,
+                {
+                    "error": f"feedback: {self.batcher.pending} labels are waiting to be written and {len(new)} "
+                    f"more would pass the bound of {bound} (max_pending_labels); nothing was kept, retry",
+                    "field": "feedback",
+                },
+                [(b"retry-after", str(self.cfg.retry_after_s).encode())],
             )
-        except Exception:
-            log.exception("feedback: writing %d labels failed", len(ids))
+        arrival = time.time()
+        if new:
+            batch = self.batcher.add(
+                [ids[i] for i in new],
+                [rows[i] for i in new],
+                [labels[i] for i in new],
+                [when[i] for i in new],
+                arrival,
+                labeler,
+                seal_now=bool(getattr(app.model, "draining", False)),
+            )
+            for i in new:
+                self.memory.put(ids[i], rows[i], labels[i], batch)
+            waits.append(batch)
+        try:
+            for b in waits:
+                await asyncio.shield(b.future)
+        except WriteFailed:
             self.rejected += 1
             return await http._send(
-                send, 503, {"error": "feedback log: write failed, nothing was written; retry"}
+                send,
+                503,
+                {"error": "feedback log: write failed; retry (labels already written are not written twice)"},
+                [(b"retry-after", str(self.cfg.retry_after_s).encode())],
             )
-        self.accepted += len(ids)
+        self.accepted += len(new)
+        self.repeated += len(ids) - len(new)
         out = {
             "accepted": len(ids),
+            "new": len(new),
+            "repeated": len(ids) - len(new),
             "requests": len(set(ids)),
             "max_delay_s": round(arrival - min(when), 3),
         }
+        if labeler is not None:
+            out["labeler"] = labeler
         return await http._send(send, 200, out)
