@@ -26,6 +26,11 @@ KSERVE_FILES = {
 }
 
 
+#: Istio kinds (not in kubernetes-validate): strict schemas written from Istio's API reference.
+ISTIO_SCHEMAS = Path(__file__).resolve().parent / "schemas" / "istio"
+ISTIO_FILES = {"AuthorizationPolicy": "security.istio.io_authorizationpolicies.json"}
+
+
 class CheckError(AssertionError):
     """An object that a cluster would reject (the message names object, field and rule)."""
 
@@ -93,6 +98,17 @@ def validate(obj: dict) -> None:
         if kind not in KSERVE_FILES:
             raise CheckError(f"{where}: no vendored KServe schema for {kind}")
         errors = sorted(_kserve_validator(kind, api.split("/")[1]).iter_errors(obj), key=lambda e: e.path)
+        if errors:
+            e = errors[0]
+            raise CheckError(f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}")
+        return
+    if api.startswith("security.istio.io/"):
+        if kind not in ISTIO_FILES:
+            raise CheckError(f"{where}: no Istio schema for {kind}")
+        import jsonschema
+
+        schema = json.loads((ISTIO_SCHEMAS / ISTIO_FILES[kind]).read_text())
+        errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
         if errors:
             e = errors[0]
             raise CheckError(f"{where}: {'.'.join(map(str, e.absolute_path))}: {e.message}")

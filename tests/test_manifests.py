@@ -182,6 +182,8 @@ def test_checked_in_serving_objects_match_the_renderer(rendered):
 @pytest.mark.parametrize("sa", ["kfloop-pipelines", "kfloop-serving"])
 def test_gke_overlay_sets_workload_identity(rendered, sa):
     for name, objs in rendered.items():
+        if name == "mesh":  # the mesh policies, applied on top of base or an overlay
+            continue
         (acct,) = [o for o in by_kind(objs, "ServiceAccount") if o["metadata"]["name"] == sa]
         annotation = acct["metadata"].get("annotations", {}).get("iam.gke.io/gcp-service-account")
         if name == "base":
@@ -229,3 +231,116 @@ def test_raw_and_serverless_differ_only_where_knative_requires(rendered):
         dataclasses.asdict(config.DeployConfig())["drain_seconds"] + 30
         == raw["terminationGracePeriodSeconds"]
     )
+
+
+# ------------------------------------------------------------------------------------ mesh policies
+LABELER = f"cluster.local/ns/{config.DeployConfig().namespace}/sa/kfloop-labeler"
+NAME = config.MODEL_NAME
+FEEDBACK_PATH = f"/v1/models/{NAME}:feedback"
+PREDICT_PATHS = {f"/v1/models/{NAME}:predict", f"/v2/models/{NAME}/infer"}
+
+
+def _policies(rendered) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in by_kind(rendered["mesh"], "AuthorizationPolicy")}
+
+
+def _istio_path_ok(path: str) -> bool:
+    """Istio's path match: exact, or one ``*`` as the whole path, its prefix or its suffix."""
+    body = path.strip("*")
+    return (
+        path.count("*") <= 1 and "*" not in body and (path == "*" or path.startswith("/") or path[0] == "*")
+    )
+
+
+def test_mesh_policies_let_only_the_labeler_post_feedback(rendered):
+    """Issue 23: anyone who reached the predictor decided the canary. At the gateways :feedback is denied to
+    every identity but the labeler's service account; at the predictor pods only the gateways, Knative's
+    data path and the labeler reach :feedback, and nothing but the model's routes is allowed."""
+    objs = rendered["mesh"]
+    (labeler,) = [o for o in by_kind(objs, "ServiceAccount") if o["metadata"]["name"] == "kfloop-labeler"]
+    assert f"cluster.local/ns/{labeler['metadata']['namespace']}/sa/kfloop-labeler" == LABELER
+    pol = _policies(rendered)
+    gate = pol["kfloop-feedback-only-from-labeler"]["spec"]
+    assert pol["kfloop-feedback-only-from-labeler"]["metadata"]["namespace"] == "istio-system"
+    assert gate["action"] == "DENY" and gate["selector"]["matchLabels"] == {"istio": "ingressgateway"}
+    (rule,) = gate["rules"]
+    assert rule["from"] == [{"source": {"notPrincipals": [LABELER]}}]
+    assert rule["to"] == [{"operation": {"methods": ["POST"], "paths": [FEEDBACK_PATH]}}]
+
+    pod = pol[f"{NAME}-predictor"]
+    assert pod["metadata"]["namespace"] == config.DeployConfig().namespace
+    spec = pod["spec"]
+    assert spec["action"] == "ALLOW"
+    assert spec["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": NAME}
+    allowed_feedback = []
+    for r in spec["rules"]:
+        paths = {p for t in r["to"] for p in t["operation"]["paths"]}
+        assert all(_istio_path_ok(p) for p in paths), paths
+        assert not any(p.startswith(("/v2/repository", "/v1/repository")) or "*" in p for p in paths)
+        if FEEDBACK_PATH in paths:
+            assert paths == {FEEDBACK_PATH}  # labels have their own rule
+            allowed_feedback += [f["source"] for f in r["from"]]
+        else:
+            assert paths >= PREDICT_PATHS
+    # The namespace as a whole may predict, but only the labeler's identity (or a gateway, where policy 1
+    # admitted only the labeler) may post labels.
+    assert {"principals": [LABELER]} in allowed_feedback
+    assert all(
+        s.get("principals") == [LABELER]
+        or set(s.get("namespaces", [])) <= {"istio-system", "knative-serving"}
+        for s in allowed_feedback
+    ), allowed_feedback
+
+
+def test_network_policy_selects_the_predictor_pods_and_admits_only_the_data_path(rendered):
+    (np_,) = by_kind(rendered["mesh"], "NetworkPolicy")
+    isvc = runtime_objects()["deploy-canary"]
+    # KServe labels the predictor's pods with the InferenceService's name.
+    assert np_["spec"]["podSelector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": isvc["metadata"]["name"]
+    }
+    assert np_["metadata"]["namespace"] == isvc["metadata"]["namespace"]
+    assert np_["spec"]["policyTypes"] == ["Ingress"]
+    (ingress,) = np_["spec"]["ingress"]
+    peers = ingress["from"]
+    namespaces = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for p in peers
+        if "namespaceSelector" in p
+    }
+    assert namespaces == {"istio-system", "knative-serving"}
+    assert {"podSelector": {}} in peers  # the kfloop namespace's own pods
+    assert len(peers) == 3
+
+
+def test_istio_checker_rejects_wrong_fields(rendered):
+    pol = _policies(rendered)[f"{NAME}-predictor"]
+    bad = copy.deepcopy(pol)
+    bad["spec"]["rules"][0]["to"][0]["operation"]["path"] = ["/x"]  # Istio's field is `paths`
+    with pytest.raises(cc.CheckError, match="path"):
+        cc.validate(bad)
+    bad = copy.deepcopy(pol)
+    bad["spec"]["action"] = "allow"
+    with pytest.raises(cc.CheckError, match="action"):
+        cc.validate(bad)
+    bad = copy.deepcopy(pol)
+    bad["spec"]["rules"][1]["from"][1]["source"]["principal"] = [LABELER]
+    with pytest.raises(cc.CheckError, match="principal"):
+        cc.validate(bad)
+    assert not _istio_path_ok("/v1/models/*:feedback")  # a wildcard in the middle never matches in Istio
+
+
+def test_every_inference_service_requires_the_feedback_token_secret():
+    """On a cluster feedback is authenticated by default: every InferenceService the code applies mounts the
+    labelers' token Secret (not optional: no Secret, no pod) and passes it to the predictor."""
+    fb = config.FeedbackConfig()
+    isvcs = {k: o for k, o in runtime_objects().items() if o["kind"] == "InferenceService"}
+    (template,) = docs(MANIFESTS / "templates" / "inferenceservice.yaml")
+    isvcs["template"] = template
+    for label, isvc in isvcs.items():
+        pred = isvc["spec"]["predictor"]
+        (vol,) = [v for v in pred["volumes"] if "secret" in v]
+        assert vol["secret"]["secretName"] == fb.tokens_secret and not vol["secret"].get("optional"), label
+        (mount,) = [m for m in pred["model"]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount["mountPath"] == fb.tokens_mount and mount["readOnly"] is True, label
+        assert f"--feedback-tokens={fb.tokens_mount}" in pred["model"]["args"], label
