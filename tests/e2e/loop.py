@@ -89,9 +89,13 @@ def _num(v):
             return v
 
 
-def post(url: str, body: dict, *, host: str | None, request_id: str | None = None) -> tuple[int, dict, dict]:
+def post(
+    url: str, body: dict, *, host: str | None, request_id: str | None = None, token: str | None = None
+) -> tuple[int, dict, dict]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
     req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     if host:
         req.add_header("Host", host)
     if request_id:
@@ -153,6 +157,31 @@ def main(argv: list[str] | None = None) -> int:
                 fresh.append(o)
                 created.append(ref)
         sh(["kubectl", "apply", "-f", "-"], stdin=yaml.safe_dump_all(objs), dry=dry)
+        # The predictor mounts the labelers' token Secret (no Secret, no pod): an e2e token if none exists
+        # (deleted with the rest), else the admin's, given as KFLOOP_E2E_FEEDBACK_TOKEN.
+        secret = config.FeedbackConfig().tokens_secret
+        feedback_token = os.environ.get("KFLOOP_E2E_FEEDBACK_TOKEN")
+        has_secret = not dry and (
+            subprocess.run(["kubectl", "get", f"secret/{secret}", "-n", ns], capture_output=True).returncode
+            == 0
+        )
+        if not has_secret:
+            feedback_token = uuid.uuid4().hex + uuid.uuid4().hex
+            sh(
+                [
+                    "kubectl",
+                    "-n",
+                    ns,
+                    "create",
+                    "secret",
+                    "generic",
+                    secret,
+                    f"--from-literal=e2e={feedback_token}",
+                ],
+                dry=dry,
+            )
+            sh(["kubectl", "-n", ns, "label", f"secret/{secret}", f"{LABEL}={run_id}"], dry=dry)
+            created.append(f"secret/{secret}")
         say(
             "manifests",
             f"applied {len(objs)} objects from {overlay.relative_to(ROOT)}; created {created or 'none'}",
@@ -236,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"would POST {url}/v1/models/{name}:feedback with {len(feedback['feedback'])} labels",
             )
         else:
-            code, _, body = post(f"{url}/v1/models/{name}:feedback", feedback, host=isvc_host)
+            code, _, body = post(
+                f"{url}/v1/models/{name}:feedback", feedback, host=isvc_host, token=feedback_token
+            )
             say("feedback", f"HTTP {code} {body}")
 
         mparams = {"store_uri": store, "source": source, "namespace": ns, "trigger_mode": "off"}
