@@ -202,6 +202,11 @@ class LabelBatcher:
             self._seal()
         return batch
 
+    def seal_open(self) -> None:
+        """Writes the open batch now instead of at its flush time (shutdown)."""
+        if self._open is not None:
+            self._seal()
+
     def _seal(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -493,7 +498,11 @@ class Feedback:
             waits.append(batch)
         try:
             for b in waits:
-                await asyncio.shield(b.future)
+                while not b.future.done():  # at shutdown (SIGTERM) the open batch is written at once
+                    await asyncio.wait([b.future], timeout=0.1)
+                    if getattr(app.model, "draining", False):
+                        self.batcher.seal_open()
+                b.future.result()
         except WriteFailed:
             self.rejected += 1
             return await http._send(

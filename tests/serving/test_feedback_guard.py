@@ -171,7 +171,10 @@ def test_labels_are_batched_into_few_files(guarded, taxi_rows):
     ]
 
     t0 = time.monotonic()
-    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as c, concurrent.futures.ThreadPoolExecutor(32) as pool:
+    with (
+        httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32)) as c,
+        concurrent.futures.ThreadPoolExecutor(32) as pool,
+    ):
 
         def send(item):
             return c.post(
@@ -296,3 +299,25 @@ def test_feedback_files_written_before_the_labeler_column_still_read(tmp_path):
                                 report=report))  # fmt: skip
     got = sorted((r["request_id"], r["labeler"]) for b in batches for r in b.to_pylist())
     assert got == [("a", None), ("b", "labeler")] and report.corrupt == []
+
+
+def test_sigterm_writes_waiting_labels_at_once(start_server, store_root, taxi_rows):
+    """A label waiting for its batch when the pod is told to stop is written then (not after the flush
+    interval, not lost): the request gets its 200 and the server exits 0."""
+    frame, _ = taxi_rows
+    server = start_server(
+        "--store-uri", store_root, "--reload-interval", "0", "--feedback-flush-seconds", "60"
+    )
+    _predict(server, frame.head(2), "term-1")
+    url = f"{server.url}/v1/models/{MODEL}:feedback"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sent = time.monotonic()
+        waiting = pool.submit(
+            httpx.post, url, json={"feedback": [{"request_id": "term-1", "row": 1, "label": 1}]}, timeout=60
+        )
+        time.sleep(1.0)
+        assert not waiting.done()  # waits for its batch (60 s)
+        assert server.stop() == 0
+        r = waiting.result()
+    assert r.status_code == 200 and time.monotonic() - sent < 30, r.text
+    assert [(g["request_id"], g["row"], g["label"]) for g in _rows(store_root)] == [("term-1", 1, 1)]
