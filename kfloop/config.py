@@ -362,8 +362,9 @@ class FeedbackConfig:
             identical repeat without writing it twice. Beyond it the oldest requests' labels are forgotten
             (and a label for them is accepted again; the monitor keeps the first by arrival).
         flush_labels: Accepted labels are written in batches: a file once this many are pending...
-        flush_seconds: ... or this long after the first of them arrived. A feedback request is answered
-            200 only once its labels are in a written file (a batch's requests wait for it together).
+        flush_seconds: ... or this long after the first of them arrived (at most one file per this interval
+            under load; a label arriving after a quiet interval is written at once). A feedback request is
+            answered 200 only once its labels are in a written file (a batch's requests wait for it together).
         max_pending_labels: Admission bound: labels accepted but not yet written, at most. A request that
             would go past it gets 503 + ``Retry-After`` naming the bound (nothing of it is kept).
         retry_after_s: ``Retry-After`` of that 503.
@@ -377,7 +378,7 @@ class FeedbackConfig:
     max_items: int = 10_000
     label_memory: int = 200_000
     flush_labels: int = 10_000
-    flush_seconds: float = 1.0
+    flush_seconds: float = 0.25
     max_pending_labels: int = 50_000
     retry_after_s: int = 1
     tokens_secret: str = "kfloop-feedback-tokens"

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -163,8 +164,9 @@ class LabelBatcher:
     """Batches accepted labels into feedback log files, with an admission bound on the labels pending.
 
     Runs on the server's event loop: :meth:`add` puts a request's labels into the open batch, which is sealed
-    after ``cfg.flush_seconds`` or at ``cfg.flush_labels`` labels and written by one writer task (in a worker
-    thread), one batch at a time. :meth:`close` writes what is left, synchronously, at shutdown.
+    after ``cfg.flush_seconds`` or at ``cfg.flush_labels`` labels, or at once when nothing was written for
+    ``cfg.flush_seconds`` and the writer is idle (a lone label waits for no timer), and written by one writer
+    task (in a worker thread), one batch at a time. :meth:`close` writes what is left, synchronously, at shutdown.
 
     Args:
         write: ``write(batch columns) -> uris``, the file writer.
@@ -183,6 +185,7 @@ class LabelBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task | None = None
         self.on_failure = None  # callable(batch): forget the batch's labels
+        self._last_seal = -math.inf
 
     def room(self, n: int) -> bool:
         return self.pending + n <= self.cfg.max_pending_labels
@@ -198,7 +201,10 @@ class LabelBatcher:
             self._timer = loop.call_later(self.cfg.flush_seconds, self._seal)
         batch.add(ids, rows, labels, when, arrival, labeler)
         self.pending += len(ids)
-        if batch.n >= self.cfg.flush_labels or seal_now:
+        idle = (self._writer is None or self._writer.done()) and not self._sealed
+        # Sparse labels are written at once; under load at most one file per flush_seconds.
+        quiet = time.monotonic() - self._last_seal >= self.cfg.flush_seconds
+        if batch.n >= self.cfg.flush_labels or seal_now or (idle and quiet):
             self._seal()
         return batch
 
@@ -214,6 +220,7 @@ class LabelBatcher:
         batch, self._open = self._open, None
         if batch is None:
             return
+        self._last_seal = time.monotonic()
         self._sealed.append(batch)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
