@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from components.canary import canary as C
+from components.canary import mirror as M
 from components.decide import decide as D
 from kfloop import config, deploy, fs, replay
 from kfloop import features as F
@@ -144,8 +145,56 @@ def test_canary_that_fails_requests_is_rolled_back(two, tmp_path):
         _frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x"
     )
     replay.write_prediction_log(root, NAME, recs, server_id="champ-extra")
+    # ... and the mirror's record says it forwarded "x" and got a 500.
+    M.record(root, NAME, [("x", 500)])
     out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.REJECT and "1 of" in out["summary"] and "errors" in out["summary"]
+
+
+def test_a_client_retry_answered_twice_by_the_same_version_is_not_a_failure(two):
+    root, _ms, v1, v2 = two
+    _traffic(root, v1, v2, 2000, canary_shift=1.0)
+    # The client retried request live-0-000000 with the same X-Request-Id: the champion answered it again.
+    recs = replay.prediction_records(
+        _frame(50), [0.9] * 50, model_name=NAME, model_version=v1, request_id="live-0-000000"
+    )
+    replay.write_prediction_log(root, NAME, recs, server_id="champ-retry")
+    out = C.judge(root, NAME, now=NOW, window_end=END)
+    assert out["verdict"] == "better" and out["action"] == C.PROMOTE, out["summary"]
+    assert "50 request rows answered again by" in out["summary"] and "client retries" in out["summary"]
+    assert out["comparison"]["rows"] == 2000  # the first answer kept, the retry dropped
+
+
+def test_an_unmirrored_request_is_not_a_canary_failure_and_the_reason_says_so(two):
+    root, _ms, v1, v2 = two
+    _traffic(root, v1, v2, 2000, canary_shift=1.0)
+    M.record(root, NAME, [(f"live-0-{lo:06d}", 200) for lo in range(0, 2000, 50)])
+    # Two requests sent to the champion only (never forwarded by the mirror).
+    for rid in ("direct-1", "direct-2"):
+        recs = replay.prediction_records(
+            _frame(8), [0.5] * 8, model_name=NAME, model_version=v1, request_id=rid
+        )
+        replay.write_prediction_log(root, NAME, recs, server_id=f"champ-{rid}")
+    out = C.judge(root, NAME, now=NOW, window_end=END)
+    assert out["action"] == C.PROMOTE, out["summary"]
+    assert "2 of 42 champion requests were never mirrored" in out["summary"]
+    assert out["mirror_records"] == 1
+
+
+def test_conflicting_labels_keep_the_first_and_the_verdict_records_their_provenance(two):
+    root, _ms, v1, v2 = two
+    _traffic(root, v1, v2, 2000, canary_shift=1.0)
+    # An attacker sends the opposite label for every row afterwards: it must not flip the verdict.
+    flipped = []
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    for lo in range(0, 2000, 50):
+        flipped += [(f"live-0-{lo:06d}", i, int(1 - y[lo + i])) for i in range(50)]
+    replay.write_feedback(root, NAME, flipped)
+    out = C.judge(root, NAME, now=NOW, window_end=END)
+    assert out["action"] == C.PROMOTE and out["verdict"] == "better", out["summary"]
+    prov = out["label_provenance"]
+    assert prov["conflicts"] == 2000 and prov["feedback_files"] >= 2 and prov["labelled_rows"] == 4000
 
 
 def test_unknown_version_in_the_window_is_unhealthy(two):

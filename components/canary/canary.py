@@ -35,11 +35,32 @@ PROMOTE, REJECT, WAIT, NONE = "promote", "reject", "wait", "none"
 
 @dataclasses.dataclass
 class Scores:
-    """What one model version scored: request rows, probabilities, labels (NaN: not arrived)."""
+    """What one model version scored: request rows, probabilities, labels (NaN: not arrived).
+
+    Attributes:
+        ids: ``(request_id, row)`` of each scored row, once (a repeated answer is dropped, first kept).
+        probs: Probability of each row.
+        labels: Arrived label of each row (NaN: none).
+        retries: Rows answered again by the same version in the same log (a client retry with the same
+            ``X-Request-Id``): dropped, not a failure.
+        doubled: Rows this version answered in both logs (main and shadow): a server meant to serve the
+            other version answers with this one.
+    """
 
     ids: list[tuple[str, int]]
     probs: np.ndarray
     labels: np.ndarray
+    retries: int = 0
+    doubled: int = 0
+
+
+@dataclasses.dataclass
+class LiveLog:
+    """What :func:`live_scores` read: per-version scores, corrupt files, where the labels came from."""
+
+    scores: dict[str, Scores]
+    corrupt: int = 0
+    labels: dict = dataclasses.field(default_factory=dict)
 
 
 def live_scores(
@@ -50,48 +71,75 @@ def live_scores(
     *,
     horizon_days: float = config.MonitoringConfig().feedback_horizon_days,
     shadow_log: str = config.CanaryConfig().shadow_log,
-) -> tuple[dict[str, Scores], int]:
+) -> LiveLog:
     """Per model version, the rows logged in ``[start, end)`` and their arrived labels.
 
     The one function of this step that reads the prediction / feedback log (:func:`kfloop.predlog.scan`:
     only the window's date partitions; corrupt files skipped and counted). Predictions come from the main
     log (real traffic, e.g. a KServe traffic split) and from the shadow log ``<store>/<shadow_log>/`` (a
     shadow canary's answers to copies of the same requests); labels from the main log's feedback, joined
-    on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window.
+    on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window. A row answered
+    again by the same version in the same log (a client retry) keeps its first answer by time; labels
+    follow :mod:`components.monitor.labels` (first arrival kept, conflicts counted).
 
     Returns:
-        ``({version: Scores}, corrupt_files)``.
+        A :class:`LiveLog`.
     """
+    import pandas as pd
+
+    from components.monitor import labels as L
     from kfloop import fs, predlog
 
     if end <= start:
-        return {}, 0
+        return LiveLog({})
     rep = predlog.ScanReport()
-    cols = ["request_id", "row", "model_version", "probability"]
-    by_version: dict[str, tuple[list, list]] = {}
-    for root in (store_uri, fs.join(store_uri, shadow_log)):
+    cols = ["request_id", "row", "model_version", "probability", "timestamp"]
+    parts = []
+    for n, root in enumerate((store_uri, fs.join(store_uri, shadow_log))):
         for b in predlog.scan(root, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
             d = b.to_pydict()
-            for rid, row, v, p in zip(
-                d["request_id"], d["row"], d["model_version"], d["probability"], strict=True
-            ):
-                ids, probs = by_version.setdefault(str(v), ([], []))
-                ids.append((str(rid), int(row)))
-                probs.append(float(p))
-    labels: dict[tuple[str, int], int] = {}
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "request_id": [str(r) for r in d["request_id"]],
+                        "row": [int(r) for r in d["row"]],
+                        "version": [str(v) for v in d["model_version"]],
+                        "p": np.asarray(d["probability"], dtype=np.float64),
+                        "ts": [t.timestamp() for t in d["timestamp"]],
+                        "log": n,
+                    }
+                )
+            )
     fb_end = end + dt.timedelta(days=horizon_days)
-    fb = predlog.scan(
-        store_uri, model_name, predlog.FEEDBACK, start, fb_end, ["request_id", "row", "label"], report=rep
-    )
-    for b in fb:  # in file order; a later label for the same row wins (a correction)
-        d = b.to_pydict()
-        for rid, row, y in zip(d["request_id"], d["row"], d["label"], strict=True):
-            labels[(str(rid), int(row))] = int(y)
+    fcols = L.feedback_columns(predlog.FEEDBACK_SCHEMA)
+    frep = predlog.ScanReport()
+    fparts = [
+        b.to_pandas()
+        for b in predlog.scan(store_uri, model_name, predlog.FEEDBACK, start, fb_end, fcols, report=frep)
+    ]
+    prov = L.Provenance(feedback_files=frep.files)
+    labels: dict[tuple[str, int], int] = {}
+    if fparts:
+        f = pd.concat(fparts, ignore_index=True)
+        f["ts"] = f["timestamp"].astype("int64")
+        f = L.first_labels(f, prov)
+        keys = zip(f["request_id"].astype(str), f["row"].astype(int), strict=True)
+        labels = dict(zip(keys, f["label"].astype(int), strict=True))
     out = {}
-    for v, (ids, probs) in by_version.items():
-        ys = [labels.get(k, np.nan) for k in ids]
-        out[v] = Scores(ids, np.asarray(probs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
-    return out, len(rep.corrupt)
+    if parts:
+        frame = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
+        for v, g in frame.groupby("version", sort=True):
+            first_in_log = ~g.duplicated(["request_id", "row", "log"], keep="first")
+            retries = int((~first_in_log).sum())
+            g = g[first_in_log.to_numpy()]
+            once = ~g.duplicated(["request_id", "row"], keep="first")
+            doubled = int((~once).sum())
+            g = g[once.to_numpy()]
+            ids = list(zip(g["request_id"], g["row"].astype(int), strict=True))
+            ys = [labels.get(k, np.nan) for k in ids]
+            out[str(v)] = Scores(ids, g["p"].to_numpy(), np.asarray(ys, dtype=np.float64), retries, doubled)
+    prov.labelled_rows = sum(int((~np.isnan(s.labels)).sum()) for s in out.values())
+    return LiveLog(out, len(rep.corrupt) + len(frep.corrupt), prov.as_dict())
 
 
 def canary_since(ms: store.ModelStore, model_name: str, canary: str) -> dt.datetime | None:
@@ -114,9 +162,24 @@ def _reason(kind: str, measure: str, value, threshold, message: str) -> dict:
     return {"kind": kind, "measure": measure, "value": value, "threshold": threshold, "message": message}
 
 
-def health(scores: dict[str, Scores], canary: str, champion: str) -> list[dict]:
-    """Reasons the canary is unhealthy (empty: healthy)."""
-    out = []
+def health(
+    scores: dict[str, Scores], canary: str, champion: str, mirrored=None
+) -> tuple[list[dict], list[dict]]:
+    """Reasons the canary is unhealthy (empty: healthy), and notes that are not failures.
+
+    * A version that is neither canary nor champion, or one version answering the same rows in both the
+      main and the shadow log (the other server answers with the wrong version): unhealthy.
+    * The same rows answered again by the same version in the same log (a client retrying with the same
+      request id): a note; the first answer is kept.
+    * With a shadow canary, champion requests without a canary answer are told apart with the mirror's
+      record (:mod:`components.canary.mirror`): forwarded and answered with an error or not at all →
+      unhealthy (a canary failure); never forwarded → a note (unmirrored, not the canary's fault); with
+      no mirror record at all the two cannot be told apart → a note that says so.
+
+    Returns:
+        ``(unhealthy reasons, notes)``.
+    """
+    out, notes = [], []
     for v, s in sorted(scores.items()):
         if v not in (canary, champion):
             out.append(
@@ -130,37 +193,82 @@ def health(scores: dict[str, Scores], canary: str, champion: str) -> list[dict]:
             )
     for v in (canary, champion):
         s = scores.get(v)
-        if s is not None and len(set(s.ids)) < len(s.ids):
-            dup = len(s.ids) - len(set(s.ids))
+        if s is not None and s.doubled:
             out.append(
                 _reason(
                     "health",
                     "duplicate_answers",
-                    dup,
+                    s.doubled,
                     0,
-                    f"{dup} request rows answered twice as {v}: a server meant to serve the other version "
+                    f"{s.doubled} request rows answered twice as {v}: a server meant to serve the other version "
                     f"answers with the wrong version",
                 )
             )
+        if s is not None and s.retries:
+            notes.append(
+                _reason(
+                    "note",
+                    "client_retries",
+                    s.retries,
+                    None,
+                    f"{s.retries} request rows answered again by {v} under the same request id (client "
+                    "retries): first answer kept, not a failure",
+                )
+            )
     can, cham = scores.get(canary), scores.get(champion)
-    if can is not None and cham is not None and can.ids:
-        shadow = set(can.ids) & set(cham.ids)
-        if shadow:  # the canary shadows the champion: it must answer every request since it was deployed
-            requests = {rid for rid, _ in cham.ids}
-            answered = {rid for rid, _ in can.ids}
-            missing = requests - answered
-            if missing:
+    if can is not None and cham is not None and can.ids and set(can.ids) & set(cham.ids):
+        # the canary shadows the champion: it must answer every request mirrored to it
+        requests = {rid for rid, _ in cham.ids}
+        missing = requests - {rid for rid, _ in can.ids}
+        if missing and (mirrored is None or not mirrored.recorded):
+            notes.append(
+                _reason(
+                    "note",
+                    "unanswered_unknown",
+                    len(missing),
+                    None,
+                    f"{len(missing)} of {len(requests)} champion requests have no canary answer and no mirror "
+                    "record tells whether they were mirrored: not counted as failures",
+                )
+            )
+        elif missing:
+            failed = {r for r in missing if r in mirrored.status and mirrored.status[r] != 200}
+            unlogged = {r for r in missing if mirrored.status.get(r) == 200}
+            unmirrored = missing - failed - unlogged
+            forwarded = len(requests & set(mirrored.status))
+            if failed:
                 out.append(
                     _reason(
                         "health",
                         "failed_requests",
-                        len(missing),
+                        len(failed),
                         0,
-                        f"the canary answered no rows of {len(missing)} of {len(requests)} mirrored requests "
+                        f"the canary answered no rows of {len(failed)} of {forwarded} mirrored requests "
                         "(errors)",
                     )
                 )
-    return out
+            if unmirrored:
+                notes.append(
+                    _reason(
+                        "note",
+                        "unmirrored_requests",
+                        len(unmirrored),
+                        None,
+                        f"{len(unmirrored)} of {len(requests)} champion requests were never mirrored to the "
+                        "canary: not canary failures",
+                    )
+                )
+            if unlogged:
+                notes.append(
+                    _reason(
+                        "note",
+                        "answered_unlogged",
+                        len(unlogged),
+                        None,
+                        f"{len(unlogged)} mirrored requests were answered by the canary (200) but not logged",
+                    )
+                )
+    return out, notes
 
 
 def _labelled(s: Scores) -> tuple[np.ndarray, np.ndarray, list]:
@@ -249,7 +357,9 @@ def judge(
     # Since the canary was deployed (by the store's clock, the one the log is stamped with); a canary
     # without that record (set by hand) is judged on the window up to ``end`` from the day before.
     since = canary_since(ms, model_name, canary) or end - dt.timedelta(days=1)
-    scores, bad = live_scores(
+    from components.canary import mirror
+
+    live = live_scores(
         store_uri,
         model_name,
         since,
@@ -257,12 +367,16 @@ def judge(
         horizon_days=mon_cfg.feedback_horizon_days,
         shadow_log=canary_cfg.shadow_log,
     )
+    scores, bad = live.scores, live.corrupt
+    mirrored = mirror.read(store_uri, model_name, since, end, shadow_log=canary_cfg.shadow_log)
     base.update(
         window_start=clock.iso(since),
         window_end=clock.iso(end),
         rows={v: len(s.ids) for v, s in scores.items()},
         labelled={v: int((~np.isnan(s.labels)).sum()) for v, s in scores.items()},
         bad_records=bad,
+        label_provenance=live.labels,
+        mirror_records=mirrored.files,
     )
     earlier = [
         v
@@ -270,7 +384,7 @@ def judge(
         if v.get("canary_version") == canary and v["action"] == WAIT
     ]
     base["checks"] = len(earlier)
-    sick = health(scores, canary, champion)
+    sick, notes = health(scores, canary, champion, mirrored)
     if sick:
         action, verdict, reasons = REJECT, "unhealthy", sick
     else:
@@ -303,6 +417,7 @@ def judge(
         ]
         if c.rows == 0:
             action, verdict = WAIT, paired.UNDECIDED  # no labelled traffic yet: this check does not count
+    reasons = [*reasons, *notes]
     if act and action in (PROMOTE, REJECT):
         text = "; ".join(r["message"] for r in reasons)
         kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster, image=image)
