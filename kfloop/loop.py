@@ -453,6 +453,7 @@ class _Loop:
         body_rows = replay.instances(rows)
         path = f"/v1/models/{self.model_name}:predict"
         out = {"requests": 0, "failed": 0, "versions": {}}
+        forwarded: list[tuple[str, int]] = []  # the mirror's record (components/canary/mirror.py)
         try:
             for rid, lo in zip(request_ids, range(0, len(body_rows), self.cfg.batch_size), strict=True):
                 batch = body_rows[lo : lo + self.cfg.batch_size]
@@ -464,7 +465,9 @@ class _Loop:
                 except (OSError, http.client.HTTPException):
                     conn.close()
                     out["failed"] += 1
+                    forwarded.append((rid, 0))
                     continue
+                forwarded.append((rid, int(status)))
                 if status != 200:
                     out["failed"] += 1
                     continue
@@ -472,6 +475,9 @@ class _Loop:
                 out["versions"][v] = out["versions"].get(v, 0) + len(batch)
         finally:
             conn.close()
+            from components.canary import mirror
+
+            mirror.record(self.store_uri, self.model_name, forwarded)
         return out
 
     def wait_for_version(self, server: Server, version: str, timeout: float = 60.0) -> bool:
