@@ -136,7 +136,9 @@ def read(
             if not name.endswith(".parquet") or name.startswith("."):
                 continue
             try:
-                t = pq.read_table(pa.BufferReader(fs.read_bytes(uri)), columns=["request_id", "status"])
+                t = pq.read_table(
+                    pa.BufferReader(fs.read_bytes(uri)), columns=["request_id", "status"], use_threads=False
+                )
                 rids, codes = t.column("request_id").to_pylist(), t.column("status").to_pylist()
             except Exception:  # a bad record file is skipped and counted, never raised
                 out.corrupt += 1
