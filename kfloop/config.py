@@ -250,6 +250,11 @@ class MonitoringConfig:
             with no new data since, the wait grows by this factor per rejection (cooldown x factor^k).
         max_backoff_hours: The longest such wait.
         new_data_rows: Labelled live rows monitored since a rejected retraining that count as new data.
+        close_after_seconds: The watermark: a window closes only this long after its end by the wall clock
+            (a predictor publishes a row up to its ``log_flush_seconds``, 2 s by default, after stamping it,
+            plus the writer's publish); a run that comes sooner closes its window at ``scan time -
+            close_after_seconds`` and the next run starts there, so a row that reaches the log late still
+            falls in a window.
     """
 
     drift_linf: float = 0.075
@@ -268,6 +273,7 @@ class MonitoringConfig:
     backoff_factor: float = 2.0
     max_backoff_hours: float = 24.0 * 30
     new_data_rows: int = 500
+    close_after_seconds: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)

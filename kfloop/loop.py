@@ -542,7 +542,8 @@ def run_loop(
             if rows.empty:
                 continue
             with loop.step(f"replay {window.label}", f"{len(rows)} trips") as st:
-                w_start = _iso_now()
+                # windows chain: each starts where the last one closed (its watermark), so no row falls between
+                w_start = loop.windows[-1]["summary"]["window_end"] if loop.windows else _iso_now()
                 got = replay.replay(
                     rows,
                     server.url,
@@ -551,8 +552,10 @@ def run_loop(
                     request_prefix=window.label.split()[0],
                 )
                 mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
-                time.sleep(server.flush_seconds * 2 + 0.5)  # the servers' log flush
-                w_end = _iso_now()
+                w_end = _iso_now()  # every row of the window is stamped before this
+                # the servers' log flush, and the monitor's watermark: a scan sooner would close the window early
+                closes = config.MonitoringConfig().close_after_seconds
+                time.sleep(max(server.flush_seconds * 2 + 0.5, closes + 0.5))
                 st["detail"] = (
                     f"{got.rows} predictions in {got.seconds:.1f} s by {got.model_versions}, {got.feedback_rows} labels arrived"
                 )

@@ -2,6 +2,7 @@
 ids are joined into the monitor's live AUC, and labels that arrive after their window was monitored are
 counted by a backfill of that window."""
 
+import dataclasses
 import datetime as dt
 import http.client
 import shutil
@@ -12,10 +13,12 @@ import pytest
 
 from components.monitor import backfill
 from components.monitor import monitor as M
-from kfloop import datasets, fs, loop, replay, store
+from kfloop import config, datasets, fs, loop, replay, store
 from kfloop import features as F
 
 MODEL = "taxi-tips"
+#: The test waits for the server's log flush itself before it monitors a window that ends "now".
+FLUSHED = dataclasses.replace(config.MonitoringConfig(), close_after_seconds=0.0)
 
 
 @pytest.mark.slow
@@ -35,7 +38,9 @@ def test_http_feedback_joins_live_auc_and_late_labels_backfill(tmp_path, trained
         got_a = replay.replay(rows_a, server.url, MODEL, feedback=False, request_prefix="a")
         time.sleep(server.flush_seconds * 2 + 0.5)
         a_end = b_start = replay.utc_now()
-        first = M.monitor(root, MODEL, a_start.isoformat(), a_end.isoformat(), taxi_split["train"])
+        first = M.monitor(
+            root, MODEL, a_start.isoformat(), a_end.isoformat(), taxi_split["train"], cfg=FLUSHED
+        )
         assert first["rows"] == 300 and first["labelled_rows"] == 0 and first["live_auc"] is None
 
         # window A's labels arrive late, over HTTP, keyed by the request ids the server answered
@@ -54,7 +59,7 @@ def test_http_feedback_joins_live_auc_and_late_labels_backfill(tmp_path, trained
         server.stop()
     assert got_b.feedback_requests == 1 and got_b.feedback_rows == int(rows_b[F.LABEL.name].notna().sum())
 
-    second = M.monitor(root, MODEL, b_start.isoformat(), b_end.isoformat(), taxi_split["train"])
+    second = M.monitor(root, MODEL, b_start.isoformat(), b_end.isoformat(), taxi_split["train"], cfg=FLUSHED)
     assert second["labelled_rows"] == got_b.feedback_rows
     assert 0.8 < second["live_auc"] <= 1.0  # HTTP feedback joined into live AUC
 

@@ -149,3 +149,39 @@ def test_later_months_drift_training_window_does_not(tmp_path, taxi_split, frame
     assert [v for _, v in series["payment_type"]] == [
         next(s["value"] for s in r["drift"] if s["feature"] == "payment_type") for r in (a, b)
     ]
+
+
+def test_rows_that_reach_the_log_after_a_scan_fall_in_the_next_window(tmp_path, taxi_split, frames):
+    """Item 7 of issue 23: a run ending "now" closes its window at the watermark, the next run starts there.
+
+    Rows stamped just before the first run's end are written to the log only after that run scanned (a
+    predictor's flush interval): without the watermark they fell in no window. The loss is measured: every
+    written row is counted by exactly one of the two runs.
+    """
+    import dataclasses
+
+    store = str(tmp_path)
+    cfg = dataclasses.replace(CFG, close_after_seconds=30.0, min_examples=1)
+    now = replay.utc_now()
+    early, late = frames["live"].iloc[:200], frames["live"].iloc[200:320]
+    _log(store, early, now - dt.timedelta(minutes=10), labels=False)  # long flushed
+    first_start = now - dt.timedelta(minutes=20)
+    first = M.monitor(store, MODEL, first_start.isoformat(), now.isoformat(), taxi_split["train"], cfg=cfg)
+    # stamped 20 s .. 8 s before the first run's end, published after its scan (a late flush)
+    _log(store, late, now - dt.timedelta(seconds=20), labels=False, step_ms=100)
+    assert first["requested_window_end"] == M.iso_ms(now)
+    closed = M.parse_iso(first["window_end"])
+    assert now - dt.timedelta(seconds=30) <= closed < now - dt.timedelta(seconds=20)  # the scan's time - 30 s
+    window = M.next_window(store, MODEL, (now + dt.timedelta(minutes=5)).isoformat())
+    assert window.start == M.parse_iso(first["window_end"])  # the next window starts where this one closed
+    with pytest.raises(M.MonitorError, match="not closed yet.*close_after_seconds"):  # nothing of it closed
+        recent = replay.utc_now() - dt.timedelta(seconds=5)
+        M.monitor(
+            store, MODEL, recent.isoformat(), replay.utc_now().isoformat(), taxi_split["train"], cfg=cfg
+        )
+    later = dataclasses.replace(cfg, close_after_seconds=0.0)  # ... the next scheduled run, a while later
+    second = M.monitor(
+        store, MODEL, window.start.isoformat(), window.end.isoformat(), taxi_split["train"], cfg=later
+    )
+    assert (first["rows"], second["rows"]) == (len(early), len(late))
+    assert first["rows"] + second["rows"] == len(early) + len(late)  # nothing lost, nothing counted twice

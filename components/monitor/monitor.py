@@ -135,6 +135,20 @@ def auc(labels, scores) -> float | None:
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def closed_end(
+    end: dt.datetime, close_after_seconds: float, scan_time: dt.datetime | None = None
+) -> dt.datetime:
+    """The end of a window that a scan at ``scan_time`` (default: now) may close: ``end``, or the watermark.
+
+    A predictor stamps a row when it answers and publishes it with its next log flush, so rows stamped up
+    to a flush interval (plus the write) before the scan may not be in the log yet. A window is closed only
+    up to ``scan_time - close_after_seconds``; the next run starts at the recorded (closed) end
+    (:func:`next_window`), so a row that arrives late falls in the next window, never in none.
+    """
+    watermark = (scan_time or utc_now()) - dt.timedelta(seconds=close_after_seconds)
+    return min(end, watermark)
+
+
 def run_id(window_end: dt.datetime) -> str:
     return f"{window_end:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}"
 
@@ -197,9 +211,16 @@ def monitor(
     from components.validate import tfdv_ops as V
 
     start = parse_instant(window_start, "window_start")
-    end = parse_instant(window_end, "window_end")
+    requested_end = parse_instant(window_end, "window_end")
+    if requested_end <= start:
+        raise MonitorError(f"window_end {iso_ms(requested_end)} is not after window_start {iso_ms(start)}")
+    end = closed_end(requested_end, cfg.close_after_seconds)
     if end <= start:
-        raise MonitorError(f"window_end {iso_ms(end)} is not after window_start {iso_ms(start)}")
+        raise MonitorError(
+            f"window {iso_ms(start)} .. {iso_ms(requested_end)} is not closed yet: rows stamped in it may still "
+            f"reach the log for {cfg.close_after_seconds:g} s (close_after_seconds); run again after "
+            f"{iso_ms(start + dt.timedelta(seconds=cfg.close_after_seconds))}"
+        )
     if reference is None:
         if not reference_train:
             raise MonitorError("no reference: give the champion's reference folder or training CSV")
@@ -241,6 +262,8 @@ def monitor(
             "champion_version": champion_version or reference.version,
             "window_start": iso_ms(start),
             "window_end": iso_ms(end),
+            "requested_window_end": iso_ms(requested_end),
+            "close_after_seconds": cfg.close_after_seconds,
             "monitored_at": iso_ms(utc_now()),
             "rows": ws.rows,
             "labelled_rows": ws.labelled_rows,
