@@ -25,10 +25,16 @@ def _score(frame):
     return (0.15 + 0.7 * card + 0.001 * frame["trip_miles"].fillna(0).clip(0, 50)).tolist()
 
 
-def _log(store, frame, start, *, labels=True, step_ms=10, version="v0001"):
+def _log(store, frame, start, *, labels=True, step_ms=10, version="v0001", request_id=None):
     """Writes ``frame`` as one logged request starting at ``start`` (+ feedback); returns the window end."""
     recs = replay.prediction_records(
-        frame, _score(frame), model_name=MODEL, model_version=version, start=start, step_ms=step_ms
+        frame,
+        _score(frame),
+        model_name=MODEL,
+        model_version=version,
+        start=start,
+        step_ms=step_ms,
+        request_id=request_id,
     )
     replay.write_prediction_log(store, MODEL, recs)
     if labels:
@@ -185,3 +191,23 @@ def test_rows_that_reach_the_log_after_a_scan_fall_in_the_next_window(tmp_path, 
     )
     assert (first["rows"], second["rows"]) == (len(early), len(late))
     assert first["rows"] + second["rows"] == len(early) + len(late)  # nothing lost, nothing counted twice
+
+
+def test_a_contradicting_later_label_never_replaces_the_first_and_the_run_records_it(
+    tmp_path, taxi_split, frames
+):
+    """Item 2 of issue 23, read side: whoever sends the next label cannot rewrite the live metric."""
+    store = str(tmp_path)
+    rows = frames["live"].head(400)
+    end = _log(store, rows, T0, request_id="r1")  # + the true labels, arrived an hour later
+    honest = M.monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    flipped = [("r1", i, 1 - int(y)) for i, y in enumerate(rows[F.LABEL.name]) if y == y]
+    replay.write_feedback(store, MODEL, flipped, when=T0 + dt.timedelta(hours=2))  # a later, forged batch
+    s = M.monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    assert s["live_auc"] == honest["live_auc"] and s["labelled_rows"] == honest["labelled_rows"] == len(
+        flipped
+    )
+    prov = s["label_provenance"]
+    assert prov["conflicts"] == len(flipped) and prov["repeats"] == 0 and prov["feedback_files"] == 2
+    assert prov["labelled_rows"] == len(flipped) and prov["feedback_rows"] == 2 * len(flipped)
+    assert honest["label_provenance"]["conflicts"] == 0

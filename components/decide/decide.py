@@ -194,6 +194,7 @@ def decide(
         "cooldown_until": None,
         "retrain": False,
         "labelled_rows": summary.get("labelled_rows", 0),
+        "label_provenance": summary.get("label_provenance"),  # where the live metric's labels came from
         "outcomes_seen": len(known_outcomes),
     }
     history = list(history)

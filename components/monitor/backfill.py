@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from components.monitor import labels as L
 from kfloop import config, records
 from kfloop import predlog as P
 
@@ -39,8 +40,9 @@ def _key_table(batches, names):
 def window_labels(store_uri: str, model_name: str, start: dt.datetime, end: dt.datetime, horizon_days: float):
     """Labels and probabilities of a window's predictions joined with the feedback arrived so far.
 
-    Duplicate predictions of one ``(request_id, row)`` count once; a later label for a key wins (a
-    correction). Rows without a label are left out.
+    Duplicate predictions of one ``(request_id, row)`` count once; the first label to arrive for a key is
+    kept, later contradicting ones are ignored (:func:`components.monitor.labels.first_labels`, the policy
+    of the monitor's own join). Rows without a label are left out.
 
     Returns:
         ``(labels, probabilities, delays)`` numpy arrays (``delays``: seconds from prediction to label, NaN
@@ -68,8 +70,7 @@ def window_labels(store_uri: str, model_name: str, start: dt.datetime, end: dt.d
     if preds is None or fb is None:
         return empty
     p = preds.to_pandas().drop_duplicates(["request_id", "row"], keep="first")
-    f = fb.to_pandas().sort_values("timestamp", kind="stable")
-    f = f.drop_duplicates(["request_id", "row"], keep="last")
+    f = L.first_labels(fb.to_pandas().rename(columns={"timestamp": "ts"}))
     joined = p.merge(f, on=["request_id", "row"], how="inner")
     joined = joined[joined["label"].isin([0, 1])]
     delays = pd.to_numeric(joined["delay_s"], errors="coerce").to_numpy(dtype=np.float64)

@@ -267,6 +267,7 @@ def monitor(
             "monitored_at": iso_ms(utc_now()),
             "rows": ws.rows,
             "labelled_rows": ws.labelled_rows,
+            "label_provenance": dataclasses.replace(ws.labels, labelled_rows=ws.labelled_rows).as_dict(),
             "bad_records": ws.bad_total(),
             "bad_examples": bad[:5],
             "bad_reasons": {"predictions": dict(ws.bad_predictions), "feedback": dict(ws.bad_feedback)},

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from components.monitor import labels as L
 from kfloop import features as F
 from kfloop import predlog as P
 
@@ -163,6 +164,7 @@ class WindowStats:
     corrupt_files: list = dataclasses.field(default_factory=list)
     files: int = 0
     feedback_files: int = 0
+    labels: L.Provenance = dataclasses.field(default_factory=L.Provenance)
     pos_hist: np.ndarray | None = None
     neg_hist: np.ndarray | None = None
 
@@ -279,9 +281,7 @@ def process_window(
     staged = _Stage(stage_dir, "live")
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-", dir=spill_dir) as tmp:
         preds = _Spill(tmp, "p", P.PREDICTION_SCHEMA, buckets)
-        fb_schema = pa.schema(
-            [P.FEEDBACK_SCHEMA.field(c) for c in ("request_id", "row", "label", "timestamp")]
-        )
+        fb_schema = pa.schema([P.FEEDBACK_SCHEMA.field(c) for c in L.feedback_columns(P.FEEDBACK_SCHEMA)])
         fbs = _Spill(tmp, "f", fb_schema, buckets)
         rep = P.ScanReport()
         try:
@@ -305,6 +305,7 @@ def process_window(
             ws.bad_feedback[reason] += n
         ws.corrupt_files = [*rep.corrupt, *frep.corrupt]
         ws.files, ws.feedback_files = rep.files, frep.files
+        ws.labels.feedback_files = frep.files
         for b in range(buckets):
             table = preds.read(b)
             preds.remove(b)
@@ -321,7 +322,8 @@ def process_window(
 
 def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa.Table, np.ndarray]:
     """Drops repeated ``(request_id, row)`` predictions (first kept, the rest counted) and returns the label
-    of each row (-1 = none arrived; the latest arrival wins)."""
+    of each row (-1 = none arrived; the first arrival is kept, later contradicting labels are counted in
+    ``ws.labels``: :func:`components.monitor.labels.first_labels`)."""
     import pandas as pd
 
     keys = pd.DataFrame(
@@ -345,7 +347,9 @@ def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa
             "ts": _np(fb.column("timestamp").combine_chunks().cast(pa.int64())),
         }
     )
-    f = f.sort_values("ts", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
+    if L.LABELER in fb.schema.names:
+        f[L.LABELER] = fb.column(L.LABELER).to_pandas()
+    f = L.first_labels(f, ws.labels)
     joined = keys.merge(f[["request_id", "row", "label"]], on=["request_id", "row"], how="left", sort=False)
     return table, joined["label"].fillna(-1).to_numpy(dtype=np.int8)
 
