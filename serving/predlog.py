@@ -21,8 +21,8 @@ into one Arrow table, writes it as one snappy-compressed Parquet file per date a
 (:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped counts come from these
 acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:
 in the server's own interpreter it took the event loop's time (1,000-row requests ran at ~0.4-0.6x the
-log-off rate); in the writer process it runs beside it. If the writer process dies, its unacknowledged rows
-are counted as dropped and the next flush starts a new one. ``close()`` (SIGTERM) flushes what is queued,
+log-off rate); in the writer process it runs beside it. If the writer process dies, its unacknowledged frames
+go back to the front of the queue and a new writer (with a fresh writer id) writes them. ``close()`` (SIGTERM) flushes what is queued,
 closes the pipe and waits for the writer to finish.
 
 Loss bound on ``kill -9`` of the server: the rows answered since the last flush was handed to the writer,
