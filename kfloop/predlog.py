@@ -2,8 +2,20 @@
 
 Layout under a log root (the store root, local or ``gs://``), hive-partitioned by UTC date::
 
-    <root>/predictions/<model>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet
+    <root>/predictions/<model>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet       online rows, visible at once
     <root>/feedback/<model>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet
+    <root>/predictions/<model>/_staging/<job-key>/<attempt>/date=YYYY-MM-DD/<writer-id>-<seq>.parquet
+    <root>/predictions/<model>/_commits/<job-key>.json                        names the committed attempt
+
+A batch job (:class:`BatchJob`) writes its rows in the same files, but staged under a per-job, per-attempt
+prefix that no reader lists; when every step of the job has succeeded it publishes them with ONE small
+commit object, written last and atomically, that names the attempt and its files (relative paths, so a
+copied store keeps working). Readers (:func:`scan`, :func:`list_files`) take a job's rows only through its
+commit object, so a job is visible whole or not at all; a rerun of the same job id commits its own attempt
+over the previous one (replaces, never doubles). The files of a failed, killed or superseded attempt are
+never read (an attempt that fails in-process removes its own; a killed one leaves them to be deleted).
+A staged attempt is a hive-partitioned dataset by itself (``pyarrow.dataset`` / DuckDB read it with
+``partitioning="hive"``); :func:`log_files` gives every committed file of a window for such readers.
 
 Each file is one compressed (snappy) Parquet file per written batch and date, with plain Arrow types only
 (``string``, ``int8/32/64``, ``float32``, ``timestamp[us, UTC]``) and Parquet format 2.6, so that the same file
@@ -28,13 +40,18 @@ This is a foundation module: it imports only pyarrow, numpy, the standard librar
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import io
 import itertools
+import json
 import os
+import re
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -371,6 +388,11 @@ def _publish(uri: str, data: bytes) -> None:
         raise
 
 
+def _check_model_name(model_name: str) -> None:
+    if not model_name or "/" in model_name or model_name in (".", ".."):
+        raise LogError(f"model name {model_name!r} is not a single path segment")
+
+
 def _dates(ts: pa.Array) -> np.ndarray:
     """UTC day number (days since 1970-01-01) of each timestamp."""
     us = ts.cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -384,8 +406,12 @@ def write_table(
     table: pa.Table,
     *,
     writer_id: str | None = None,
+    _base: str | None = None,
 ) -> list[str]:
     """Writes ``table`` as one Parquet file per UTC date of its ``timestamp`` column, atomically.
+
+    (``_base``: the folder that holds the date partitions instead of ``<root>/<kind>/<model>``; only
+    :meth:`BatchJob.write` stages there.)
 
     Args:
         log_root_uri: Log root (the store root; local dir or ``gs://bucket/prefix``).
@@ -402,8 +428,7 @@ def write_table(
         OSError / google.api_core errors: the write failed (nothing visible was written for that date).
     """
     schema = _schema(kind)
-    if not model_name or "/" in model_name or model_name in (".", ".."):
-        raise LogError(f"model name {model_name!r} is not a single path segment")
+    _check_model_name(model_name)
     if table.num_rows == 0:
         return []
     try:
@@ -417,9 +442,12 @@ def write_table(
     for day in np.unique(days):
         part = table if len(np.unique(days)) == 1 else table.filter(pa.array(days == day))
         date = dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
-        uri = fs.join(
-            partition_uri(log_root_uri, kind, model_name, date), f"{writer}-{_next_seq():08d}{SUFFIX}"
+        folder = (
+            partition_uri(log_root_uri, kind, model_name, date)
+            if _base is None
+            else fs.join(_base, f"date={date.isoformat()}")
         )
+        uri = fs.join(folder, f"{writer}-{_next_seq():08d}{SUFFIX}")
         _publish(uri, parquet_bytes(part))
         out.append(uri)
     return out
@@ -445,15 +473,180 @@ def window_dates(start, end) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def list_files(log_root_uri: str, model_name: str, kind: str, start, end) -> list[tuple[dt.date, str]]:
-    """``(date, uri)`` of the published log files of the window's date partitions (only those are listed)."""
+def list_files(
+    log_root_uri: str, model_name: str, kind: str, start, end, *, on_corrupt=None
+) -> list[tuple[dt.date, str]]:
+    """``(date, uri)`` of the published log files of the window's dates: the files of the window's date
+    partitions (only those are listed) and, for predictions, the files of committed batch jobs of those
+    dates (:func:`committed_job_files`; a commit object that cannot be read goes to ``on_corrupt``)."""
     _schema(kind)
     out = []
-    for day in window_dates(start, end):
+    days = window_dates(start, end)
+    for day in days:
         for uri in fs.list_files(partition_uri(log_root_uri, kind, model_name, day)):
             name = uri.rsplit("/", 1)[-1]
             if name.endswith(SUFFIX) and not name.startswith("."):
                 out.append((day, uri))
+    if kind == PREDICTIONS and days:
+        out += committed_job_files(log_root_uri, model_name, days, on_corrupt=on_corrupt)
+    return out
+
+
+def log_files(log_root_uri: str, model_name: str, kind: str, start, end) -> list[str]:
+    """Every published file of the window's dates (online and committed batch rows), e.g. for DuckDB's
+    ``read_parquet([...])`` or ``pyarrow.dataset.dataset([...])``."""
+    return [uri for _, uri in list_files(log_root_uri, model_name, kind, start, end)]
+
+
+# ------------------------------------------------------------------------------------ batch jobs
+
+STAGING = "_staging"
+COMMITS = "_commits"
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def job_key(job_id: str) -> str:
+    """A file-name-safe key of a job id: its safe characters (up to 48) and a hash of the whole id, so two
+    ids never share a key and the same id always gets the same one."""
+    job_id = str(job_id)
+    if not job_id.strip():
+        raise LogError("batch job id is empty")
+    digest = hashlib.sha256(job_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    safe = _KEY_UNSAFE.sub("_", job_id)[:48].lstrip("._") or "job"
+    return f"{safe}-{digest}"
+
+
+def commit_uri(log_root_uri: str, model_name: str, job_id: str) -> str:
+    """``<root>/predictions/<model>/_commits/<job-key>.json``."""
+    return fs.join(log_root_uri, PREDICTIONS, model_name, COMMITS, f"{job_key(job_id)}.json")
+
+
+class BatchJob:
+    """One attempt of a batch job's prediction-log rows: staged, then published by :meth:`commit`.
+
+    Args:
+        log_root_uri: Log root (the store root; local dir or ``gs://``).
+        model_name: Model name.
+        job_id: The job's request id (the rows' ``request_id``); a rerun with the same id replaces.
+        attempt: This attempt's id (default: UTC time and a random part, unique per process).
+    """
+
+    def __init__(self, log_root_uri: str, model_name: str, job_id: str, attempt: str | None = None):
+        _check_model_name(model_name)
+        self.log_root, self.model_name, self.job_id = log_root_uri, model_name, str(job_id)
+        self.key = job_key(job_id)
+        self.attempt = attempt or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        if _KEY_UNSAFE.search(self.attempt) or self.attempt.startswith("."):
+            raise LogError(f"attempt id {self.attempt!r} is not file-name safe")
+        self.model_root = fs.join(log_root_uri, PREDICTIONS, model_name)
+        self.staging_uri = fs.join(self.model_root, STAGING, self.key, self.attempt)
+
+    def __repr__(self) -> str:
+        return f"BatchJob({self.job_id!r}, attempt={self.attempt!r})"
+
+    def write(self, table: pa.Table, *, writer_id: str | None = None) -> list[str]:
+        """Stages ``table`` (prediction rows) as one file per UTC date under :attr:`staging_uri`; nothing
+        is visible to readers until :meth:`commit`. Returns the staged URIs."""
+        return write_table(
+            self.log_root, self.model_name, PREDICTIONS, table, writer_id=writer_id, _base=self.staging_uri
+        )
+
+    def commit(self, files: list[str], rows: int) -> dict:
+        """Publishes the staged ``files`` (URIs :meth:`write` returned) as the job's rows, atomically.
+
+        The commit object is written last, in one write (local: temp file + rename; GCS: one upload), so
+        readers see the previous commit of this job id (or none) until it lands, then exactly these files.
+
+        Raises:
+            LogError: a file is not one of this attempt's staged files.
+        """
+        prefix = self.model_root.rstrip("/") + "/"
+        entries = []
+        for uri in files:
+            if not str(uri).startswith(self.staging_uri.rstrip("/") + "/"):
+                raise LogError(f"{uri} is not a staged file of {self!r}")
+            rel = str(uri)[len(prefix) :]
+            m = re.search(r"/date=(\d{4}-\d{2}-\d{2})/[^/]+$", rel)
+            if not m:
+                raise LogError(f"{uri} is not in a date partition")
+            entries.append({"path": rel, "date": m.group(1)})
+        obj = {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "model_name": self.model_name,
+            "rows": int(rows),
+            "files": sorted(entries, key=lambda e: e["path"]),
+            "committed_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        fs.write_text(commit_uri(self.log_root, self.model_name, self.job_id), json.dumps(obj, indent=1))
+        return obj
+
+    def abort(self) -> int:
+        """Removes this attempt's staged files (best effort; never the committed ones of another attempt).
+        Returns how many were removed."""
+        removed = 0
+        for uri in fs.list_files(self.staging_uri):
+            try:
+                _remove(uri)
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+
+def _remove(uri: str) -> None:
+    if fs.is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
+        bucket, key = fs.split_gcs(uri)
+        with contextlib.suppress(NotFound):
+            fs.gcs_client().bucket(bucket).blob(key).delete()
+        return
+    Path(uri).unlink(missing_ok=True)
+
+
+def read_commit(uri: str) -> dict:
+    """A job's commit object, checked. Raises ``LogError`` naming the problem."""
+    try:
+        obj = json.loads(fs.read_bytes(uri).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise LogError(f"commit {uri}: not a JSON object ({e})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("files"), list):
+        raise LogError(f"commit {uri}: expected an object with a 'files' list")
+    for entry in obj["files"]:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        date = entry.get("date") if isinstance(entry, dict) else None
+        if (
+            not isinstance(path, str)
+            or not path.startswith(STAGING + "/")
+            or ".." in path.split("/")
+            or not isinstance(date, str)
+            or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)
+        ):
+            raise LogError(f"commit {uri}: bad file entry {entry!r}")
+    return obj
+
+
+def committed_job_files(
+    log_root_uri: str, model_name: str, days, *, on_corrupt=None
+) -> list[tuple[dt.date, str]]:
+    """``(date, uri)`` of the files of every committed batch job that fall on one of ``days``."""
+    wanted = {d.isoformat() for d in days}
+    model_root = fs.join(log_root_uri, PREDICTIONS, model_name)
+    out = []
+    for uri in fs.list_files(fs.join(model_root, COMMITS)):
+        name = uri.rsplit("/", 1)[-1]
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        try:
+            obj = read_commit(uri)
+        except (OSError, LogError) as e:
+            if on_corrupt is not None:
+                on_corrupt(uri, str(e)[:300])
+            continue
+        for entry in obj["files"]:
+            if entry["date"] in wanted:
+                out.append((dt.date.fromisoformat(entry["date"]), fs.join(model_root, entry["path"])))
     return out
 
 
@@ -553,9 +746,10 @@ def scan(
 ) -> Iterator[pa.RecordBatch]:
     """Streams the log rows of the window ``[start, end)`` as record batches.
 
-    Only the window's date partitions are listed; each file is read whole (files are one written batch),
-    filtered on ``timestamp`` and yielded in batches of at most ``batch_rows`` rows, so memory holds one
-    file at a time. A file that is not Parquet, is truncated, fails to decode or lacks a column of the
+    Only the window's date partitions and the commit objects of batch jobs are listed (a job's committed
+    files of those dates are read; staged, uncommitted rows never are); each file is read whole (files are
+    one written batch), filtered on ``timestamp`` and yielded in batches of at most ``batch_rows`` rows, so
+    memory holds one file at a time. A file that is not Parquet, is truncated, fails to decode or lacks a column of the
     kind's schema is skipped, never raised: it is passed to ``on_corrupt(uri, reason)`` and recorded in
     ``report``.
 
@@ -585,7 +779,14 @@ def scan(
     out_schema = pa.schema([schema.field(c) for c in wanted])
     s_us = round(_utc(start).timestamp() * 1e6)
     e_us = round(_utc(end).timestamp() * 1e6)
-    for day, uri in list_files(log_root_uri, model_name, kind, start, end):
+
+    def bad_commit(uri: str, reason: str) -> None:
+        if report is not None:
+            report.corrupt.append((uri, reason))
+        if on_corrupt is not None:
+            on_corrupt(uri, reason)
+
+    for day, uri in list_files(log_root_uri, model_name, kind, start, end, on_corrupt=bad_commit):
         try:
             table = read_file(uri, columns=read_cols)
             table = conform(table, pa.schema([schema.field(c) for c in read_cols]))

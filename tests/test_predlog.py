@@ -115,7 +115,8 @@ def test_scan_lists_only_the_window_partitions(tmp_path, monkeypatch):
         )
     )
     assert got.column("request_id").to_pylist() == ["r1", "r2"]
-    assert [p.rsplit("/", 1)[-1] for p in listed] == ["date=2026-11-24", "date=2026-11-25"]
+    # the window's partitions, and the (flat) folder of batch-job commit objects: nothing else
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["date=2026-11-24", "date=2026-11-25", P.COMMITS]
 
 
 def test_corrupt_truncated_and_foreign_files_are_skipped_and_named(tmp_path):

@@ -6,10 +6,13 @@
   ``--runner=DataflowRunner ...`` scales it out): the Dataset is streamed in chunks of ``chunk_rows``, each
   chunk is one element of ``RunInference`` with :class:`SavedModelHandler` (the SavedModel's
   ``predict_raw`` signature, the one the online server calls, on the same encoded columns), and each scored
-  chunk is written to the prediction log with :func:`kfloop.predlog.write_table` (``source="batch"``, the
-  format the server writes; consecutive chunks share a file of up to :data:`LOG_FILE_ROWS` rows) and as a
-  part of the caller's output.
+  chunk is staged in the prediction log as one attempt of a :class:`kfloop.predlog.BatchJob`
+  (``source="batch"``, the format the server writes; consecutive chunks share a file of up to
+  :data:`LOG_FILE_ROWS` rows, invisible to readers until the job commits) and as a part of the output.
 * :func:`finish_output` joins the parts, in input order, into the output file (CSV or Parquet).
+* :func:`run_job` is the whole job: score (staged) → every output → commit the log rows (one commit object,
+  written last), so the log holds all of a job's rows or none: a failure or kill at any step before the
+  commit leaves no rows, and a rerun with the same request id replaces the earlier attempt's rows.
 
 Every row of a batch job gets the job's request id and its input row number as ``row``; feedback for a
 batch prediction is keyed by these two, as for an online request.
@@ -42,6 +45,58 @@ class BatchPredictError(ValueError):
     """Bad input to batch prediction (a missing column, an unknown model ref); the message names it."""
 
 
+class BlockedInput(BatchPredictError):
+    """Rows the data gate refuses before validation: a raw-extract value that cannot be cleaned (as
+    ``kfloop validate`` blocks it, exit 3); the message names the column and CSV line."""
+
+
+#: Set by ``kfloop predict`` to its process id: a scoring task started under it stops when that process
+#: is gone (killed, even with SIGKILL), so no orphaned task goes on to commit a job its caller gave up.
+PARENT_PID_ENV = "KFLOOP_STOP_WITH_PID"
+#: Seconds between two looks of :func:`stop_with_parent`'s watchdog.
+PARENT_POLL_S = 0.5
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def stop_with_parent(poll_s: float | None = None) -> bool:
+    """Under ``kfloop predict`` (:data:`PARENT_PID_ENV` set): a daemon thread that kills this process
+    (SIGKILL: nothing after it runs, so nothing is committed) as soon as that ``kfloop predict`` is gone.
+    Returns whether the watchdog was started."""
+    import os
+    import signal
+
+    value = os.environ.get(PARENT_PID_ENV, "")
+    if not value.isdigit():
+        return False
+    pid, wait = int(value), PARENT_POLL_S if poll_s is None else poll_s
+
+    def watch() -> None:
+        while _process_alive(pid):
+            time.sleep(wait)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="kfloop-stop-with-parent", daemon=True).start()
+    return True
+
+
 def new_request_id() -> str:
     """A request id for one batch job: ``batch-<UTC time>-<random>``."""
     return f"batch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
@@ -58,6 +113,7 @@ def prepare_input(input_uri: str, dataset_uri: str) -> int:
         The number of rows.
 
     Raises:
+        BlockedInput: a raw extract with a value that cannot be cleaned (names the column and line).
         BatchPredictError: the file is missing or unreadable, has no rows, or lacks a model feature.
     """
     from components.ingest import ingest
@@ -74,7 +130,7 @@ def prepare_input(input_uri: str, dataset_uri: str) -> int:
         try:
             frame = ingest.clean(frame.fillna(""))
         except ingest.IngestError as e:
-            raise BatchPredictError(f"raw extract {input_uri!r}: {e}") from None
+            raise BlockedInput(f"raw extract {input_uri!r}: {e}") from None
     missing = [f.name for f in F.MODEL_FEATURES if f.name not in frame.columns]
     if missing:
         raise BatchPredictError(f"input {input_uri!r}: missing model feature column(s): {', '.join(missing)}")
@@ -487,6 +543,8 @@ class ScoreResult:
     seconds: float
     log_files: int
     parts_uri: str
+    job: typing.Any = None  # the kfloop.predlog.BatchJob the rows are staged in (None: no log)
+    committed: dict | None = None
 
     def metrics(self) -> dict:
         return {
@@ -587,10 +645,10 @@ def _write_behind_class():
 
 
 class _WriteChunks:
-    """Writes consecutive scored chunks: one prediction-log file and one part of the caller's output."""
+    """Writes consecutive scored chunks: one staged prediction-log file and one part of the output."""
 
-    def __init__(self, log_root, model_name, version, request_id, parts_uri, progress):
-        self.log_root, self.model_name, self.version = log_root, model_name, version
+    def __init__(self, job, model_name, version, request_id, parts_uri, progress):
+        self.job, self.model_name, self.version = job, model_name, version
         self.request_id, self.parts_uri, self.progress = request_id, parts_uri, progress
 
     def write(self, results: list) -> tuple[int, int, int, int]:
@@ -617,13 +675,12 @@ class _WriteChunks:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         first = results[0].example[0]
         written = []
-        if self.log_root:
-            # Unique per group and attempt: Beam workers each count their own file sequence, and a retried
-            # bundle must not collide with its first attempt (the monitor drops duplicate (request_id, row)).
-            writer = f"{self.request_id}-{first:012d}-{uuid.uuid4().hex[:6]}"
-            written = predlog.write_table(
-                self.log_root, self.model_name, predlog.PREDICTIONS, table, writer_id=writer
-            )
+        if self.job is not None:
+            # Unique per group and bundle attempt: Beam workers each count their own file sequence, and a
+            # retried bundle must not collide with its first attempt. Staged: readers see it once the job
+            # commits the files its parts name (a failed bundle's files are named by no part).
+            writer = f"b-{first:012d}-{uuid.uuid4().hex[:6]}"
+            written = self.job.write(table, writer_id=writer)
             # The log file holds exactly these rows in order: the output refers to it (one write).
             fs.write_text(fs.join(self.parts_uri, f"part-{first:012d}.ref"), "\n".join(written) + "\n")
         else:
@@ -655,8 +712,11 @@ def score(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     beam_args: list[str] | tuple[str, ...] = (),
     progress: bool = True,
+    job=None,
 ) -> ScoreResult:
     """Scores a Dataset CSV with one store version in an Apache Beam pipeline (``RunInference``).
+
+    The log rows are only staged (:class:`kfloop.predlog.BatchJob`); :func:`run_job` commits them.
 
     Args:
         dataset_uri: Dataset CSV with the model features (local or ``gs://``).
@@ -667,6 +727,8 @@ def score(
             less: Parquet parts of the prediction log's columns, or (when the log is written) ``.ref``
             files naming the log file that holds the part's rows.
         log_root: Prediction log root (the store root, as the server uses); None: no log written.
+        job: The :class:`kfloop.predlog.BatchJob` to stage the rows in (default: a new attempt of the
+            job ``request_id`` under ``log_root``).
         request_id: The job's request id (default :func:`new_request_id`).
         chunk_rows: Rows per Beam element / model call.
         beam_args: Beam pipeline options (``--runner=DataflowRunner``, ``--direct_num_workers=2``, ...).
@@ -680,9 +742,13 @@ def score(
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from kfloop import predlog
+
     request_id = request_id or new_request_id()
+    if job is None and log_root:
+        job = predlog.BatchJob(log_root, model_name, request_id)
     handler = saved_model_handler(store_uri, model_name, version)
-    writer = _WriteChunks(log_root, model_name, version, request_id, parts_uri, progress)
+    writer = _WriteChunks(job, model_name, version, request_id, parts_uri, progress)
     register_chunk_coder()
     local = not fs.is_gcs(dataset_uri)
     t0 = time.perf_counter()
@@ -724,7 +790,76 @@ def score(
         seconds=seconds,
         log_files=int(counters.get("log_files", 0)),
         parts_uri=parts_uri,
+        job=job,
     )
+
+
+def staged_files(parts_uri: str) -> list[str]:
+    """The staged log files the parts' ``.ref`` files name (the rows of the successful bundles)."""
+    out = []
+    for uri in part_uris(parts_uri):
+        if uri.endswith(".ref"):
+            out += [u for u in fs.read_text(uri).splitlines() if u]
+    return out
+
+
+def run_job(
+    dataset_uri: str,
+    store_uri: str,
+    model_name: str,
+    version: str,
+    parts_uri: str,
+    outputs: list[str],
+    *,
+    log: bool = True,
+    request_id: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    beam_args: list[str] | tuple[str, ...] = (),
+    progress: bool = True,
+) -> ScoreResult:
+    """One batch job, atomic in the prediction log: score (rows staged) → write every output → commit.
+
+    The log rows are committed last (:meth:`kfloop.predlog.BatchJob.commit`, one small object), only
+    after every output is written: a failure at any step removes this attempt's staged rows and logs
+    nothing; a process killed before the commit leaves only staged files, which no reader lists. A rerun
+    with the same ``request_id`` commits over the earlier attempt (its rows replace the earlier ones).
+
+    Args:
+        dataset_uri, store_uri, model_name, version, parts_uri, request_id, chunk_rows, beam_args,
+            progress: As for :func:`score`.
+        outputs: Files to write the scored rows to (:func:`finish_output`), in order.
+        log: Write (and commit) the prediction log under ``store_uri``.
+
+    Returns:
+        The :class:`ScoreResult` (``committed``: the commit object, or None without log).
+    """
+    from kfloop import predlog
+
+    request_id = request_id or new_request_id()
+    job = predlog.BatchJob(store_uri, model_name, request_id) if log else None
+    try:
+        result = score(
+            dataset_uri,
+            store_uri,
+            model_name,
+            version,
+            parts_uri,
+            log_root=store_uri if log else None,
+            request_id=request_id,
+            chunk_rows=chunk_rows,
+            beam_args=beam_args,
+            progress=progress,
+            job=job,
+        )
+        for out in outputs:
+            finish_output(parts_uri, out)
+        if job is not None:
+            result.committed = job.commit(staged_files(parts_uri), result.rows)
+    except BaseException:
+        if job is not None:
+            job.abort()
+        raise
+    return result
 
 
 def part_uris(parts_uri: str) -> list[str]:

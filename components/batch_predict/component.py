@@ -74,7 +74,9 @@ def batch_score_op(
     """Scores the Dataset with the model of an alias or version (Beam RunInference over the SavedModel).
 
     Every row goes into the prediction log in the format the online server writes (``source="batch"``,
-    request id = this job's, row = input row number), and into the caller's output file.
+    request id = this job's, row = input row number), and into the caller's output file. The log rows
+    are committed last, after the outputs: a failure at any step logs none, and a rerun with the same
+    ``request_id`` replaces the rows of the earlier attempt.
 
     Args:
         data: Validated Dataset to score.
@@ -102,20 +104,20 @@ def batch_score_op(
     parts = predictions.uri.rstrip("/") + "-parts"
     # On a cluster the artifact's gs:// URI (Beam workers of a remote runner can read it); locally its path.
     source = data.uri if data.uri.startswith("gs://") else data.path
-    result = B.score(
+    B.stop_with_parent()  # under `kfloop predict`: its SIGTERM or death stops this task too
+    # Staged, then the outputs, then the log rows committed (all of the job's rows or none).
+    result = B.run_job(
         source,
         store_uri,
         model_name,
         version,
         parts,
-        log_root=store_uri if log_predictions else None,
+        [predictions.path, *([output_uri] if output_uri else [])],
+        log=log_predictions,
         request_id=request_id or None,
         chunk_rows=chunk_rows,
         beam_args=list(beam_pipeline_args),
     )
-    B.finish_output(parts, predictions.path)
-    if output_uri:
-        B.finish_output(parts, output_uri)
     predictions.metadata.update(
         {"rows": result.rows, "model_version": version, "request_id": result.request_id, "format": "parquet"}
     )
