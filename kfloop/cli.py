@@ -11,6 +11,20 @@ import sys
 
 from kfloop import __version__, commands
 
+#: Exit code of every command when the data gate blocks the data (``validate``, ``ingest``, ``predict``).
+EXIT_BLOCKING = 3
+
+
+class Blocked(SystemExit):
+    """Blocked data: exit code :data:`EXIT_BLOCKING` with one line on stderr (``str()`` is the line)."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_BLOCKING)
+        self.message = " ".join(strip_ansi(str(message)).split())
+
+    def __str__(self) -> str:
+        return self.message
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one readable line, exit 2
@@ -93,6 +107,67 @@ def check_output_dir(path: str | None, what: str) -> None:
         p = os.path.dirname(p)
 
 
+def check_not_in_store(path: str | None, what: str, store_uri: str | None = None) -> None:
+    """Raises ``SystemExit`` (one line) when ``path`` lies inside a model store (``store_uri``, or any
+    store found above a local path): commands write there only through the store's API."""
+    if not path:
+        return
+    from kfloop import store
+
+    root = store.containing_store(path, store_uri)
+    if root is not None:
+        raise SystemExit(
+            f"{what} {path}: is inside the model store {root}; only the store's own commands write there "
+            "(choose a path outside it)"
+        )
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths (or ``gs://`` URIs) name the same file."""
+    if not a or not b:
+        return False
+    if fs_is_gcs(a) or fs_is_gcs(b):
+        return a.rstrip("/") == b.rstrip("/")
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def fs_is_gcs(uri: str) -> bool:
+    return str(uri).startswith("gs://")
+
+
+def check_output_file(
+    path: str,
+    what: str,
+    *,
+    overwrite: bool = False,
+    inputs: dict[str, str] | None = None,
+    store_uri: str | None = None,
+) -> None:
+    """Raises ``SystemExit`` (one line naming ``path``) unless a command may write its output file there.
+
+    Refused: a path inside a model store (:func:`check_not_in_store`); a path that is one of ``inputs``
+    (``{option: path}``); a directory; an existing file unless ``overwrite`` (``--overwrite``). A ``gs://``
+    output is checked against the inputs and the store by name, and for existence in the bucket.
+    """
+    check_not_in_store(path, what, store_uri)
+    for option, inp in (inputs or {}).items():
+        if same_file(path, inp):
+            raise SystemExit(f"{what} {path}: is the same file as {option}; write the output elsewhere")
+    if fs_is_gcs(path):
+        from kfloop import fs
+
+        exists = fs.exists(path)
+    else:
+        if os.path.isdir(path):
+            raise SystemExit(f"{what} {path}: is a directory, expected a file")
+        check_output_dir(os.path.dirname(os.path.abspath(path)), what)
+        exists = os.path.lexists(path)
+    if exists and not overwrite:
+        raise SystemExit(f"{what} {path}: already exists (pass --overwrite to replace it)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kfloop`` console script.
 
@@ -105,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kfloop: interrupted", file=sys.stderr)
         return 130
+    except Blocked as e:
+        print(e.message, file=sys.stderr)
+        raise
     except SystemExit as e:
         if isinstance(e.code, str) and "\n" in e.code.strip():  # a command's own message: one line
             raise SystemExit(" ".join(strip_ansi(e.code).split())) from None

@@ -168,6 +168,50 @@ def _check_ref(ref) -> str:
     return ref
 
 
+def is_store_root(path: str | os.PathLike) -> bool:
+    """Whether a local directory is a model store's root: ``models/<name>/`` under it holds a version
+    counter, an ``aliases/`` folder or a committed version."""
+    models = Path(path) / "models"
+    try:
+        for m in models.iterdir():
+            if (m / "_next_version.json").is_file() or (m / "aliases").is_dir():
+                return True
+            if any((v / COMMIT_MARKER).is_file() for v in m.glob("v*")):
+                return True
+    except OSError:  # no models/ folder (or not readable): not a store
+        return False
+    return False
+
+
+def containing_store(path: str | os.PathLike, store_uri: str | None = None) -> str | None:
+    """The root of the model store that a path lies in (the root itself included), or None.
+
+    ``store_uri`` (local or ``gs://``) is such a root whatever it holds; a local path is also checked
+    against every directory above it (:func:`is_store_root`). Commands use this to refuse writing into a
+    store other than through :class:`ModelStore` and :mod:`kfloop.predlog`.
+    """
+    path = str(path)
+    if store_uri:
+        root = str(store_uri).removeprefix("file://")
+        if fs.is_gcs(root) or fs.is_gcs(path):
+            if fs.is_gcs(root) and fs.is_gcs(path):
+                r = root.rstrip("/")
+                if path.rstrip("/") == r or path.startswith(r + "/"):
+                    return r
+        else:
+            r = os.path.realpath(root)
+            p = os.path.realpath(path)
+            if p == r or p.startswith(r.rstrip("/") + "/"):
+                return r
+    if fs.is_gcs(path):
+        return None
+    p = Path(os.path.realpath(path))
+    for a in (p, *p.parents):
+        if is_store_root(a):
+            return str(a)
+    return None
+
+
 def _check_manifest_path(uri: str, rel) -> str:
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
         raise CorruptStore(f"{uri}: manifest entry {rel!r} is not a relative file path")

@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _compile(args: argparse.Namespace) -> int:
     from kfloop import compile as kc
+    from kfloop.cli import check_not_in_store
 
+    check_not_in_store(args.output_dir, "kfloop compile: --output-dir")
     try:
         digests = dict(item.partition("=")[::2] for item in args.image)
         if args.print_images:

@@ -4,8 +4,10 @@ With a cutoff it writes the time split the training pipeline uses (``train.csv``
 ``live.csv``); with ``--no-split`` it writes the whole extract, cleaned and labelled, as one Dataset
 (``dataset.csv``), e.g. a new month to validate or to score.
 
-Exit codes: 0 = written; 1 = bad input (missing / unreadable file, a value that cannot be cleaned, a cutoff
-outside the data; the message names the column and CSV line); 2 = bad command line.
+Exit codes: 0 = written; 3 = blocked data (a value that cannot be cleaned: the message names the column
+and CSV line; the same data exits 3 from ``kfloop validate`` and ``kfloop predict``); 1 = bad input
+(missing / unreadable file, a cutoff outside the data, an output that exists without ``--overwrite``, is
+the source or lies inside a model store); 2 = bad command line.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Reads a raw taxi CSV (the columns as they come, with 'tips'), types every column, "
         "derives big_tipper (tips > 20%% of fare) and writes Dataset CSVs: the train / eval / live time split "
         "of the training pipeline, or with --no-split one cleaned Dataset.",
-        epilog="exit codes: 0 written; 1 bad input (names the column and CSV line); 2 bad usage",
+        epilog="exit codes: 0 written; 3 blocked data (names the column and CSV line); 1 bad input; "
+        "2 bad usage",
     )
     p.add_argument("--source", required=True, help="raw taxi CSV (local path or gs://)")
     p.add_argument("--output-dir", default="build/ingest", help="where to write (default build/ingest)")
@@ -42,7 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-split", action="store_true", help="write the whole extract as one Dataset (dataset.csv)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist")
     p.set_defaults(func=_ingest)
+
+
+#: Exit code when the data cannot be cleaned (as ``kfloop validate`` blocks it).
+EXIT_BLOCKING = 3
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -50,14 +58,29 @@ def _ingest(args: argparse.Namespace) -> int:
 
     from components.ingest import ingest as I
     from kfloop import datasets, fs
-    from kfloop.cli import check_input_file, check_output_dir
+    from kfloop.cli import Blocked, check_input_file, check_output_dir, check_output_file
 
     check_input_file(args.source, "kfloop ingest: --source", must_exist=False)
     check_output_dir(args.output_dir, "kfloop ingest: --output-dir")
     out = args.output_dir
+    names = ("dataset",) if args.no_split else ("train", "eval", "live")
+    for name in names:
+        check_output_file(
+            fs.join(out, f"{name}.csv"),
+            "kfloop ingest: --output-dir",
+            overwrite=args.overwrite,
+            inputs={"--source": args.source},
+        )
+    try:
+        raw = I.read_raw(args.source)
+    except I.IngestError as e:
+        raise SystemExit(f"kfloop ingest: {e}") from None
+    try:  # a value that cannot be cleaned blocks the data, as in `kfloop validate` (exit 3)
+        frame = I.clean(raw)
+    except I.IngestError as e:
+        raise Blocked(f"kfloop ingest: {e}") from None
     try:
         if args.no_split:
-            frame = I.clean(I.read_raw(args.source))
             uri = fs.join(out, "dataset.csv")
             datasets.write_dataset(frame, uri)
             print(json.dumps({"rows_read": len(frame), "dataset": uri}))

@@ -7,7 +7,6 @@ import collections
 import contextlib
 import io
 import os
-import re
 import sys
 
 
@@ -79,15 +78,24 @@ def _monitor(args: argparse.Namespace) -> int:
     from components.monitor.monitor import MonitorError, parse_instant
 
     try:
-        for name in ("window_start", "window_end"):
-            if getattr(args, name):
-                parse_instant(getattr(args, name), name)
+        bounds = {
+            name: parse_instant(getattr(args, name), name)
+            for name in ("window_start", "window_end")
+            if getattr(args, name)
+        }
     except MonitorError as e:
         raise SystemExit(f"kfloop monitor: {e}") from None
+    if len(bounds) == 2 and bounds["window_end"] <= bounds["window_start"]:
+        raise SystemExit(
+            f"kfloop monitor: --window-end {args.window_end} is not after --window-start {args.window_start}"
+        )
     if args.host:
         _check_name(args)  # the store is read by the run on the cluster, with the cluster's credentials
         return _on_cluster(args)
     preflight(args)
+    from kfloop.cli import check_not_in_store
+
+    check_not_in_store(args.pipeline_root, "kfloop monitor: --pipeline-root", args.store_uri)
     trigger = args.trigger or "off"
     if trigger == "local" and not args.source:
         raise SystemExit("kfloop monitor: --trigger local needs --source (the data to retrain on)")
@@ -98,12 +106,16 @@ def _monitor(args: argparse.Namespace) -> int:
     arguments["deploy_mode"] = "local"  # a canary verdict moves aliases; the local server follows
     # a sibling, not a child: kfloop.local finds its run as the newest directory under the root
     arguments["retrain_pipeline_root"] = os.path.abspath(args.pipeline_root.rstrip("/") + "-retrain")
-    tee = _Tee(sys.stdout)
-    try:
-        with contextlib.redirect_stdout(tee):
-            run = run_pipeline(monitoring.create_pipeline(local=True), args.pipeline_root, **arguments)
-    except RuntimeError as e:
-        raise SystemExit(f"kfloop monitor: {failure_line(str(e), tee.lines)}") from None
+    log_path = os.path.join(args.pipeline_root, "logs", f"monitor-{os.getpid()}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w", errors="replace") as log:
+        tee = _Tee(log, echo=sys.stdout)  # the tasks' logs go to the file; task lines to the terminal
+        try:
+            with contextlib.redirect_stdout(tee):
+                run = run_pipeline(monitoring.create_pipeline(local=True), args.pipeline_root, **arguments)
+        except RuntimeError as e:
+            line = failure_line(str(e), tee.lines)
+            raise SystemExit(f"kfloop monitor: {line} (log {log_path})") from None
     summary = json.loads(run.output("monitor-op", "summary").read_text())
     decision = json.loads(run.output("decide-op", "decision").read_text())
     print(
@@ -157,10 +169,11 @@ def _check_name(args: argparse.Namespace) -> None:
 
 
 class _Tee(io.TextIOBase):
-    """Passes writes through and keeps the last lines (kfp.local prints each task's log to stdout)."""
+    """Passes writes through and keeps the last lines (kfp.local prints each task's log to stdout);
+    with ``echo``, the task start / end lines (without colour codes) are also written there."""
 
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, inner, echo=None):
+        self.inner, self.echo = inner, echo
         self.lines: collections.deque[str] = collections.deque(maxlen=2000)
         self._partial = ""
 
@@ -168,42 +181,31 @@ class _Tee(io.TextIOBase):
         self.inner.write(s)
         *done, self._partial = (self._partial + s).split("\n")
         self.lines.extend(done)
+        if self.echo is not None:
+            from kfloop.cli import strip_ansi
+
+            for line in done:
+                text = strip_ansi(line).strip()
+                if "Executing task" in text or "finished with status" in text:
+                    self.echo.write("  " + text.split(" - INFO - ", 1)[-1] + "\n")
         return len(s)
 
     def flush(self) -> None:
         self.inner.flush()
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_EXC_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(?::\s*(.*))?$")
-_FAILED_TASK = re.compile(r"Inner task failed: '([^']+)'")
+        if self.echo is not None:
+            self.echo.flush()
 
 
 def failure_line(message: str, lines) -> str:
-    """One line for a failed local pipeline run: the failed task and the exception that stopped it.
+    """One line for a failed local pipeline run: the failed task and the exception that stopped it
+    (:func:`kfloop.local.failure_cause`: kfp.local's own error names only the task, with colour codes)."""
+    from kfloop.local import failure_cause
 
-    kfp.local's own error says only which task failed (with colour codes); the cause is the last
-    exception line of that task's streamed log.
-    """
-    text = _ANSI.sub("", message)
-    task = _FAILED_TASK.search(text)
-    cause = ""
-    indent = None  # inside a traceback: the indentation of its "Traceback" line
-    for raw in lines:
-        line = _ANSI.sub("", raw).rstrip()
-        stripped = line.lstrip()
-        depth = len(line) - len(stripped)
-        if stripped.startswith("Traceback (most recent call last):"):
-            indent = depth
-        elif indent is not None and depth <= indent and stripped:
-            m = _EXC_LINE.match(stripped)  # the exception line that ends the traceback
-            if m and not stripped.startswith("During handling"):
-                name = m.group(1).rsplit(".", 1)[-1]
-                cause = f"{name}: {m.group(2)}" if m.group(2) else name
-            indent = None
-    where = f" in {task.group(1)}" if task else ""
+    task, name, cause = failure_cause(message, lines)
+    where = f" in {task}" if task else ""
     head = f"the monitoring pipeline failed{where}"
-    return " ".join(f"{head}: {cause or text.splitlines()[0] if text else head}".split())
+    said = (f"{name}: {cause}" if cause else name) if name else cause
+    return " ".join(f"{head}: {said or head}".split())
 
 
 def _on_cluster(args: argparse.Namespace) -> int:

@@ -1,8 +1,13 @@
 """``kfloop predict``: the batch prediction pipeline under kfp.local (read → validate → score → log → output).
 
 Exit codes: 0 = scored; 3 = the rows were blocked by validation (anomalies against the serving schema,
-listed); 1 = bad input (missing file, unknown model ref, a failed step; names it and the log); 2 = bad
-command line.
+listed, or a raw-extract value that cannot be cleaned: as ``kfloop validate``); 1 = bad input (missing
+file, unknown model ref, an output that exists or lies in the store, a failed step: one line with the
+reason); 2 = bad command line; 143 = stopped by SIGTERM (the running task is stopped too, nothing logged).
+
+The job's prediction-log rows are committed only after every step and the output have succeeded (see
+:func:`components.batch_predict.batch_predict.run_job`): a failed, killed or stopped job logs no rows, and a
+rerun with the same ``--request-id`` replaces the rows of the earlier run.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the schema's SERVING environment (blocks on anomalies), scores them with the model of an alias or "
         "version (Apache Beam RunInference; --beam-arg passes Beam options through), writes every row to the "
         "prediction log in the online server's format (source=batch) and the predictions to --output.",
-        epilog="exit codes: 0 scored; 3 blocked by validation; 1 bad input or a failed step; 2 bad usage",
+        epilog="exit codes: 0 scored; 3 blocked by validation; 1 bad input or a failed step; 2 bad usage; "
+        "143 stopped by SIGTERM",
     )
     p.add_argument("--input", required=True, help="CSV to score (Dataset, raw extract or features only)")
     p.add_argument("--output", required=True, help="predictions file: .csv, else Parquet (local or gs://)")
@@ -33,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model-ref", default="champion", help="alias, 'latest' or version vNNNN (default champion)"
     )
-    p.add_argument("--request-id", default="", help="request id of the job (default batch-<time>-<random>)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument(
+        "--request-id",
+        default="",
+        help="request id of the job (default batch-<time>-<random>); a rerun with the same id replaces "
+        "the earlier run's logged rows",
+    )
     p.add_argument("--no-log", action="store_true", help="do not write the prediction log")
     p.add_argument("--chunk-rows", type=int, default=16384, help="rows per model call (default 16384)")
     p.add_argument(
@@ -58,24 +70,34 @@ def _predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from components.batch_predict import batch_predict as B
     from kfloop import fs
-    from kfloop.cli import check_input_file, check_output_dir
+    from kfloop.cli import check_input_file, check_not_in_store, check_output_dir, check_output_file
     from kfloop.commands.validate import check_beam_args
 
     if args.chunk_rows < 1:
         raise SystemExit(f"kfloop predict: --chunk-rows must be >= 1, got {args.chunk_rows}")
     check_input_file(args.input, "kfloop predict: --input", must_exist=False)
     check_output_dir(args.workdir, "kfloop predict: --workdir")
+    check_not_in_store(args.workdir, "kfloop predict: --workdir", args.store_uri)
     check_beam_args(args.beam_arg, "kfloop predict")
     if not fs.exists(args.input):
         raise SystemExit(f"kfloop predict: input {args.input!r} does not exist")
+    check_output_file(
+        args.output,
+        "kfloop predict: --output",
+        overwrite=args.overwrite,
+        inputs={"--input": args.input},
+        store_uri=args.store_uri,
+    )
     try:  # the ref is checked before any step runs
         version = B.resolve(args.store_uri, args.model_name, args.model_ref)
     except B.BatchPredictError as e:
         raise SystemExit(f"kfloop predict: {e}") from None
     workdir = Path(args.workdir)
     log_path = workdir / "logs" / f"predict-{os.getpid()}.log"
+    request_id = args.request_id or B.new_request_id()
     print(
-        f"batch prediction: {args.input} with {args.model_name} {args.model_ref} ({version}); log {log_path}"
+        f"batch prediction: {args.input} with {args.model_name} {args.model_ref} ({version}), "
+        f"request id {request_id}; log {log_path}"
     )
     from pipelines.batch_prediction import create_pipeline
 
@@ -86,19 +108,37 @@ def _predict(args: argparse.Namespace) -> int:
         "model_name": args.model_name,
         "model_ref": version,  # pinned: the version shown is the one that scores
         "log_predictions": not args.no_log,
-        "request_id": args.request_id,
+        "request_id": request_id,
         "chunk_rows": args.chunk_rows,
         "beam_pipeline_args": list(args.beam_arg),
     }
+    os.environ[B.PARENT_PID_ENV] = str(os.getpid())  # the tasks stop when this process is gone
     try:
-        run = _run_with_progress(create_pipeline(), workdir / "pipeline_root", log_path, arguments)
+        with _stopped_by_sigterm():
+            run = _run_with_progress(create_pipeline(), workdir / "pipeline_root", log_path, arguments)
+    except _Terminated:
+        print(
+            f"kfloop predict: stopped by SIGTERM; the job was stopped, nothing was logged (log {log_path})",
+            file=sys.stderr,
+        )
+        return 128 + 15
     except _Failed as e:
         blocked = _blocking_report(workdir / "pipeline_root", e.started)
         if blocked:
             print(blocked, file=sys.stderr)
             print(f"kfloop predict: BLOCKED: the rows failed validation (nothing scored); log {log_path}")
             return EXIT_BLOCKING
-        raise SystemExit(f"kfloop predict: {e.reason} (log {log_path})") from None
+        task, exc, message = _failure(log_path, e.reason)
+        if exc == "BlockedInput":  # a raw value that cannot be cleaned: blocked, as `kfloop validate` says
+            from kfloop.cli import Blocked
+
+            raise Blocked(f"kfloop predict: BLOCKED: {message} (nothing scored; log {log_path})") from None
+        where = f"step {task} failed: " if task else ""
+        if exc and message:
+            cause = message if exc in _OWN_ERRORS else f"{exc}: {message}"
+        else:
+            cause = exc or message
+        raise SystemExit(f"kfloop predict: {where}{cause} (log {log_path})") from None
     summary = _summary(run.root)
     print(
         f"scored {summary.get('rows', '?')} rows with {version} at {summary.get('rows_per_second', '?')} rows/s "
@@ -106,6 +146,60 @@ def _predict(args: argparse.Namespace) -> int:
         + ("" if args.no_log else f"; logged under {fs.join(args.store_uri, 'predictions')}")
     )
     return 0
+
+
+#: Exceptions whose message says it all (kfloop's own): their class name is not printed.
+_OWN_ERRORS = (
+    "BatchPredictError",
+    "BlockedInput",
+    "ValidationError",
+    "IngestError",
+    "StoreError",
+    "LogError",
+)
+
+
+def _failure(log_path, reason: str) -> tuple[str, str, str]:
+    """``(failed task, exception name, message)`` of a failed run, from kfloop.local's error and the
+    task's streamed traceback in ``log_path`` (kfp.local's own error names only the task)."""
+    from kfloop.local import failure_cause
+
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    return failure_cause(reason, lines)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the pipeline ran (its tasks have been stopped)."""
+
+
+def _stopped_by_sigterm():
+    """A context in which SIGTERM stops this process's tasks (kfp.local's subprocesses) and raises
+    :class:`_Terminated` here, instead of ending this process alone while a task carries on."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def ctx():
+        def handler(signum, frame):
+            from kfloop.local import stop_children
+
+            stop_children()
+            raise _Terminated()
+
+        try:
+            old = signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread: no handler (the tasks still stop with this process)
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    return ctx()
 
 
 class _Failed(Exception):
@@ -156,6 +250,8 @@ def _run_with_progress(func, pipeline_root, log_path, arguments):
         os.dup2(log.fileno(), 2)
         try:
             return run_pipeline(func, pipeline_root, **arguments)
+        except _Terminated:
+            raise
         except Exception as e:
             raise _Failed(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", started) from e
         finally:

@@ -69,13 +69,14 @@ def _validate(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
     from components.validate import tfdv_ops
     from kfloop import fs
-    from kfloop.cli import check_input_file, check_output_dir
+    from kfloop.cli import check_input_file, check_not_in_store, check_output_dir
 
     check_input_file(args.data, "kfloop validate: --data", must_exist=False)
     check_input_file(args.schema, "kfloop validate: --schema", must_exist=False)
     check_input_file(args.reference_stats, "kfloop validate: --reference-stats", must_exist=False)
     check_input_file(args.skew_data, "kfloop validate: --skew-data", must_exist=False)
     check_output_dir(args.output_dir, "kfloop validate: --output-dir")
+    check_not_in_store(args.output_dir, "kfloop validate: --output-dir")
     check_beam_args(args.beam_arg, "kfloop validate")
     out = args.output_dir
     try:
