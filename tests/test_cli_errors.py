@@ -124,8 +124,9 @@ def test_schema_infer_with_write_may_create_a_missing_schema(tmp_path, capsys):
     assert target.read_text().strip() and f"wrote {target}" in out
 
 
-def test_monitor_pipeline_failure_prints_the_cause(tmp_path):
-    """A real kfp.local monitoring run failing inside monitor-op: one line with the task and the cause."""
+def test_monitor_window_end_before_start_is_one_line_from_the_real_command(tmp_path):
+    """A window ending before it starts: refused before any pipeline runs, one line naming the options
+    (issue 23 item 9: it was a 105-line kfp.local log with a traceback, then the monitor-op cause)."""
     import subprocess
 
     from kfloop import store
@@ -154,6 +155,6 @@ def test_monitor_pipeline_failure_prints_the_cause(tmp_path):
     )
     assert r.returncode == 1, r.stdout[-3000:]
     assert r.stderr.strip().splitlines() == [
-        "kfloop monitor: the monitoring pipeline failed in monitor-op: MonitorError: window_end "
-        "2026-01-01T00:00:00.000Z is not after window_start 2026-01-02T00:00:00.000Z"
+        "kfloop monitor: --window-end 2026-01-01T00:00:00Z is not after --window-start 2026-01-02T00:00:00Z"
     ]
+    assert r.stdout == "" and not (tmp_path / "runs").exists()
