@@ -1,6 +1,7 @@
 """Batch prediction: the pipeline under kfp.local (`kfloop predict`) on real taxi rows and a real model,
 its rows in the prediction log and the next monitoring run, and the same probabilities as the online server."""
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from components.batch_predict import batch_predict as B
-from kfloop import cli, datasets, fs, loop, predlog, store
+from kfloop import cli, config, datasets, fs, loop, predlog, store
 from kfloop import features as F
 
 MODEL = "taxi-tips"
@@ -89,7 +90,12 @@ def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
     assert set(logged.column("source").to_pylist()) == {"batch"}
     assert set(logged.column("model_version").to_pylist()) == {version}
 
-    summary = M.monitor(root, MODEL, start.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    committed = dataclasses.replace(
+        config.MonitoringConfig(), close_after_seconds=0.0
+    )  # the job has committed
+    summary = M.monitor(
+        root, MODEL, start.isoformat(), end.isoformat(), taxi_split["train"], record=False, cfg=committed
+    )
     assert summary["rows"] == len(rows)
     assert summary["model_versions"] == {version: len(rows)}
 
