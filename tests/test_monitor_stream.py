@@ -82,7 +82,8 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(tmp_path, frames,
     pq.write_table(utf, part / "utf8.parquet")
     data = (part / "odd.parquet").read_bytes()
     (part / "cut.parquet").write_bytes(data[: len(data) // 3])
-    # Feedback: a label that is not 0/1, and a later correction of a good label (wins, not an error).
+    # Feedback: a label that is not 0/1, and a later, contradicting label of a good row (the first label
+    # stands, the conflict is counted: issue 23's label policy; it used to win as a "correction").
     fb = predlog.feedback_table(["good", "good"], [0, 1], [1, 1], (T0 + dt.timedelta(hours=2)).timestamp())
     fb = fb.set_column(fb.schema.get_field_index("label"), "label", pa.array([5, 1], pa.int8()))
     predlog.write_table(store, MODEL, "feedback", fb)
@@ -102,8 +103,9 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(tmp_path, frames,
     named = sorted(c["uri"].rsplit("/", 1)[-1] for c in s["corrupt_files"])
     assert named == ["cut.parquet", "noon.parquet", "utf8.parquet"]
     assert all(c["reason"] for c in s["corrupt_files"]) and s["bad_records"] == 8 + 1 + 3
-    # labels = (p > 0.5), a perfect ranking, except the corrected label of row 1 (p = 0.05): it wins
-    assert s["labelled_rows"] == 600 and 0.99 < s["live_auc"] < 1.0
+    # labels = (p > 0.5), a perfect ranking: the contradicting later label of row 1 (p = 0.05) is not used
+    assert s["labelled_rows"] == 600 and s["live_auc"] == 1.0
+    assert s["label_provenance"]["conflicts"] == 1 and s["label_provenance"]["feedback_files"] == 2
     assert {a["feature"] for a in s["anomalies"]}.isdisjoint({"trip_start_hour"})
 
 
