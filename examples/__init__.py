@@ -1,0 +1,1 @@
+"""Example kfloop projects (dataset specs and their data descriptions)."""
