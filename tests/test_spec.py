@@ -353,10 +353,17 @@ def test_load_reads_paths_uris_and_text(tmp_path):
     assert S.SPEC_FILE == "spec.yaml"
 
 
-def test_a_spec_is_frozen():
+def test_a_spec_is_frozen_and_a_copy_is_validated_again():
+    import pydantic
+
     s = S.loads(BASE)
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+    assert s.input_names[0] == "tenure"
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         s.name = "other"
+    copy = s.model_copy(update={"columns": s.model_dump()["columns"][1:], "slices": ["plan"]})
+    assert copy.input_names == ("plan", "region", "promo") and s.input_names[0] == "tenure"
+    with pytest.raises(pydantic.ValidationError, match="is not a feature"):
+        s.model_copy(update={"slices": ["nope"]})
 
 
 # ----- value conversions -----

@@ -24,19 +24,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kfloop.spec._yaml import Located, Problems, SpecError, format_path, line_of, parse
-from kfloop.spec.model import (
-    COLUMN_KINDS,
+from kfloop.spec.kinds import COLUMN_KINDS, DriftMode, Feature, Kind, Task, TimeFormat
+from kfloop.spec.model import DatasetSpec
+from kfloop.spec.sections import (
     Column,
-    DatasetSpec,
     DriftConfig,
-    DriftMode,
     DriftOverride,
     DriftPolicy,
-    Feature,
-    Kind,
     LabelSpec,
-    Task,
-    TimeFormat,
     TimeSpec,
     derive_names,
 )
