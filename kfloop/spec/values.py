@@ -43,7 +43,8 @@ def _shown(value) -> str:
 def is_missing(series, tokens: Iterable[str] = ("",)):
     """Boolean mask of missing values: NaN / None / NA, and (for text) any of the missing ``tokens``.
 
-    Numeric series also match the tokens that are numbers (``"-999"`` matches ``-999.0``).
+    Numeric series also match the tokens that are numbers (``"-999"`` matches ``-999.0``); datetime and
+    other typed series only their own missing values.
     """
     import pandas as pd
 
@@ -56,7 +57,9 @@ def is_missing(series, tokens: Iterable[str] = ("",)):
                 numbers.append(float(t))
         if numbers:
             mask = mask | series.isin(numbers)
-    elif tokens:
+    elif tokens and (
+        pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)
+    ):
         mask = mask | series.isin(tokens)
     return mask.fillna(True).astype(bool)
 
