@@ -68,8 +68,9 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from components.batch_predict import batch_predict as B
-    from components.ingest.ingest import ingest
-    from kfloop import config, data, datasets, store
+    from examples.taxi import fetch as data
+    from kfloop import config, datasets, store
+    from kfloop.clean import ingest
 
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-batch-"))
     split = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}

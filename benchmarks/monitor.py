@@ -4,7 +4,7 @@ For each N (default 100 k, 1 M, 5 M), in a fresh temporary store:
 
 1. **write** (child process): real taxi rows (the 15,002 trips of the fetched CSV, cycled, with the
    numeric features jittered so rows are not exact copies) are submitted as requests of 1 to 64 rows to
-   the server's own :class:`serving.predlog.PredictionLog` (bounded queue, background Parquet writer, the
+   the server's own :class:`serving.log_queue.PredictionLog` (bounded queue, background Parquet writer, the
    serving defaults of :class:`kfloop.config.ServingConfig`), spread over two days of prediction time and
    three model versions; labels for 60% of the rows are written to the feedback log.
 2. **monitor** (a second child process, so its peak RSS is its own): :func:`components.monitor.monitor.monitor`
@@ -48,10 +48,11 @@ def _write(store: str, n: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from components.ingest.ingest import clean
-    from kfloop import config, data, datasets, predlog
+    from examples.taxi import fetch as data
+    from kfloop import config, datasets, predlog
     from kfloop import features as F
-    from serving.predlog import PredictionLog
+    from kfloop.clean import clean
+    from serving.log_queue import PredictionLog
 
     frame = clean(pd.read_csv(str(data.fetch()), dtype=str, keep_default_na=False)).reset_index(drop=True)
     cols = datasets.encode(frame)
@@ -150,9 +151,10 @@ def main() -> int:
         print(json.dumps(out))
         return 0
 
-    from components.ingest.ingest import ingest
     from components.monitor.reference import build_reference
-    from kfloop import config, data
+    from examples.taxi import fetch as data
+    from kfloop import config
+    from kfloop.clean import ingest
 
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-monitor-"))
     paths = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}

@@ -205,7 +205,8 @@ def main() -> int:
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
 
-    from kfloop import data, datasets
+    from examples.taxi import fetch as data
+    from kfloop import datasets
     from kfloop import features as F
 
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-serving-"))

@@ -217,7 +217,8 @@ def make_store(work: Path, model_dir: str | None) -> str:
 def taxi_rows(n: int) -> list[dict]:
     import pandas as pd
 
-    from kfloop import data, datasets
+    from examples.taxi import fetch as data
+    from kfloop import datasets
     from kfloop import features as F
 
     frame = datasets.read_dataset(str(data.fetch())).sample(n, random_state=3, replace=True)

@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    from components.ingest.ingest import ingest
-    from kfloop import config, data, datasets
+    from examples.taxi import fetch as data
+    from kfloop import config, datasets
     from kfloop import features as F
+    from kfloop.clean import ingest
     from training_image import trainer
 
     hp = trainer.HParams() if args.batch_size is None else trainer.HParams(batch_size=args.batch_size)

@@ -10,7 +10,7 @@ in memory up to ``--rows`` (nothing is written to the repository). Then:
 
 Every run's statistics are checked against the rows fed (``num_examples``); the script prints the counts
 and fails if one differs (data-validation#247). Times are for the Beam statistics pipeline over Arrow record
-batches; the CSV → Arrow conversion (:func:`components.validate.tfdv_ops.to_record_batches`) is timed
+batches; the CSV → Arrow conversion (:func:`kfloop.tfdv.ops.to_record_batches`) is timed
 separately, once per size.
 
 Usage::
@@ -40,7 +40,7 @@ def _replicate(frame, rows: int):
 
 
 def _timed(batches, rows: int, schema, args: list[str]) -> tuple[float, int]:
-    from components.validate import tfdv_ops as V
+    from kfloop.tfdv import ops as V
 
     start = time.perf_counter()
     stats = V.statistics_from_batches(batches, schema=schema, beam_pipeline_args=args)
@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
-    from components.ingest.ingest import ingest
-    from components.validate import tfdv_ops as V
-    from kfloop import config, data
+    from examples.taxi import fetch as data
+    from kfloop import config
+    from kfloop.clean import ingest
+    from kfloop.tfdv import ops as V
 
     schema = V.load_schema()
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,6 +43,30 @@ def parse(value: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC)
 
 
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_instant(value, what: str) -> dt.datetime:
+    """Parses an ISO date/datetime (UTC if naive) or epoch seconds into an aware UTC datetime.
+
+    Raises:
+        ClockError: ``value`` is empty or not a time; the message names ``what``.
+    """
+    text = str(value).strip()
+    if not text:
+        raise ClockError(f"{what} is empty (use an ISO date/datetime, UTC, or epoch seconds)")
+    try:
+        if text.lstrip("-").replace(".", "", 1).isdigit():
+            return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
+        return parse(text)
+    except (ValueError, OverflowError):
+        raise ClockError(
+            f"{what} {text!r} is not a time (use an ISO date/datetime, UTC, or epoch seconds)"
+        ) from None
+
+
 def resolve(now: str = "", scheduled_time: str = "") -> tuple[dt.datetime, str]:
     """The monitoring clock of one run and where it came from.
 
@@ -68,6 +92,6 @@ def resolve(now: str = "", scheduled_time: str = "") -> tuple[dt.datetime, str]:
 
 
 def iso(when: dt.datetime) -> str:
-    """``2016-01-01T00:00:00.000Z``."""
+    """``2016-01-01T00:00:00.000Z``: the timestamp format of both logs (UTC, milliseconds)."""
     when = when.astimezone(dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"

@@ -212,7 +212,7 @@ class CanaryConfig:
 class MonitoringConfig:
     """When live traffic triggers retraining.
 
-    The numbers come from the taxi data (TFDV scores of :func:`components.validate.tfdv_ops.drift_scores`
+    The numbers come from the taxi data (TFDV scores of :func:`kfloop.tfdv.ops.drift_scores`
     with the committed schema; reference = the 2013-2014 training split):
 
     * Categorical L-infinity. ``payment_type`` really drifts (cash 74% in 2013 → 56% in 2016): every

@@ -210,7 +210,7 @@ def prediction_table(
         request_id: The request id (one string for all rows), or one id per row.
         epoch: Prediction time in seconds since the epoch (scalar, or one per row).
         version: Model version (one string, or one per row).
-        columns: ``{feature name: numpy array}`` as :mod:`serving.schema` decodes a request (sentinels
+        columns: ``{feature name: numpy array}`` as :mod:`serving.request` decodes a request (sentinels
             NaN / -1 / ``""`` for missing; a string feature may be an Arrow array, null = missing); every
             model feature must be present.
         probabilities: One float per row.

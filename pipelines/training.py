@@ -14,7 +14,8 @@ from components.monitor.component import reference_op
 from components.push.component import push_op
 from components.train.component import train_op
 from components.validate.component import validate_op
-from kfloop import config, schema
+from kfloop import config
+from kfloop.tfdv import schema
 from pipelines import settings
 
 PIPELINE_NAME = "kfloop-training"

@@ -388,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(model_server.args, k, getattr(args, k))
 
     from serving import http
+    from serving.log_queue import PredictionLog
     from serving.model import ModelContractError, ModelSource, TaxiModel
-    from serving.predlog import PredictionLog
 
     cfg = _serving_config(args)
     try:

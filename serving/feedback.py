@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from serving import schema
+from serving import request as schema
 from serving.feedback_auth import Authenticator, Unauthorized
 
 log = logging.getLogger("kfloop.serving.feedback")
@@ -320,7 +320,7 @@ class Feedback:
         """Validates a feedback body; returns ``(request_ids, rows, labels, prediction epochs)``.
 
         Raises:
-            serving.schema.RequestError: 400 / 404 with the offending field.
+            serving.request.RequestError: 400 / 404 with the offending field.
         """
         if not isinstance(payload, dict):
             raise schema.RequestError("body: expected a JSON object with 'feedback'", field="body")
@@ -392,7 +392,7 @@ class Feedback:
             ``(indices of the new items, batches still being written that hold repeated labels)``.
 
         Raises:
-            serving.schema.RequestError: 409 for a label that contradicts an accepted one or another item
+            serving.request.RequestError: 409 for a label that contradicts an accepted one or another item
                 of the same request (``field`` names the item's label).
         """
         new: list[int] = []

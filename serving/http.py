@@ -3,7 +3,7 @@
 It answers, for our model, ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>[/versions/<v>]/infer``
 and ``GET /v2/models/<name>`` (with the version being served) itself (and ``POST /v1/models/<name>:feedback``,
 ground truth, in :mod:`serving.feedback`): raw body → size limit → admission →
-JSON → :mod:`serving.schema` checks → micro-batched model call → orjson response. Every POST body is
+JSON → :mod:`serving.request` checks → micro-batched model call → orjson response. Every POST body is
 size-limited: a ``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked)
 body is cut off with 413 as soon as it passes the limit.
 
@@ -31,7 +31,7 @@ and the server (uvicorn) drops the rest of that body as it arrives, so the conne
 
 The prediction log is part of that bound (``--log-when-full shed``, the default): a request is admitted only
 while the log has room for its rows, and once decoded it reserves that room before the model call
-(:meth:`serving.predlog.PredictionLog.reserve`). When the log's writer falls behind (slow storage, a starved
+(:meth:`serving.log_queue.PredictionLog.reserve`). When the log's writer falls behind (slow storage, a starved
 CPU), clients get 503 + Retry-After instead of answers that are never logged. Once a write fails on storage
 (full, read-only, unreachable), new requests are shed the same way until a retried write succeeds; the rows
 already answered are kept and retried, not dropped. What can still be lost: rows held when the log's storage
@@ -52,7 +52,7 @@ import uuid
 
 import orjson
 
-from serving import schema
+from serving import request as schema
 
 log = logging.getLogger("kfloop.serving.http")
 

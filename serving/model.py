@@ -27,7 +27,7 @@ import numpy as np
 
 from kfloop import features as F
 from kfloop import fs
-from serving import schema
+from serving import request as schema
 
 log = logging.getLogger("kfloop.serving")
 
@@ -190,7 +190,7 @@ class _Pending:
         self.n = n
         self.future = future
         self.request_id = request_id
-        self.slot = slot  # its reserved room in the prediction log (a serving.predlog.LogSlot), or None
+        self.slot = slot  # its reserved room in the prediction log (a serving.log_queue.LogSlot), or None
 
 
 class Batcher:

@@ -44,7 +44,7 @@ def _start(tmp, root, src, out, request_id, *extra):
     argv = ["predict", "--input", src, "--output", str(out), "--store-uri", root, "--request-id", request_id]
     argv += ["--workdir", str(tmp / f"w-{request_id}"), *extra]
     return subprocess.Popen(
-        [sys.executable, "-m", "kfloop.cli", *argv],
+        [sys.executable, "-m", "kfloop.app.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

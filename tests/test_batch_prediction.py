@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from components.batch_predict import batch_predict as B
-from kfloop import cli, config, datasets, fs, loop, predlog, store
+from kfloop import config, datasets, fs, predlog, store
 from kfloop import features as F
+from kfloop.app import cli, loop
 
 MODEL = "taxi-tips"
 
@@ -145,7 +146,7 @@ def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, row
     B.finish_output(parts, out)
     batch = pd.read_parquet(out)
 
-    from kfloop import replay
+    from kfloop.app import replay
 
     server = loop.Server(root, MODEL, tmp_path / "server.log", log=False)
     online: list[float] = []

@@ -14,8 +14,9 @@ import pytest
 from components.canary import canary as C
 from components.canary import mirror as M
 from components.decide import decide as D
-from kfloop import config, deploy, fs, replay
+from kfloop import clock, config, deploy, fs
 from kfloop import features as F
+from kfloop.app import replay
 from kfloop.store import ModelStore
 from tests.fake_apis import FakeKubeApi
 from tests.test_store import make_model_dir
@@ -23,7 +24,7 @@ from tests.test_store import make_model_dir
 NAME = "taxi-tips"
 NOW = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)  # the monitoring clock (data time, as in the replay)
 #: End of the log read: the log is stamped by the servers' clock, which is the wall clock here.
-END = replay.utc_now() + dt.timedelta(days=1)
+END = clock.utc_now() + dt.timedelta(days=1)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, can
     base = y * 1.2 + rng.normal(size=n)
     champ = 1 / (1 + np.exp(-(base + rng.normal(scale=0.6, size=n))))
     can = 1 / (1 + np.exp(-(base + canary_shift * (2 * y - 1) + rng.normal(scale=0.6, size=n))))
-    start = replay.utc_now()
+    start = clock.utc_now()
     shadow = fs.join(root, config.CanaryConfig().shadow_log)
     labels = []
     for lo in range(0, n, batch):
@@ -328,7 +329,7 @@ def test_traffic_split_is_compared_unpaired_and_says_so(two):
 
 def test_a_compiled_canary_step_rolls_out_the_compiled_predictor_image(tmp_path):
     """Promote / rollback from the step render the image the pipeline was compiled with (kfloop compile)."""
-    from kfloop import compile as kc
+    from kfloop.app import compile as kc
 
     paths = kc.compile_all(tmp_path, registry="eu.gcr.io/acme", tag="sha-1234")
     spec, _ = kc.load_ir(paths["monitoring"])

@@ -1,4 +1,4 @@
-"""Issue #18 "Clear errors everywhere": every bad input through the real CLI (``kfloop.cli.main``) gives a
+"""Issue #18 "Clear errors everywhere": every bad input through the real CLI (``kfloop.app.cli.main``) gives a
 non-zero exit and ONE line on stderr that names the file (or the option) and the problem; no traceback.
 
 The cases are in :mod:`tests.cli_cases`: store files (alias, metadata, history, counter, commit marker)
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kfloop import cli
+from kfloop.app import cli
 from tests import cli_cases
 from tests.test_store import make_model_dir
 
@@ -77,7 +77,7 @@ def test_there_are_enough_cases():
 
 
 def test_unexpected_errors_are_one_line_and_traceback_on_request(tmp_path, capsys, monkeypatch):
-    from kfloop.commands import models
+    from kfloop.app.commands import models
 
     def boom(args):
         raise RuntimeError("first line\nsecond line \x1b[91mred\x1b[0m")
@@ -91,7 +91,7 @@ def test_unexpected_errors_are_one_line_and_traceback_on_request(tmp_path, capsy
 
 
 def test_monitor_failure_names_the_task_and_the_cause():
-    from kfloop.commands.monitor import failure_line
+    from kfloop.app.commands.monitor import failure_line
 
     message = (
         "Pipeline \x1b[95m'kfloop-monitoring'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. "
@@ -146,7 +146,7 @@ def test_monitor_window_end_before_start_is_one_line_from_the_real_command(tmp_p
     argv += ["--window-start", "2026-01-02T00:00:00Z", "--window-end", "2026-01-01T00:00:00Z"]
     argv += ["--pipeline-root", str(tmp_path / "runs")]
     r = subprocess.run(
-        [sys.executable, "-m", "kfloop.cli", *argv],
+        [sys.executable, "-m", "kfloop.app.cli", *argv],
         capture_output=True,
         text=True,
         cwd=cli_cases.ROOT,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kfloop import cli
+from kfloop.app import cli
 from tests import cli_cases
 from tests.test_cli_errors import run_cli
 from tests.test_store import make_model_dir
@@ -104,7 +104,7 @@ def test_monitor_end_before_start_is_one_line_naming_the_options(world, capsys):
 
 
 def test_failure_cause_reads_the_task_traceback():
-    from kfloop.local import failure_cause
+    from kfloop.app.local import failure_cause
 
     message = "Pipeline \x1b[95m'p'\x1b[0m finished with status FAILURE. Inner task failed: \x1b[96m'batch-input-op'\x1b[0m."
     log = [

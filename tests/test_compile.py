@@ -16,8 +16,8 @@ import sys
 import pytest
 from kfp import dsl
 
-from kfloop import compile as kc
 from kfloop import config
+from kfloop.app import compile as kc
 
 DASHBOARD = {"system.HTML", "system.Markdown", "system.Metrics", "system.ClassificationMetrics"}
 
@@ -292,7 +292,7 @@ def test_foreign_image_fails_and_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_cli(tmp_path):
-    run = [sys.executable, "-m", "kfloop.cli", "compile"]
+    run = [sys.executable, "-m", "kfloop.app.cli", "compile"]
     proc = subprocess.run(
         [*run, "--print-images", "--tag", "9.9"], capture_output=True, text=True, timeout=60
     )
@@ -415,7 +415,7 @@ def test_images_pinned_by_digest_reach_executors_and_embedded_values(tmp_path):
         with pytest.raises(kc.CompileError, match=match):
             kc.images(digests=bad)
     proc = subprocess.run(
-        [sys.executable, "-m", "kfloop.cli", "compile", "--print-images", "--image", f"serving={digest}"],
+        [sys.executable, "-m", "kfloop.app.cli", "compile", "--print-images", "--image", f"serving={digest}"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from kfloop import data
+from examples.taxi import fetch as data
 
 
 def _wheel(tmp_path, payload: bytes):
@@ -41,7 +41,7 @@ def test_cli_mismatch_is_one_line_and_nonzero(tmp_path):
         [
             sys.executable,
             "-m",
-            "kfloop.cli",
+            "kfloop.app.cli",
             "data",
             "fetch",
             "--data-dir",

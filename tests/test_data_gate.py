@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 
 from components.gate import gate
-from components.ingest import ingest as I
-from components.validate import tfdv_ops as V
-from kfloop import cli, config
+from kfloop import clean as I
+from kfloop import config
 from kfloop import features as F
-from kfloop.commands.validate import EXIT_BLOCKING
+from kfloop.app import cli
+from kfloop.app.commands.validate import EXIT_BLOCKING
+from kfloop.tfdv import ops as V
 
 #: A 1967 trip, one in the year 5138 and the int64 maximum (all seen in the attack of issue 23).
 OUT_OF_RANGE_TIMES = ["-86400", "99999999999", str(2**63 - 1)]

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from kfloop import cli
+from kfloop.app import cli
 from kfloop.store import ModelStore
 from tests.test_store import make_model_dir
 

@@ -12,19 +12,20 @@ import numpy as np
 import pytest
 
 from components.evaluate import evaluate as E
-from components.evaluate.evaluate import EvaluationError, SliceRow, decide, evaluate, read_blessing
+from components.evaluate.evaluate import EvaluationError, SliceRow, decide, evaluate
 from kfloop import datasets
 from kfloop import features as F
+from kfloop.blessing import BlessingError, read_blessing
 from kfloop.config import EvaluationConfig
 
 CFG = EvaluationConfig()
 
 
 def cli(argv: list[str]) -> int:
-    """``kfloop evaluate`` as kfloop.cli.main runs it, with only this command registered (so that a
+    """``kfloop evaluate`` as kfloop.app.cli.main runs it, with only this command registered (so that a
     half-finished sibling command module cannot break these tests)."""
-    from kfloop.cli import _Parser
-    from kfloop.commands import evaluate as command
+    from kfloop.app.cli import _Parser
+    from kfloop.app.commands import evaluate as command
 
     parser = _Parser(prog="kfloop")
     command.register(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
@@ -267,16 +268,16 @@ def test_bad_thresholds(taxi_split, trained_model):
 
 
 def test_read_blessing_errors(tmp_path):
-    with pytest.raises(EvaluationError, match="does not exist"):
+    with pytest.raises(BlessingError, match="does not exist"):
         read_blessing(str(tmp_path / "none.json"))
     (tmp_path / "b.json").write_text(
         '{"blessed": "yes", "reasons": [], "champion_version": null, "metrics": {}}'
     )
-    with pytest.raises(EvaluationError, match="'blessed' must be true or false"):
+    with pytest.raises(BlessingError, match="'blessed' must be true or false"):
         read_blessing(str(tmp_path / "b.json"))
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "blessing.json").write_text('{"blessed": true, "reasons": []}')
-    with pytest.raises(EvaluationError, match="lacks key 'champion_version'"):
+    with pytest.raises(BlessingError, match="lacks key 'champion_version'"):
         read_blessing(str(tmp_path / "d"))
 
 

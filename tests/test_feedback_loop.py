@@ -13,8 +13,9 @@ import pytest
 
 from components.monitor import backfill
 from components.monitor import monitor as M
-from kfloop import config, datasets, fs, loop, replay, store
+from kfloop import clock, config, datasets, fs, store
 from kfloop import features as F
+from kfloop.app import loop, replay
 
 MODEL = "taxi-tips"
 #: The test waits for the server's log flush itself before it monitors a window that ends "now".
@@ -34,10 +35,10 @@ def test_http_feedback_joins_live_auc_and_late_labels_backfill(tmp_path, trained
     server = loop.Server(root, MODEL, tmp_path / "server.log")
     try:
         server.start(timeout=180)
-        a_start = replay.utc_now()
+        a_start = clock.utc_now()
         got_a = replay.replay(rows_a, server.url, MODEL, feedback=False, request_prefix="a")
         time.sleep(server.flush_seconds * 2 + 0.5)
-        a_end = b_start = replay.utc_now()
+        a_end = b_start = clock.utc_now()
         first = M.monitor(
             root, MODEL, a_start.isoformat(), a_end.isoformat(), taxi_split["train"], cfg=FLUSHED
         )
@@ -54,7 +55,7 @@ def test_http_feedback_joins_live_auc_and_late_labels_backfill(tmp_path, trained
             conn.close()
         got_b = replay.replay(rows_b, server.url, MODEL, request_prefix="b")  # labels right away
         time.sleep(server.flush_seconds * 2 + 0.5)
-        b_end = replay.utc_now()
+        b_end = clock.utc_now()
     finally:
         server.stop()
     assert got_b.feedback_requests == 1 and got_b.feedback_rows == int(rows_b[F.LABEL.name].notna().sum())

@@ -4,15 +4,15 @@ import pandas as pd
 import pytest
 
 from components.gate.gate import check
-from components.validate import tfdv_ops
-from kfloop.local import run_pipeline
+from kfloop.app.local import run_pipeline
+from kfloop.tfdv import ops
 from pipelines import training
 
 
 def _validated(tmp_path, frame_path):
-    result = tfdv_ops.run_validation(frame_path, environment="TRAINING")
+    result = ops.run_validation(frame_path, environment="TRAINING")
     out = tmp_path / "anomalies"
-    tfdv_ops.write_artifacts(result, anomalies_dir=str(out))
+    ops.write_artifacts(result, anomalies_dir=str(out))
     return out
 
 
@@ -22,7 +22,7 @@ def test_gate_passes_clean_data_and_stops_blocking_anomalies(tmp_path, taxi_spli
     bad = pd.read_csv(taxi_split["eval"], dtype=str, keep_default_na=False)
     bad.loc[bad.index[::40], "trip_start_hour"] = "25"
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(tfdv_ops.BlockingAnomaliesError, match="trip_start_hour: INT_TYPE_BIG_INT"):
+    with pytest.raises(ops.BlockingAnomaliesError, match="trip_start_hour: INT_TYPE_BIG_INT"):
         check(str(_validated(tmp_path / "bad", str(tmp_path / "bad.csv"))))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfloop import compile as kc
+from kfloop.app import compile as kc
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KFLOOP_UPDATE_GOLDEN") == "1"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kfloop import compile as kc
 from kfloop import config
+from kfloop.app import compile as kc
 from tests.cluster_checks import ROOT
 
 DOCKERFILE = {

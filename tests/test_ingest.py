@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.ingest.ingest import IngestError, ingest
 from kfloop import datasets
 from kfloop import features as F
+from kfloop.clean import IngestError, ingest
 
 
 def _run(tmp_path, source, cutoff="2015-01-01", **kw):

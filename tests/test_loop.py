@@ -9,8 +9,10 @@ import pytest
 
 from components.decide import decide as D
 from components.trigger import trigger as T
-from kfloop import datasets, loop, replay, report, store
-from kfloop.local import run_pipeline
+from kfloop import datasets, store
+from kfloop.app import loop, replay
+from kfloop.app import loop_report as report
+from kfloop.app.local import run_pipeline
 from pipelines import monitoring
 
 MODEL = "taxi-tips"

@@ -11,8 +11,9 @@ import pytest
 
 from components.decide import decide as D
 from components.monitor import monitor as M
-from kfloop import config, datasets, fs, replay
+from kfloop import clock, config, datasets, fs
 from kfloop import features as F
+from kfloop.app import replay
 
 MODEL = "taxi-tips"
 CFG = config.MonitoringConfig()
@@ -168,23 +169,21 @@ def test_rows_that_reach_the_log_after_a_scan_fall_in_the_next_window(tmp_path, 
 
     store = str(tmp_path)
     cfg = dataclasses.replace(CFG, close_after_seconds=30.0, min_examples=1)
-    now = replay.utc_now()
+    now = clock.utc_now()
     early, late = frames["live"].iloc[:200], frames["live"].iloc[200:320]
     _log(store, early, now - dt.timedelta(minutes=10), labels=False)  # long flushed
     first_start = now - dt.timedelta(minutes=20)
     first = M.monitor(store, MODEL, first_start.isoformat(), now.isoformat(), taxi_split["train"], cfg=cfg)
     # stamped 20 s .. 8 s before the first run's end, published after its scan (a late flush)
     _log(store, late, now - dt.timedelta(seconds=20), labels=False, step_ms=100)
-    assert first["requested_window_end"] == M.iso_ms(now)
-    closed = M.parse_iso(first["window_end"])
+    assert first["requested_window_end"] == clock.iso(now)
+    closed = clock.parse(first["window_end"])
     assert now - dt.timedelta(seconds=30) <= closed < now - dt.timedelta(seconds=20)  # the scan's time - 30 s
     window = M.next_window(store, MODEL, (now + dt.timedelta(minutes=5)).isoformat())
-    assert window.start == M.parse_iso(first["window_end"])  # the next window starts where this one closed
+    assert window.start == clock.parse(first["window_end"])  # the next window starts where this one closed
     with pytest.raises(M.MonitorError, match="not closed yet.*close_after_seconds"):  # nothing of it closed
-        recent = replay.utc_now() - dt.timedelta(seconds=5)
-        M.monitor(
-            store, MODEL, recent.isoformat(), replay.utc_now().isoformat(), taxi_split["train"], cfg=cfg
-        )
+        recent = clock.utc_now() - dt.timedelta(seconds=5)
+        M.monitor(store, MODEL, recent.isoformat(), clock.utc_now().isoformat(), taxi_split["train"], cfg=cfg)
     later = dataclasses.replace(cfg, close_after_seconds=0.0)  # ... the next scheduled run, a while later
     second = M.monitor(
         store, MODEL, window.start.isoformat(), window.end.isoformat(), taxi_split["train"], cfg=later

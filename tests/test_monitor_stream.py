@@ -12,8 +12,9 @@ import pytest
 from components.monitor import monitor as M
 from components.monitor import reference as R
 from components.monitor import stream
-from kfloop import datasets, fs, predlog, replay
+from kfloop import datasets, fs, predlog
 from kfloop import features as F
+from kfloop.app import replay
 
 MODEL = "taxi-tips"
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -184,7 +185,7 @@ def test_push_stores_the_reference_and_the_monitor_uses_it_without_the_source(tm
     assert stored.endswith(f"/models/{MODEL}/{r.version}/reference")
     assert json.loads(fs.read_text(fs.join(stored, "reference.json")))["train_rows"] > 1000
 
-    import components.ingest.ingest as ingest_mod
+    import kfloop.clean as ingest_mod
 
     monkeypatch.setattr(ingest_mod, "ingest", lambda *a, **k: pytest.fail("re-ingested the source"))
     ref = R.champion_reference(root, MODEL, "", str(tmp_path / "work"))
@@ -229,7 +230,8 @@ def test_monitor_op_under_kfp_local_reads_the_parquet_log_from_gcs(gcs_bucket, t
     from kfp import dsl
 
     from components.monitor.component import monitor_op
-    from kfloop import local, store
+    from kfloop import store
+    from kfloop.app import local
     from tests.test_store import make_model_dir
 
     root = f"gs://{gcs_bucket}/kfloop"

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from components.evaluate.evaluate import read_blessing
 from kfloop import config, datasets
 from kfloop import features as F
-from kfloop.local import run_pipeline
+from kfloop.app.local import run_pipeline
+from kfloop.blessing import read_blessing
 from kfloop.store import ModelStore
 from pipelines import training
 

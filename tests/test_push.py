@@ -89,7 +89,7 @@ def test_push_op_under_kfp_local(tmp_path):
 
     from components.deploy.component import deploy_op
     from components.push.component import push_op
-    from kfloop import local
+    from kfloop.app import local
 
     root = str(tmp_path / "store")
 

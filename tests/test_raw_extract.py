@@ -5,9 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from kfloop import cli, datasets
+from kfloop import datasets
 from kfloop import features as F
-from kfloop.commands.validate import EXIT_BLOCKING
+from kfloop.app import cli
+from kfloop.app.commands.validate import EXIT_BLOCKING
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kfloop import compile as kc
 from kfloop import config, deploy
+from kfloop.app import compile as kc
 from kfloop.store import ModelStore
 from tests import cluster_checks as cc
 from tests.fake_apis import FakeKfpApi, FakeKubeApi
@@ -31,9 +31,9 @@ EXECUTOR_RULES = {
     ("argoproj.io", "workflowtaskresults", "patch", None),
     ("", "configmaps", "get", "kfp-launcher"),
 }
-#: Modules allowed to talk to the Kubernetes / KFP APIs, each exercised below. kfloop/submit.py runs on a
+#: Modules allowed to talk to the Kubernetes / KFP APIs, each exercised below. kfloop/app/submit.py runs on a
 #: workstation or in CI (`kfloop submit`), never in a pipeline pod.
-CALL_SITES = {"kfloop/kube.py", "components/trigger/trigger.py", "kfloop/submit.py"}
+CALL_SITES = {"kfloop/kube.py", "components/trigger/trigger.py", "kfloop/app/submit.py"}
 _API_USE = re.compile(r"\.call_api\(|kfp\.Client\(|kubernetes\.client\.\w+Api\(|client\.CustomObjectsApi")
 
 _K8S_VERBS = {"GET": "get", "PATCH": "patch", "PUT": "update", "DELETE": "delete", "POST": "create"}

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from components.monitor import monitor as M
-from kfloop import datasets, fs, loop, predlog, replay, store
+from kfloop import clock, datasets, fs, predlog, store
 from kfloop import features as F
+from kfloop.app import loop, replay
 
 MODEL = "taxi-tips"
 
@@ -52,12 +53,12 @@ def test_replay_through_live_server_is_logged_and_monitored(tmp_path, trained_mo
     rows = datasets.read_dataset(taxi_split["live"]).head(300)
     try:
         server.start(timeout=180)
-        start = replay.utc_now()
+        start = clock.utc_now()
         got = replay.replay(rows, server.url, MODEL, batch_size=64, request_prefix="t")
         time.sleep(server.flush_seconds * 2 + 0.5)  # the server's log flush interval
     finally:
         server.stop()
-    end = replay.utc_now() + dt.timedelta(seconds=1)
+    end = clock.utc_now() + dt.timedelta(seconds=1)
     assert (got.requests, got.rows, got.model_versions) == (5, 300, {version: 300})
     assert got.feedback_rows == int(rows[F.LABEL.name].notna().sum())
     assert got.feedback_requests == 1  # the labels went over HTTP (POST :feedback), the server wrote them

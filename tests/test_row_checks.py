@@ -1,11 +1,11 @@
-"""The row checks of the data gate (:mod:`kfloop.schema.checks`) and their configured event-time range
+"""The row checks of the data gate (:mod:`kfloop.row_checks`) and their configured event-time range
 (:class:`kfloop.config.EventTimeRange`); tests/test_data_gate.py runs them through ingest and validate."""
 
 import pandas as pd
 import pytest
 
 from kfloop import config
-from kfloop.schema import checks
+from kfloop import row_checks as checks
 
 NON_FINITE_SPELLINGS = ["inf", "Infinity", "-inf", "+INF", "NaN", "nan", "1e400"]
 

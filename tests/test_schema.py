@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from components.validate import tfdv_ops as V
-from kfloop import cli
 from kfloop import features as F
-from kfloop import schema as kschema
-from kfloop.commands.validate import EXIT_BLOCKING
+from kfloop.app import cli
+from kfloop.app.commands.validate import EXIT_BLOCKING
+from kfloop.tfdv import ops as V
+from kfloop.tfdv import schema as kschema
 
 
 def test_committed_schema_covers_every_column_and_environment():

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kfloop import cli, store
+from kfloop import store
+from kfloop.app import cli
 from kfloop.store import ModelStore
 
 NAME = "taxi-tips"
@@ -94,12 +95,12 @@ class _PipelineWouldStart(BaseException):  # not an Exception: passes the CLI ha
 
 
 def test_every_file_truncated_or_garbled(template, tmp_path, capsys, monkeypatch):
-    import kfloop.local
+    import kfloop.app.local
 
     def no_pipeline(*a, **kw):
         raise _PipelineWouldStart
 
-    monkeypatch.setattr(kfloop.local, "run_pipeline", no_pipeline)
+    monkeypatch.setattr(kfloop.app.local, "run_pipeline", no_pipeline)
     source = tmp_path / "taxi.csv"
     source.write_text((ROOT / "data" / "chicago_taxi.csv").read_text().splitlines()[0] + "\n")
     cases = _cases(template)

@@ -15,9 +15,9 @@ import urllib.parse
 
 import pytest
 
-from kfloop import compile as kc
-from kfloop import submit as ks
-from kfloop.cli import main
+from kfloop.app import compile as kc
+from kfloop.app import submit as ks
+from kfloop.app.cli import main
 
 API = "/apis/v2beta1"
 
@@ -248,7 +248,7 @@ def test_wait_reports_final_state(kfp_api, training_yaml):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "kfloop.cli", "submit", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "kfloop.app.cli", "submit", *args], capture_output=True, text=True, timeout=60
     )
 
 

@@ -379,7 +379,7 @@ def test_two_workers_train_with_multi_worker_mirrored_strategy(small_split, tmp_
 
 
 def test_kfloop_train_cli_refuses_bad_hyperparameters(tmp_path, capsys):
-    from kfloop import cli
+    from kfloop.app import cli
 
     with pytest.raises(SystemExit, match=r"^kfloop train: hyperparameter dropout=1.5: must be in \[0, 1\)$"):
         cli.main(

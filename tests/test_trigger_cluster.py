@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.trigger import trigger as T
-from kfloop import compile as kc
+from kfloop.app import compile as kc
 
 MODEL = "taxi-tips"
 DECISION = {"decision": "retrain", "retrain": True, "decision_id": "20260101T000000000000Z-abcd1234"}

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from components.validate import tfdv_ops as V
 from kfloop import config
 from kfloop import features as F
+from kfloop.tfdv import ops as V
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from kfp import dsl
 from components.ingest.component import ingest_op
 from components.validate.component import validate_op
 from kfloop import config
-from kfloop.local import run_pipeline
+from kfloop.app.local import run_pipeline
 
 
 @dsl.pipeline(name="validate-test")

@@ -9,9 +9,9 @@ import shlex
 import pytest
 import yaml
 
-from kfloop import compile as kc
 from kfloop import config
-from kfloop import submit as ks
+from kfloop.app import compile as kc
+from kfloop.app import submit as ks
 from tests.cluster_checks import ROOT
 
 

@@ -116,13 +116,13 @@ def prepare_input(input_uri: str, dataset_uri: str) -> int:
         BlockedInput: a raw extract with a value that cannot be cleaned (names the column and line).
         BatchPredictError: the file is missing or unreadable, has no rows, or lacks a model feature.
     """
-    from components.ingest import ingest
-    from components.validate import tfdv_ops
+    from kfloop import clean as ingest
     from kfloop import datasets
+    from kfloop.tfdv import ops
 
     try:
-        frame = tfdv_ops.read_frame(input_uri)
-    except tfdv_ops.ValidationError as e:
+        frame = ops.read_frame(input_uri)
+    except ops.ValidationError as e:
         raise BatchPredictError(str(e)) from None
     if frame.empty:
         raise BatchPredictError(f"input {input_uri!r} has a header but no rows")
@@ -159,7 +159,7 @@ def _convert_options():
 
 
 def encode_batch(batch) -> dict:
-    """Arrow columns of the model features → the encoded numpy columns of :mod:`serving.schema`.
+    """Arrow columns of the model features → the encoded numpy columns of :mod:`serving.request`.
 
     Missing values become the :mod:`kfloop.features` sentinels (NaN, -1, ``""``). A string column is
     dictionary-encoded first, so that each distinct value becomes one Python string (shared by its rows)

@@ -25,7 +25,7 @@ def batch_input_op(
     Args:
         input_uri: CSV to score (local path or ``gs://``): a Dataset, a raw extract as it comes, or rows
             with the model features only.
-        schema_uri: Schema text proto; "" = the committed ``kfloop/schema/taxi_schema.pbtxt``.
+        schema_uri: Schema text proto; "" = the committed ``examples/taxi/schema.pbtxt``.
         beam_pipeline_args: Apache Beam options for the statistics.
 
     Returns:
@@ -35,17 +35,17 @@ def batch_input_op(
         counts: Rows read, anomalies, blocking anomalies.
     """
     from components.batch_predict.batch_predict import prepare_input
-    from components.validate import tfdv_ops
+    from kfloop.tfdv import ops
 
     rows = prepare_input(input_uri, data.path)
     data.metadata.update({"rows": rows, "format": "csv", "source": input_uri})
-    result = tfdv_ops.run_validation(
+    result = ops.run_validation(
         data.path,
-        schema=tfdv_ops.load_schema(schema_uri or None),
-        environment=tfdv_ops.SERVING,
+        schema=ops.load_schema(schema_uri or None),
+        environment=ops.SERVING,
         beam_pipeline_args=list(beam_pipeline_args),
     )
-    tfdv_ops.write_artifacts(
+    ops.write_artifacts(
         result,
         anomalies_dir=anomalies.path,
         report_uri=report.path,

@@ -1,6 +1,6 @@
 """The mirror's own record of the requests it forwarded to a shadow canary.
 
-A shadow canary answers copies of the champion's requests (the local loop's :meth:`kfloop.loop._Loop.mirror`
+A shadow canary answers copies of the champion's requests (the local loop's :meth:`kfloop.app.loop._Loop.mirror`
 sends them). The prediction log alone cannot tell a request the canary failed from one that was never
 mirrored (a client that reached the champion directly, a mirror that was not running yet): both are
 champion rows without a canary answer. So the mirror writes what it forwarded and what came back, and

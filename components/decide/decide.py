@@ -27,8 +27,7 @@ import datetime as dt
 import html
 import uuid
 
-from kfloop import config, records
-from kfloop.replay import iso_ms, parse_iso
+from kfloop import clock, config, records
 
 RETRAIN = "retrain"
 NO_RETRAIN = "no_retrain"
@@ -184,7 +183,7 @@ def decide(
     known_outcomes = list(known_outcomes)
     base = {
         "decision_id": f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}",
-        "decided_at": iso_ms(now),
+        "decided_at": clock.iso(now),
         "model_name": summary.get("model_name"),
         "champion_version": summary.get("champion_version"),
         "window_start": summary.get("window_start"),
@@ -266,9 +265,9 @@ def decide(
         )
         if same and new_rows < cfg.new_data_rows:
             wait = min(cfg.cooldown_hours * cfg.backoff_factor**streak, cfg.max_backoff_hours)
-            until = parse_iso(previous["decided_at"]) + dt.timedelta(hours=wait)
+            until = clock.parse(previous["decided_at"]) + dt.timedelta(hours=wait)
             if now < until:
-                base["cooldown_until"] = iso_ms(until)
+                base["cooldown_until"] = clock.iso(until)
                 note = _reason(
                     "backoff",
                     "(loop)",
@@ -278,21 +277,21 @@ def decide(
                     f"the same drift ({', '.join(sorted(same))}) persists, the last {streak} challenger(s) "
                     f"retrained for it were rejected and only {new_rows} new labelled rows arrived since "
                     f"(< {cfg.new_data_rows}): waiting {wait:g} h (cooldown {cfg.cooldown_hours:g} h x "
-                    f"{cfg.backoff_factor:g}^{streak}) after {previous['decided_at']}, until {iso_ms(until)}",
+                    f"{cfg.backoff_factor:g}^{streak}) after {previous['decided_at']}, until {clock.iso(until)}",
                 )
                 return _finish(base, BACKOFF, [note, *notes, *found])
     if previous is not None:
-        until = parse_iso(previous["decided_at"]) + dt.timedelta(hours=cfg.cooldown_hours)
+        until = clock.parse(previous["decided_at"]) + dt.timedelta(hours=cfg.cooldown_hours)
         if now < until:
-            base["cooldown_until"] = iso_ms(until)
+            base["cooldown_until"] = clock.iso(until)
             note = _reason(
                 "cooldown",
                 "(loop)",
                 "hours_since_last_retrain",
-                round((now - parse_iso(previous["decided_at"])).total_seconds() / 3600, 3),
+                round((now - clock.parse(previous["decided_at"])).total_seconds() / 3600, 3),
                 cfg.cooldown_hours,
                 f"retraining {previous.get('decision_id')} started at {previous['decided_at']}; "
-                f"no new retraining before {iso_ms(until)}",
+                f"no new retraining before {clock.iso(until)}",
             )
             return _finish(base, COOLDOWN, [note, *notes, *found])
     base["retrain"] = True

@@ -68,8 +68,6 @@ OVERALL = "Overall"
 #: Thresholds of the ROC curve (ConfusionMatrixPlot) and of the confusion matrix.
 ROC_THRESHOLDS = 100
 DECISION_THRESHOLD = 0.5
-#: Where the blessing sits inside a KFP Artifact directory / next to a report.
-BLESSING_FILE = "blessing.json"
 
 
 class EvaluationError(ValueError):
@@ -569,31 +567,6 @@ def decide(
     return reasons
 
 
-def read_blessing(path: str) -> dict:
-    """Reads a blessing JSON (a file, or a directory / KFP artifact holding ``blessing.json``).
-
-    Raises:
-        EvaluationError: missing, unreadable, or without the contract's keys.
-    """
-    uri = str(path)
-    if not fs.is_gcs(uri) and Path(uri).is_dir():
-        uri = str(Path(uri) / BLESSING_FILE)
-    try:
-        data = json.loads(fs.read_text(uri))
-    except FileNotFoundError:
-        raise EvaluationError(f"blessing {path!r} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise EvaluationError(f"blessing {path!r} is not JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("blessed"), bool):
-        raise EvaluationError(f"blessing {path!r}: 'blessed' must be true or false")
-    for key in ("reasons", "champion_version", "metrics"):
-        if key not in data:
-            raise EvaluationError(f"blessing {path!r} lacks key {key!r}")
-    if not isinstance(data["reasons"], list):
-        raise EvaluationError(f"blessing {path!r}: 'reasons' must be a list")
-    return data
-
-
 def _json_ready(obj) -> dict:
     return json.loads(json.dumps(_nan_to_none(obj)))
 
@@ -758,7 +731,7 @@ def _evaluate(
         champion_roc=rocs.get(CHAMPION),
     )
     if report_path:
-        from components.evaluate.report import render_html
+        from components.evaluate.eval_report import render_html
 
         fs.write_text(report_path, render_html(result))
     if blessing_path:

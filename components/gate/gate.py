@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from components.validate.tfdv_ops import BlockingAnomaliesError, blocking_message
 from kfloop import fs
+from kfloop.tfdv.ops import BlockingAnomaliesError, blocking_message
 
 SUMMARY_FILE = "summary.json"
 

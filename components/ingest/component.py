@@ -1,4 +1,4 @@
-"""KFP wrapper of :func:`components.ingest.ingest.ingest`."""
+"""KFP wrapper of :func:`kfloop.clean.ingest`."""
 
 from kfp.dsl import Dataset, Metrics, Output
 
@@ -32,7 +32,7 @@ def ingest_op(
         live_data: Later "live" window (CSV), replayed as traffic by the local loop.
         counts: Row counts per split (KFP Metrics).
     """
-    from components.ingest.ingest import ingest
+    from kfloop.clean import ingest
 
     result = ingest(
         source,

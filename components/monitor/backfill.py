@@ -22,7 +22,7 @@ import datetime as dt
 import uuid
 
 from components.monitor import labels as L
-from kfloop import config, records
+from kfloop import clock, config, records
 from kfloop import predlog as P
 
 KIND = "backfills"
@@ -118,10 +118,10 @@ def backfill_windows(
     """
     from components.monitor import monitor as M
 
-    now = now or M.utc_now()
+    now = now or clock.utc_now()
     out = []
     for (ws, we), last in sorted(_latest_by_window(store_uri, model_name).items()):
-        start, end = M.parse_iso(ws), M.parse_iso(we)
+        start, end = clock.parse(ws), clock.parse(we)
         if before is not None and end > before:
             continue
         if start + dt.timedelta(days=cfg.feedback_horizon_days) < now:
@@ -145,7 +145,7 @@ def backfill_windows(
             "live_auc": live_auc,
             "label_rate": float(labels.mean()),
             "mean_delay_s": float(np.nanmean(delays)) if np.isfinite(delays).any() else None,
-            "backfilled_at": M.iso_ms(now),
+            "backfilled_at": clock.iso(now),
         }
         if record:
             rid = f"{end:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}"

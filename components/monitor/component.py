@@ -68,7 +68,7 @@ def monitor_op(
         window = M.next_window(store_uri, model_name, window_end or None)
         window_start, window_end = window.start.isoformat(), window.end.isoformat()
     elif not window_end:
-        window_end = M.utc_now().isoformat()
+        window_end = clock.utc_now().isoformat()
     ref = None
     if not reference_train:
         ref = champion_reference(

@@ -27,9 +27,8 @@ import datetime as dt
 import os
 import uuid
 
-from kfloop import config, fs, records
+from kfloop import clock, config, fs, records
 from kfloop import features as F
-from kfloop.replay import iso_ms, parse_iso, utc_now
 
 NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
@@ -40,23 +39,12 @@ class MonitorError(ValueError):
     """Bad monitoring input (a window bound, a reference); the message names it."""
 
 
-def parse_instant(value, what: str) -> dt.datetime:
-    """Parses an ISO date/datetime (UTC if naive) or epoch seconds into an aware UTC datetime.
-
-    Raises:
-        MonitorError: ``value`` is empty or not a time; the message names ``what``.
-    """
-    text = str(value).strip()
-    if not text:
-        raise MonitorError(f"{what} is empty (use an ISO date/datetime, UTC, or epoch seconds)")
+def _instant(value, what: str) -> dt.datetime:
+    """:func:`kfloop.clock.parse_instant`, raising :class:`MonitorError`."""
     try:
-        if text.lstrip("-").replace(".", "", 1).isdigit():
-            return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
-        return parse_iso(text)
-    except (ValueError, OverflowError):
-        raise MonitorError(
-            f"{what} {text!r} is not a time (use an ISO date/datetime, UTC, or epoch seconds)"
-        ) from None
+        return clock.parse_instant(value, what)
+    except clock.ClockError as e:
+        raise MonitorError(str(e)) from None
 
 
 _MODEL = tuple(f.name for f in F.MODEL_FEATURES)
@@ -100,8 +88,8 @@ def read_live(store_uri: str, model_name: str, window_start, window_end, horizon
 
     from components.monitor import stream
 
-    start = parse_instant(window_start, "window_start")
-    end = parse_instant(window_end, "window_end")
+    start = _instant(window_start, "window_start")
+    end = _instant(window_end, "window_end")
     parts = []
     with tempfile.TemporaryDirectory(prefix="kfloop-live-") as tmp:
         ws, _ = stream.process_window(
@@ -145,7 +133,7 @@ def closed_end(
     up to ``scan_time - close_after_seconds``; the next run starts at the recorded (closed) end
     (:func:`next_window`), so a row that arrives late falls in the next window, never in none.
     """
-    watermark = (scan_time or utc_now()) - dt.timedelta(seconds=close_after_seconds)
+    watermark = (scan_time or clock.utc_now()) - dt.timedelta(seconds=close_after_seconds)
     return min(end, watermark)
 
 
@@ -208,18 +196,20 @@ def monitor(
 
     from components.monitor import reference as R
     from components.monitor import scoring, stream
-    from components.validate import tfdv_ops as V
+    from kfloop.tfdv import ops as V
 
-    start = parse_instant(window_start, "window_start")
-    requested_end = parse_instant(window_end, "window_end")
+    start = _instant(window_start, "window_start")
+    requested_end = _instant(window_end, "window_end")
     if requested_end <= start:
-        raise MonitorError(f"window_end {iso_ms(requested_end)} is not after window_start {iso_ms(start)}")
+        raise MonitorError(
+            f"window_end {clock.iso(requested_end)} is not after window_start {clock.iso(start)}"
+        )
     end = closed_end(requested_end, cfg.close_after_seconds)
     if end <= start:
         raise MonitorError(
-            f"window {iso_ms(start)} .. {iso_ms(requested_end)} is not closed yet: rows stamped in it may still "
+            f"window {clock.iso(start)} .. {clock.iso(requested_end)} is not closed yet: rows stamped in it may still "
             f"reach the log for {cfg.close_after_seconds:g} s (close_after_seconds); run again after "
-            f"{iso_ms(start + dt.timedelta(seconds=cfg.close_after_seconds))}"
+            f"{clock.iso(start + dt.timedelta(seconds=cfg.close_after_seconds))}"
         )
     if reference is None:
         if not reference_train:
@@ -260,11 +250,11 @@ def monitor(
             "run_id": run_id(end),
             "model_name": model_name,
             "champion_version": champion_version or reference.version,
-            "window_start": iso_ms(start),
-            "window_end": iso_ms(end),
-            "requested_window_end": iso_ms(requested_end),
+            "window_start": clock.iso(start),
+            "window_end": clock.iso(end),
+            "requested_window_end": clock.iso(requested_end),
             "close_after_seconds": cfg.close_after_seconds,
-            "monitored_at": iso_ms(utc_now()),
+            "monitored_at": clock.iso(clock.utc_now()),
             "rows": ws.rows,
             "labelled_rows": ws.labelled_rows,
             "label_provenance": dataclasses.replace(ws.labels, labelled_rows=ws.labelled_rows).as_dict(),
@@ -362,9 +352,9 @@ class Window:
 
 def next_window(store_uri: str, model_name: str, end=None, *, lookback_hours: float = 24.0) -> Window:
     """The window since the previous recorded run (or ``lookback_hours`` before ``end``) up to ``end``."""
-    end_t = parse_instant(end, "window_end") if end else utc_now()
+    end_t = _instant(end, "window_end") if end else clock.utc_now()
     runs = read_runs(store_uri, model_name)
-    previous = [parse_iso(r["window_end"]) for r in runs if r.get("window_end")]
+    previous = [clock.parse(r["window_end"]) for r in runs if r.get("window_end")]
     previous = [p for p in previous if p < end_t]
     start = max(previous) if previous else end_t - dt.timedelta(hours=lookback_hours)
     return Window(start, end_t)

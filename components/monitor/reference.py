@@ -58,8 +58,8 @@ def build_reference(
         The ``reference.json`` content.
     """
     from components.monitor import scoring
-    from components.validate import tfdv_ops as V
     from kfloop import datasets
+    from kfloop.tfdv import ops as V
 
     schema = V.load_schema(schema_path)
     train = datasets.read_dataset(train_uri)
@@ -100,7 +100,7 @@ def load_reference(uri: str) -> Reference:
     Raises:
         ReferenceError_: ``reference.json`` or the training statistics are missing or unreadable.
     """
-    from components.validate import tfdv_ops as V
+    from kfloop.tfdv import ops as V
 
     try:
         meta = json.loads(fs.read_text(fs.join(uri, "reference.json")))
@@ -203,7 +203,7 @@ def champion_reference(
         raise ReferenceError_(
             f"model {model_name!r} version {version}: no stored reference; give the source data to rebuild it"
         )
-    from components.ingest.ingest import ingest
+    from kfloop.clean import ingest
 
     os.makedirs(workdir, exist_ok=True)
     paths = {k: os.path.join(workdir, f"{k}.csv") for k in ("train", "eval", "rest")}

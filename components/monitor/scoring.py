@@ -1,4 +1,4 @@
-"""Live data vs the champion's data with the validation functions (:mod:`components.validate.tfdv_ops`).
+"""Live data vs the champion's data with the validation functions (:mod:`kfloop.tfdv.ops`).
 
 * Anomalies: TFDV statistics of the live features, validated against the training schema in the
   ``SERVING`` environment (the label is absent from serving data).
@@ -57,7 +57,7 @@ def _scores(result: list[dict], cfg: config.MonitoringConfig) -> list[dict]:
 def statistics(paths: list[str], *, schema=None, beam_pipeline_args=()):
     """TFDV statistics of the staged live batches (:func:`components.monitor.stream.tfdv_batches`).
 
-    The same statistics path as validation (:func:`components.validate.tfdv_ops.statistics_from_batches`:
+    The same statistics path as validation (:func:`kfloop.tfdv.ops.statistics_from_batches`:
     staged Arrow IPC files, ``beam.Create(paths) | read | tfdv.GenerateStatistics``, the same options);
     ``beam_pipeline_args`` passes through (a remote runner needs ``paths`` on shared storage).
 
@@ -68,7 +68,7 @@ def statistics(paths: list[str], *, schema=None, beam_pipeline_args=()):
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.validate import tfdv_ops as V
+    from kfloop.tfdv import ops as V
 
     with tempfile.TemporaryDirectory(prefix="kfloop-live-stats-") as tmp:
         out = os.path.join(tmp, "stats.pb")
@@ -127,11 +127,11 @@ def score_statistics(raw_stats, clipped_stats, reference, *, cfg: config.Monitor
         schema: Schema (default: the committed one).
 
     Returns:
-        ``(anomalies, drift, skew)``: ``anomalies`` as :func:`tfdv_ops.summarize_anomalies` gives them;
+        ``(anomalies, drift, skew)``: ``anomalies`` as :func:`kfloop.tfdv.ops.summarize_anomalies` gives them;
         ``drift`` / ``skew`` one dict per model feature: ``{"feature", "measure", "value", "threshold",
         "exceeded", "ignored"}`` (``skew`` is empty without eval statistics).
     """
-    from components.validate import tfdv_ops as V
+    from kfloop.tfdv import ops as V
 
     schema = schema if schema is not None else V.load_schema()
     vcfg = config.ValidationConfig(

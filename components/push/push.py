@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.evaluate import evaluate
+from kfloop import blessing as kblessing
 from kfloop import store
 
 
@@ -53,14 +53,14 @@ class PushResult:
 
 
 def read_blessing(path: str) -> dict:
-    """Reads the evaluation's blessing (contract: :func:`components.evaluate.evaluate.read_blessing`).
+    """Reads the evaluation's blessing (contract: :func:`kfloop.blessing.read_blessing`).
 
     Raises:
         PushError: missing file, not JSON, ``blessed`` not a boolean, or a contract key missing.
     """
     try:
-        return evaluate.read_blessing(path)
-    except evaluate.EvaluationError as e:
+        return kblessing.read_blessing(path)
+    except kblessing.BlessingError as e:
         raise PushError(str(e)) from None
 
 

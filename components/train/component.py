@@ -45,7 +45,7 @@ def train_op(
     """
     from pathlib import Path
 
-    from components.train.report import render_report
+    from components.train.train_report import render_report
     from training_image.trainer import HParams, parse_hidden_units, train
 
     hp = HParams(

@@ -1,6 +1,6 @@
 """Trigger: a ``retrain`` decision re-enters the loop by starting the training pipeline on a fresh window.
 
-* ``local``: runs ``pipelines.training`` under kfp.local (:func:`kfloop.local.run_pipeline`), in this
+* ``local``: runs ``pipelines.training`` under kfp.local (:func:`kfloop.app.local.run_pipeline`), in this
   process (ingest → validate → train → evaluate against the champion → push).
 * ``cluster``: submits it through the KFP API with ``kfp.Client``, from the pod of the monitoring run:
   host ``ClusterConfig.kfp_host`` unless given, the pod's own namespace (its Kubeflow profile) unless
@@ -26,8 +26,7 @@ import json
 import time
 import uuid
 
-from kfloop import records
-from kfloop.replay import iso_ms, utc_now
+from kfloop import clock, records
 
 MODES = ("local", "cluster", "off")
 
@@ -38,11 +37,9 @@ class TriggerError(ValueError):
 
 def fresh_window(cutoff: str, training_window_days: int, *, now: dt.datetime | None = None) -> dict:
     """The training window of a retraining: ``[cutoff - days, cutoff)``; empty cutoff = today (UTC)."""
-    from components.monitor.monitor import MonitorError, parse_instant
-
     try:
-        end = parse_instant(cutoff, "cutoff") if cutoff else (now or utc_now())
-    except MonitorError as e:
+        end = clock.parse_instant(cutoff, "cutoff") if cutoff else (now or clock.utc_now())
+    except clock.ClockError as e:
         raise TriggerError(str(e)) from None
     if training_window_days < 1:
         raise TriggerError(f"training_window_days must be >= 1, got {training_window_days}")
@@ -51,9 +48,7 @@ def fresh_window(cutoff: str, training_window_days: int, *, now: dt.datetime | N
 
 
 def _instant(value: str) -> dt.datetime:
-    from components.monitor.monitor import parse_instant
-
-    return parse_instant(value, "decided_at")
+    return clock.parse_instant(value, "decided_at")
 
 
 def training_arguments(pipeline_func, wanted: dict) -> dict:
@@ -93,7 +88,9 @@ def read_triggers(store_uri: str, model_name: str) -> list[dict]:
 
 
 def _run_name(decision_id: str | None) -> str:
-    return f"kfloop-retrain-{decision_id}" if decision_id else f"kfloop-retrain-{utc_now():%Y%m%d-%H%M%S}"
+    return (
+        f"kfloop-retrain-{decision_id}" if decision_id else f"kfloop-retrain-{clock.utc_now():%Y%m%d-%H%M%S}"
+    )
 
 
 def _earlier_attempt(store_uri: str, model_name: str, decision_id: str | None) -> dict | None:
@@ -167,13 +164,13 @@ def trigger(
     record = {
         "trigger_id": f"decision-{decision_id}"
         if decision_id
-        else f"{utc_now():%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}",
+        else f"{clock.utc_now():%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:8]}",
         "mode": mode,
         "decision": decision.get("decision"),
         "decision_id": decision.get("decision_id"),
         "reason": decision.get("summary", ""),
         "started": False,
-        "started_at": iso_ms(utc_now()),
+        "started_at": clock.iso(clock.utc_now()),
         "run": {},
     }
     if not decision.get("retrain"):
@@ -213,7 +210,7 @@ def trigger(
         record["arguments"], record["run"], record["started"] = done["arguments"], done["run"], True
         record["state"] = "started"
     record["seconds"] = round(time.perf_counter() - t0, 3)
-    record["finished_at"] = iso_ms(utc_now())
+    record["finished_at"] = clock.iso(clock.utc_now())
     if record["started"] or mode == "off":
         record["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
     return record
@@ -259,7 +256,7 @@ def start(job: dict) -> dict:
     func = training.create_pipeline()
     args = training_arguments(func, job["arguments"])
     if job["mode"] == "local":
-        from kfloop.local import run_pipeline
+        from kfloop.app.local import run_pipeline
 
         run = {"root": str(run_pipeline(func, job["pipeline_root"], **args).root)}
     else:
@@ -363,9 +360,9 @@ def submit_from_pod(job: dict, args: dict, *, sa_dir: str = SA_DIR, api_client=N
 
     import kfp
 
-    from kfloop import compile as kc
     from kfloop import config
-    from kfloop import submit as ks
+    from kfloop.app import compile as kc
+    from kfloop.app import submit as ks
 
     cluster = config.ClusterConfig()
     try:

@@ -1,4 +1,4 @@
-"""KFP wrapper of :func:`components.validate.tfdv_ops.run_validation`: the data-validation gate."""
+"""KFP wrapper of :func:`kfloop.tfdv.ops.run_validation`: the data-validation gate."""
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
@@ -34,7 +34,7 @@ def validate_op(
         data: Dataset CSV to validate (e.g. the train split).
         skew_data: Optional second Dataset (e.g. the eval split) for the train/eval skew check.
         environment: Schema environment, ``TRAINING`` (label required) or ``SERVING`` (label absent).
-        schema_uri: Schema text proto; "" = the committed ``kfloop/schema/taxi_schema.pbtxt``.
+        schema_uri: Schema text proto; "" = the committed ``examples/taxi/schema.pbtxt``.
         reference_statistics_uri: Statistics to measure drift against (e.g. the champion's training
             statistics); "" = no drift check.
         beam_pipeline_args: Apache Beam options, e.g. ``["--runner=DataflowRunner", ...]`` or
@@ -57,8 +57,8 @@ def validate_op(
     """
     import dataclasses
 
-    from components.validate import tfdv_ops
     from kfloop import config
+    from kfloop.tfdv import ops
 
     cfg = dataclasses.replace(
         config.ValidationConfig(),
@@ -69,9 +69,9 @@ def validate_op(
         block_on_drift=block_on_drift,
         block_on_skew=block_on_skew,
     )
-    schema = tfdv_ops.load_schema(schema_uri or None)
-    reference = tfdv_ops.load_statistics(reference_statistics_uri) if reference_statistics_uri else None
-    result = tfdv_ops.run_validation(
+    schema = ops.load_schema(schema_uri or None)
+    reference = ops.load_statistics(reference_statistics_uri) if reference_statistics_uri else None
+    result = ops.run_validation(
         data.path,
         schema=schema,
         environment=environment,
@@ -80,7 +80,7 @@ def validate_op(
         cfg=cfg,
         beam_pipeline_args=list(beam_pipeline_args),
     )
-    tfdv_ops.write_artifacts(
+    ops.write_artifacts(
         result,
         statistics_uri=statistics.path,
         anomalies_dir=anomalies.path,
@@ -95,4 +95,4 @@ def validate_op(
     summary.log_metric("drift_crossed", sum(s["crossed"] for s in result.drift))
     summary.log_metric("skew_crossed", sum(s["crossed"] for s in result.skew))
     if result.blocking and fail_on_blocking:
-        raise tfdv_ops.BlockingAnomaliesError(tfdv_ops.blocking_message(result.findings), result.findings)
+        raise ops.BlockingAnomaliesError(ops.blocking_message(result.findings), result.findings)

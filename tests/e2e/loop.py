@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     args = p.parse_args(argv)
     dry = args.dry_run
-    from kfloop import compile as kc
     from kfloop import config
-    from kfloop import submit as ks
+    from kfloop.app import compile as kc
+    from kfloop.app import submit as ks
 
     run_id = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     host = os.environ.get("KFP_HOST", "http://KFP_HOST" if dry else None) or env("KFP_HOST")
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cleanup(host, ns, run_id, created, runs, experiment, store) -> None:
-    from kfloop import submit as ks
+    from kfloop.app import submit as ks
 
     done = []
     for ref in reversed(created):

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def taxi_csv():
     """Path of the real Chicago taxi CSV (fetched once into the data dir and cached there)."""
-    from kfloop import data
+    from examples.taxi import fetch as data
 
     return data.fetch()
 
@@ -16,8 +16,8 @@ def taxi_csv():
 @pytest.fixture(scope="session")
 def taxi_split(taxi_csv, tmp_path_factory):
     """The default ingest split of the taxi data: ``{"train": path, "eval": path, "live": path}``."""
-    from components.ingest.ingest import ingest
     from kfloop import config
+    from kfloop.clean import ingest
 
     out = tmp_path_factory.mktemp("split")
     paths = {k: str(out / f"{k}.csv") for k in ("train", "eval", "live")}

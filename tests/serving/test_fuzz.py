@@ -386,7 +386,8 @@ CONTENT_TYPES = st.sampled_from(
 
 
 def check_decoding(body: bytes, v2: bool) -> None:
-    from serving import http, schema
+    from serving import http
+    from serving import request as schema
 
     try:
         want = reference(body, v2)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _TRAIN_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from components.ingest.ingest import ingest
+    from kfloop.clean import ingest
     from kfloop import config, datasets
     from training_image.trainer import HParams, train
     import tensorflow as tf

@@ -43,7 +43,7 @@ def _with_gaps(frame):
 
 def _plog(root, queue_size: int, writer_process: bool = True, flush_rows: int = 10**6):
     """A PredictionLog that flushes only on close (or every ``flush_rows``), files named ``t-...``."""
-    from serving.predlog import PredictionLog
+    from serving.log_queue import PredictionLog
 
     return PredictionLog(
         str(root),
@@ -251,7 +251,7 @@ def _zombie(pid: int) -> bool:
 
 
 def test_kill9_loses_at_most_the_rows_since_the_last_flush(start_server, store_root, taxi_rows, tmp_path):
-    """The written bound (serving/predlog.py): a kill -9 loses only rows answered within the last flush
+    """The written bound (serving/log_queue.py): a kill -9 loses only rows answered within the last flush
     interval (plus the flush in progress), and leaves no unreadable visible file."""
     frame, _ = taxi_rows
     log_root = tmp_path / "log"

@@ -402,7 +402,7 @@ def test_kfloop_serve_runs_the_server_from_a_model_dir(tmp_path, demo_model_dirs
 
     frame, columns = taxi_rows
     port = free_port()
-    cmd = [sys.executable, "-c", "import sys; from kfloop.commands import serve; import argparse; "
+    cmd = [sys.executable, "-c", "import sys; from kfloop.app.commands import serve; import argparse; "
            "p = argparse.ArgumentParser(); s = p.add_subparsers(); serve.register(s); "
            "a = p.parse_args(sys.argv[1:]); a.func(a)",
            "serve", "--model-dir", demo_model_dirs[1], "--port", str(port)]  # fmt: skip

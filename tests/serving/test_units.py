@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kfloop import features as F
-from serving import schema
+from serving import request as schema
 from tests.serving.conftest import MODEL, ROOT, make_store
 
 pytestmark = pytest.mark.serving
@@ -80,7 +80,7 @@ def test_dockerfile_is_slim_locked_nonroot_and_readonly_friendly():
 def test_serve_command_builds_the_serving_env_command(monkeypatch):
     import argparse
 
-    from kfloop.commands import serve
+    from kfloop.app.commands import serve
 
     monkeypatch.setenv("KFLOOP_SERVING_PYTHON", "/opt/py/bin/python")
     p = argparse.ArgumentParser()
@@ -174,8 +174,8 @@ def test_a_micro_batch_of_reserved_and_unreserved_requests_keeps_the_reserved_ro
     import pyarrow.parquet as pq
 
     from kfloop import config
+    from serving.log_queue import PredictionLog
     from serving.model import ModelSource, TaxiModel
-    from serving.predlog import PredictionLog
 
     plog = PredictionLog(str(tmp_path / "log"), MODEL, 3, 10**6, 3600, server_id="t", writer_process=False)
     model = TaxiModel(

@@ -1,4 +1,4 @@
-"""The ``kfloop`` command line. Sub-commands live in :mod:`kfloop.commands`, one module each."""
+"""The ``kfloop`` command line. Sub-commands live in :mod:`kfloop.app.commands`, one module each."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pkgutil
 import re
 import sys
 
-from kfloop import __version__, commands
+from kfloop import __version__
 
 #: Exit code of every command when the data gate blocks the data (``validate``, ``ingest``, ``predict``).
+from kfloop.app import commands
+
 EXIT_BLOCKING = 3
 
 
@@ -32,12 +34,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every module of :mod:`kfloop.commands` registered (sorted by name)."""
+    """The full parser, with every module of :mod:`kfloop.app.commands` registered (sorted by name)."""
     parser = _Parser(prog="kfloop", description="A Kubernetes-native MLOps loop on Kubeflow.")
     parser.add_argument("--version", action="version", version=f"kfloop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"kfloop.commands.{mod.name}").register(sub)
+        importlib.import_module(f"kfloop.app.commands.{mod.name}").register(sub)
     return parser
 
 

@@ -35,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="Dataset CSV, or a raw taxi extract with 'tips' (cleaned and labelled first); local or gs://",
     )
-    p.add_argument(
-        "--schema", help="schema text proto (default: the committed kfloop/schema/taxi_schema.pbtxt)"
-    )
+    p.add_argument("--schema", help="schema text proto (default: the committed examples/taxi/schema.pbtxt)")
     p.add_argument(
         "--environment", default="TRAINING", choices=("TRAINING", "SERVING"), help="schema environment"
     )
@@ -67,9 +65,9 @@ def _validate(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
-    from components.validate import tfdv_ops
     from kfloop import fs
-    from kfloop.cli import check_input_file, check_not_in_store, check_output_dir
+    from kfloop.app.cli import check_input_file, check_not_in_store, check_output_dir
+    from kfloop.tfdv import ops
 
     check_input_file(args.data, "kfloop validate: --data", must_exist=False)
     check_input_file(args.schema, "kfloop validate: --schema", must_exist=False)
@@ -80,8 +78,8 @@ def _validate(args: argparse.Namespace) -> int:
     check_beam_args(args.beam_arg, "kfloop validate")
     out = args.output_dir
     try:
-        schema = tfdv_ops.load_schema(args.schema)
-        reference = tfdv_ops.load_statistics(args.reference_stats) if args.reference_stats else None
+        schema = ops.load_schema(args.schema)
+        reference = ops.load_statistics(args.reference_stats) if args.reference_stats else None
         data, cleaned = args.data, None
         if _is_raw_extract(args.data):
             data, cleaned = _ingest_raw(args.data, args.environment, fs.join(out, "ingested.csv"))
@@ -92,7 +90,7 @@ def _validate(args: argparse.Namespace) -> int:
             skew, skew_clean = _ingest_raw(skew, args.environment, fs.join(out, "ingested_skew.csv"))
             if skew_clean is None:
                 return EXIT_BLOCKING
-        result = tfdv_ops.run_validation(
+        result = ops.run_validation(
             data,
             schema=schema,
             environment=args.environment,
@@ -100,11 +98,11 @@ def _validate(args: argparse.Namespace) -> int:
             skew_data=skew,
             beam_pipeline_args=args.beam_arg,
         )
-    except (tfdv_ops.ValidationError, tfdv_ops.StatisticsCountError) as e:
+    except (ops.ValidationError, ops.StatisticsCountError) as e:
         raise SystemExit(f"kfloop validate: {e}") from None
     if cleaned is not None:
         _point_at_rows(result.findings, cleaned, schema, args.data)
-    written = tfdv_ops.write_artifacts(
+    written = ops.write_artifacts(
         result,
         statistics_uri=fs.join(out, "statistics.pb"),
         anomalies_dir=fs.join(out, "anomalies"),
@@ -115,24 +113,24 @@ def _validate(args: argparse.Namespace) -> int:
     for key in ("report", "summary", "anomalies", "statistics"):
         print(f"  {key:<10} {written[key]}")
     if result.blocking:
-        print(tfdv_ops.blocking_message(result.findings), file=sys.stderr)
+        print(ops.blocking_message(result.findings), file=sys.stderr)
         _hint_missing_tips(result.findings, args.environment)
         return EXIT_BLOCKING
     return 0
 
 
 def _is_raw_extract(uri: str) -> bool:
-    """Whether the file's header is the raw extract form (see :func:`components.ingest.ingest.is_raw`)."""
+    """Whether the file's header is the raw extract form (see :func:`kfloop.clean.is_raw`)."""
     import csv
 
-    from components.ingest import ingest
-    from components.validate import tfdv_ops
+    from kfloop import clean as ingest
     from kfloop import fs
+    from kfloop.tfdv import ops
 
     try:
         payload = fs.read_bytes(uri)
     except FileNotFoundError:
-        raise tfdv_ops.ValidationError(f"data file {uri!r} does not exist") from None
+        raise ops.ValidationError(f"data file {uri!r} does not exist") from None
     first = payload[: payload.find(b"\n") if b"\n" in payload else len(payload)]
     header = next(csv.reader([first.decode("utf-8", "replace").strip()]), [])
     return ingest.is_raw(h.strip() for h in header)
@@ -148,10 +146,10 @@ def _ingest_raw(uri: str, environment: str, ingested_uri: str):
     Raises:
         ValidationError: the file cannot be read.
     """
-    from components.ingest import ingest
-    from components.validate import tfdv_ops
+    from kfloop import clean as ingest
     from kfloop import datasets
     from kfloop import features as F
+    from kfloop.tfdv import ops
 
     print(
         f"raw extract: {uri} has {F.TIPS!r} and no {F.LABEL.name!r}; cleaning it and deriving "
@@ -161,7 +159,7 @@ def _ingest_raw(uri: str, environment: str, ingested_uri: str):
     try:
         raw = ingest.read_raw(uri)
     except ingest.IngestError as e:
-        raise tfdv_ops.ValidationError(str(e)) from None
+        raise ops.ValidationError(str(e)) from None
     try:
         frame = ingest.clean(raw)
     except ingest.IngestError as e:
@@ -174,7 +172,7 @@ def _ingest_raw(uri: str, environment: str, ingested_uri: str):
 
 def _point_at_rows(findings: list[dict], frame, schema, uri: str) -> None:
     """Adds the first offending CSV line of the raw file to each domain anomaly's description."""
-    from components.validate import locate
+    from kfloop.tfdv import locate
 
     for f in findings:
         hit = locate.first_offending_row(frame, schema, f["feature"])
@@ -215,7 +213,7 @@ def check_beam_args(beam_args: list[str], cmd: str) -> None:
 
 
 def format_summary(result, data: str) -> str:
-    """The one-screen text summary of a :class:`~components.validate.tfdv_ops.ValidationResult`."""
+    """The one-screen text summary of a :class:`~kfloop.tfdv.ops.ValidationResult`."""
     blocking = result.blocking
     verdict = "BLOCKED" if blocking else ("PASSED (non-blocking findings)" if result.findings else "PASSED")
     lines = [

@@ -16,7 +16,7 @@ submit without a reservation (the gRPC path, ``--log-when-full drop``) that does
 counted (``kfloop_prediction_log_dropped_total``), as are rows whose write fails.
 
 A background thread takes everything queued at each flush (``flush_rows`` rows or ``flush_seconds``) and
-sends it, pickled, to the **writer process** (:mod:`serving.logwriter`, started with the log), which turns it
+sends it, pickled, to the **writer process** (:mod:`serving.log_writer`, started with the log), which turns it
 into one Arrow table, writes it as one snappy-compressed Parquet file per date and publishes it atomically
 (:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped counts come from these
 acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:
@@ -54,7 +54,7 @@ import numpy as np
 
 from kfloop import features as F
 
-log = logging.getLogger("kfloop.serving.predlog")
+log = logging.getLogger("kfloop.serving.log_queue")
 
 _METRICS = None
 
@@ -144,7 +144,7 @@ RESTART_BACKOFF_S = 0.5
 
 
 class _Writer:
-    """One writer process (:mod:`serving.logwriter`) and the frames sent to it and not yet acknowledged."""
+    """One writer process (:mod:`serving.log_writer`) and the frames sent to it and not yet acknowledged."""
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
@@ -168,7 +168,7 @@ class PredictionLog:
         flush_seconds: ... or this long after the last flush, whichever comes first.
         server_id: File-name prefix (default: host name + process id + a short random id).
         source: ``"online"`` (the server) or ``"batch"``.
-        writer_process: Write in a :mod:`serving.logwriter` process (default); False: in the sender thread.
+        writer_process: Write in a :mod:`serving.log_writer` process (default); False: in the sender thread.
         stall_seconds: A writer process that holds rows and says nothing for this long is stalled
             (:meth:`stalled`: liveness fails, so the pod is restarted).
     """
@@ -466,7 +466,7 @@ class PredictionLog:
     # -- the writer process ----------------------------------------------------------------------------
 
     def _start_writer(self) -> _Writer | None:
-        from serving import logwriter  # noqa: F401 - fail here, not in the child, if it is missing
+        from serving import log_writer  # noqa: F401 - fail here, not in the child, if it is missing
 
         package_parent = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
@@ -474,7 +474,7 @@ class PredictionLog:
         cmd = [
             sys.executable,
             "-m",
-            "serving.logwriter",
+            "serving.log_writer",
             "--root",
             self.root_uri,
             "--model-name",
@@ -501,7 +501,7 @@ class PredictionLog:
         return w
 
     def _send(self, items: list, n: int) -> None:
-        from serving.logwriter import encode_frame
+        from serving.log_writer import encode_frame
 
         w = self._writer
         if w is None or w.dead or w.proc.poll() is not None:

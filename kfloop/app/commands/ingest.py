@@ -56,9 +56,9 @@ EXIT_BLOCKING = 3
 def _ingest(args: argparse.Namespace) -> int:
     import json
 
-    from components.ingest import ingest as I
+    from kfloop import clean as I
     from kfloop import datasets, fs
-    from kfloop.cli import Blocked, check_input_file, check_output_dir, check_output_file
+    from kfloop.app.cli import Blocked, check_input_file, check_output_dir, check_output_file
 
     check_input_file(args.source, "kfloop ingest: --source", must_exist=False)
     check_output_dir(args.output_dir, "kfloop ingest: --output-dir")

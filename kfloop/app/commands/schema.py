@@ -6,13 +6,13 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schema", help="the TFDV schema (reviewed code in kfloop/schema/)")
+    p = sub.add_parser("schema", help="the TFDV schema (reviewed code in kfloop/tfdv/schema.py)")
     ssub = p.add_subparsers(dest="schema_cmd", required=True, metavar="{infer}")
     i = ssub.add_parser(
         "infer",
         help="infer a schema from a CSV and print its diff against the committed one",
         description="Infers a TFDV schema from a Dataset CSV (or a raw taxi CSV: the label is derived as "
-        "ingest does), applies kfloop's adjustments (kfloop/schema/__init__.py) and prints a unified diff "
+        "ingest does), applies kfloop's adjustments (kfloop/tfdv/schema.py) and prints a unified diff "
         "against the schema file. Nothing is written unless --write is given.",
     )
     i.add_argument("--data", required=True, help="Dataset CSV or raw taxi CSV (local path or gs://)")
@@ -32,32 +32,32 @@ def infer_text(data: str) -> str:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
-    from components.ingest.ingest import IngestError, clean
-    from components.validate import tfdv_ops
     from kfloop import features as F
-    from kfloop import schema as kschema
+    from kfloop.clean import IngestError, clean
+    from kfloop.tfdv import ops
+    from kfloop.tfdv import schema as kschema
 
     try:
-        frame = tfdv_ops.read_frame(data)
+        frame = ops.read_frame(data)
         if F.LABEL.name not in frame.columns and F.TIPS in frame.columns:
             frame = clean(frame.fillna(""))
         unknown = [c for c in frame.columns if c not in F.DATASET_COLUMNS]
         if unknown:
-            raise tfdv_ops.ValidationError(
+            raise ops.ValidationError(
                 f"{data!r} has column(s) that are not taxi features: {', '.join(unknown)}"
             )
-        stats = tfdv_ops.compute_statistics(frame)
-    except (tfdv_ops.ValidationError, tfdv_ops.StatisticsCountError, IngestError) as e:
+        stats = ops.compute_statistics(frame)
+    except (ops.ValidationError, ops.StatisticsCountError, IngestError) as e:
         raise SystemExit(f"kfloop schema infer: {e}") from None
-    return kschema.to_text(tfdv_ops.infer_schema(stats))
+    return kschema.to_text(ops.infer_schema(stats))
 
 
 def _infer(args: argparse.Namespace) -> int:
     import difflib
 
     from kfloop import fs
-    from kfloop import schema as kschema
-    from kfloop.cli import check_input_file
+    from kfloop.app.cli import check_input_file
+    from kfloop.tfdv import schema as kschema
 
     path = kschema.schema_path(args.schema)
     check_input_file(args.data, "kfloop schema infer: --data", must_exist=False)

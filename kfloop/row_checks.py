@@ -9,9 +9,9 @@ TFDV validates statistics, so it cannot point at a line, and three defects pass 
   empty cell, :mod:`kfloop.features`);
 * an event time outside the configured range (:class:`kfloop.config.EventTimeRange`).
 
-Both forms of data get them: a raw extract in :func:`components.ingest.ingest.clean` (``kfloop ingest``, the
+Both forms of data get them: a raw extract in :func:`kfloop.clean.clean` (``kfloop ingest``, the
 ingest task, ``kfloop validate`` / batch prediction on raw files) and a Dataset CSV or DataFrame in
-:func:`components.validate.tfdv_ops.run_validation` (the validate task, ``kfloop validate``).
+:func:`kfloop.tfdv.ops.run_validation` (the validate task, ``kfloop validate``).
 
 Only the standard library is imported at module level.
 """
@@ -64,7 +64,7 @@ class Problem:
     count: int = 1
 
     def finding(self) -> dict:
-        """The problem as a blocking finding, in the shape of ``tfdv_ops.summarize_anomalies``."""
+        """The problem as a blocking finding, in the shape of ``kfloop.tfdv.ops.summarize_anomalies``."""
         out = {
             "feature": self.column,
             "type": self.type,

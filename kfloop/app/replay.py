@@ -26,33 +26,12 @@ import time
 import urllib.parse
 import uuid
 
+from kfloop import clock
 from kfloop import features as F
 
 
 class ReplayError(RuntimeError):
     """The server refused or failed a replayed request; the message names the request and the status."""
-
-
-def utc_now() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-def iso_ms(when: dt.datetime) -> str:
-    """``2026-11-23T12:00:00.123Z``: the timestamp format of both logs (UTC, milliseconds)."""
-    when = when.astimezone(dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def parse_iso(value: str) -> dt.datetime:
-    """Parses an ISO timestamp (``Z`` or an offset; naive = UTC) into an aware UTC datetime."""
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def _json_value(feature: F.Feature, value):
@@ -107,7 +86,7 @@ def write_prediction_log(
     ids = np.array([str(r["request_id"]) for r in records], dtype=object)
     table = predlog.prediction_table(
         ids,
-        np.array([parse_iso(r["timestamp"]).timestamp() for r in records]),
+        np.array([clock.parse(r["timestamp"]).timestamp() for r in records]),
         np.array([str(r["model_version"]) for r in records], dtype=object),
         predlog.columns_from_instances([r["features"] for r in records]),
         [float(r["probability"]) for r in records],
@@ -128,13 +107,13 @@ def prediction_records(
     request_id: str | None = None,
 ) -> list[dict]:
     """Contract-4 records for the rows of ``frame`` (one request; timestamps ``start + i*step_ms``)."""
-    start = start or utc_now()
+    start = start or clock.utc_now()
     rid = request_id or str(uuid.uuid4())
     return [
         {
             "request_id": rid,
             "row": i,
-            "timestamp": iso_ms(start + dt.timedelta(milliseconds=i * step_ms)),
+            "timestamp": clock.iso(start + dt.timedelta(milliseconds=i * step_ms)),
             "model_name": model_name,
             "model_version": str(model_version),
             "features": inst,
@@ -172,7 +151,7 @@ def write_feedback(
         return None
     from kfloop import predlog
 
-    when = when or utc_now()
+    when = when or clock.utc_now()
     for rid, row, label in labels:
         if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
             raise ValueError(f"feedback label for request {rid!r} row {row} must be 0 or 1, got {label!r}")
@@ -292,7 +271,7 @@ def replay(
     path = f"/v1/models/{model_name}:predict"
     rows = instances(frame)
     labels = frame[F.LABEL.name].tolist() if F.LABEL.name in frame.columns else [None] * len(rows)
-    result = ReplayResult(started_at=iso_ms(utc_now()))
+    result = ReplayResult(started_at=clock.iso(clock.utc_now()))
     arrived: list[tuple[str, int, int]] = []
     t0 = time.perf_counter()
     try:
@@ -326,7 +305,7 @@ def replay(
     finally:
         conn.close()
     result.seconds = time.perf_counter() - t0
-    result.ended_at = iso_ms(utc_now())
+    result.ended_at = clock.iso(clock.utc_now())
     return result
 
 
@@ -353,9 +332,9 @@ def select(
     t = frame[F.EVENT_TIME.name].astype("int64")
     mask = t == t
     if start:
-        mask &= t >= int(parse_iso(start).timestamp())
+        mask &= t >= int(clock.parse(start).timestamp())
     if end:
-        mask &= t < int(parse_iso(end).timestamp())
+        mask &= t < int(clock.parse(end).timestamp())
     out = frame[mask]
     if sample is not None and sample < len(out):
         out = out.sample(n=sample, random_state=seed).sort_values(F.EVENT_TIME.name, kind="stable")

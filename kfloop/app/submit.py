@@ -215,7 +215,7 @@ def _api_error(e: Exception, what: str) -> SubmitError:
 
 
 def _checked_root(pipeline_root: str | None) -> str | None:
-    from kfloop import compile as kc
+    from kfloop.app import compile as kc
 
     if pipeline_root is None:
         return None

@@ -153,7 +153,7 @@ def tally(loop: dict) -> dict:
 
 
 def render(loop: dict) -> str:
-    """Renders a loop record (:func:`kfloop.loop.run_loop`'s JSON) as one self-contained HTML page."""
+    """Renders a loop record (:func:`kfloop.app.loop.run_loop`'s JSON) as one self-contained HTML page."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>kfloop loop report</title>",
         f"<style>{_CSS}</style></head><body>",

@@ -1,6 +1,6 @@
 """The TFDV schema of the taxi data, kept as reviewed code.
 
-``taxi_schema.pbtxt`` (next to this module) is a TFDV ``Schema`` text proto that a person reviews in pull
+``examples/taxi/schema.pbtxt`` is a TFDV ``Schema`` text proto that a person reviews in pull
 requests. ``kfloop schema infer --data CSV`` refreshes it from data: TFDV infers a schema, then
 :func:`adjust_schema` applies what we know about the taxi data that inference cannot see (or gets too
 strict / too loose), and the command prints a diff against the committed file instead of overwriting it.
@@ -16,7 +16,7 @@ from pathlib import Path
 from kfloop import features as F
 
 #: The committed schema file.
-SCHEMA_PATH = Path(__file__).with_name("taxi_schema.pbtxt")
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "examples" / "taxi" / "schema.pbtxt"
 
 #: TFDV environments: the label exists in TRAINING data only.
 TRAINING = "TRAINING"
@@ -95,7 +95,7 @@ def to_text(schema) -> str:
     header = (
         "# TFDV schema of the Chicago taxi Dataset artifacts (kfloop/features.py describes the columns).\n"
         "# Reviewed code: refresh with `kfloop schema infer --data CSV` (prints a diff), then commit.\n"
-        "# Code-level adjustments of the inferred schema live in kfloop/schema/__init__.py (adjust_schema).\n"
+        "# Code-level adjustments of the inferred schema live in kfloop/tfdv/schema.py (adjust_schema).\n"
     )
     return header + text_format.MessageToString(schema)
 

@@ -1,4 +1,4 @@
-"""The prediction log's writer process: ``python -m serving.logwriter`` (started by :mod:`serving.predlog`).
+"""The prediction log's writer process: ``python -m serving.log_writer`` (started by :mod:`serving.log_queue`).
 
 The server hands what its prediction-log queue holds to this process over a pipe every few milliseconds,
 and this process writes one file per ``--flush-rows`` rows or ``--flush-seconds``: building the Arrow
@@ -75,7 +75,7 @@ def encode_frame(items: list, frame_id: int = 0) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.logwriter", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m serving.log_writer", description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="log root (local dir or gs://bucket/prefix)")
     p.add_argument("--model-name", required=True)
     p.add_argument(
@@ -194,7 +194,7 @@ class Writer:
         """The held frames as one :class:`Batch` (None, and the rows reported dropped, if they cannot be
         made into the log's table)."""
         from kfloop import predlog
-        from serving.predlog import items_table
+        from serving.log_queue import items_table
 
         ids = [fid for fid, _ in held]
         try:

@@ -7,7 +7,7 @@ import hashlib
 
 from kfloop import config, datasets, fs
 from kfloop import features as F
-from kfloop.schema import checks
+from kfloop import row_checks as checks
 
 
 class IngestError(ValueError):
@@ -118,7 +118,7 @@ def clean(raw, event_times: config.EventTimeRange = config.EventTimeRange()):
 def read_raw(source: str):
     """Reads a raw taxi CSV (local path or ``gs://``) as strings, one row per trip, in file order.
 
-    A column name repeated in the header stays repeated (:func:`kfloop.schema.checks.read_csv_text`), so
+    A column name repeated in the header stays repeated (:func:`kfloop.row_checks.read_csv_text`), so
     that :func:`clean` refuses it instead of the second column being dropped.
 
     Raises:

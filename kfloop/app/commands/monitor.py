@@ -75,7 +75,7 @@ def _arguments(args: argparse.Namespace, trigger: str) -> dict:
 def _monitor(args: argparse.Namespace) -> int:
     import json
 
-    from components.monitor.monitor import MonitorError, parse_instant
+    from kfloop.clock import ClockError, parse_instant
 
     try:
         bounds = {
@@ -83,7 +83,7 @@ def _monitor(args: argparse.Namespace) -> int:
             for name in ("window_start", "window_end")
             if getattr(args, name)
         }
-    except MonitorError as e:
+    except ClockError as e:
         raise SystemExit(f"kfloop monitor: {e}") from None
     if len(bounds) == 2 and bounds["window_end"] <= bounds["window_start"]:
         raise SystemExit(
@@ -93,18 +93,18 @@ def _monitor(args: argparse.Namespace) -> int:
         _check_name(args)  # the store is read by the run on the cluster, with the cluster's credentials
         return _on_cluster(args)
     preflight(args)
-    from kfloop.cli import check_not_in_store
+    from kfloop.app.cli import check_not_in_store
 
     check_not_in_store(args.pipeline_root, "kfloop monitor: --pipeline-root", args.store_uri)
     trigger = args.trigger or "off"
     if trigger == "local" and not args.source:
         raise SystemExit("kfloop monitor: --trigger local needs --source (the data to retrain on)")
-    from kfloop.local import run_pipeline
+    from kfloop.app.local import run_pipeline
     from pipelines import monitoring
 
     arguments = _arguments(args, trigger)
     arguments["deploy_mode"] = "local"  # a canary verdict moves aliases; the local server follows
-    # a sibling, not a child: kfloop.local finds its run as the newest directory under the root
+    # a sibling, not a child: kfloop.app.local finds its run as the newest directory under the root
     arguments["retrain_pipeline_root"] = os.path.abspath(args.pipeline_root.rstrip("/") + "-retrain")
     log_path = os.path.join(args.pipeline_root, "logs", f"monitor-{os.getpid()}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -134,7 +134,7 @@ def preflight(args: argparse.Namespace) -> None:
     their manifest (the monitor compares live data with the champion's).
     """
     from kfloop import fs, store
-    from kfloop.cli import check_input_file
+    from kfloop.app.cli import check_input_file
 
     _check_name(args)
     if not fs.is_gcs(args.store_uri):
@@ -182,7 +182,7 @@ class _Tee(io.TextIOBase):
         *done, self._partial = (self._partial + s).split("\n")
         self.lines.extend(done)
         if self.echo is not None:
-            from kfloop.cli import strip_ansi
+            from kfloop.app.cli import strip_ansi
 
             for line in done:
                 text = strip_ansi(line).strip()
@@ -198,8 +198,8 @@ class _Tee(io.TextIOBase):
 
 def failure_line(message: str, lines) -> str:
     """One line for a failed local pipeline run: the failed task and the exception that stopped it
-    (:func:`kfloop.local.failure_cause`: kfp.local's own error names only the task, with colour codes)."""
-    from kfloop.local import failure_cause
+    (:func:`kfloop.app.local.failure_cause`: kfp.local's own error names only the task, with colour codes)."""
+    from kfloop.app.local import failure_cause
 
     task, name, cause = failure_cause(message, lines)
     where = f" in {task}" if task else ""
@@ -209,7 +209,7 @@ def failure_line(message: str, lines) -> str:
 
 
 def _on_cluster(args: argparse.Namespace) -> int:
-    from kfloop import submit as ks
+    from kfloop.app import submit as ks
     from pipelines import monitoring
 
     trigger = args.trigger or "cluster"

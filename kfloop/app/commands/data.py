@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from kfloop import data
+    from examples.taxi import fetch as data
 
     try:
         path = data.fetch(args.data_dir, wheel=args.wheel, force=args.force)

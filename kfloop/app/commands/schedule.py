@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _schedule(args: argparse.Namespace) -> int:
     import tempfile
 
-    from kfloop import compile as kc
     from kfloop import store
-    from kfloop import submit as ks
+    from kfloop.app import compile as kc
+    from kfloop.app import submit as ks
 
     try:
         store.check_model_name(args.model_name)

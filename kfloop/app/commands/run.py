@@ -32,8 +32,9 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("absl", "tensorflow", "apache_beam", "kfp"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    from kfloop import config, loop
-    from kfloop.cli import check_input_file, check_output_dir
+    from kfloop import config
+    from kfloop.app import loop
+    from kfloop.app.cli import check_input_file, check_output_dir
 
     check_input_file(args.source, "kfloop run: --source")
     check_output_dir(args.workdir, "kfloop run: --workdir")

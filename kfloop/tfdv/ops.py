@@ -4,7 +4,7 @@ Used by the ``validate`` component, the ``kfloop validate`` / ``kfloop schema`` 
 
 Data flow: a Dataset CSV (or a DataFrame) → :func:`to_record_batches` (Arrow, one list value per cell,
 missing cell = null) → :func:`compute_statistics` (Apache Beam, ``beam_pipeline_args`` passed through) →
-:func:`validate` against the schema of :mod:`kfloop.schema` → :func:`summarize_anomalies` (which are
+:func:`validate` against the schema of :mod:`kfloop.tfdv.schema` → :func:`summarize_anomalies` (which are
 blocking, per :class:`kfloop.config.ValidationConfig`) and :func:`drift_scores` (every feature's drift or
 skew score, not only the ones above threshold).
 """
@@ -17,8 +17,8 @@ import tempfile
 
 from kfloop import config, fs
 from kfloop import features as F
-from kfloop import schema as kschema
-from kfloop.schema import checks
+from kfloop import row_checks as checks
+from kfloop.tfdv import schema as kschema
 
 TRAINING = kschema.TRAINING
 SERVING = kschema.SERVING
@@ -51,7 +51,7 @@ def read_frame(uri: str):
 
     Unlike :func:`kfloop.datasets.read_dataset`, a value that does not parse as its column's type is kept
     as text so that TFDV reports the type anomaly instead of the reader failing, and a column name repeated
-    in the header stays repeated (:func:`kfloop.schema.checks.read_csv_text`) for the data gate to refuse.
+    in the header stays repeated (:func:`kfloop.row_checks.read_csv_text`) for the data gate to refuse.
 
     Raises:
         ValidationError: the file does not exist, is empty or has no header.
@@ -169,7 +169,7 @@ def compute_statistics(
         data: A Dataset CSV (local path or ``gs://``) or a pandas DataFrame (one row per example; NaN /
             None = missing).
         schema: Schema for statistics options (which INT features are categorical); default: the hints of
-            :func:`kfloop.schema.hints` derived from :mod:`kfloop.features`.
+            :func:`kfloop.tfdv.schema.hints` derived from :mod:`kfloop.features`.
         beam_pipeline_args: Beam pipeline options, e.g. ``["--direct_running_mode=multi_processing",
             "--direct_num_workers=2"]`` or ``["--runner=DataflowRunner", ...]``. Default: in-process
             DirectRunner.
@@ -316,7 +316,7 @@ def load_statistics(uri: str):
 
 
 def load_schema(path: str | None = None):
-    """Loads the schema (default: the committed ``kfloop/schema/taxi_schema.pbtxt``).
+    """Loads the schema (default: the committed ``examples/taxi/schema.pbtxt``).
 
     Raises:
         ValidationError: the file is missing or not a schema text proto.
@@ -328,7 +328,7 @@ def load_schema(path: str | None = None):
 
 
 def infer_schema(stats):
-    """Infers a schema from statistics and applies :func:`kfloop.schema.adjust_schema` to it."""
+    """Infers a schema from statistics and applies :func:`kfloop.tfdv.schema.adjust_schema` to it."""
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.infer_schema(stats, infer_feature_shape=False)
@@ -533,7 +533,7 @@ def drift_scores(
         One dict per model feature, in model order: ``{"feature", "kind", "metric": "l_infinity" |
         "jensen_shannon_divergence", "score", "threshold", "crossed", "checked"}``. ``score`` is None when
         either side has no values of the feature; ``checked`` is False for features exempt from the check
-        (:data:`kfloop.schema.NO_DRIFT_CHECK`), which never cross.
+        (:data:`kfloop.tfdv.schema.NO_DRIFT_CHECK`), which never cross.
 
     Raises:
         ValidationError: unknown ``kind``.
@@ -659,7 +659,7 @@ def run_validation(
         beam_pipeline_args: Passed to Beam.
 
     Besides TFDV's schema checks, the rows are checked for what a schema cannot express
-    (:mod:`kfloop.schema.checks`: a column name repeated in the header, non-finite numbers, event times
+    (:mod:`kfloop.row_checks`: a column name repeated in the header, non-finite numbers, event times
     outside ``cfg.event_time``); each is a blocking finding naming the column and the first CSV line. Of a
     repeated column only the first is validated.
 
@@ -699,7 +699,7 @@ def run_validation(
 
 
 def _checked_frame(data, bounds: tuple[int, int], prefix: str):
-    """Reads ``data`` (path or DataFrame) and runs :func:`kfloop.schema.checks.frame_problems` on it.
+    """Reads ``data`` (path or DataFrame) and runs :func:`kfloop.row_checks.frame_problems` on it.
 
     Returns:
         ``(frame, findings)``: the frame without the repeats of a repeated column name, and one finding per
@@ -737,7 +737,7 @@ def write_artifacts(
         statistics_uri: Binary ``DatasetFeatureStatisticsList`` file.
         anomalies_dir: Folder that gets ``anomalies.pbtxt`` (TFDV ``Anomalies`` text proto) and
             ``summary.json`` (:meth:`ValidationResult.summary`).
-        report_uri: Self-contained HTML report (:mod:`components.validate.report`).
+        report_uri: Self-contained HTML report (:mod:`kfloop.tfdv.validation_report`).
         title: Report title.
 
     Returns:
@@ -747,7 +747,7 @@ def write_artifacts(
 
     from google.protobuf import text_format
 
-    from components.validate import report
+    from kfloop.tfdv import validation_report as report
 
     written = {}
     if statistics_uri:

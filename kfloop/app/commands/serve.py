@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kfloop import config
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

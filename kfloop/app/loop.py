@@ -35,10 +35,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from kfloop import config, fs, replay
+from kfloop import clock, config, fs
 from kfloop import features as F
+from kfloop.app import replay
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 class LoopError(RuntimeError):
@@ -294,7 +295,7 @@ class _Loop:
 
         ms = kstore.ModelStore(self.store_uri)
         champion_before = ms.get_alias(self.model_name, kstore.CHAMPION)
-        from kfloop.local import run_pipeline
+        from kfloop.app.local import run_pipeline
 
         args = {"source": self.source, "cutoff": cutoff, "window_start": window_start}
         args.update(store_uri=self.store_uri, model_name=self.model_name, deploy_mode="local")
@@ -374,7 +375,7 @@ class _Loop:
         if not hasattr(self, "_frame"):
             import pandas as pd
 
-            from components.ingest.ingest import clean
+            from kfloop.clean import clean
 
             raw = pd.read_csv(self.source, dtype=str, keep_default_na=False)
             self._frame = clean(raw).sort_values(F.EVENT_TIME.name, kind="stable").reset_index(drop=True)
@@ -389,7 +390,7 @@ class _Loop:
 
     def monitor(self, label: str, window_start: str, window_end: str, retrain_cutoff: str, now: str) -> dict:
         from components.trigger.trigger import read_triggers
-        from kfloop.local import run_pipeline
+        from kfloop.app.local import run_pipeline
         from pipelines import monitoring
 
         champion = self.current_champion()
@@ -490,7 +491,7 @@ class _Loop:
 
 
 def _iso_now() -> str:
-    return replay.iso_ms(replay.utc_now())
+    return clock.iso(clock.utc_now())
 
 
 def run_loop(
@@ -505,7 +506,7 @@ def run_loop(
 
     Args:
         workdir: Fresh directory for the store, pipeline runs, logs and the report (must be empty or new).
-        source: The raw taxi CSV (default: fetched / cached by :func:`kfloop.data.fetch`).
+        source: The raw taxi CSV (default: fetched / cached by :func:`examples.taxi.fetch.fetch`).
         model_name: Model name.
         cfg: What to replay.
         progress: Called with one line per step (default: print).
@@ -516,7 +517,7 @@ def run_loop(
     Raises:
         LoopError: a step failed (the message names it); servers are stopped either way.
     """
-    from kfloop import data
+    from examples.taxi import fetch as data
     from kfloop import store as kstore
 
     work = Path(workdir).resolve()
@@ -664,7 +665,7 @@ def run_loop(
         "history": ms.history(model_name),
         "champion": ms.get_alias(model_name, kstore.CHAMPION),
     }
-    from kfloop import report
+    from kfloop.app import loop_report as report
 
     record["decisions_by_comparison"] = report.tally(record)
     report_path = work / "report.html"
@@ -678,7 +679,7 @@ def run_loop(
 def _shift_days(date: str, days: int) -> str:
     import datetime as dt
 
-    d = replay.parse_iso(date) + dt.timedelta(days=days)
+    d = clock.parse(date) + dt.timedelta(days=days)
     return f"{d:%Y-%m-%d}"
 
 

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from kfloop import config
-from kfloop.compile import PIPELINES
+from kfloop.app.compile import PIPELINES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,13 +49,13 @@ def check_package(package: str) -> None:
     Raises:
         SystemExit: one line naming the file.
     """
-    from kfloop.cli import check_input_file
+    from kfloop.app.cli import check_input_file
 
     if package.startswith("gs://"):
         return
     check_input_file(package, "kfloop submit: --package", must_exist=False)
     if not os.path.exists(package):
-        return  # kfloop.submit says how to make it
+        return  # kfloop.app.submit says how to make it
     try:
         with open(package, encoding="utf-8") as f:
             text = f.read()
@@ -74,7 +74,7 @@ def check_package(package: str) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from kfloop import submit as ks
+    from kfloop.app import submit as ks
 
     package = args.package or os.path.join(args.compiled_dir, f"{args.pipeline}.yaml")
     check_package(package)

@@ -70,8 +70,8 @@ def _predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from components.batch_predict import batch_predict as B
     from kfloop import fs
-    from kfloop.cli import check_input_file, check_not_in_store, check_output_dir, check_output_file
-    from kfloop.commands.validate import check_beam_args
+    from kfloop.app.cli import check_input_file, check_not_in_store, check_output_dir, check_output_file
+    from kfloop.app.commands.validate import check_beam_args
 
     if args.chunk_rows < 1:
         raise SystemExit(f"kfloop predict: --chunk-rows must be >= 1, got {args.chunk_rows}")
@@ -130,7 +130,7 @@ def _predict(args: argparse.Namespace) -> int:
             return EXIT_BLOCKING
         task, exc, message = _failure(log_path, e.reason)
         if exc == "BlockedInput":  # a raw value that cannot be cleaned: blocked, as `kfloop validate` says
-            from kfloop.cli import Blocked
+            from kfloop.app.cli import Blocked
 
             raise Blocked(f"kfloop predict: BLOCKED: {message} (nothing scored; log {log_path})") from None
         where = f"step {task} failed: " if task else ""
@@ -160,9 +160,9 @@ _OWN_ERRORS = (
 
 
 def _failure(log_path, reason: str) -> tuple[str, str, str]:
-    """``(failed task, exception name, message)`` of a failed run, from kfloop.local's error and the
+    """``(failed task, exception name, message)`` of a failed run, from kfloop.app.local's error and the
     task's streamed traceback in ``log_path`` (kfp.local's own error names only the task)."""
-    from kfloop.local import failure_cause
+    from kfloop.app.local import failure_cause
 
     try:
         lines = log_path.read_text(errors="replace").splitlines()
@@ -184,7 +184,7 @@ def _stopped_by_sigterm():
     @contextlib.contextmanager
     def ctx():
         def handler(signum, frame):
-            from kfloop.local import stop_children
+            from kfloop.app.local import stop_children
 
             stop_children()
             raise _Terminated()
@@ -215,7 +215,7 @@ def _run_with_progress(func, pipeline_root, log_path, arguments):
     import threading
     import time
 
-    from kfloop.local import run_pipeline
+    from kfloop.app.local import run_pipeline
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
@@ -277,7 +277,7 @@ def _blocking_report(pipeline_root, since: float) -> str | None:
     """The blocking anomalies of this run's validate step, as ``kfloop validate`` prints them, if any."""
     import json
 
-    from components.validate import tfdv_ops
+    from kfloop.tfdv import ops
 
     summary = _latest(pipeline_root, "*/batch-input-op/anomalies/summary.json", since)
     if summary is None:
@@ -286,7 +286,7 @@ def _blocking_report(pipeline_root, since: float) -> str | None:
     if not data.get("blocking"):
         return None
     report = summary.parent.parent / "report"
-    return tfdv_ops.blocking_message(data["anomalies"]) + f"\n  report: {report}"
+    return ops.blocking_message(data["anomalies"]) + f"\n  report: {report}"
 
 
 def _summary(run_root) -> dict:

@@ -34,7 +34,7 @@ def first_offending_row(frame, schema, name: str):
     """The first row whose ``name`` value lies outside the schema's domain for that feature.
 
     Args:
-        frame: Typed DataFrame (e.g. :func:`components.ingest.ingest.clean` output), in file order.
+        frame: Typed DataFrame (e.g. :func:`kfloop.clean.clean` output), in file order.
         schema: TFDV ``Schema`` proto.
         name: Feature name.
 

@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from kfloop.commands.models import open_store, store_arg
+from kfloop.app.commands.models import open_store, store_arg
 
 _NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label
 

@@ -1,0 +1,1 @@
+"""The roof: CLI, local loop driver, replay, loop report, compile and submit. Nothing below imports it."""

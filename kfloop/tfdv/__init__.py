@@ -1,0 +1,1 @@
+"""TFDV operations: statistics, schema, validation, reports."""
