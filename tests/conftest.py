@@ -14,3 +14,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
+
+
+#: The taxi example's dataset spec (the only place tests learn the taxi columns from).
+TAXI_SPEC_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "taxi", "spec.yaml"
+)
+
+
+@pytest.fixture(scope="session")
+def taxi_spec():
+    """The taxi example's :class:`kfloop.spec.DatasetSpec`."""
+    from kfloop import spec
+
+    return spec.load(TAXI_SPEC_PATH)
