@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfloop import datasets
-from kfloop import features as F
+from kfloop import contract
+from tests.conftest import TAXI_SPEC_PATH
 from training_image import trainer
-from training_image.trainer import HParams, TrainError, train
+from training_image.trainer import HParams, TrainError, read_split
+from training_image.trainer import train as _train
 
 #: Small config for tests that train their own model (a few seconds each on 2 cores).
 TINY = {
@@ -40,29 +41,48 @@ def _auc(labels, scores) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def _predict_both(model_dir, frame):
+def train(*args, **kwargs):
+    """The trainer on the taxi example's spec."""
+    return _train(*args, spec=kwargs.pop("spec", TAXI_SPEC_PATH), **kwargs)
+
+
+def _read_all(uri, spec):
+    """A Dataset CSV, typed per the spec, its label-less rows kept."""
+    import pandas as pd
+
+    frame = pd.read_csv(uri, dtype=str, keep_default_na=False, na_values=[""])
+    for f in (*spec.model_features, spec.label):
+        if f.dtype == "float32":
+            frame[f.name] = pd.to_numeric(frame[f.name]).astype("float64")
+        elif f.dtype == "int64":
+            frame[f.name] = pd.to_numeric(frame[f.name]).astype("Int64")
+    return frame
+
+
+def _predict_both(model_dir, frame, spec):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(model_dir)
-    by_examples = loaded.signatures["serving_default"](examples=tf.constant(datasets.to_examples(frame)))
-    raw = {k: tf.constant(v) for k, v in datasets.encode(frame).items()}
+    examples = contract.to_examples(frame, spec)
+    by_examples = loaded.signatures["serving_default"](examples=tf.constant(examples))
+    raw = {k: tf.constant(v) for k, v in contract.encode_inputs(frame, spec).items()}
     by_raw = loaded.signatures["predict_raw"](**raw)
     return by_examples["probability"].numpy(), by_raw["probability"].numpy()
 
 
 @pytest.fixture(scope="module")
-def small_split(taxi_split, tmp_path_factory):
+def small_split(taxi_split, taxi_spec, tmp_path_factory):
     """1,500 train / 500 eval rows of the real split: enough to learn, quick to train."""
     out = tmp_path_factory.mktemp("small_split")
     paths = {}
     for name, rows in (("train", 1500), ("eval", 500)):
-        frame = datasets.read_dataset(taxi_split[name]).head(rows)
+        frame = _read_all(taxi_split[name], taxi_spec).head(rows)
         paths[name] = str(out / f"{name}.csv")
-        datasets.write_dataset(frame, paths[name])
+        frame.to_csv(paths[name], index=False, na_rep="")
     return paths
 
 
-def test_signatures_follow_the_contract(trained_model):
+def test_signatures_follow_the_contract(trained_model, taxi_spec):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(trained_model)
@@ -71,8 +91,8 @@ def test_signatures_follow_the_contract(trained_model):
     assert list(ex_inputs) == ["examples"]
     assert ex_inputs["examples"].dtype == tf.string and ex_inputs["examples"].shape.as_list() == [None]
     _, raw_inputs = loaded.signatures["predict_raw"].structured_input_signature
-    assert set(raw_inputs) == {f.name for f in F.MODEL_FEATURES}
-    for f in F.MODEL_FEATURES:
+    assert set(raw_inputs) == {f.name for f in taxi_spec.model_features}
+    for f in taxi_spec.model_features:
         assert raw_inputs[f.name].dtype.name == f.dtype, f.name
         assert raw_inputs[f.name].shape.as_list() == [None], f.name
     for sig in ("serving_default", "predict_raw"):
@@ -81,37 +101,36 @@ def test_signatures_follow_the_contract(trained_model):
         assert out["probability"].dtype == tf.float32 and out["probability"].shape.as_list() == [None]
 
 
-def test_both_signatures_agree_and_beat_the_floor_on_real_rows(trained_model, taxi_split):
-    frame = datasets.read_dataset(taxi_split["eval"])
-    frame = frame[frame[F.LABEL.name].notna()].reset_index(drop=True)
-    by_examples, by_raw = _predict_both(trained_model, frame)
+def test_both_signatures_agree_and_beat_the_floor_on_real_rows(trained_model, taxi_split, taxi_spec):
+    frame = read_split(taxi_split["eval"], taxi_spec, "eval")
+    by_examples, by_raw = _predict_both(trained_model, frame, taxi_spec)
     assert by_examples.shape == by_raw.shape == (len(frame),)
     np.testing.assert_array_equal(by_examples, by_raw)
     assert np.all((by_raw >= 0) & (by_raw <= 1))
-    auc = _auc(frame[F.LABEL.name].astype(int), by_raw)
+    auc = _auc(frame[taxi_spec.label.name].astype(int), by_raw)
     assert auc > 0.85, auc  # chance is 0.5; EvaluationConfig.auc_floor is 0.75
     meta = json.loads((Path(trained_model) / trainer.METADATA_FILE).read_text())
     assert abs(meta["metrics"]["auc"] - auc) < 0.01  # Keras' bucketed AUC vs the exact one
 
 
-def test_missing_values_and_unseen_categories_are_handled(trained_model, taxi_split):
-    frame = datasets.read_dataset(taxi_split["live"]).head(50).copy()
-    for f in F.MODEL_FEATURES:
+def test_missing_values_and_unseen_categories_are_handled(trained_model, taxi_split, taxi_spec):
+    frame = _read_all(taxi_split["live"], taxi_spec).head(50).copy()
+    for f in taxi_spec.model_features:
         if f.nullable:
             frame.loc[frame.index[:25], f.name] = None
     frame.loc[frame.index[25:], "company"] = "A company never seen in training"
     frame.loc[frame.index[25:], "pickup_community_area"] = 999
-    by_examples, by_raw = _predict_both(trained_model, frame)
+    by_examples, by_raw = _predict_both(trained_model, frame, taxi_spec)
     assert np.all(np.isfinite(by_raw))
     np.testing.assert_array_equal(by_examples, by_raw)
 
 
-def test_metadata_describes_the_run(trained_model, taxi_split):
+def test_metadata_describes_the_run(trained_model, taxi_split, taxi_spec):
     meta = trainer.read_metadata(trained_model)
-    assert meta["features"] == F.spec()
-    assert meta["label"] == F.LABEL.name
-    train = datasets.read_dataset(taxi_split["train"])
-    assert meta["data"]["train_rows"] == int(train[F.LABEL.name].notna().sum())
+    assert meta["features"] == taxi_spec.describe()
+    assert meta["label"] == taxi_spec.label.name
+    train = _read_all(taxi_split["train"], taxi_spec)
+    assert meta["data"]["train_rows"] == int(train[taxi_spec.label.name].notna().sum())
     assert meta["data"]["train_window"]["start"] < meta["data"]["train_window"]["end"] < "2015-01-01"
     assert meta["hyperparameters"]["learning_rate"] == HParams().learning_rate
     assert set(meta["libraries"]) >= {"tensorflow", "keras", "numpy"}
@@ -145,6 +164,8 @@ def test_bad_hyperparameters_are_refused_before_any_work(tmp_path, capsys):
     # The data does not exist: the error is about the hyperparameter, so nothing was read or trained.
     code = trainer.main(
         [
+            "--spec",
+            TAXI_SPEC_PATH,
             "--train-data",
             str(tmp_path / "nope.csv"),
             "--eval-data",
@@ -167,9 +188,11 @@ def test_bad_hyperparameters_are_refused_before_any_work(tmp_path, capsys):
 
 
 def test_bad_data_is_refused_naming_the_column(small_split, tmp_path):
-    frame = datasets.read_dataset(small_split["train"]).drop(columns=["payment_type"])
+    import pandas as pd
+
+    frame = pd.read_csv(small_split["train"], dtype=str, keep_default_na=False).drop(columns=["payment_type"])
     bad = str(tmp_path / "bad.csv")
-    datasets.write_dataset(frame, bad)
+    frame.to_csv(bad, index=False)
     with pytest.raises(TrainError, match="lacks column.*payment_type"):
         train(bad, small_split["eval"], str(tmp_path / "model"), HParams(**TINY))
     with pytest.raises(TrainError, match="does not exist"):
@@ -300,6 +323,8 @@ def test_trainer_cli_trains_and_writes_metrics(small_split, tmp_path):
             sys.executable,
             "-m",
             "training_image.trainer",
+            "--spec",
+            TAXI_SPEC_PATH,
             "--train-data",
             small_split["train"],
             "--eval-data",
@@ -347,7 +372,8 @@ def test_two_workers_train_with_multi_worker_mirrored_strategy(small_split, tmp_
     for i in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        argv = [sys.executable, "-m", "training_image.trainer", "--train-data", small_split["train"]]
+        argv = [sys.executable, "-m", "training_image.trainer", "--spec", TAXI_SPEC_PATH]
+        argv += ["--train-data", small_split["train"]]
         argv += ["--eval-data", small_split["eval"], "--model-dir", str(tmp_path / "model")]
         argv += ["--checkpoint-dir", str(tmp_path / "backup"), "--epochs", "2", "--batch-size", "128"]
         argv += [
@@ -385,6 +411,8 @@ def test_kfloop_train_cli_refuses_bad_hyperparameters(tmp_path, capsys):
         cli.main(
             [
                 "train",
+                "--spec",
+                TAXI_SPEC_PATH,
                 "--train-data",
                 "x.csv",
                 "--eval-data",
@@ -394,5 +422,74 @@ def test_kfloop_train_cli_refuses_bad_hyperparameters(tmp_path, capsys):
                 "--dropout",
                 "1.5",
             ]
+        )
+    assert not (tmp_path / "m").exists()
+
+
+# ----- a non-taxi spec: every input, dtype, preprocessing and the label come from the spec -----
+
+
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory):
+    """The synthetic churn spec (ISO time, yes/no label, NA token, boolean, string categorical), its
+    Dataset-form splits and a schema file."""
+    from kfloop import spec as S
+    from tests import byo_module_model as B
+
+    out = tmp_path_factory.mktemp("churn")
+    paths = {"spec": S.loads(B.SPEC_YAML)}
+    for name, rows, seed in (("train", 600, 1), ("eval", 300, 2)):
+        paths[name] = str(out / f"{name}.csv")
+        B.synthetic_frame(rows, seed).to_csv(paths[name], index=False, na_rep="")
+    paths["schema"] = str(out / "schema.pbtxt")
+    Path(paths["schema"]).write_text('feature { name: "tenure_months" type: FLOAT }\n')
+    return paths
+
+
+def test_a_non_taxi_spec_trains_and_exports_spec_and_schema(churn, tmp_path):
+    import hashlib
+
+    import tensorflow as tf
+
+    from kfloop import spec as S
+
+    spec = churn["spec"]
+    model_dir = tmp_path / "model"
+    result = _train(
+        churn["train"], churn["eval"], str(model_dir), HParams(**TINY), spec=spec, schema_uri=churn["schema"]
+    )
+    names = {p.name for p in model_dir.iterdir()}
+    assert {contract.SPEC_FILE, contract.SCHEMA_FILE, contract.METADATA_FILE, "saved_model.pb"} <= names
+    assert S.load(str(model_dir / contract.SPEC_FILE)) == spec
+    assert contract.read_spec(str(model_dir)) == spec
+    assert (model_dir / contract.SCHEMA_FILE).read_text() == Path(churn["schema"]).read_text()
+    meta = trainer.read_metadata(str(model_dir))
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert meta["spec_sha256"] == sha(model_dir / contract.SPEC_FILE)
+    assert meta["schema_sha256"] == sha(model_dir / contract.SCHEMA_FILE)
+    assert meta["label"] == "churned" and meta["features"] == spec.describe()
+    assert meta["signatures"][contract.RAW_SIGNATURE]["inputs"] == {
+        "tenure_months": "float32",
+        "monthly_spend": "float32",
+        "plan": "string",
+        "support_calls": "int64",
+        "promo": "int64",
+    }
+    assert meta["data"]["train_window"]["start"].startswith("2015-01-01")
+    assert meta["preprocessing"]["plan"]["vocabulary"] and "rate" in meta["preprocessing"]["promo"]
+    assert result.metadata == meta
+    assert contract.check_model(str(model_dir), spec) == []
+    _, raw_inputs = (
+        tf.saved_model.load(str(model_dir)).signatures[contract.RAW_SIGNATURE].structured_input_signature
+    )
+    assert set(raw_inputs) == set(spec.input_names)  # no taxi input anywhere
+
+
+def test_a_non_taxi_spec_refuses_data_of_another_spec(churn, small_split, tmp_path):
+    with pytest.raises(TrainError, match="train data .* lacks column.*tenure_months"):
+        _train(small_split["train"], churn["eval"], str(tmp_path / "m"), HParams(**TINY), spec=churn["spec"])
+    with pytest.raises(TrainError, match="schema .*nope.pbtxt.* does not exist"):
+        _train(
+            churn["train"], churn["eval"], str(tmp_path / "m"), spec=churn["spec"], schema_uri="nope.pbtxt"
         )
     assert not (tmp_path / "m").exists()

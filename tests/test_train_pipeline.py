@@ -11,7 +11,7 @@ from pipelines import settings
 
 def _pipeline(gpu: GpuConfig = GpuConfig()):
     @dsl.pipeline(name="kfloop-train-test")
-    def ingest_then_train(source: str, epochs: int = 8):
+    def ingest_then_train(source: str, spec: str, epochs: int = 8):
         ingest = ingest_op(
             source=source,
             cutoff=config.DEFAULT_CUTOFF,
@@ -22,6 +22,7 @@ def _pipeline(gpu: GpuConfig = GpuConfig()):
         train = train_op(
             train_data=ingest.outputs["train_data"],
             eval_data=ingest.outputs["eval_data"],
+            spec=spec,
             epochs=epochs,
             early_stopping_patience=2,
         )

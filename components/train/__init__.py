@@ -1,1 +1,1 @@
-"""Train: the taxi model on the ingest splits (KFP component over :mod:`training_image.trainer`)."""
+"""Train: the spec's model on the ingest splits (KFP component over :mod:`training_image.trainer`)."""

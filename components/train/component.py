@@ -1,4 +1,4 @@
-"""KFP wrapper of :func:`training_image.trainer.train`."""
+"""KFP wrapper of :func:`training_image.trainer.train` (the spec's trainer: built-in Keras or a user function)."""
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
@@ -12,6 +12,8 @@ def train_op(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
+    spec: str,
+    schema_uri: str = "",
     learning_rate: float = 0.003,
     epochs: int = 20,
     batch_size: int = 256,
@@ -22,11 +24,15 @@ def train_op(
     mixed_precision: bool = False,
     checkpoint_dir: str = "",
 ):
-    """Trains the taxi ``big_tipper`` model and exports the SavedModel (raw-feature + tf.Example signatures).
+    """Trains the spec's model and exports the model directory (SavedModel + spec, schema, metadata).
 
     Args:
-        train_data: Training split (CSV) from ingest.
-        eval_data: Evaluation split (CSV); early stopping watches its AUC.
+        train_data: Training split (Dataset CSV) from ingest.
+        eval_data: Evaluation split (Dataset CSV); early stopping watches its AUC.
+        spec: The dataset spec (YAML text or a URI): inputs, label and ``trainer``.
+        schema_uri: The pipeline's TFDV schema of the training data, stored with the model ("" = none).
+            The hyperparameters below apply to the built-in ``keras`` trainer (a user trainer reads
+            ``spec.hyperparameters``).
         learning_rate: Adam learning rate (> 0).
         epochs: Maximum epochs (>= 1).
         batch_size: Rows per batch (>= 1).
@@ -39,31 +45,44 @@ def train_op(
             root (``<model uri>.backup``), so a retried (preempted) task resumes from its last epoch.
 
     Returns:
-        model: The SavedModel directory (with ``kfloop_metadata.json``).
+        model: The model directory (SavedModel, ``spec.yaml``, ``schema.pbtxt``, ``kfloop_metadata.json``).
         metrics: Final eval ``auc``, ``loss``, ``accuracy`` and run facts.
         report: Self-contained HTML training curves.
     """
     from pathlib import Path
 
     from components.train.train_report import render_report
+    from kfloop import contract
+    from kfloop import spec as kspec
     from training_image.trainer import HParams, parse_hidden_units, train
 
-    hp = HParams(
-        learning_rate=learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        hidden_units=parse_hidden_units(hidden_units),
-        dropout=dropout,
-        early_stopping_patience=early_stopping_patience,
-        seed=seed,
-        mixed_precision=mixed_precision,
-    )
+    dataset_spec = kspec.load(spec)
+    hp = None
+    if dataset_spec.trainer == "keras":
+        hp = HParams(
+            learning_rate=learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            hidden_units=parse_hidden_units(hidden_units),
+            dropout=dropout,
+            early_stopping_patience=early_stopping_patience,
+            seed=seed,
+            mixed_precision=mixed_precision,
+        )
     # On a cluster model.path is a local staging path (uploaded when the task ends) but model.uri is the
     # artifact's place under the pipeline root, stable across retries of this task: checkpoints there
     # survive a preempted node, so the retried task resumes from its last finished epoch.
     remote = model.uri.startswith(("gs://", "s3://"))
     backup = checkpoint_dir or (f"{model.uri.rstrip('/')}.backup" if remote else f"{model.path}.backup")
-    result = train(train_data.path, eval_data.path, model.path, hp, backup)
+    result = train(
+        train_data.path,
+        eval_data.path,
+        model.path,
+        hp,
+        backup,
+        spec=dataset_spec,
+        schema_uri=schema_uri or None,
+    )
     data = result.metadata["data"]
     for name in ("auc", "loss", "accuracy", "train_auc", "train_loss", "best_epoch", "epochs_run"):
         metrics.log_metric(name, result.metrics[name])
@@ -73,7 +92,10 @@ def train_op(
         {
             "framework": "tensorflow",
             "format": "saved_model",
-            "signatures": ["serving_default", "predict_raw"],
+            "signatures": [contract.EXAMPLES_SIGNATURE, contract.RAW_SIGNATURE],
+            "trainer": dataset_spec.trainer,
+            "spec_sha256": result.metadata["spec_sha256"],
+            "schema_sha256": result.metadata["schema_sha256"] or "",
             "auc": result.metrics["auc"],
             "loss": result.metrics["loss"],
             "train_window_start": data["train_window"]["start"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 #: Hyperparameters of the session model: the defaults, capped at a few epochs (eval AUC ~0.95, ~10 s).
@@ -14,10 +16,19 @@ def trained_model(taxi_split, tmp_path_factory):
 
     It follows the SavedModel contract: ``serving_default`` (``examples``) and ``predict_raw``
     signatures with output ``probability``, and ``kfloop_metadata.json`` beside (its ``metrics``
-    hold the eval ``auc`` and ``loss``). Read-only: copy it before changing anything.
+    hold the eval ``auc`` and ``loss``), the taxi example's ``spec.yaml`` and ``schema.pbtxt``. Read-only: copy it before changing anything.
     """
+    from tests.conftest import TAXI_SPEC_PATH
     from training_image.trainer import HParams, train
 
+    schema = os.path.join(os.path.dirname(TAXI_SPEC_PATH), "schema.pbtxt")
     model_dir = tmp_path_factory.mktemp("trained_model") / "model"
-    train(taxi_split["train"], taxi_split["eval"], str(model_dir), HParams(**FIXTURE_HPARAMS))
+    train(
+        taxi_split["train"],
+        taxi_split["eval"],
+        str(model_dir),
+        HParams(**FIXTURE_HPARAMS),
+        spec=TAXI_SPEC_PATH,
+        schema_uri=schema,
+    )
     return str(model_dir)

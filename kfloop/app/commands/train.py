@@ -1,4 +1,4 @@
-"""``kfloop train``: train the taxi model on Dataset CSVs (the same code as the pipeline's train task)."""
+"""``kfloop train``: train the spec's model on Dataset CSVs (the same code as the pipeline's train task)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train the taxi model on train/eval Dataset CSVs and export a SavedModel"
+        "train", help="train the spec's model on train/eval Dataset CSVs and export a model directory"
     )
     from training_image.trainer import add_arguments  # stdlib-only at module level
 
