@@ -13,12 +13,24 @@ import pytest
 
 from components.evaluate import evaluate as E
 from components.evaluate.evaluate import EvaluationError, SliceRow, decide, evaluate
-from kfloop import datasets
-from kfloop import features as F
 from kfloop.blessing import BlessingError, read_blessing
 from kfloop.config import EvaluationConfig
 
 CFG = EvaluationConfig()
+#: The taxi example's label column.
+LABEL = "big_tipper"
+
+
+def read_csv(uri):
+    """A Dataset CSV as text columns (missing = NaN), numbers parsed where they parse."""
+    import pandas as pd
+
+    frame = pd.read_csv(uri, dtype=str, keep_default_na=False, na_values=[""])
+    return frame
+
+
+def label_values(frame):
+    return frame[LABEL].astype(float)
 
 
 def cli(argv: list[str]) -> int:
@@ -51,16 +63,16 @@ def first(taxi_split, trained_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shuffled_model(taxi_split, tmp_path_factory):
+def shuffled_model(taxi_split, taxi_spec, tmp_path_factory):
     """A deliberately worse challenger: the real trainer on the train split with shuffled labels."""
     from training_image.trainer import HParams, train
 
     out = tmp_path_factory.mktemp("shuffled")
-    frame = datasets.read_dataset(taxi_split["train"])
-    frame[F.LABEL.name] = np.random.default_rng(7).permutation(frame[F.LABEL.name].to_numpy())
-    datasets.write_dataset(frame, str(out / "train.csv"))
+    frame = read_csv(taxi_split["train"])
+    frame[LABEL] = np.random.default_rng(7).permutation(frame[LABEL].to_numpy())
+    frame.to_csv(str(out / "train.csv"), index=False)
     model_dir = out / "model"
-    train(str(out / "train.csv"), taxi_split["eval"], str(model_dir), HParams(epochs=2))
+    train(str(out / "train.csv"), taxi_split["eval"], str(model_dir), HParams(epochs=2), spec=taxi_spec)
     return str(model_dir)
 
 
@@ -107,25 +119,26 @@ def test_first_model_blessed_on_value_thresholds(first, trained_model):
     assert blessing["tfma_validation_ok"] is True
 
 
-def test_metrics_and_slices(first, taxi_split):
+def test_metrics_and_slices(first, taxi_split, taxi_spec):
     result, _ = first
     blessing = result.blessing
-    frame = datasets.read_dataset(taxi_split["eval"])
+    frame = read_csv(taxi_split["eval"])
     m = blessing["metrics"]
     assert m["example_count"] == len(frame) == blessing["eval_rows"]
-    assert m["mean_label"] == pytest.approx(frame[F.LABEL.name].mean(), abs=1e-6)
+    assert m["mean_label"] == pytest.approx(label_values(frame).mean(), abs=1e-6)
     for name in ("auc", "pr_auc", "binary_accuracy", "precision", "recall", "calibration"):
         assert name in m and math.isfinite(m[name])
     # slices: overall + every payment type and hour in the data, counts matching pandas
     by_slice = {s["slice"]: s for s in blessing["slices"]}
-    for feat in CFG.slice_features:
+    assert blessing["slicing"] == [["payment_type"], ["trip_start_hour"]] == [[s] for s in taxi_spec.slices]
+    for feat in taxi_spec.slices:
         for value, n in frame[feat].value_counts().items():
             assert by_slice[f"{feat}={value}"]["examples"] == n
     # confusion matrix at 0.5 adds up and matches accuracy; ROC runs from (1, 1) to (0, 0)
     (tn, fp), (fn, tp) = result.confusion_matrix
     assert tn + fp + fn + tp == len(frame)
     assert (tn + tp) / len(frame) == pytest.approx(m["binary_accuracy"], abs=1e-6)
-    assert tp + fn == int(frame[F.LABEL.name].sum())
+    assert tp + fn == int(label_values(frame).sum())
     assert result.roc["fpr"][0] == pytest.approx(1.0) and result.roc["tpr"][-1] < 0.5
     assert len(result.roc["fpr"]) == len(result.roc["tpr"]) == len(result.roc["thresholds"])
 
@@ -213,29 +226,29 @@ def test_worse_challenger_is_not_blessed_and_names_auc(worse, trained_model):
 
 
 def test_missing_label_column_is_named(tmp_path, taxi_split, trained_model):
-    frame = datasets.read_dataset(taxi_split["eval"]).drop(columns=[F.LABEL.name])
-    datasets.write_dataset(frame, str(tmp_path / "eval.csv"))
+    frame = read_csv(taxi_split["eval"]).drop(columns=[LABEL])
+    frame.to_csv(str(tmp_path / "eval.csv"), index=False)
     with pytest.raises(EvaluationError, match="no label column 'big_tipper'"):
         evaluate(str(tmp_path / "eval.csv"), trained_model, blessing_path=str(tmp_path / "b.json"))
     assert not (tmp_path / "b.json").exists()
 
 
-def test_rows_without_label_are_dropped_and_counted(tmp_path, taxi_split):
-    frame = datasets.read_dataset(taxi_split["eval"]).head(100)
-    frame.loc[[3, 50], F.LABEL.name] = None
-    datasets.write_dataset(frame, str(tmp_path / "eval.csv"))
-    kept, dropped = E.load_eval_frame(str(tmp_path / "eval.csv"))
-    assert (len(kept), dropped) == (98, 2) and kept[F.LABEL.name].notna().all()
-    frame[F.LABEL.name] = None
-    datasets.write_dataset(frame, str(tmp_path / "none.csv"))
+def test_rows_without_label_are_dropped_and_counted(tmp_path, taxi_split, taxi_spec):
+    frame = read_csv(taxi_split["eval"]).head(100)
+    frame.loc[[3, 50], LABEL] = None
+    frame.to_csv(str(tmp_path / "eval.csv"), index=False)
+    kept, dropped = E.load_eval_frame(str(tmp_path / "eval.csv"), taxi_spec)
+    assert (len(kept), dropped) == (98, 2) and kept[LABEL].notna().all()
+    frame[LABEL] = None
+    frame.to_csv(str(tmp_path / "none.csv"), index=False)
     with pytest.raises(EvaluationError, match="no rows with a 'big_tipper' label"):
-        E.load_eval_frame(str(tmp_path / "none.csv"))
+        E.load_eval_frame(str(tmp_path / "none.csv"), taxi_spec)
 
 
 def test_bad_label_value_is_named(tmp_path, taxi_split, trained_model):
-    frame = datasets.read_dataset(taxi_split["eval"]).head(100)
-    frame.loc[4, F.LABEL.name] = 2
-    datasets.write_dataset(frame, str(tmp_path / "eval.csv"))
+    frame = read_csv(taxi_split["eval"]).head(100)
+    frame.loc[4, LABEL] = "2"
+    frame.to_csv(str(tmp_path / "eval.csv"), index=False)
     with pytest.raises(EvaluationError, match=r"'big_tipper' must be 0 or 1, got 2 \(CSV line 6\)"):
         evaluate(str(tmp_path / "eval.csv"), trained_model)
 
@@ -263,8 +276,12 @@ def test_bad_thresholds(taxi_split, trained_model):
 
     with pytest.raises(EvaluationError, match="auc_floor must be in"):
         evaluate(taxi_split["eval"], trained_model, config=dataclasses.replace(CFG, auc_floor=1.5))
-    with pytest.raises(EvaluationError, match="slice feature 'tips' is not a model feature"):
-        evaluate(taxi_split["eval"], trained_model, config=dataclasses.replace(CFG, slice_features=("tips",)))
+    import yaml
+
+    spec = yaml.safe_load(Path(trained_model, "spec.yaml").read_text())
+    bad_slices = yaml.safe_dump({**spec, "slices": ["payment_type", "tips"]})
+    with pytest.raises(EvaluationError, match=r"^spec: .*slices\[1\].*tips"):
+        evaluate(taxi_split["eval"], trained_model, spec=bad_slices)
 
 
 def test_read_blessing_errors(tmp_path):
@@ -338,8 +355,8 @@ def test_champion_version_from_store_uri():
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, taxi_split, trained_model, capsys):
-    frame = datasets.read_dataset(taxi_split["eval"]).drop(columns=[F.LABEL.name])
-    datasets.write_dataset(frame, str(tmp_path / "eval.csv"))
+    frame = read_csv(taxi_split["eval"]).drop(columns=[LABEL])
+    frame.to_csv(str(tmp_path / "eval.csv"), index=False)
     code = cli(["evaluate", "--model", trained_model, "--data", str(tmp_path / "eval.csv")])
     err = capsys.readouterr().err
     assert code == 2

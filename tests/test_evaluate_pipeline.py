@@ -12,6 +12,7 @@ def test_component_defaults_follow_config():
     assert params["max_auc_regression"].default == cfg.max_auc_regression
     assert params["min_slice_examples"].default == cfg.min_slice_examples
     assert params["max_slice_auc_regression"].default == cfg.max_slice_auc_regression
-    assert params["slice_features"].default == ",".join(cfg.slice_features)
+    assert "slice_features" not in params  # the slices are the spec's
+    assert params["spec"].default == ""  # "" = the spec stored with the challenger
     assert params["champion_uri"].default == ""
     assert set(spec.outputs) >= {"blessing", "metrics", "classification", "report", "blessed"}

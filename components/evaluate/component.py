@@ -23,20 +23,21 @@ def evaluate_op(
     max_auc_regression: float = 0.01,
     max_slice_auc_regression: float = 0.05,
     min_slice_examples: int = 50,
-    slice_features: str = "payment_type,trip_start_hour",
+    spec: str = "",
 ) -> NamedTuple("EvaluateOutputs", blessed=bool):
     """Runs TFMA on the eval split for the challenger (and the champion, same run) and writes a blessing.
 
     Args:
-        eval_data: Evaluation split (CSV) with the label ``big_tipper``.
-        model: The challenger SavedModel directory.
+        eval_data: Evaluation split (Dataset CSV) with the spec's label column.
+        model: The challenger model directory (a training output, or a store version's directory).
         champion_uri: The champion's SavedModel directory (e.g. the model store's ``model_uri`` of the
             ``champion`` alias); "" = no champion, only value thresholds apply.
         auc_floor: Minimum overall AUC.
         max_auc_regression: Largest overall AUC loss allowed against the champion.
         max_slice_auc_regression: Largest AUC loss allowed in a judged slice.
         min_slice_examples: Smaller slices are reported, not judged.
-        slice_features: Comma-separated features to slice by.
+        spec: The dataset spec (YAML text or a URI): label and slices (``spec.slices``). "" = the spec
+            stored in the challenger's model directory.
 
     Returns:
         blessing: The blessing JSON (always written): ``blessed`` plus reasons naming metric, slice,
@@ -61,7 +62,6 @@ def evaluate_op(
         max_auc_regression=max_auc_regression,
         max_slice_auc_regression=max_slice_auc_regression,
         min_slice_examples=min_slice_examples,
-        slice_features=tuple(s.strip() for s in slice_features.split(",") if s.strip()),
     )
     for art in (blessing, report):
         Path(art.path).parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +70,7 @@ def evaluate_op(
         model.path,
         champion_uri,
         config=config,
+        spec=spec or None,
         blessing_path=blessing.path,
         report_path=report.path,
     )

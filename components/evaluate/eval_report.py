@@ -1,11 +1,12 @@
-"""Self-contained HTML report of an evaluation: verdict, reasons, champion vs challenger per slice, ROC."""
+"""Reports of an evaluation: the self-contained HTML page (verdict, reasons, champion vs challenger per slice,
+ROC) and the plain-text comparison table."""
 
 from __future__ import annotations
 
 import html
 import math
 
-from components.evaluate.evaluate import METRICS, Evaluation
+from components.evaluate.result import METRICS, Evaluation, _fmt, _sub
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -135,3 +136,38 @@ def render_html(result: Evaluation) -> str:
     )
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def comparison_table(result: Evaluation) -> str:
+    """A plain-text table: per slice, examples, challenger / champion AUC and the change; then reasons."""
+    has_champ = result.blessing["champion_metrics"] is not None
+    lines = []
+    ov = result.slices[0]
+    lines.append("Overall metrics" + (" (challenger vs champion)" if has_champ else " (challenger)"))
+    for m in METRICS:
+        a = ov.challenger.get(m)
+        if has_champ:
+            b = ov.champion.get(m)
+            lines.append(f"  {m:<16} {_fmt(a):>10} {_fmt(b):>10} {_fmt(_sub(a, b)):>10}")
+        else:
+            lines.append(f"  {m:<16} {_fmt(a):>10}")
+    lines.append("")
+    head = f"  {'slice':<28} {'n':>6} {'pos':>5} {'AUC':>8}"
+    if has_champ:
+        head += f" {'champion':>9} {'change':>8}"
+    lines.append("Per slice")
+    lines.append(head)
+    for s in result.slices:
+        line = f"  {s.slice:<28} {s.examples:>6} {s.positives:>5} {_fmt(s.challenger.get('auc')):>8}"
+        if has_champ:
+            line += f" {_fmt(s.champion.get('auc')):>9} {_fmt(s.diff('auc')):>8}"
+        lines.append(line)
+    lines.append("")
+    verdict = "BLESSED" if result.blessed else "NOT BLESSED"
+    lines.append(f"Verdict: {verdict}")
+    for r in result.blessing["reasons"]:
+        mark = "ok  " if r["passed"] else "FAIL"
+        if not r["judged"]:
+            mark = "info"
+        lines.append(f"  [{mark}] {r['metric']} @ {r['slice']}: {r['message']}")
+    return "\n".join(lines)
