@@ -1,4 +1,4 @@
-"""The prediction / feedback log format (kfloop/predlog.py): typed rows, atomic files, windowed scans."""
+"""The prediction / feedback log format (kfloop/predlog/): typed rows, atomic files, windowed scans."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kfloop import features as F
 from kfloop import predlog as P
+from kfloop.predlog import write as W
+from kfloop.spec import Kind
 
 MODEL = "taxi-tips"
 DAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
 
-def columns(n: int, missing: bool = False) -> dict:
+def columns(spec, n: int, missing: bool = False) -> dict:
     out = {}
-    for f in F.MODEL_FEATURES:
-        if f.kind == F.Kind.NUMERIC:
+    for f in spec.model_features:
+        if f.kind == Kind.NUMERIC:
             col = np.linspace(1.0, 2.0, n).astype(np.float32)
-        elif f.kind == F.Kind.CATEGORICAL_INT:
+        elif f.kind in (Kind.CATEGORICAL_INT, Kind.BOOLEAN):
             col = np.arange(n, dtype=np.int64) % 7 + 1
         else:
             col = np.array(["Cash"] * n, dtype=object)
@@ -33,36 +34,42 @@ def columns(n: int, missing: bool = False) -> dict:
     return out
 
 
-def test_prediction_table_types_and_missing_values_are_null():
-    t = P.prediction_table("r1", DAY.timestamp(), "v0001", columns(3, missing=True), [0.1, 0.5, 0.9])
-    assert t.schema == P.PREDICTION_SCHEMA
+def test_prediction_table_types_and_missing_values_are_null(taxi_spec):
+    t = P.prediction_table(
+        "r1", DAY.timestamp(), "v0001", columns(taxi_spec, 3, missing=True), [0.1, 0.5, 0.9], schema=taxi_spec
+    )
+    assert t.schema == P.prediction_schema(taxi_spec)
     assert t.column("row").to_pylist() == [0, 1, 2]
     assert t.column("request_id").to_pylist() == ["r1"] * 3
     assert t.column("timestamp")[0].as_py() == DAY
-    for f in F.MODEL_FEATURES:
+    for f in taxi_spec.model_features:
         assert t.column(f.name)[0].is_valid is (not f.nullable), f.name
         assert t.column(f.name)[1].is_valid, f.name
     assert t.column("company")[1].as_py() == "Cash"
     assert t.column("probability").type == pa.float32()
 
 
-def test_prediction_table_takes_string_features_as_arrow_arrays_like_numpy():
+def test_prediction_table_takes_string_features_as_arrow_arrays_like_numpy(taxi_spec):
     """Batch scoring hands the CSV reader's Arrow string columns (null = missing) straight to the log."""
-    cols = columns(3, missing=True)
+    cols = columns(taxi_spec, 3, missing=True)
     as_arrow = dict(cols)
-    for f in F.MODEL_FEATURES:
-        if f.kind == F.Kind.CATEGORICAL_STR:
+    for f in taxi_spec.model_features:
+        if f.kind == Kind.CATEGORICAL_STR:
             as_arrow[f.name] = pa.array([None if v == "" else v for v in cols[f.name]], type=pa.string())
-    a = P.prediction_table("r", DAY.timestamp(), "v1", cols, [0.1, 0.2, 0.3])
-    b = P.prediction_table("r", DAY.timestamp(), "v1", as_arrow, [0.1, 0.2, 0.3])
+    a = P.prediction_table("r", DAY.timestamp(), "v1", cols, [0.1, 0.2, 0.3], schema=taxi_spec)
+    b = P.prediction_table("r", DAY.timestamp(), "v1", as_arrow, [0.1, 0.2, 0.3], schema=taxi_spec)
     assert b.equals(a)
     assert b.column("company").to_pylist() == [None, "Cash", "Cash"]
     with pytest.raises(P.LogError, match="'company' has 2 values"):
-        P.prediction_table("r", 0, "v1", {**cols, "company": pa.array(["a", "b"])}, [0.1, 0.2, 0.3])
+        P.prediction_table(
+            "r", 0, "v1", {**cols, "company": pa.array(["a", "b"])}, [0.1, 0.2, 0.3], schema=taxi_spec
+        )
 
 
-def test_log_parquet_dictionary_encodes_strings_ints_and_time_not_floats_or_row():
-    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(50), np.linspace(0, 1, 50))
+def test_log_parquet_dictionary_encodes_strings_ints_and_time_not_floats_or_row(taxi_spec):
+    t = P.prediction_table(
+        "r", DAY.timestamp(), "v1", columns(taxi_spec, 50), np.linspace(0, 1, 50), schema=taxi_spec
+    )
     meta = pq.ParquetFile(pa.BufferReader(P.parquet_bytes(t))).metadata.row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert "PLAIN_DICTIONARY" in encodings["company"] or "RLE_DICTIONARY" in encodings["company"]
@@ -71,21 +78,30 @@ def test_log_parquet_dictionary_encodes_strings_ints_and_time_not_floats_or_row(
         assert not {"PLAIN_DICTIONARY", "RLE_DICTIONARY"} & set(encodings[name]), name
 
 
-def test_prediction_table_rejects_missing_feature_and_length_mismatch():
-    cols = columns(2)
+def test_prediction_table_rejects_missing_feature_and_length_mismatch(taxi_spec):
+    cols = columns(taxi_spec, 2)
     with pytest.raises(P.LogError, match="fare"):
-        P.prediction_table("r", 0, "v1", {k: v for k, v in cols.items() if k != "fare"}, [0.1, 0.2])
+        P.prediction_table(
+            "r", 0, "v1", {k: v for k, v in cols.items() if k != "fare"}, [0.1, 0.2], schema=taxi_spec
+        )
     with pytest.raises(P.LogError, match="3 probabilities"):
-        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2, 0.3])
+        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2, 0.3], schema=taxi_spec)
     with pytest.raises(P.LogError, match="source"):
-        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2], source="elsewhere")
+        P.prediction_table("r", 0, "v1", cols, [0.1, 0.2], source="elsewhere", schema=taxi_spec)
 
 
-def test_write_splits_by_date_and_scan_reads_two_dates_two_versions(tmp_path):
+def test_write_splits_by_date_and_scan_reads_two_dates_two_versions(tmp_path, taxi_spec):
     late = DAY + dt.timedelta(hours=23, minutes=59)
-    a = P.prediction_table("a", late.timestamp(), "v0001", columns(2), [0.1, 0.2])
+    a = P.prediction_table(
+        "a", late.timestamp(), "v0001", columns(taxi_spec, 2), [0.1, 0.2], schema=taxi_spec
+    )
     b = P.prediction_table(
-        "b", (late + dt.timedelta(minutes=2)).timestamp(), "v0002", columns(3), [0.3, 0.4, 0.5]
+        "b",
+        (late + dt.timedelta(minutes=2)).timestamp(),
+        "v0002",
+        columns(taxi_spec, 3),
+        [0.3, 0.4, 0.5],
+        schema=taxi_spec,
     )
     uris = P.write_table(str(tmp_path), MODEL, "predictions", pa.concat_tables([a, b]))
     assert [u.split("/")[-2] for u in uris] == ["date=2026-11-23", "date=2026-11-24"]
@@ -100,9 +116,16 @@ def test_write_splits_by_date_and_scan_reads_two_dates_two_versions(tmp_path):
     assert one.column("request_id").to_pylist() == ["a", "a"]
 
 
-def test_scan_lists_only_the_window_partitions(tmp_path, monkeypatch):
+def test_scan_lists_only_the_window_partitions(tmp_path, monkeypatch, taxi_spec):
     for d in range(5):
-        t = P.prediction_table(f"r{d}", (DAY + dt.timedelta(days=d)).timestamp(), "v1", columns(1), [0.5])
+        t = P.prediction_table(
+            f"r{d}",
+            (DAY + dt.timedelta(days=d)).timestamp(),
+            "v1",
+            columns(taxi_spec, 1),
+            [0.5],
+            schema=taxi_spec,
+        )
         P.write_table(str(tmp_path), MODEL, "predictions", t)
     listed = []
     real = P.fs.list_files
@@ -119,8 +142,8 @@ def test_scan_lists_only_the_window_partitions(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[-1] for p in listed] == ["date=2026-11-24", "date=2026-11-25", P.COMMITS]
 
 
-def test_corrupt_truncated_and_foreign_files_are_skipped_and_named(tmp_path):
-    t = P.prediction_table("good", DAY.timestamp(), "v1", columns(4), [0.1] * 4)
+def test_corrupt_truncated_and_foreign_files_are_skipped_and_named(tmp_path, taxi_spec):
+    t = P.prediction_table("good", DAY.timestamp(), "v1", columns(taxi_spec, 4), [0.1] * 4, schema=taxi_spec)
     (good,) = P.write_table(str(tmp_path), MODEL, "predictions", t)
     part = tmp_path / "predictions" / MODEL / "date=2026-11-23"
     data = Path(good).read_bytes()
@@ -151,20 +174,20 @@ def test_corrupt_truncated_and_foreign_files_are_skipped_and_named(tmp_path):
     assert report.as_dict()["corrupt_files"] == 4 and report.files == 1
 
 
-def test_write_is_atomic_and_never_overwrites(tmp_path, monkeypatch):
-    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(2), [0.1, 0.2])
+def test_write_is_atomic_and_never_overwrites(tmp_path, monkeypatch, taxi_spec):
+    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(taxi_spec, 2), [0.1, 0.2], schema=taxi_spec)
 
     def boom(table):
         raise OSError("disk full")
 
-    monkeypatch.setattr(P, "parquet_bytes", boom)
+    monkeypatch.setattr(W, "parquet_bytes", boom)
     with pytest.raises(OSError):
         P.write_table(str(tmp_path), MODEL, "predictions", t)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
     monkeypatch.undo()
     (uri,) = P.write_table(str(tmp_path), MODEL, "predictions", t, writer_id="w")
     with pytest.raises(FileExistsError):
-        P._publish(uri, b"x")
+        W._publish(uri, b"x")
     assert pq.read_table(uri).num_rows == 2
 
 
@@ -181,23 +204,28 @@ def test_feedback_table_validates_labels():
         P.write_table("/tmp/x", "../x", "feedback", t)
 
 
-def test_size_per_row_on_taxi_rows(taxi_csv):
+def test_size_per_row_on_taxi_rows(taxi_csv, taxi_spec):
     """The log-size target (<= 80 bytes per predicted row) on real taxi rows, one-row requests."""
     import pandas as pd
 
     df = pd.read_csv(taxi_csv).head(2000)
     cols = {}
-    for f in F.MODEL_FEATURES:
+    for f in taxi_spec.model_features:
         s = df[f.name]
-        if f.kind == F.Kind.NUMERIC:
+        if f.kind == Kind.NUMERIC:
             cols[f.name] = s.astype("float32").to_numpy()
-        elif f.kind == F.Kind.CATEGORICAL_INT:
+        elif f.kind == Kind.CATEGORICAL_INT:
             cols[f.name] = s.fillna(-1).astype("int64").to_numpy()
         else:
             cols[f.name] = s.fillna("").astype(str).to_numpy(dtype=object)
     tables = [
         P.prediction_table(
-            f"{i:032x}", DAY.timestamp() + i, "v0001", {k: v[i : i + 1] for k, v in cols.items()}, [0.5]
+            f"{i:032x}",
+            DAY.timestamp() + i,
+            "v0001",
+            {k: v[i : i + 1] for k, v in cols.items()},
+            [0.5],
+            schema=taxi_spec,
         )
         for i in range(len(df))
     ]
@@ -209,14 +237,19 @@ def test_size_per_row_on_taxi_rows(taxi_csv):
     assert math.isclose(back.column("probability")[0].as_py(), 0.5)
 
 
-def test_log_reads_as_a_hive_dataset_with_pyarrow_dataset_and_pandas(tmp_path):
+def test_log_reads_as_a_hive_dataset_with_pyarrow_dataset_and_pandas(tmp_path, taxi_spec):
     """The files are readable as they are by generic readers (the README's examples)."""
     import pandas as pd
     import pyarrow.dataset as ds
 
     for d in range(2):
         t = P.prediction_table(
-            f"r{d}", (DAY + dt.timedelta(days=d)).timestamp(), f"v{d}", columns(3), [0.5] * 3
+            f"r{d}",
+            (DAY + dt.timedelta(days=d)).timestamp(),
+            f"v{d}",
+            columns(taxi_spec, 3),
+            [0.5] * 3,
+            schema=taxi_spec,
         )
         P.write_table(str(tmp_path), MODEL, "predictions", t)
     root = tmp_path / "predictions" / MODEL
@@ -248,14 +281,22 @@ def test_feedback_file_with_a_wrong_typed_label_is_skipped_and_named(tmp_path, c
     assert uri.endswith("bad.parquet") and "'label'" in reason
 
 
-def test_numbers_written_as_text_are_not_coerced(tmp_path):
-    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(2), [0.1, 0.2])
+def test_numbers_written_as_text_are_not_coerced(tmp_path, taxi_spec):
+    t = P.prediction_table("r", DAY.timestamp(), "v1", columns(taxi_spec, 2), [0.1, 0.2], schema=taxi_spec)
     hour = t.schema.get_field_index("trip_start_hour")
     part = tmp_path / "predictions" / MODEL / "date=2026-11-23"
     part.mkdir(parents=True)
     pq.write_table(t.set_column(hour, "trip_start_hour", pa.array(["12", "13"])), part / "text.parquet")
     report = P.ScanReport()
     assert not list(
-        P.scan(str(tmp_path), MODEL, "predictions", DAY, DAY + dt.timedelta(days=1), report=report)
+        P.scan(
+            str(tmp_path),
+            MODEL,
+            "predictions",
+            DAY,
+            DAY + dt.timedelta(days=1),
+            schema=taxi_spec,
+            report=report,
+        )
     )
     assert "trip_start_hour" in report.corrupt[0][1]

@@ -1,0 +1,228 @@
+"""Building log tables: prediction rows from decoded feature columns, feedback rows from labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kfloop.predlog.schema import (
+    FEEDBACK_SCHEMA,
+    SOURCES,
+    TIMESTAMP_TYPE,
+    LogError,
+    as_prediction_schema,
+    feature_fields,
+)
+
+
+def _dtype_of(f) -> str:
+    """``float32`` / ``int64`` / ``string`` of a :class:`kfloop.spec.Feature` or a log field."""
+    if isinstance(f, pa.Field):
+        if pa.types.is_floating(f.type):
+            return "float32"
+        if pa.types.is_integer(f.type):
+            return "int64"
+        return "string"
+    return f.dtype
+
+
+def _micros(epoch, n: int) -> pa.Array:
+    """``n`` UTC timestamps (us) from a scalar epoch (seconds) or an array of them."""
+    arr = np.asarray(epoch, dtype=np.float64)
+    us = np.round(arr * 1e6).astype(np.int64)
+    if us.ndim == 0:
+        us = np.full(n, int(us), dtype=np.int64)
+    elif len(us) != n:
+        raise LogError(f"{len(us)} timestamps for {n} rows")
+    return pa.array(us, type=pa.int64()).cast(TIMESTAMP_TYPE)
+
+
+def _broadcast(value, n: int, name: str) -> pa.Array:
+    if isinstance(value, str):
+        return pa.repeat(pa.scalar(value, pa.string()), n)
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        arr = pa.array(value, type=pa.string())
+    else:
+        arr = pa.array([str(v) for v in value], type=pa.string())
+    if len(arr) != n:
+        raise LogError(f"{len(arr)} values of {name!r} for {n} rows")
+    return arr
+
+
+def feature_array(f, values) -> pa.Array:
+    """One decoded feature column (the spec's missing-value sentinels NaN / -1 / ``""``) as a nullable
+    Arrow array: NaN / -1 / ``""`` / ``None`` become null.
+
+    Args:
+        f: The :class:`kfloop.spec.Feature`, or its log field (:func:`kfloop.predlog.feature_field`).
+        values: A numpy array (or list); a string feature may also come as an Arrow array.
+    """
+    dtype = _dtype_of(f)
+    if dtype == "string":
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if isinstance(values, pa.Array):  # already Arrow (a CSV reader's column): no per-row Python
+            arr = values.cast(pa.string())
+        else:
+            arr = pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+        return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+    if dtype == "float32":
+        arr = np.asarray(values, dtype=np.float32)
+        return pa.array(arr, type=pa.float32(), mask=np.isnan(arr))
+    arr = np.asarray(values, dtype=np.int64)
+    return pa.array(arr, type=pa.int64(), mask=arr == -1)
+
+
+def _instance_value(v, dtype: str, missing):
+    if v is None:
+        return missing
+    if dtype == "int64" and isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def columns_from_instances(instances: list, spec_or_schema) -> dict:
+    """Decoded ``{feature: numpy array}`` columns (sentinels for missing) from V1-style instance dicts.
+
+    A value that is absent or ``None`` is missing; values are converted to the feature's dtype as given
+    (the caller has validated them; a boolean may be ``true`` / ``false``).
+
+    Args:
+        instances: ``[{feature: value}, ...]``.
+        spec_or_schema: The :class:`kfloop.spec.DatasetSpec` or the prediction schema naming the features.
+    """
+    fields = feature_fields(as_prediction_schema(spec_or_schema))
+    cols = {}
+    for f in fields:
+        dtype = _dtype_of(f)
+        miss = {"float32": np.nan, "int64": -1, "string": ""}[dtype]
+        vals = [
+            _instance_value(r.get(f.name) if isinstance(r, dict) else None, dtype, miss) for r in instances
+        ]
+        cols[f.name] = np.array(
+            vals, dtype={"float32": np.float32, "int64": np.int64, "string": object}[dtype]
+        )
+    return cols
+
+
+def prediction_table(
+    request_id,
+    epoch,
+    version,
+    columns: dict,
+    probabilities,
+    source: str = "online",
+    rows=None,
+    *,
+    schema,
+) -> pa.Table:
+    """The log rows of one request (or batch) from its already-decoded column arrays.
+
+    Args:
+        request_id: The request id (one string for all rows), or one id per row.
+        epoch: Prediction time in seconds since the epoch (scalar, or one per row).
+        version: Model version (one string, or one per row).
+        columns: ``{feature name: numpy array}`` as :mod:`serving.request` decodes a request (sentinels
+            NaN / -1 / ``""`` for missing; a string feature may be an Arrow array, null = missing); every
+            feature of ``schema`` must be present (others are ignored).
+        probabilities: One float per row.
+        source: ``"online"`` (served over HTTP) or ``"batch"`` (batch prediction).
+        rows: Row index of each row within its request (default ``0 .. n-1``: one request).
+        schema: The prediction schema (:func:`kfloop.predlog.prediction_schema`) or the
+            :class:`kfloop.spec.DatasetSpec` of the predicting model.
+
+    Returns:
+        A table of that schema.
+
+    Raises:
+        LogError: a feature is missing, lengths differ, or ``source`` is unknown.
+    """
+    schema = as_prediction_schema(schema)
+    if source not in SOURCES:
+        raise LogError(f"source must be one of {SOURCES}, got {source!r}")
+    probs = np.asarray(probabilities, dtype=np.float32).reshape(-1)
+    n = len(probs)
+    arrays = []
+    for f in feature_fields(schema):
+        if f.name not in columns:
+            raise LogError(f"column {f.name!r} missing from the decoded request")
+        arr = feature_array(f, columns[f.name])
+        if len(arr) != n:
+            raise LogError(f"column {f.name!r} has {len(arr)} values for {n} probabilities")
+        arrays.append(arr)
+    if rows is None:
+        row_arr = pa.array(np.arange(n, dtype=np.int32))
+    else:
+        row_arr = pa.array(np.asarray(rows, dtype=np.int32).reshape(-1))
+        if len(row_arr) != n:
+            raise LogError(f"{len(row_arr)} row indices for {n} rows")
+    data = [
+        _broadcast(request_id, n, "request_id"),
+        row_arr,
+        _micros(epoch, n),
+        _broadcast(str(version) if isinstance(version, str | int) else version, n, "model_version"),
+        _broadcast(source, n, "source"),
+        *arrays,
+        pa.array(probs, type=pa.float32()),
+    ]
+    return pa.Table.from_arrays(data, schema=schema)
+
+
+def feedback_table(request_ids, rows, labels, arrival_epoch, prediction_epoch=None, labeler=None) -> pa.Table:
+    """Arrived labels as a table of :data:`kfloop.predlog.FEEDBACK_SCHEMA`.
+
+    Args:
+        request_ids: One request id per label.
+        rows: Row index within its request, one per label.
+        labels: 0 or 1, one per label (the spec's raw label values are mapped by the caller,
+            :meth:`kfloop.spec.DatasetSpec.label_of`).
+        arrival_epoch: When the labels arrived (seconds since the epoch; scalar or one per label).
+        prediction_epoch: When the labelled rows were predicted (scalar, one per label, or None).
+        labeler: Who sent the labels: a name for all, one (or None) per label, or None.
+
+    Raises:
+        LogError: lengths differ, or a label is not 0 / 1, or a row is negative (names the first one).
+    """
+    ids = [str(r) for r in request_ids]
+    n = len(ids)
+    row_arr = np.asarray(rows, dtype=np.int64).reshape(-1)
+    lab = np.asarray(labels).reshape(-1)
+    if len(row_arr) != n or len(lab) != n:
+        raise LogError(f"{n} request ids, {len(row_arr)} rows and {len(lab)} labels")
+    bad = [i for i, v in enumerate(lab.tolist()) if type(v) is not int or v not in (0, 1)]
+    if lab.dtype.kind in "fb" or bad:
+        i = bad[0] if bad else 0
+        raise LogError(f"label of request {ids[i]!r} row {int(row_arr[i])} must be 0 or 1, got {lab[i]!r}")
+    if n and (row_arr.min() < 0 or row_arr.max() > np.iinfo(np.int32).max):
+        raise LogError("row indices must be in 0 .. 2**31-1")
+    arrival = _micros(arrival_epoch, n)
+    if prediction_epoch is None:
+        pred = pa.nulls(n, type=TIMESTAMP_TYPE)
+        delay = pa.nulls(n, type=pa.float64())
+    else:
+        pred = _micros(prediction_epoch, n)
+        delay = pa.array(
+            (arrival.cast(pa.int64()).to_numpy() - pred.cast(pa.int64()).to_numpy()) / 1e6, type=pa.float64()
+        )
+    return pa.Table.from_arrays(
+        [
+            pa.array(ids, type=pa.string()),
+            pa.array(row_arr.astype(np.int32)),
+            pa.array(lab.astype(np.int8)),
+            arrival,
+            pred,
+            delay,
+            _labelers(labeler, n),
+        ],
+        schema=FEEDBACK_SCHEMA,
+    )
+
+
+def _labelers(labeler, n: int) -> pa.Array:
+    if labeler is None or isinstance(labeler, str):
+        return pa.array([labeler] * n, type=pa.string())
+    names = list(labeler)
+    if len(names) != n or any(v is not None and not isinstance(v, str) for v in names):
+        raise LogError(f"labeler: expected a name or {n} names (or None), got {len(names)} values")
+    return pa.array(names, type=pa.string())
