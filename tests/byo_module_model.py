@@ -183,3 +183,22 @@ def train(train, eval, spec, hyperparameters: dict, output_dir: str) -> None:
     if unknown:
         raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}")
     export(spec, train, output_dir, steps=int(hyperparameters.get("steps", 300)))
+
+
+def write_splits(directory, train_rows: int = 1500, eval_rows: int = 500) -> dict:
+    """Writes :data:`SPEC_YAML`, Dataset-form train / eval CSVs and a stand-in schema into ``directory``.
+
+    Returns:
+        ``{"spec": path, "train": path, "eval": path, "schema": path}``.
+    """
+    from pathlib import Path
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {k: str(d / n) for k, n in (("spec", "spec.yaml"), ("train", "train.csv"), ("eval", "eval.csv"))}
+    paths["schema"] = str(d / "schema.pbtxt")
+    Path(paths["spec"]).write_text(SPEC_YAML)
+    synthetic_frame(train_rows, seed=1).to_csv(paths["train"], index=False, na_rep="")
+    synthetic_frame(eval_rows, seed=2, start=1_451_606_400).to_csv(paths["eval"], index=False, na_rep="")
+    Path(paths["schema"]).write_text('feature { name: "tenure_months" type: FLOAT }\n')
+    return paths

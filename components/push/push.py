@@ -4,6 +4,13 @@ kfp 2.13's local runner has no ``dsl.If``, so the gate lives here (as in TFX's P
 not blessed is not published; the reasons are returned and recorded in the model's history
 (``event: "rejected"``). The first blessed model becomes ``champion``; later ones become ``canary``, which
 ``kfloop promote`` (or the deploy step) moves to champion.
+
+A version already in the store without an alias (``kfloop models publish``: a model trained elsewhere)
+takes the same gate through :func:`push_version`: it needs a blessing of that very version (the evaluation
+of its store directory as challenger) to become champion or canary.
+
+The version's metadata records ``spec_sha256`` / ``schema_sha256`` of the ``spec.yaml`` / ``schema.pbtxt``
+the model directory carries (:mod:`kfloop.contract`).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from kfloop import blessing as kblessing
-from kfloop import store
+from kfloop import contract, fs, store
 
 
 class PushError(ValueError):
@@ -62,6 +69,21 @@ def read_blessing(path: str) -> dict:
         return kblessing.read_blessing(path)
     except kblessing.BlessingError as e:
         raise PushError(str(e)) from None
+
+
+def contract_hashes(model_dir: str) -> dict:
+    """``spec_sha256`` / ``schema_sha256`` (and ``spec_name``) of the files a model directory carries
+    (None for a file it lacks)."""
+    out: dict = {"spec_sha256": None, "schema_sha256": None}
+    if fs.exists(contract.spec_uri(model_dir)):
+        out["spec_sha256"] = contract.sha256_of(contract.spec_uri(model_dir))
+        try:
+            out["spec_name"] = contract.read_spec(model_dir).name
+        except ValueError as e:  # kfloop.spec.SpecError
+            raise PushError(f"model {model_dir!r}: {e}") from None
+    if fs.exists(contract.schema_uri(model_dir)):
+        out["schema_sha256"] = contract.sha256_of(contract.schema_uri(model_dir))
+    return out
 
 
 def _failed_reasons(blessing: dict) -> tuple[str, ...]:
@@ -118,6 +140,7 @@ def push(
 
     meta["blessing"] = blessing
     meta.setdefault("metrics", blessing.get("metrics", {}))
+    meta.update(contract_hashes(model_dir))
     # Idempotent per run id: a KFP retry of this task finds the version its first attempt published
     # (ModelStore.publish with the same run_id) and finishes the alias step instead of publishing again.
     version = ms.publish(model_name, model_dir, meta, actor=actor, run_id=meta.get("run_id") or None)
@@ -125,6 +148,11 @@ def push(
         from components.monitor.reference import store_reference
 
         store_reference(store_uri, model_name, version, reference_dir)
+    return _take_alias(ms, model_name, version, actor)
+
+
+def _take_alias(ms: store.ModelStore, model_name: str, version: str, actor: str) -> PushResult:
+    """A blessed version becomes champion (the first) or canary (later ones)."""
     champion = ms.get_alias(model_name, store.CHAMPION)
     if champion == version:  # a retried push that made this version champion already
         return PushResult(True, version, store.CHAMPION, ms.model_uri(model_name, version), (), champion)
@@ -156,3 +184,44 @@ def push(
     return PushResult(
         True, version, alias, ms.model_uri(model_name, version), (), ms.get_alias(model_name, store.CHAMPION)
     )
+
+
+def push_version(
+    store_uri: str, model_name: str, version: str, blessing_path: str, actor: str = ""
+) -> PushResult:
+    """The push gate for a version already in the store (``kfloop models publish``): champion or canary
+    only with a blessing of that version.
+
+    The blessing must be the evaluation of this version's store directory as challenger
+    (``blessing["model_uri"]`` is its ``model_uri``), so a blessing of another model cannot promote it.
+    Not blessed: nothing changes and the refusal is recorded (``event: "rejected"``), as for :func:`push`.
+
+    Raises:
+        PushError: unreadable blessing, an unknown version, or a blessing of another model.
+        store.StoreError: bad store or name.
+    """
+    blessing = read_blessing(blessing_path)
+    ms = store.ModelStore(store_uri)
+    if version not in ms.versions(model_name):
+        raise PushError(f"version {version!r}: no committed version of {model_name!r} in {store_uri}")
+    uri = ms.model_uri(model_name, version)
+    judged = str(blessing.get("model_uri") or "")
+    if judged.rstrip("/") != uri.rstrip("/"):
+        raise PushError(
+            f"blessing {blessing_path!r} judged model {judged or '(unknown)'!r}, not version {version} "
+            f"({uri}): evaluate the version itself (kfloop evaluate --store ... --version {version})"
+        )
+    champion = ms.get_alias(model_name, store.CHAMPION)
+    if not blessing["blessed"]:
+        reasons = _failed_reasons(blessing) or ("the evaluation did not bless the model",)
+        ms.record(
+            model_name,
+            "rejected",
+            actor=actor,
+            reasons=list(reasons),
+            champion=champion,
+            version=version,
+            blessing=blessing,
+        )
+        return PushResult(False, None, None, None, reasons, champion)
+    return _take_alias(ms, model_name, version, actor)

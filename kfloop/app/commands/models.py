@@ -1,4 +1,13 @@
-"""``kfloop models list|history``: what the model store holds and who moved which alias when."""
+"""``kfloop models list|history|check|publish|push``: the model store's versions and alias history, and
+bringing a model trained elsewhere in.
+
+- ``check DIR --spec SPEC``: does a SavedModel follow the model contract for a spec (one line per problem,
+  exit 1 if any)?
+- ``publish DIR --spec SPEC [--schema FILE] [--store URI] [--model NAME]``: a checked model becomes a new
+  store version (with ``spec.yaml``, the schema and ``source: published`` metadata) and no alias.
+- ``push VERSION --blessing FILE``: a published version becomes canary (or the first champion) only with
+  a blessing of that version (``kfloop evaluate --store URI --version VERSION``).
+"""
 
 from __future__ import annotations
 
@@ -38,8 +47,10 @@ def open_store(args: argparse.Namespace, cmd: str):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list model versions and the alias history of the model store")
-    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="{list,history}")
+    p = sub.add_parser(
+        "models", help="model store versions and alias history; check, publish and push your own model"
+    )
+    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="{list,history,check,publish,push}")
     ls = msub.add_parser("list", help="committed versions with their aliases and metrics")
     store_arg(ls)
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -53,6 +64,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     store_arg(hi)
     hi.add_argument("--json", action="store_true", help="print JSON lines")
     hi.set_defaults(func=_history)
+
+    ck = msub.add_parser("check", help="check a SavedModel against the model contract for a spec")
+    ck.add_argument("model_dir", metavar="DIR", help="the SavedModel directory")
+    ck.add_argument("--spec", required=True, help="dataset spec (path, gs:// URI or YAML text)")
+    ck.set_defaults(func=_check)
+
+    pu = msub.add_parser("publish", help="put a model trained elsewhere into the store (a version, no alias)")
+    pu.add_argument("model_dir", metavar="DIR", help="the SavedModel directory")
+    pu.add_argument("--spec", required=True, help="dataset spec the model serves (stored with it)")
+    pu.add_argument("--schema", default=None, help="TFDV schema of its training data (stored with it)")
+    pu.add_argument(
+        "--store",
+        default=os.environ.get("KFLOOP_STORE_URI"),
+        help="model store root (local dir or gs://bucket/prefix; default $KFLOOP_STORE_URI)",
+    )
+    pu.add_argument(
+        "--model", dest="name", default=None, help="model name in the store (default: the spec's)"
+    )
+    pu.add_argument("--json", action="store_true", help="print the result as JSON")
+    pu.set_defaults(func=_publish)
+
+    ps = msub.add_parser("push", help="make a published version canary/champion with its blessing")
+    ps.add_argument("version", metavar="VERSION")
+    ps.add_argument("--blessing", required=True, help="blessing JSON of that version (kfloop evaluate)")
+    store_arg(ps)
+    ps.set_defaults(func=_push)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -120,4 +157,109 @@ def _history(args: argparse.Namespace) -> int:
             print(f"{r['time']}  {r.get('event'):<9} by {r.get('actor')}  {reasons}")
     if not records and not args.json:
         print(f"no history for {args.name!r} in {ms.root}")
+    return 0
+
+
+def _load_spec(source: str, cmd: str):
+    """The spec of ``--spec``; a one-line exit 2 when it is missing or invalid."""
+    from kfloop import spec as kspec
+
+    try:
+        return kspec.load(source)
+    except (kspec.SpecError, FileNotFoundError) as e:
+        print(f"kfloop models {cmd}: --spec: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from kfloop import contract
+
+    spec = _load_spec(args.spec, "check")
+    problems = contract.check_model(args.model_dir, spec)
+    for p in problems:
+        print(f"kfloop models check: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"{args.model_dir}: follows the model contract for spec {spec.name!r} ({len(spec.model_features)} inputs)"
+    )
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    import datetime
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from kfloop import contract, fs, store
+
+    spec = _load_spec(args.spec, "publish")
+    args.name = args.name or spec.name
+    open_store(args, "models publish")
+    if args.schema and not fs.exists(args.schema):
+        print(f"kfloop models publish: --schema {args.schema}: does not exist", file=sys.stderr)
+        return 2
+    problems = contract.check_model(args.model_dir, spec)
+    for p in problems:
+        print(f"kfloop models publish: {p}", file=sys.stderr)
+    if problems:
+        print(
+            "kfloop models publish: nothing published (fix the model: kfloop models check)", file=sys.stderr
+        )
+        return 1
+    with tempfile.TemporaryDirectory(prefix="kfloop-publish-") as tmp:
+        staging = Path(tmp) / "model"
+        shutil.copytree(fs.local_copy(args.model_dir, str(Path(tmp) / "src")), staging)
+        (staging / contract.METADATA_FILE).unlink(missing_ok=True)  # ours is written last, below
+        schema = args.schema
+        if not schema and (staging / contract.SCHEMA_FILE).is_file():
+            schema = str(Path(tmp) / "kept-schema.pbtxt")  # the directory's own schema is kept
+            shutil.move(str(staging / contract.SCHEMA_FILE), schema)
+        hashes = contract.write_spec_and_schema(str(staging), spec, schema)
+        metadata = {
+            "source": "published",
+            "published_from": args.model_dir,
+            "trainer": "external",
+            "model": args.name,
+            "spec_name": spec.name,
+            "spec_digest": spec.digest(),
+            "label": spec.label.name,
+            "features": spec.describe(),
+            "signatures": contract.signature_description(spec),
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **hashes,
+        }
+        fs.write_text(str(staging / contract.METADATA_FILE), json.dumps(metadata, indent=2))
+        try:
+            ms = store.ModelStore(args.store)
+            version = ms.publish(args.name, str(staging), {"source": "published", "metrics": {}, **hashes})
+        except store.StoreError as e:
+            raise SystemExit(f"kfloop models publish: {e}") from None
+    result = {"version": version, "model_uri": ms.model_uri(args.name, version), "aliases": [], **hashes}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"published {args.name} {version} (no alias): {result['model_uri']}\n"
+            f"next: kfloop evaluate --store {args.store} --name {args.name} --version {version} --data EVAL_CSV "
+            f"[--baseline CHAMPION_DIR] --blessing B.json, then kfloop models push {version} --blessing B.json"
+        )
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from components.push.push import PushError, push_version
+    from kfloop import store
+
+    open_store(args, "models push")
+    try:
+        result = push_version(args.store, args.name, args.version, args.blessing)
+    except (PushError, store.StoreError) as e:
+        raise SystemExit(f"kfloop models push: {e}") from None
+    if not result.pushed:
+        for r in result.reasons:
+            print(f"kfloop models push: not blessed: {r}", file=sys.stderr)
+        return 3
+    print(f"{args.name} {result.version} is now {result.alias} (champion: {result.champion})")
     return 0
