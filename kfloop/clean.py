@@ -1,13 +1,25 @@
-"""Ingest: read the raw taxi CSV, clean types, derive the label, split by time."""
+"""Cleaning: a raw CSV (the user's data as it comes) into kfloop's Dataset form, and the time split of ingest.
+
+Raw form is the user's CSV: its own time format, label values, missing-value tokens, extra and excluded
+columns. Dataset form (train / eval / live artifacts) has the columns ``spec.dataset_columns`` in that order,
+the time column as integer epoch seconds, the label and booleans as 0/1 integers, and an empty cell for a
+missing value. :func:`clean` turns the first into the second, driven by the dataset spec
+(:class:`kfloop.spec.DatasetSpec`); :func:`is_raw` tells the two apart; :func:`ingest` cleans a file and writes
+the train / eval / live split.
+
+Every refusal is an :class:`IngestError` whose message names the column and the CSV line; nothing is written
+then.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from functools import partial
 
 from kfloop import config, datasets, fs
-from kfloop import features as F
 from kfloop import row_checks as checks
+from kfloop.spec import DatasetSpec, Kind, SpecDataError, TimeFormat
 
 
 class IngestError(ValueError):
@@ -16,7 +28,8 @@ class IngestError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class IngestResult:
-    """Row counts of one ingest run, and the time bounds of each window (ISO, UTC)."""
+    """Row counts of one ingest run, and the bounds of each window (ISO times, UTC; row positions without a
+    time column)."""
 
     rows_read: int
     train_rows: int
@@ -35,7 +48,7 @@ class IngestResult:
 
 
 def parse_time(value: str, what: str) -> int:
-    """Parses an ISO date / datetime (UTC) or epoch seconds into epoch seconds."""
+    """Parses an ISO date / datetime (UTC unless it carries a zone) or epoch seconds into epoch seconds."""
     import pandas as pd
 
     value = str(value).strip()
@@ -56,67 +69,300 @@ def _iso(epoch: int) -> str:
     return pd.Timestamp(int(epoch), unit="s", tz="UTC").isoformat()
 
 
-def clean(raw, event_times: config.EventTimeRange = config.EventTimeRange()):
-    """Types a raw taxi frame (all columns as strings) and derives the label; returns a DataFrame.
+# ------------------------------------------------------------------------------------------ raw or not
+
+
+def _tokens(spec: DatasetSpec) -> tuple[str, ...]:
+    """The missing-value tokens of raw data: the spec's, and always the empty cell."""
+    return tuple(dict.fromkeys((*spec.missing_values, "")))
+
+
+def _present_text(series):
+    """The values of a text column that are not empty / NaN, stripped."""
+    text = series[series.notna()].astype(str).str.strip()
+    return text[text != ""]
+
+
+def is_raw(frame, spec: DatasetSpec) -> bool:
+    """Whether a CSV (read as text, e.g. a sample of its first rows) is in raw form rather than Dataset form.
+
+    The rule, in order (the first that applies decides):
+
+    1. A column the spec excludes is present (Dataset form never has one): raw.
+    2. The label column is absent and the columns its derivation reads are all present (the label is
+       still to be derived): raw. (Data without the label and its sources is judged by the rules below.)
+    3. A label value is not 0 or 1: raw (a ``yes``/``no`` label).
+    4. With a time column whose format is not epoch seconds: a time value that is not an integer is raw
+       (an ISO time, or epoch milliseconds with a fraction); with ``epoch_millis`` the magnitude of the
+       values is not used, so an epoch-millisecond file whose label is already 0/1 counts as Dataset form
+       unless another rule applies.
+    5. A boolean feature holds something other than 0/1 (``true``, ``yes``): raw.
+    6. A missing-value token other than the empty cell occurs in a Dataset column: raw.
+
+    Otherwise the data is in Dataset form, and cleaning it changes nothing.
 
     Args:
-        raw: The extract as strings, in file order (data row 0 = CSV line 2), e.g. from :func:`read_raw`.
-        event_times: The event times accepted (:class:`kfloop.config.EventTimeRange`).
+        frame: The data as strings (``dtype=str``); a header-only frame is judged by its columns.
+        spec: The dataset spec.
+    """
+    cols = set(map(str, frame.columns))
+    if any(c in cols for c in spec.exclude):
+        return True
+    label = spec.label.name
+    if label not in cols:
+        if spec.derive_inputs and all(c in cols for c in spec.derive_inputs):
+            return True
+    elif not _present_text(frame[label]).isin(["0", "1"]).all():
+        return True
+    if (
+        spec.time is not None
+        and spec.time.column in cols
+        and spec.time.format is not TimeFormat.EPOCH_SECONDS
+    ) and not _present_text(frame[spec.time.column]).str.fullmatch(r"[+-]?\d+").all():
+        return True
+    for f in spec.features_of(Kind.BOOLEAN):
+        if f.name in cols and not _present_text(frame[f.name]).isin(["0", "1"]).all():
+            return True
+    tokens = [t for t in spec.missing_values if t.strip() != ""]
+    if tokens:
+        for c in spec.dataset_columns:
+            if c in cols and frame[c].astype(str).str.strip().isin(tokens).any():
+                return True
+    return False
 
-    Raises:
-        IngestError: a column name is repeated, a required column is missing, a value cannot be read as its
-            column's type, a number is not finite (``inf``, ``NaN`` written out) or an event time is outside
-            ``event_times``; the message names the column and the CSV line.
+
+def spec_problems(raw, spec: DatasetSpec, *, with_label: bool = True) -> list[str]:
+    """What makes a spec unfit for raw data, as opposed to bad rows: one line per problem, naming the key.
+
+    A bad row (a value that does not parse, out of range) is the data's fault and blocks the data; these are
+    the spec's: the label column (or a column its derivation reads) is not in the data, the positive class
+    never occurs, or the time column's first value does not parse in ``time.format`` (the format is wrong).
+    Missing feature columns are left to :func:`clean` (they block the data, naming the column).
+
+    Args:
+        raw: Raw data as strings (e.g. :func:`read_raw`).
+        spec: The dataset spec.
+        with_label: Whether the label belongs in the data (False: serving data, no label checks).
     """
     import pandas as pd
 
+    problems: list[str] = []
+    cols = set(map(str, raw.columns))
+    lab = spec.label_spec
+    if with_label:
+        sources = spec.derive_inputs or (lab.column,)
+        key = "label.derive" if lab.derive is not None else "label.column"
+        absent = [c for c in sources if c not in cols and c not in spec.input_names]  # features: clean's
+        problems.extend(f"{key}: {c!r} is not a column of the data" for c in absent)
+        if lab.derive is None and lab.column in cols:
+            text = _text(raw, lab.column)
+            present = text[~(text.isin(_tokens(spec)) | (text == ""))]
+            values = spec.label_values(pd.DataFrame({lab.column: present}))
+            if len(present) and int(values.fillna(0).sum()) == 0:
+                seen = list(dict.fromkeys(present.tolist()))
+                shown = ", ".join(repr(v) for v in seen[:10]) + (", ..." if len(seen) > 10 else "")
+                problems.append(
+                    f"label.positive: {lab.positive!r} never occurs in label column {lab.column!r} "
+                    f"(values seen: {shown})"
+                )
+    if spec.time is not None and spec.time.column in cols:
+        text = _text(raw, spec.time.column)
+        present = text[~(text.isin(_tokens(spec)) | (text == ""))]
+        if len(present):
+            try:
+                spec.event_seconds(present.iloc[:1].reset_index(drop=True))
+            except SpecDataError as e:
+                problems.append(f"time.format: {spec.time.format.value}: {e}")
+    return problems
+
+
+def dataset_form(spec: DatasetSpec) -> DatasetSpec:
+    """The spec that reads Dataset form: epoch-second times, a 0/1 label (positive class 1), empty = missing."""
+    label = spec.label_spec.model_copy(update={"derive": None, "positive": 1})
+    update: dict = {"label_spec": label, "missing_values": ("",), "exclude": ()}
+    if spec.time is not None:
+        update["time"] = spec.time.model_copy(update={"format": TimeFormat.EPOCH_SECONDS})
+    return spec.model_copy(update=update)
+
+
+# ---------------------------------------------------------------------------------------------- clean
+
+
+def _line(row: int) -> str:
+    return f"data row {row + 1}, CSV line {row + 2}"
+
+
+def _numbers(name: str, col, missing, integer: bool):
+    """A text column as float64 (or Int64 when ``integer``), NaN / NA where ``missing``."""
+    import pandas as pd
+
+    infinite = checks.non_finite(name, col.where(~missing, ""))
+    if infinite is not None:
+        raise IngestError(infinite.message)
+    values = pd.to_numeric(col.where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise IngestError(f"column {name!r}: non-numeric value {col.iloc[row]!r} ({_line(row)})")
+    values = values.astype("float64")
+    if not integer:
+        return values
+    frac = values.notna() & (values != values.round())
+    if frac.any():
+        row = int(frac.to_numpy().argmax())
+        raise IngestError(f"column {name!r}: non-integer value {col.iloc[row]!r} (CSV line {row + 2})")
+    return values.astype("Int64")
+
+
+def _text(raw, name: str):
+    """A column as stripped text (a column read with numbers stays as they print)."""
+    col = raw[name]
+    return col.where(col.notna(), "").astype(str).str.strip()
+
+
+def _derive_frame(raw, out, spec: DatasetSpec, missing_of):
+    """The columns a label derivation reads: features as cleaned, other raw columns as numbers when every
+    present value is one (a non-finite or a stray non-number in a numeric column is refused), else as text."""
+    import pandas as pd
+
+    cols = {}
+    for name in spec.derive_inputs:
+        if name in out.columns:
+            col = out[name]
+            cols[name] = col.astype("float64") if str(col.dtype) == "Int64" else col
+            continue
+        text = _text(raw, name)
+        missing = missing_of(text)
+        parsed = pd.to_numeric(text.where(~missing), errors="coerce")
+        numeric = (parsed.notna() | missing).sum()
+        if numeric == len(text) or (numeric - missing.sum()) * 2 > (~missing).sum():
+            cols[name] = _numbers(name, text, missing, integer=False)
+        else:
+            cols[name] = text.where(~missing, None)
+    return pd.DataFrame(cols, index=out.index)
+
+
+def clean(
+    raw,
+    spec: DatasetSpec,
+    event_times: config.EventTimeRange | None = None,
+    *,
+    form: str = "auto",
+    with_label: bool = True,
+):
+    """Turns raw data (all columns as strings) into Dataset form, per the spec; returns a DataFrame.
+
+    Per column: the spec's missing-value tokens and the empty cell become missing; numeric columns become
+    float64, categorical ints Int64, booleans (true/false, yes/no, 1/0, t/f) Int64 0/1, strings stay text
+    (None where missing); the time column becomes Int64 epoch seconds (``spec.event_seconds``); the label
+    is derived (``label.derive``) or compared with the positive class (``spec.label_values``). Excluded and
+    unknown columns are dropped. The result has ``spec.dataset_columns`` in order.
+
+    Args:
+        raw: The data as strings, in file order (data row 0 = CSV line 2), e.g. from :func:`read_raw`.
+        spec: The dataset spec.
+        event_times: The event times accepted; default :func:`kfloop.row_checks.generic_event_times`.
+        form: ``"raw"``, ``"dataset"`` (already cleaned: the result equals the input's values) or
+            ``"auto"`` (:func:`is_raw` decides).
+        with_label: Whether the label (or what it derives from) must be in the data. ``False``: data
+            without it (serving data) gets an all-missing label column.
+
+    Raises:
+        IngestError: a column name is repeated, a required column is missing, a value cannot be read as its
+            column's kind, a number is not finite (``inf``, ``NaN`` written out) or an event time is
+            outside ``event_times``; the message names the column and the CSV line.
+    """
+    import pandas as pd
+
+    if form not in ("auto", "raw", "dataset"):
+        raise ValueError(f"form must be 'auto', 'raw' or 'dataset', got {form!r}")
     raw = raw.reset_index(drop=True)
     repeated = checks.duplicate_columns(raw.columns)
     if repeated:
         raise IngestError("; ".join(p.message for p in repeated))
-    missing = [c for c in F.RAW_COLUMNS if c not in raw.columns]
-    if missing:
-        raise IngestError(f"missing column(s): {', '.join(missing)}")
+    if form == "auto":
+        form = "raw" if is_raw(raw, spec) else "dataset"
+    read = spec if form == "raw" else dataset_form(spec)
+    label_source = read.derive_inputs or (read.label_spec.column,)
+    has_label = all(c in raw.columns for c in label_source)
+    required = [c for c in read.raw_columns if with_label or c not in label_source or c in read.input_names]
+    missing_cols = [c for c in required if c not in raw.columns]
+    if missing_cols:
+        raise IngestError(f"missing column(s): {', '.join(missing_cols)}")
+    tokens = _tokens(read)
+
+    def missing_of(text):
+        return text.isin(tokens) | (text == "")
+
     out = pd.DataFrame(index=raw.index)
-    numeric_kinds = (F.Kind.NUMERIC, F.Kind.CATEGORICAL_INT, F.Kind.TIMESTAMP)
-    for name in (F.EVENT_TIME.name, *(f.name for f in F.MODEL_FEATURES), F.TIPS):
-        kind = F.Kind.NUMERIC if name == F.TIPS else F.feature(name).kind
-        col = raw[name].str.strip()
-        if kind not in numeric_kinds:
-            out[name] = col.where(col != "", None)
-            continue
-        infinite = checks.non_finite(name, col)
-        if infinite is not None:
-            raise IngestError(infinite.message)
-        values = pd.to_numeric(col, errors="coerce")
-        bad = values.isna() & col.notna() & (col != "")
-        if bad.any():
-            row = int(bad.idxmax())
-            raise IngestError(
-                f"column {name!r}: non-numeric value {col[row]!r} (data row {row + 1}, CSV line {row + 2})"
-            )
-        if kind == F.Kind.NUMERIC:
-            out[name] = values.astype("float64")
-            continue
-        frac = values.notna() & (values != values.round())
-        if frac.any():
-            row = int(frac.idxmax())
-            raise IngestError(f"column {name!r}: non-integer value {col[row]!r} (CSV line {row + 2})")
-        if kind == F.Kind.TIMESTAMP:
-            outside = checks.event_time_out_of_range(name, values, event_times.bounds())
-            if outside is not None:
-                raise IngestError(outside.message)
-        out[name] = values.astype("Int64")
-    if out[F.EVENT_TIME.name].isna().any():
-        row = int(out[F.EVENT_TIME.name].isna().idxmax())
-        raise IngestError(f"column {F.EVENT_TIME.name!r}: empty event time (CSV line {row + 2})")
-    label = (out[F.TIPS] > F.BIG_TIP_SHARE * out["fare"]).astype("Int64")
-    out[F.LABEL.name] = label.where(out[F.TIPS].notna() & out["fare"].notna(), pd.NA)
-    return out[list(F.DATASET_COLUMNS)]
+    for f in read.model_features:
+        text = _text(raw, f.name)
+        missing = missing_of(text)
+        if f.kind is Kind.NUMERIC:
+            out[f.name] = _numbers(f.name, text, missing, integer=False)
+        elif f.kind is Kind.CATEGORICAL_INT:
+            out[f.name] = _numbers(f.name, text, missing, integer=True)
+        elif f.kind is Kind.BOOLEAN:
+            out[f.name] = _converted(partial(spec_values().booleans, text, missing, f.name))
+        else:
+            out[f.name] = text.where(~missing, None)
+    time_name = None
+    if read.time is not None:
+        time_name = read.time.column
+        text = _text(raw, time_name)
+        missing = missing_of(text)
+        if read.time.format is not TimeFormat.ISO8601:
+            infinite = checks.non_finite(time_name, text.where(~missing, ""))
+            if infinite is not None:
+                raise IngestError(infinite.message)
+        seconds = _converted(lambda: read.event_seconds(text.where(~missing, None)))
+        if seconds.isna().any():
+            row = int(seconds.isna().to_numpy().argmax())
+            raise IngestError(f"column {time_name!r}: empty event time (CSV line {row + 2})")
+        bounds = (event_times or checks.generic_event_times()).bounds()
+        outside = checks.event_time_out_of_range(time_name, seconds, bounds)
+        if outside is not None:
+            value = text.iloc[outside.data_row]
+            raise IngestError(outside.message.replace(repr(outside.value), repr(value), 1))
+        out[time_name] = seconds.astype("Int64")
+    label = read.label.name
+    if not has_label:
+        out[label] = pd.array([pd.NA] * len(raw), dtype="Int64")
+    elif read.label_spec.derive is not None:
+        frame = _derive_frame(raw, out, read, missing_of)
+        out[label] = _converted(lambda: read.label_values(frame)).astype("Int64")
+    else:
+        text = _text(raw, read.label_spec.column)
+        if form == "dataset":
+            _numbers(label, text, missing_of(text), integer=True)  # names a stray value's line
+        frame = pd.DataFrame({read.label_spec.column: text.where(~missing_of(text), None)})
+        out[label] = _converted(lambda: read.label_values(frame)).astype("Int64")
+    return out[list(read.dataset_columns)]
+
+
+def spec_values():
+    """:mod:`kfloop.spec.values` (the value conversions behind the spec)."""
+    from kfloop.spec import values
+
+    return values
+
+
+def _converted(fn):
+    """``fn()``, with a :class:`kfloop.spec.SpecDataError` (names column, line, value) as an IngestError."""
+    try:
+        return fn()
+    except SpecDataError as e:
+        msg = str(e)
+        if e.column and e.line is not None and msg.startswith(f"{e.column}: "):
+            msg = f"column {e.column!r}: " + msg[len(e.column) + 2 :]
+        raise IngestError(msg) from None
+
+
+# ----------------------------------------------------------------------------------------- read, split
 
 
 def read_raw(source: str):
-    """Reads a raw taxi CSV (local path or ``gs://``) as strings, one row per trip, in file order.
+    """Reads a CSV (local path or ``gs://``) as strings, one row per record, in file order.
 
     A column name repeated in the header stays repeated (:func:`kfloop.row_checks.read_csv_text`), so
     that :func:`clean` refuses it instead of the second column being dropped.
@@ -143,12 +389,6 @@ def read_raw(source: str):
     return raw
 
 
-def is_raw(columns) -> bool:
-    """Whether a header is the raw extract form: it has the ``tips`` column and no derived label."""
-    names = set(columns)
-    return F.TIPS in names and F.LABEL.name not in names
-
-
 def _in_eval(frame, fraction: float):
     """Deterministic hold-out: a row goes to eval when the hash of its content falls below ``fraction``."""
     rows = frame.astype(str).agg("|".join, axis=1)
@@ -156,8 +396,26 @@ def _in_eval(frame, fraction: float):
     return hashes < int(fraction * 2**64)
 
 
+def _position(value: str, what: str, rows: int) -> int:
+    """A row position (data without a time column): an integer, or a fraction of the rows in (0, 1)."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise IngestError(
+            f"{what} {value!r} is not a row position (the spec has no time column: use a row number or a "
+            "fraction of the rows such as 0.5)"
+        ) from None
+    if 0 < number < 1 and not text.isdigit():
+        return int(number * rows)
+    if number != int(number):
+        raise IngestError(f"{what} {value!r} is not a whole row number or a fraction in (0, 1)")
+    return int(number)
+
+
 def ingest(
     source: str,
+    spec: DatasetSpec,
     cutoff: str,
     train_uri: str,
     eval_uri: str,
@@ -165,16 +423,20 @@ def ingest(
     window_start: str = "",
     live_end: str = "",
     eval_fraction: float = 0.2,
-    event_times: config.EventTimeRange = config.EventTimeRange(),
+    event_times: config.EventTimeRange | None = None,
 ) -> IngestResult:
-    """Reads ``source``, splits it by event time and writes the three Dataset CSVs.
+    """Reads ``source`` (raw or Dataset form), cleans it, splits it and writes the three Dataset CSVs.
 
-    Rows with ``window_start <= t < cutoff`` form the training window, of which a deterministic
-    ``eval_fraction`` (by row hash) becomes eval; rows with ``cutoff <= t < live_end`` are live.
+    With a time column, rows with ``window_start <= t < cutoff`` form the training window, of which a
+    deterministic ``eval_fraction`` (by row hash) becomes eval; rows with ``cutoff <= t < live_end`` are
+    live. Without one, the file's row order stands in for time: ``cutoff``, ``window_start`` and
+    ``live_end`` are row positions (0-based; an integer, or a fraction of the rows such as ``0.5``).
 
     Args:
-        source: Raw taxi CSV, a local path or ``gs://`` URI.
-        cutoff: Start of the live window (ISO date/datetime, UTC, or epoch seconds).
+        source: CSV, a local path or ``gs://`` URI.
+        spec: The dataset spec.
+        cutoff: Start of the live window (ISO date/datetime, UTC, or epoch seconds; a row position without a
+            time column); ``""``: the middle row's time (or position).
         train_uri: Where to write the training split.
         eval_uri: Where to write the eval split.
         live_uri: Where to write the live window.
@@ -187,22 +449,33 @@ def ingest(
         IngestError: bad input (repeated or missing column, non-numeric or non-finite value, event time out
             of range, empty file, cutoff outside the data); nothing is written then.
     """
-
     if not 0.0 < eval_fraction < 1.0:
         raise IngestError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
-    frame = (
-        clean(read_raw(source), event_times)
-        .sort_values(F.EVENT_TIME.name, kind="stable")
-        .reset_index(drop=True)
-    )
+    frame = clean(read_raw(source), spec, event_times)
+    if spec.event_time is not None:
+        name = spec.event_time.name
+        frame = frame.sort_values(name, kind="stable").reset_index(drop=True)
+        t = frame[name].astype("int64")
+        first, last = int(t.min()), int(t.max())
+        cut = parse_time(cutoff, "cutoff") if str(cutoff).strip() else int(t.iloc[len(t) // 2])
+        if not first < cut <= last:
+            raise IngestError(
+                f"cutoff {cutoff!r} is outside the data, which spans {_iso(first)} .. {_iso(last)}"
+            )
+        start = parse_time(window_start, "window_start") if window_start else first
+        end = parse_time(live_end, "live_end") if live_end else last + 1
+        show = _iso
+    else:
+        import pandas as pd
 
-    t = frame[F.EVENT_TIME.name].astype("int64")
-    first, last = int(t.min()), int(t.max())
-    cut = parse_time(cutoff, "cutoff")
-    if not first < cut <= last:
-        raise IngestError(f"cutoff {cutoff!r} is outside the data, which spans {_iso(first)} .. {_iso(last)}")
-    start = parse_time(window_start, "window_start") if window_start else first
-    end = parse_time(live_end, "live_end") if live_end else last + 1
+        t = pd.Series(range(len(frame)), index=frame.index)
+        first, last = 0, len(frame) - 1
+        cut = _position(cutoff, "cutoff", len(frame)) if str(cutoff).strip() else len(frame) // 2
+        if not first < cut <= last:
+            raise IngestError(f"cutoff {cutoff!r} is outside the data, which has rows 0 .. {last}")
+        start = _position(window_start, "window_start", len(frame)) if window_start else first
+        end = _position(live_end, "live_end", len(frame)) if live_end else last + 1
+        show = str
     if start >= cut:
         raise IngestError(f"window_start {window_start!r} is not before cutoff {cutoff!r}")
     if end <= cut:
@@ -213,7 +486,7 @@ def ingest(
     held_out = _in_eval(history, eval_fraction)
     train, evals = history[~held_out], history[held_out]
     if train.empty or evals.empty:
-        raise IngestError(f"the training window {_iso(start)} .. {_iso(cut)} has too few rows to split")
+        raise IngestError(f"the training window {show(start)} .. {show(cut)} has too few rows to split")
     for part, uri in ((train, train_uri), (evals, eval_uri), (live, live_uri)):
         datasets.write_dataset(part, uri)
     return IngestResult(
@@ -221,6 +494,6 @@ def ingest(
         train_rows=len(train),
         eval_rows=len(evals),
         live_rows=len(live),
-        train_window=(_iso(start), _iso(cut)),
-        live_window=(_iso(cut), _iso(min(end, last + 1))),
+        train_window=(show(start), show(cut)),
+        live_window=(show(cut), show(min(end, last + 1))),
     )

@@ -6,8 +6,11 @@ TFDV validates statistics, so it cannot point at a line, and three defects pass 
   that only warns, so the second column was silently dropped);
 * a non-finite number (``inf``, ``-Infinity``, ``NaN`` in any case) in a numeric column: TFDV's float
   statistics take ``inf`` without an anomaly, and a ``NaN`` spelled out is not the missing-value token (an
-  empty cell, :mod:`kfloop.features`);
-* an event time outside the configured range (:class:`kfloop.config.EventTimeRange`).
+  empty cell);
+* an event time outside the accepted range (:class:`kfloop.config.EventTimeRange`; :data:`GENERIC_EVENT_TIMES`
+  when the caller names none).
+
+Which columns are numeric comes from the dataset spec (:class:`kfloop.spec.DatasetSpec`) the caller passes.
 
 Both forms of data get them: a raw extract in :func:`kfloop.clean.clean` (``kfloop ingest``, the
 ingest task, ``kfloop validate`` / batch prediction on raw files) and a Dataset CSV or DataFrame in
@@ -24,7 +27,7 @@ import datetime
 import io
 import re
 
-from kfloop import features as F
+from kfloop.spec import DatasetSpec, Kind
 
 DUPLICATE_COLUMN = "DUPLICATE_COLUMN_NAME"
 NON_FINITE = "NON_FINITE_VALUE"
@@ -39,8 +42,22 @@ _SHORT = {
 #: What Python's ``float`` and pandas read as infinity or NaN, in any case, with an optional sign.
 _NON_FINITE_TOKEN = re.compile(r"[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
-#: Kinds whose columns hold numbers (the label is written by kfloop, but a Dataset CSV may come from elsewhere).
-_NUMERIC_KINDS = (F.Kind.NUMERIC, F.Kind.CATEGORICAL_INT, F.Kind.TIMESTAMP, F.Kind.LABEL)
+#: Kinds whose Dataset-form columns hold numbers (the label and booleans are 0/1 there; a Dataset CSV may come
+#: from elsewhere than kfloop).
+_NUMERIC_KINDS = (Kind.NUMERIC, Kind.CATEGORICAL_INT, Kind.BOOLEAN, Kind.TIMESTAMP, Kind.LABEL)
+
+#: The event times accepted when the caller configures none: from the Unix epoch to the wall clock plus a day.
+#: Nothing dataset-specific: a negative time (a sentinel, a 1967 clock) or one far in the future (milliseconds
+#: read as seconds land in the year 47,000; 2^63-1) is a broken clock or unit in any data set. Data from before
+#: 1970 needs an explicit :class:`kfloop.config.EventTimeRange`.
+GENERIC_EARLIEST = "1970-01-01"
+
+
+def generic_event_times():
+    """The :class:`kfloop.config.EventTimeRange` of :data:`GENERIC_EARLIEST` .. now + one day."""
+    from kfloop import config
+
+    return config.EventTimeRange(earliest=GENERIC_EARLIEST)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,30 +243,35 @@ def event_time_out_of_range(name: str, series, bounds: tuple[int, int]) -> Probl
     )
 
 
-def frame_problems(frame, bounds: tuple[int, int], extra_numeric: tuple[str, ...] = ()) -> list[Problem]:
-    """Every check of this module on one frame: repeated names, non-finite numbers, event-time range.
+def frame_problems(
+    frame, spec: DatasetSpec, bounds: tuple[int, int], extra_numeric: tuple[str, ...] = ()
+) -> list[Problem]:
+    """Every check of this module on one Dataset-form frame: repeated names, non-finite numbers, event times.
 
     Args:
         frame: A DataFrame in file order (0-based rows, data row 0 = CSV line 2), as text or typed; a
             repeated column name may be present (:func:`read_csv_text`).
+        spec: The dataset spec: which columns hold numbers in Dataset form (numeric, categorical int, boolean,
+            the time column and the label) and which is the event time.
         bounds: Accepted event times, inclusive epoch seconds.
-        extra_numeric: Numeric columns that are not features (e.g. the raw ``tips``).
+        extra_numeric: Numeric columns that are not Dataset columns (e.g. a raw column the label derives from).
 
     Returns:
         The problems, header first, then per column in frame order; empty when the frame passes.
     """
     out = duplicate_columns(frame.columns)
+    time_name = spec.event_time.name if spec.event_time is not None else None
     for i, name in enumerate(frame.columns):
         name = str(name)
         try:
-            numeric = F.feature(name).kind in _NUMERIC_KINDS
+            numeric = spec.feature(name).kind in _NUMERIC_KINDS
         except KeyError:
             numeric = name in extra_numeric
         if not numeric:
             continue
         col = frame.iloc[:, i]
         found = non_finite(name, col)
-        if found is None and name == F.EVENT_TIME.name:
+        if found is None and name == time_name:
             found = event_time_out_of_range(name, col, bounds)
         if found is not None:
             out.append(found)

@@ -118,7 +118,9 @@ def test_schema_infer_with_write_may_create_a_missing_schema(tmp_path, capsys):
     cli_cases.make_world(tmp_path, model)
     target = tmp_path / "new.pbtxt"
     rc, out, err = run_cli(
-        ["schema", "infer", "--data", str(tmp_path / "taxi.csv"), "--schema", str(target), "--write"], capsys
+        ["schema", "infer", "--spec", str(cli_cases.ROOT / "examples" / "taxi" / "spec.yaml")]
+        + ["--data", str(tmp_path / "taxi.csv"), "--schema", str(target), "--write"],
+        capsys,
     )
     assert rc == 0, err
     assert target.read_text().strip() and f"wrote {target}" in out

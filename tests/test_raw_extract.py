@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from kfloop import datasets
-from kfloop import features as F
 from kfloop.app import cli
 from kfloop.app.commands.validate import EXIT_BLOCKING
+from tests.conftest import TAXI_SPEC_PATH
+
+SPEC = ["--spec", TAXI_SPEC_PATH]
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +24,20 @@ def _validate(frame, tmp_path, capsys, *extra):
     path = tmp_path / "raw.csv"
     frame.to_csv(path, index=False)
     out = tmp_path / "out"
-    code = cli.main(["validate", "--data", str(path), "--output-dir", str(out), *extra])
+    code = cli.main(["validate", *SPEC, "--data", str(path), "--output-dir", str(out), *extra])
     cap = capsys.readouterr()
     return code, cap.out, cap.err, out
 
 
-def test_clean_raw_extract_passes_and_says_it_was_cleaned(raw_month, tmp_path, capsys):
+def test_clean_raw_extract_passes_and_says_it_was_cleaned(raw_month, tmp_path, capsys, taxi_spec):
     code, out, err, outdir = _validate(raw_month, tmp_path, capsys)
     assert code == 0, (out, err)
     assert "raw extract" in out and "deriving big_tipper" in out
     assert out.count("PASSED") == 1 and f"{len(raw_month)} rows" in out
-    ingested = datasets.read_dataset(str(outdir / "ingested.csv"))
-    assert list(ingested.columns) == list(F.DATASET_COLUMNS)
+    ingested = datasets.read_dataset(str(outdir / "ingested.csv"), taxi_spec)
+    assert list(ingested.columns) == list(taxi_spec.dataset_columns)
     expected = (raw_month["tips"].astype(float) > 0.2 * raw_month["fare"].astype(float)).astype(int)
-    assert ingested[F.LABEL.name].astype(int).tolist() == expected.tolist()
+    assert ingested[taxi_spec.label.name].astype(int).tolist() == expected.tolist()
 
 
 def _set(col, value, rows=slice(0, 3)):
@@ -103,22 +105,43 @@ def test_range_anomaly_row_is_in_the_summary(raw_month, tmp_path, capsys):
 
 def test_missing_raw_file_is_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit, match="does not exist"):
-        cli.main(["validate", "--data", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path)])
+        cli.main(["validate", *SPEC, "--data", str(tmp_path / "nope.csv"), "--output-dir", str(tmp_path)])
 
 
-def test_ingest_command_splits_and_no_split(taxi_csv, raw_month, tmp_path, capsys):
-    assert cli.main(["ingest", "--source", str(taxi_csv), "--output-dir", str(tmp_path / "s")]) == 0
+def test_ingest_command_splits_and_no_split(taxi_csv, raw_month, tmp_path, capsys, taxi_spec):
+    argv = ["ingest", *SPEC, "--source", str(taxi_csv), "--output-dir", str(tmp_path / "s")]
+    assert cli.main([*argv, "--cutoff", "2015-01-01"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["rows_read"] == 15002
     assert counts["train_rows"] + counts["eval_rows"] + counts["live_rows"] == 15002
-    assert len(datasets.read_dataset(counts["live"])) == counts["live_rows"]
+    assert len(datasets.read_dataset(counts["live"], taxi_spec)) == counts["live_rows"]
+    assert counts["live_window"][0].startswith("2015-01-01")
+    # Without --cutoff: the middle row by time (no dataset-specific default date).
+    assert cli.main([*argv, "--overwrite"]) == 0
+    middle = json.loads(capsys.readouterr().out)
+    assert abs(middle["live_rows"] - 15002 / 2) < 20  # rows sharing the middle time go live together
 
     raw_month.to_csv(tmp_path / "m.csv", index=False)
-    argv = ["ingest", "--source", str(tmp_path / "m.csv"), "--no-split", "--output-dir", str(tmp_path / "n")]
+    argv = [
+        "ingest",
+        *SPEC,
+        "--source",
+        str(tmp_path / "m.csv"),
+        "--no-split",
+        "--output-dir",
+        str(tmp_path / "n"),
+    ]
     assert cli.main(argv) == 0
     one = json.loads(capsys.readouterr().out)
     assert one["rows_read"] == len(raw_month)
-    assert list(datasets.read_dataset(one["dataset"]).columns) == list(F.DATASET_COLUMNS)
+    again = datasets.read_dataset(one["dataset"], taxi_spec)
+    assert list(again.columns) == list(taxi_spec.dataset_columns)
+    # A Dataset-form file goes through ingest unchanged.
+    argv = ["ingest", *SPEC, "--source", one["dataset"], "--no-split", "--output-dir", str(tmp_path / "d")]
+    assert cli.main(argv) == 0
+    twice = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "d" / "dataset.csv").read_bytes() == (tmp_path / "n" / "dataset.csv").read_bytes()
+    assert twice["rows_read"] == len(raw_month)
 
 
 def test_ingest_command_names_the_bad_value(raw_month, tmp_path):
@@ -128,7 +151,17 @@ def test_ingest_command_names_the_bad_value(raw_month, tmp_path):
     with pytest.raises(
         SystemExit, match=r"kfloop ingest: column 'fare': non-numeric value 'twelve' .*CSV line 5"
     ):
-        cli.main(["ingest", "--source", str(tmp_path / "m.csv"), "--no-split", "--output-dir", str(tmp_path)])
+        cli.main(
+            [
+                "ingest",
+                *SPEC,
+                "--source",
+                str(tmp_path / "m.csv"),
+                "--no-split",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
 
 
 def test_raw_skew_data_is_cleaned_too(raw_month, tmp_path, capsys):

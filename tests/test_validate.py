@@ -6,13 +6,25 @@ import json
 import pytest
 
 from kfloop import config
-from kfloop import features as F
 from kfloop.tfdv import ops as V
+from kfloop.tfdv import schema as kschema
+from tests.conftest import TAXI_SPEC_PATH
 
 
 @pytest.fixture(scope="module")
 def schema():
-    return V.load_schema()
+    return V.load_schema(kschema.default_path(TAXI_SPEC_PATH))
+
+
+@pytest.fixture(scope="module")
+def F(taxi_spec):
+    """The taxi spec's model features and label under the old feature module's names."""
+
+    class Names:
+        MODEL_FEATURES = taxi_spec.model_features
+        LABEL = taxi_spec.label
+
+    return Names
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +34,26 @@ def eval_rows(taxi_split):
 
 
 @pytest.fixture(scope="module")
-def train_stats(taxi_split, schema):
-    return V.compute_statistics(taxi_split["train"], schema=schema)
+def train_stats(taxi_split, schema, taxi_spec):
+    return V.compute_statistics(taxi_split["train"], spec=taxi_spec, schema=schema)
 
 
-def _run(frame, tmp_path, schema, environment="TRAINING", **kw):
-    path = tmp_path / "data.csv"
-    frame.to_csv(path, index=False)
-    result = V.run_validation(str(path), schema=schema, environment=environment, **kw)
-    assert result.rows == len(frame)
-    return result
+@pytest.fixture
+def _run(taxi_spec):
+    def run(frame, tmp_path, schema, environment="TRAINING", **kw):
+        path = tmp_path / "data.csv"
+        frame.to_csv(path, index=False)
+        result = V.run_validation(str(path), spec=taxi_spec, schema=schema, environment=environment, **kw)
+        assert result.rows == len(frame)
+        return result
+
+    return run
 
 
-def test_clean_splits_pass_with_skew_check(taxi_split, schema, train_stats):
-    result = V.run_validation(taxi_split["train"], schema=schema, skew_data=taxi_split["eval"])
+def test_clean_splits_pass_with_skew_check(taxi_split, schema, train_stats, F, taxi_spec):
+    result = V.run_validation(
+        taxi_split["train"], spec=taxi_spec, schema=schema, skew_data=taxi_split["eval"]
+    )
     assert result.findings == [], result.findings
     assert result.rows == int(train_stats.datasets[0].num_examples) > 7000
     assert [s["feature"] for s in result.skew] == [f.name for f in F.MODEL_FEATURES]
@@ -78,7 +96,7 @@ def _hour_out_of_range(df):
 
 
 def _no_label(df):
-    return df.drop(columns=[F.LABEL.name])
+    return df.drop(columns=["big_tipper"])
 
 
 @pytest.mark.parametrize(
@@ -90,7 +108,7 @@ def _no_label(df):
         (_company_all_null, "company", "FEATURE_TYPE_NOT_PRESENT"),
         (_latitude_out_of_range, "pickup_latitude", "FLOAT_TYPE_BIG_FLOAT"),
         (_hour_out_of_range, "trip_start_hour", "INT_TYPE_BIG_INT"),
-        (_no_label, F.LABEL.name, "SCHEMA_MISSING_COLUMN"),
+        (_no_label, "big_tipper", "SCHEMA_MISSING_COLUMN"),
     ],
     ids=[
         "dropped-column",
@@ -102,7 +120,7 @@ def _no_label(df):
         "no-label",
     ],
 )
-def test_corruption_is_caught_and_blocks(corrupt, feature, anomaly, eval_rows, tmp_path, schema):
+def test_corruption_is_caught_and_blocks(corrupt, feature, anomaly, eval_rows, tmp_path, schema, _run):
     result = _run(corrupt(eval_rows), tmp_path, schema)
     found = {(f["feature"], f["type"]) for f in result.blocking}
     assert (feature, anomaly) in found, result.findings
@@ -112,23 +130,23 @@ def test_corruption_is_caught_and_blocks(corrupt, feature, anomaly, eval_rows, t
     assert feature in message and anomaly in message
 
 
-def test_small_unseen_share_is_allowed(eval_rows, tmp_path, schema):
+def test_small_unseen_share_is_allowed(eval_rows, tmp_path, schema, _run):
     df = eval_rows.copy()
     df.loc[df.index[:5], "payment_type"] = "Bitcoin"  # 0.26% < the allowed 1%
     assert _run(df, tmp_path, schema).findings == []
 
 
-def test_serving_data_without_label_passes(eval_rows, tmp_path, schema):
+def test_serving_data_without_label_passes(eval_rows, tmp_path, schema, F, _run):
     result = _run(eval_rows.drop(columns=[F.LABEL.name]), tmp_path, schema, environment="SERVING")
     assert result.findings == []
 
 
-def test_unknown_environment_is_rejected(taxi_split, schema):
+def test_unknown_environment_is_rejected(taxi_split, schema, taxi_spec):
     with pytest.raises(V.ValidationError, match="environment 'PROD'"):
-        V.run_validation(taxi_split["eval"], schema=schema, environment="PROD")
+        V.run_validation(taxi_split["eval"], spec=taxi_spec, schema=schema, environment="PROD")
 
 
-def test_new_column_is_reported_but_not_blocking(eval_rows, tmp_path, schema):
+def test_new_column_is_reported_but_not_blocking(eval_rows, tmp_path, schema, _run):
     df = eval_rows.copy()
     df["note"] = "x"
     result = _run(df, tmp_path, schema)
@@ -144,9 +162,10 @@ def test_count_check_fails_loudly(train_stats):
         V.check_count(train_stats, n + 1)
 
 
-def test_multi_process_runner_counts_every_row(eval_rows, schema):
+def test_multi_process_runner_counts_every_row(eval_rows, schema, taxi_spec):
     stats = V.compute_statistics(
         eval_rows,
+        spec=taxi_spec,
         schema=schema,
         batch_rows=200,
         beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
@@ -154,8 +173,8 @@ def test_multi_process_runner_counts_every_row(eval_rows, schema):
     assert stats.datasets[0].num_examples == len(eval_rows)
 
 
-def test_drift_scores_cover_every_feature_and_cross_on_shift(eval_rows, train_stats, schema):
-    same = V.drift_scores(train_stats, train_stats, kind="drift", schema=schema)
+def test_drift_scores_cover_every_feature_and_cross_on_shift(eval_rows, train_stats, schema, F, taxi_spec):
+    same = V.drift_scores(train_stats, train_stats, spec=taxi_spec, kind="drift", schema=schema)
     assert [s["feature"] for s in same] == [f.name for f in F.MODEL_FEATURES]
     assert all(s["score"] < 1e-6 for s in same if s["score"] is not None)
     assert not any(s["crossed"] for s in same)
@@ -163,10 +182,11 @@ def test_drift_scores_cover_every_feature_and_cross_on_shift(eval_rows, train_st
     shifted = eval_rows.copy()
     shifted["pickup_latitude"] = (shifted["pickup_latitude"].astype(float) + 0.05).astype(str)
     shifted.loc[shifted.index[: len(shifted) // 3], "payment_type"] = "Credit Card"
-    stats = V.compute_statistics(shifted, schema=schema)
+    stats = V.compute_statistics(shifted, spec=taxi_spec, schema=schema)
     cfg = config.ValidationConfig()
     scores = {
-        s["feature"]: s for s in V.drift_scores(stats, train_stats, kind="drift", cfg=cfg, schema=schema)
+        s["feature"]: s
+        for s in V.drift_scores(stats, train_stats, spec=taxi_spec, kind="drift", cfg=cfg, schema=schema)
     }
     assert scores["pickup_latitude"]["metric"] == "jensen_shannon_divergence"
     assert scores["pickup_latitude"]["crossed"] and scores["pickup_latitude"]["threshold"] == cfg.drift_jsd
@@ -195,7 +215,7 @@ class _Html(html.parser.HTMLParser):
             self.cells.append(data.strip())
 
 
-def test_report_and_artifacts(eval_rows, tmp_path, schema, train_stats):
+def test_report_and_artifacts(eval_rows, tmp_path, schema, train_stats, F, _run):
     result = _run(_latitude_out_of_range(eval_rows), tmp_path, schema, reference_stats=train_stats)
     written = V.write_artifacts(
         result,

@@ -8,6 +8,7 @@ from components._kfp import component
 @component
 def ingest_op(
     source: str,
+    spec: str,
     cutoff: str,
     window_start: str,
     live_end: str,
@@ -17,11 +18,13 @@ def ingest_op(
     live_data: Output[Dataset],
     counts: Output[Metrics],
 ):
-    """Reads the raw taxi CSV, derives ``big_tipper`` and splits by time into train / eval / live.
+    """Reads a CSV, cleans and labels it per the dataset spec, and splits it by time into train / eval / live.
 
     Args:
-        source: Raw CSV, local path or ``gs://``.
-        cutoff: Start of the live window (UTC date).
+        source: CSV in raw (or Dataset) form, local path or ``gs://``.
+        spec: The dataset spec: its YAML text, or a path / ``gs://`` URI of it.
+        cutoff: Start of the live window (UTC date or epoch seconds; a row position without a time column;
+            "" = the middle row).
         window_start: Start of the training window ("" = first row).
         live_end: End of the live window, exclusive ("" = after the last row).
         eval_fraction: Share of the training window held out (by row hash) for evaluation.
@@ -32,10 +35,12 @@ def ingest_op(
         live_data: Later "live" window (CSV), replayed as traffic by the local loop.
         counts: Row counts per split (KFP Metrics).
     """
+    from kfloop import spec as S
     from kfloop.clean import ingest
 
     result = ingest(
         source,
+        S.load(spec),
         cutoff,
         train_data.path,
         eval_data.path,

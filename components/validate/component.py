@@ -8,6 +8,7 @@ from components._kfp import component
 @component
 def validate_op(
     data: Input[Dataset],
+    spec: str,
     statistics: Output[Artifact],
     anomalies: Output[Artifact],
     report: Output[HTML],
@@ -32,9 +33,11 @@ def validate_op(
 
     Args:
         data: Dataset CSV to validate (e.g. the train split).
+        spec: The dataset spec: its YAML text, or a path / ``gs://`` URI of it.
         skew_data: Optional second Dataset (e.g. the eval split) for the train/eval skew check.
         environment: Schema environment, ``TRAINING`` (label required) or ``SERVING`` (label absent).
-        schema_uri: Schema text proto; "" = the committed ``examples/taxi/schema.pbtxt``.
+        schema_uri: Schema text proto (path, ``gs://`` URI, or the text itself; the schema kept next to the
+            spec); "" = the schema the spec alone implies (:func:`kfloop.tfdv.schema.spec_schema`).
         reference_statistics_uri: Statistics to measure drift against (e.g. the champion's training
             statistics); "" = no drift check.
         beam_pipeline_args: Apache Beam options, e.g. ``["--runner=DataflowRunner", ...]`` or
@@ -58,7 +61,9 @@ def validate_op(
     import dataclasses
 
     from kfloop import config
+    from kfloop import spec as S
     from kfloop.tfdv import ops
+    from kfloop.tfdv import schema as kschema
 
     cfg = dataclasses.replace(
         config.ValidationConfig(),
@@ -69,10 +74,12 @@ def validate_op(
         block_on_drift=block_on_drift,
         block_on_skew=block_on_skew,
     )
-    schema = ops.load_schema(schema_uri or None)
+    dataset_spec = S.load(spec)
+    schema = kschema.load_schema(schema_uri) if schema_uri else kschema.spec_schema(dataset_spec)
     reference = ops.load_statistics(reference_statistics_uri) if reference_statistics_uri else None
     result = ops.run_validation(
         data.path,
+        spec=dataset_spec,
         schema=schema,
         environment=environment,
         reference_stats=reference,

@@ -78,6 +78,47 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+#: Exit code of a bad command line, a bad dataset spec included (argparse's own code).
+EXIT_USAGE = 2
+
+
+def load_spec(source: str, what: str):
+    """The dataset spec at ``source`` (a path, ``gs://`` / ``file://`` URI or YAML text), for a command.
+
+    A spec that is missing or not valid ends the command: ONE line on stderr, ``<what>: <origin>:<line>:
+    <key path>: <problem>`` (the :class:`kfloop.spec.SpecError` message), exit code :data:`EXIT_USAGE`
+    (2), before anything is read or written.
+
+    Args:
+        source: The ``--spec`` value.
+        what: The command and option, e.g. ``"kfloop validate: --spec"``.
+    """
+    from kfloop import spec as S
+
+    if os.path.isdir(source):
+        print(f"{what} {source}: is a directory, expected a file", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    try:
+        return S.load(source)
+    except S.SpecError as e:
+        message = str(e)
+    except FileNotFoundError:
+        message = f"{source}: does not exist"
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        message = f"{source}: {getattr(e, 'strerror', None) or type(e).__name__}"
+    print(f"{what} {' '.join(strip_ansi(message).split())}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def spec_misfit(problems: list[str], what: str) -> None:
+    """Ends the command with exit :data:`EXIT_USAGE` and one line when ``problems`` (from
+    :func:`kfloop.clean.spec_problems`: the spec does not fit the data) is not empty."""
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        print(f"{what} the spec does not fit the data: {problems[0]}{more}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def check_input_file(
     path: str | None, what: str, *, allow_empty: bool = False, must_exist: bool = True
 ) -> None:

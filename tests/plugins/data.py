@@ -14,12 +14,12 @@ def taxi_csv():
 
 
 @pytest.fixture(scope="session")
-def taxi_split(taxi_csv, tmp_path_factory):
+def taxi_split(taxi_csv, taxi_spec, tmp_path_factory):
     """The default ingest split of the taxi data: ``{"train": path, "eval": path, "live": path}``."""
     from kfloop import config
     from kfloop.clean import ingest
 
     out = tmp_path_factory.mktemp("split")
     paths = {k: str(out / f"{k}.csv") for k in ("train", "eval", "live")}
-    ingest(str(taxi_csv), config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
+    ingest(str(taxi_csv), taxi_spec, config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
     return paths

@@ -1,13 +1,14 @@
-"""``kfloop ingest``: a raw taxi extract → Dataset CSVs (the same function as the pipeline's ingest task).
+"""``kfloop ingest``: a CSV → Dataset CSVs per a dataset spec (the same function as the pipeline's ingest task).
 
-With a cutoff it writes the time split the training pipeline uses (``train.csv``, ``eval.csv``,
-``live.csv``); with ``--no-split`` it writes the whole extract, cleaned and labelled, as one Dataset
-(``dataset.csv``), e.g. a new month to validate or to score.
+It writes the time split the training pipeline uses (``train.csv``, ``eval.csv``, ``live.csv``); with
+``--no-split`` the whole file, cleaned and labelled, as one Dataset (``dataset.csv``), e.g. a new month to
+validate or to score. A file already in Dataset form is read as it is (:func:`kfloop.clean.is_raw`).
 
 Exit codes: 0 = written; 3 = blocked data (a value that cannot be cleaned: the message names the column
 and CSV line; the same data exits 3 from ``kfloop validate`` and ``kfloop predict``); 1 = bad input
 (missing / unreadable file, a cutoff outside the data, an output that exists without ``--overwrite``, is
-the source or lies inside a model store); 2 = bad command line.
+the source or lies inside a model store); 2 = bad command line, or a spec that is not valid or does not fit
+the data (one line naming the key).
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "ingest",
-        help="clean a raw taxi extract, derive big_tipper and split it by time into Dataset CSVs",
-        description="Reads a raw taxi CSV (the columns as they come, with 'tips'), types every column, "
-        "derives big_tipper (tips > 20%% of fare) and writes Dataset CSVs: the train / eval / live time split "
-        "of the training pipeline, or with --no-split one cleaned Dataset.",
+        help="clean a CSV per its dataset spec and split it by time into Dataset CSVs",
+        description="Reads a CSV as it comes (raw form), cleans it as the dataset spec says (missing "
+        "tokens, time format, label derivation or positive class, booleans; excluded columns dropped) and "
+        "writes Dataset CSVs: the train / eval / live time split of the training pipeline, or with "
+        "--no-split one cleaned Dataset.",
         epilog="exit codes: 0 written; 3 blocked data (names the column and CSV line); 1 bad input; "
-        "2 bad usage",
+        "2 bad usage or a bad spec",
     )
-    p.add_argument("--source", required=True, help="raw taxi CSV (local path or gs://)")
+    p.add_argument("--spec", required=True, help="dataset spec (YAML file or gs:// URI)")
+    p.add_argument("--source", required=True, help="CSV, raw or Dataset form (local path or gs://)")
     p.add_argument("--output-dir", default="build/ingest", help="where to write (default build/ingest)")
     p.add_argument(
         "--cutoff",
-        default=config.DEFAULT_CUTOFF,
-        help=f"start of the live window, ISO date (UTC) or epoch seconds (default {config.DEFAULT_CUTOFF})",
+        default="",
+        help="start of the live window: ISO date (UTC) or epoch seconds; a row position or fraction "
+        "without a time column (default: the middle row by time)",
     )
     p.add_argument("--window-start", default="", help="start of the training window (default: first row)")
     p.add_argument("--live-end", default="", help="end of the live window, exclusive (default: after last)")
@@ -58,8 +62,16 @@ def _ingest(args: argparse.Namespace) -> int:
 
     from kfloop import clean as I
     from kfloop import datasets, fs
-    from kfloop.app.cli import Blocked, check_input_file, check_output_dir, check_output_file
+    from kfloop.app.cli import (
+        Blocked,
+        check_input_file,
+        check_output_dir,
+        check_output_file,
+        load_spec,
+        spec_misfit,
+    )
 
+    spec = load_spec(args.spec, "kfloop ingest: --spec")
     check_input_file(args.source, "kfloop ingest: --source", must_exist=False)
     check_output_dir(args.output_dir, "kfloop ingest: --output-dir")
     out = args.output_dir
@@ -75,8 +87,11 @@ def _ingest(args: argparse.Namespace) -> int:
         raw = I.read_raw(args.source)
     except I.IngestError as e:
         raise SystemExit(f"kfloop ingest: {e}") from None
+    raw_form = I.is_raw(raw, spec)
+    if raw_form:
+        spec_misfit(I.spec_problems(raw, spec), "kfloop ingest: --spec")
     try:  # a value that cannot be cleaned blocks the data, as in `kfloop validate` (exit 3)
-        frame = I.clean(raw)
+        frame = I.clean(raw, spec, form="raw" if raw_form else "dataset")
     except I.IngestError as e:
         raise Blocked(f"kfloop ingest: {e}") from None
     try:
@@ -88,6 +103,7 @@ def _ingest(args: argparse.Namespace) -> int:
         paths = {k: fs.join(out, f"{k}.csv") for k in ("train", "eval", "live")}
         result = I.ingest(
             args.source,
+            spec,
             args.cutoff,
             paths["train"],
             paths["eval"],
