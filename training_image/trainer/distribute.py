@@ -78,7 +78,7 @@ def prebuild(model, strategy, dataset) -> None:
     """Builds metric / loss state from one local batch, then skips Keras' own distributed pre-build.
 
     Keras 3 (``TensorFlowTrainer._maybe_symbolic_build``) MEAN-reduces one distributed input batch across
-    replicas just to learn its shapes, which fails for string features (``payment_type``, ``company``)
+    replicas just to learn its shapes, which fails for string features (categorical strings)
     under MirroredStrategy with several replicas and under MultiWorkerMirroredStrategy. Shapes and
     dtypes are all it needs, and the undistributed dataset has them.
     """

@@ -26,7 +26,8 @@ def store_arg(p: argparse.ArgumentParser) -> None:
         default=os.environ.get("KFLOOP_STORE_URI"),
         help="model store root (local dir or gs://bucket/prefix; default $KFLOOP_STORE_URI)",
     )
-    p.add_argument("--name", default=config.MODEL_NAME, help=f"model name (default {config.MODEL_NAME})")
+    default = getattr(config, "MODEL_NAME", None)  # the spec's name is the model name
+    p.add_argument("--name", default=default, help=f"model name (the spec's name; default {default})")
 
 
 def open_store(args: argparse.Namespace, cmd: str):
@@ -37,6 +38,8 @@ def open_store(args: argparse.Namespace, cmd: str):
         raise SystemExit(f"kfloop {cmd}: no model store: pass --store URI or set KFLOOP_STORE_URI")
     from kfloop import fs
 
+    if not args.name:
+        raise SystemExit(f"kfloop {cmd}: no model name: pass --name NAME (the spec's name)")
     if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
         raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
     try:
