@@ -66,3 +66,17 @@ def test_offline_download_fails_cleanly(tmp_path, monkeypatch):
     with pytest.raises(data.FetchError, match="could not download tfx"):
         data.fetch(str(tmp_path / "d"), force=True)
     assert not (tmp_path / "d" / data.FILENAME).exists()
+
+
+def test_cli_fetches_an_example_by_name_and_refuses_an_unknown_one(tmp_path, taxi_csv, capsys):
+    from kfloop.app import cli
+    from kfloop.app.commands import data as command
+
+    assert {"taxi", "mpls_stops"} <= set(command.examples())
+    wheel = _wheel(tmp_path, taxi_csv.read_bytes())
+    argv = ["data", "fetch", "taxi", "--data-dir", str(tmp_path / "d"), "--wheel", str(wheel)]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "d" / data.FILENAME)
+    with pytest.raises(SystemExit, match=r"no example 'nope' \(examples with a fetch.py: .*taxi"):
+        cli.main(["data", "fetch", "nope", "--data-dir", str(tmp_path / "e")])
+    assert not (tmp_path / "e").exists()
