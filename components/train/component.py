@@ -31,8 +31,8 @@ def train_op(
         eval_data: Evaluation split (Dataset CSV); early stopping watches its AUC.
         spec: The dataset spec (YAML text or a URI): inputs, label and ``trainer``.
         schema_uri: The pipeline's TFDV schema of the training data, stored with the model ("" = none).
-            The hyperparameters below apply to the built-in ``keras`` trainer (a user trainer reads
-            ``spec.hyperparameters``).
+            The hyperparameters below apply to the built-in ``keras`` trainer; one left at its default
+            gives way to ``spec.hyperparameters`` (a user trainer reads only ``spec.hyperparameters``).
         learning_rate: Adam learning rate (> 0).
         epochs: Maximum epochs (>= 1).
         batch_size: Rows per batch (>= 1).
@@ -59,16 +59,20 @@ def train_op(
     dataset_spec = kspec.load(spec)
     hp = None
     if dataset_spec.trainer == "keras":
-        hp = HParams(
-            learning_rate=learning_rate,
-            epochs=epochs,
-            batch_size=batch_size,
-            hidden_units=parse_hidden_units(hidden_units),
-            dropout=dropout,
-            early_stopping_patience=early_stopping_patience,
-            seed=seed,
-            mixed_precision=mixed_precision,
-        )
+        # A parameter left at its default gives way to the spec's ``hyperparameters``.
+        params = {
+            "learning_rate": learning_rate,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "hidden_units": parse_hidden_units(hidden_units),
+            "dropout": dropout,
+            "early_stopping_patience": early_stopping_patience,
+            "seed": seed,
+            "mixed_precision": mixed_precision,
+        }
+        defaults = HParams()
+        given = {k: v for k, v in params.items() if v != getattr(defaults, k)}
+        hp = HParams.from_dict({**dict(dataset_spec.hyperparameters), **given})
     # On a cluster model.path is a local staging path (uploaded when the task ends) but model.uri is the
     # artifact's place under the pipeline root, stable across retries of this task: checkpoints there
     # survive a preempted node, so the retried task resumes from its last finished epoch.
