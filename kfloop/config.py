@@ -277,6 +277,36 @@ class MonitoringConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """The local loop's replay (``kfloop run``, :mod:`kfloop.app.plan`); flags of ``kfloop run`` override.
+
+    Attributes:
+        windows: Equal windows replayed after the history (the data's time range, or its rows, split).
+        history_fraction: Share of the data's time range (or rows) the first champion trains on.
+        control_rows: Rows of the control window, a sample of the champion's training split (no drift
+            expected there: the check against false alarms). 800: above ``MonitoringConfig.min_examples``.
+        batch_size: Rows per replayed request.
+        epochs: Training epochs of every training run of the loop (it must be quick).
+    """
+
+    windows: int = 3
+    history_fraction: float = 0.5
+    control_rows: int = 800
+    batch_size: int = 64
+    epochs: int = 8
+
+    def __post_init__(self):
+        for name in ("windows", "control_rows", "batch_size", "epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"ReplayConfig.{name} must be an integer >= 1, got {v!r}")
+        if not 0 < self.history_fraction < 1:
+            raise ValueError(
+                f"ReplayConfig.history_fraction must lie in (0, 1), got {self.history_fraction!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class ServingConfig:
     """Limits and batching of the KServe predictor.
 

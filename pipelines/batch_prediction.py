@@ -4,7 +4,6 @@ from kfp import dsl
 
 from components.batch_predict.component import batch_input_op, batch_score_op
 from components.gate.component import gate_op
-from kfloop import config
 from pipelines import settings
 
 PIPELINE_NAME = "kfloop-batch-prediction"
@@ -33,8 +32,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
     def batch_prediction_pipeline(
         input_uri: str,
         store_uri: str,
+        model_name: str,
         output_uri: str = "",
-        model_name: str = config.MODEL_NAME,
         model_ref: str = "champion",
         log_predictions: bool = True,
         request_id: str = "",

@@ -1,6 +1,8 @@
 """The monitoring pipeline: monitor a window → judge the canary → decide → trigger the training pipeline.
 
-``now`` is the monitoring clock (:mod:`kfloop.clock`): set by the replay to the data's time; on a
+No spec parameter: every step reads the dataset spec (features, label, per-feature drift thresholds and
+modes) and the schema stored with the model version it handles (:mod:`kfloop.contract`). ``now`` is the
+monitoring clock (:mod:`kfloop.clock`): set by the replay to the data's time; on a
 schedule it is left empty and the steps use KFP's scheduled time (``{{$.pipeline_job_schedule_time_utc}}``).
 """
 
@@ -40,20 +42,19 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
     def monitoring_pipeline(
         store_uri: str,
         source: str,
-        model_name: str = config.MODEL_NAME,
+        model_name: str,
         window_start: str = "",
         window_end: str = "",
         reference_train: str = "",
         reference_eval: str = "",
         trigger_mode: str = "cluster",
         retrain_cutoff: str = "",
-        training_window_days: int = _M.training_window_days,
+        training_window_days: float = _M.training_window_days,
         retrain_pipeline_root: str = "",
         retrain_arguments: dict = {},  # noqa: B006 - KFP reads the default, it is never mutated
         kfp_host: str = "",
         namespace: str = "",
-        drift_linf: float = _M.drift_linf,
-        drift_jsd: float = _M.drift_jsd,
+        training_pipeline: str = "",
         min_examples: int = _M.min_examples,
         min_live_auc: float = _M.min_live_auc,
         cooldown_hours: float = _M.cooldown_hours,
@@ -75,8 +76,6 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             window_end=window_end,
             reference_train=reference_train,
             reference_eval=reference_eval,
-            drift_linf=drift_linf,
-            drift_jsd=drift_jsd,
             min_examples=min_examples,
             now=now,
             scheduled_time=scheduled,
@@ -128,13 +127,10 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             extra_arguments=retrain_arguments,
             kfp_host=kfp_host,
             namespace=namespace,
-            # `kfloop compile` embeds the images it compiled for: the retrain runs the same code.
-            pipeline_image=config.PIPELINE_IMAGE,
-            training_image=config.TRAINING_IMAGE,
-            serving_image=config.SERVING_IMAGE,
+            # the compiled / uploaded training pipeline the retrain runs (`kfloop schedule` passes it)
+            training_pipeline=training_pipeline,
         )
-        # On a cluster it only compiles the training pipeline and calls the KFP API (kfp.local, which runs
-        # the whole training pipeline in this task, ignores these requests).
+        # On a cluster it only calls the KFP API; locally it records the request for the loop driver.
         settings.configure(
             trig,
             network_io=True,

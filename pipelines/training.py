@@ -1,6 +1,8 @@
-"""The training pipeline: ingest → validate (gate) → train → evaluate vs champion → push → deploy."""
+"""The training pipeline: ingest → validate (gate) → train → evaluate vs champion → push → deploy.
 
-import hashlib
+One compiled pipeline serves every dataset: the dataset spec is a parameter (``spec``: the YAML text or a
+URI, :func:`kfloop.spec.load`), passed to every step that reads data or writes the model.
+"""
 
 from kfp import dsl
 
@@ -15,10 +17,23 @@ from components.push.component import push_op
 from components.train.component import train_op
 from components.validate.component import validate_op
 from kfloop import config
-from kfloop.tfdv import schema
 from pipelines import settings
 
 PIPELINE_NAME = "kfloop-training"
+
+
+def takes_spec(op) -> bool:
+    """Whether a component declares a ``spec`` input (the dataset spec's YAML text or URI)."""
+    spec = getattr(op, "component_spec", None)
+    return spec is not None and "spec" in (spec.inputs or {})
+
+
+def _with_spec(op, spec, **kwargs):
+    """Calls ``op(**kwargs)``, plus ``spec=spec`` when the component takes it (:func:`takes_spec`): a step
+    gets the spec as soon as its component declares the input."""
+    if takes_spec(op):
+        kwargs["spec"] = spec
+    return op(**kwargs)
 
 
 def create_pipeline(name: str = PIPELINE_NAME):
@@ -39,19 +54,22 @@ def create_pipeline(name: str = PIPELINE_NAME):
     ev = config.EvaluationConfig()
     val = config.ValidationConfig()
     dep = config.DeployConfig()
-    # The schema is reviewed code: its hash is part of the compiled pipeline and of every pushed version.
-    schema_hash = hashlib.sha256(schema.schema_path().read_bytes()).hexdigest()[:16]
+    # The schema is the model's own now (schema.pbtxt in the model directory; push records its sha256):
+    # no dataset's schema is compiled into the pipeline.
+    push_extra = {"schema_hash": ""} if "schema_hash" in (push_op.component_spec.inputs or {}) else {}
 
     @dsl.pipeline(
         name=name,
-        description="kfloop training: ingest the taxi data by time, validate with TFDV, train, evaluate "
-        "against the champion with TFMA, push a blessed model to the store and deploy it to KServe.",
+        description="kfloop training: ingest the data described by the dataset spec by time, validate with "
+        "TFDV, train, evaluate against the champion with TFMA, push a blessed model (with its spec and schema) "
+        "to the store and deploy it to KServe.",
     )
     def training_pipeline(
+        spec: str,
         source: str,
         store_uri: str,
-        model_name: str = config.MODEL_NAME,
-        cutoff: str = config.DEFAULT_CUTOFF,
+        model_name: str,
+        cutoff: str = "",
         window_start: str = "",
         live_end: str = "",
         eval_fraction: float = config.DEFAULT_EVAL_FRACTION,
@@ -65,7 +83,9 @@ def create_pipeline(name: str = PIPELINE_NAME):
         namespace: str = dep.namespace,
         canary_percent: int = dep.canary_percent,
     ):
-        ingest = ingest_op(
+        ingest = _with_spec(
+            ingest_op,
+            spec,
             source=source,
             cutoff=cutoff,
             window_start=window_start,
@@ -76,7 +96,9 @@ def create_pipeline(name: str = PIPELINE_NAME):
             ingest, network_io=True, deterministic=True, cpu="1", memory="2Gi", display_name="ingest"
         )
 
-        validate = validate_op(
+        validate = _with_spec(
+            validate_op,
+            spec,
             data=ingest.outputs["train_data"],
             skew_data=ingest.outputs["eval_data"],
             environment="TRAINING",
@@ -88,12 +110,14 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             validate, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="validate"
         )
-        gate = gate_op(anomalies=validate.outputs["anomalies"])
+        gate = _with_spec(gate_op, spec, anomalies=validate.outputs["anomalies"])
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
 
-        train = train_op(
+        train = _with_spec(
+            train_op,
+            spec,
             train_data=ingest.outputs["train_data"],
             eval_data=ingest.outputs["eval_data"],
             epochs=epochs,
@@ -115,7 +139,9 @@ def create_pipeline(name: str = PIPELINE_NAME):
             display_name="current champion",
         )
 
-        evaluate = evaluate_op(
+        evaluate = _with_spec(
+            evaluate_op,
+            spec,
             eval_data=ingest.outputs["eval_data"],
             model=train.outputs["model"],
             champion_uri=champion.outputs["model_uri"],
@@ -128,21 +154,23 @@ def create_pipeline(name: str = PIPELINE_NAME):
         )
 
         # The monitoring reference (statistics of the clipped train / eval splits), kept with the version.
-        reference = reference_op(
-            train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
+        reference = _with_spec(
+            reference_op, spec, train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
         ).after(gate)
         settings.configure(
             reference, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="reference"
         )
 
-        push = push_op(
+        push = _with_spec(
+            push_op,
+            spec,
             model=train.outputs["model"],
             blessing=evaluate.outputs["blessing"],
             store_uri=store_uri,
             model_name=model_name,
             data_window_start=window_start,
             data_window_end=cutoff,
-            schema_hash=schema_hash,
+            **push_extra,
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             code_version=kfloop.__version__,
             reference=reference.outputs["reference"],

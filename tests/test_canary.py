@@ -15,13 +15,24 @@ from components.canary import canary as C
 from components.canary import mirror as M
 from components.decide import decide as D
 from kfloop import clock, config, deploy, fs
-from kfloop import features as F
+from kfloop import spec as kspec
 from kfloop.app import replay
 from kfloop.store import ModelStore
 from tests.fake_apis import FakeKubeApi
 from tests.test_store import make_model_dir
 
 NAME = "taxi-tips"
+#: The canary step reads only ids, versions, probabilities and labels: any dataset's log will do.
+SPEC = kspec.loads(
+    f"""
+name: {NAME}
+task: binary
+label: {{column: y, positive: "yes"}}
+columns:
+  - {{name: x, kind: numeric, nullable: true}}
+  - {{name: c, kind: categorical_string, nullable: true}}
+"""
+)
 NOW = dt.datetime(2016, 1, 1, tzinfo=dt.UTC)  # the monitoring clock (data time, as in the replay)
 #: End of the log read: the log is stamped by the servers' clock, which is the wall clock here.
 END = clock.utc_now() + dt.timedelta(days=1)
@@ -39,8 +50,8 @@ def two(tmp_path):
 
 
 def _frame(n: int) -> pd.DataFrame:
-    data = {f.name: [None] * n for f in F.MODEL_FEATURES}
-    data["trip_miles"] = [1.0] * n
+    data = {f.name: [None] * n for f in SPEC.model_features}
+    data["x"] = [1.0] * n
     return pd.DataFrame(data)
 
 
@@ -65,12 +76,13 @@ def _traffic(root, v_champ, v_can, n, *, seed=0, canary_shift=0.0, batch=50, can
             recs = replay.prediction_records(
                 frame,
                 p[lo : lo + len(frame)],
+                spec=SPEC,
                 model_name=NAME,
                 model_version=version,
                 start=start + dt.timedelta(milliseconds=lo),
                 request_id=rid,
             )
-            replay.write_prediction_log(log_root, NAME, recs, server_id=f"w{seed}-{lo}")
+            replay.write_prediction_log(log_root, NAME, recs, spec=SPEC, server_id=f"w{seed}-{lo}")
         labels += [(rid, i, int(y[lo + i])) for i in range(len(frame))]
     replay.write_feedback(root, NAME, labels)
 
@@ -143,9 +155,9 @@ def test_canary_that_fails_requests_is_rolled_back(two, tmp_path):
     _traffic(root, v1, v2, 400, canary_shift=1.0)
     # One more request the champion answered and the mirrored canary did not (an HTTP error there).
     recs = replay.prediction_records(
-        _frame(20), [0.5] * 20, model_name=NAME, model_version=v1, request_id="x"
+        _frame(20), [0.5] * 20, spec=SPEC, model_name=NAME, model_version=v1, request_id="x"
     )
-    replay.write_prediction_log(root, NAME, recs, server_id="champ-extra")
+    replay.write_prediction_log(root, NAME, recs, spec=SPEC, server_id="champ-extra")
     # ... and the mirror's record says it forwarded "x" and got a 500.
     M.record(root, NAME, [("x", 500)])
     out = C.judge(root, NAME, now=NOW, window_end=END)
@@ -157,9 +169,9 @@ def test_a_client_retry_answered_twice_by_the_same_version_is_not_a_failure(two)
     _traffic(root, v1, v2, 2000, canary_shift=1.0)
     # The client retried request live-0-000000 with the same X-Request-Id: the champion answered it again.
     recs = replay.prediction_records(
-        _frame(50), [0.9] * 50, model_name=NAME, model_version=v1, request_id="live-0-000000"
+        _frame(50), [0.9] * 50, spec=SPEC, model_name=NAME, model_version=v1, request_id="live-0-000000"
     )
-    replay.write_prediction_log(root, NAME, recs, server_id="champ-retry")
+    replay.write_prediction_log(root, NAME, recs, spec=SPEC, server_id="champ-retry")
     out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["verdict"] == "better" and out["action"] == C.PROMOTE, out["summary"]
     assert "50 request rows answered again by" in out["summary"] and "client retries" in out["summary"]
@@ -173,9 +185,9 @@ def test_an_unmirrored_request_is_not_a_canary_failure_and_the_reason_says_so(tw
     # Two requests sent to the champion only (never forwarded by the mirror).
     for rid in ("direct-1", "direct-2"):
         recs = replay.prediction_records(
-            _frame(8), [0.5] * 8, model_name=NAME, model_version=v1, request_id=rid
+            _frame(8), [0.5] * 8, spec=SPEC, model_name=NAME, model_version=v1, request_id=rid
         )
-        replay.write_prediction_log(root, NAME, recs, server_id=f"champ-{rid}")
+        replay.write_prediction_log(root, NAME, recs, spec=SPEC, server_id=f"champ-{rid}")
     out = C.judge(root, NAME, now=NOW, window_end=END)
     assert out["action"] == C.PROMOTE, out["summary"]
     assert "2 of 42 champion requests were never mirrored" in out["summary"]
@@ -316,9 +328,14 @@ def test_traffic_split_is_compared_unpaired_and_says_so(two):
         for lo in range(0, n, 100):
             rid = f"split-{tag}-{lo}"
             recs = replay.prediction_records(
-                _frame(100), p[lo : lo + 100], model_name=NAME, model_version=version, request_id=rid
+                _frame(100),
+                p[lo : lo + 100],
+                spec=SPEC,
+                model_name=NAME,
+                model_version=version,
+                request_id=rid,
             )
-            replay.write_prediction_log(root, NAME, recs, server_id=f"split-{tag}-{lo}")
+            replay.write_prediction_log(root, NAME, recs, spec=SPEC, server_id=f"split-{tag}-{lo}")
             labels += [(rid, i, int(y[lo + i])) for i in range(100)]
     replay.write_feedback(root, NAME, labels)
     out = C.judge(root, NAME, now=NOW, window_end=END, act=False, record=False)

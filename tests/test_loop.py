@@ -18,17 +18,38 @@ from pipelines import monitoring
 MODEL = "taxi-tips"
 
 
-def _log(root, frame, start):
+def _log(root, frame, start, spec):
     card = (frame["payment_type"].fillna("") == "Credit Card").astype(float) * 0.8 + 0.1
     recs = replay.prediction_records(
-        frame, card.tolist(), model_name=MODEL, model_version="v0001", start=start
+        frame, card.tolist(), spec=spec, model_name=MODEL, model_version="v0001", start=start
     )
-    replay.write_prediction_log(root, MODEL, recs)
+    replay.write_prediction_log(root, MODEL, recs, spec=spec)
     return start + dt.timedelta(milliseconds=len(frame) + 1)
+
+
+def publish_champion(root, model_dir, spec, tmp_path) -> str:
+    """Publishes a copy of ``model_dir`` with the spec beside it (the model contract) as the champion."""
+    import shutil
+
+    from kfloop import contract
+    from kfloop import spec as kspec
+
+    copy = tmp_path / "champion-model"
+    shutil.copytree(model_dir, copy)
+    (copy / contract.SPEC_FILE).write_text(kspec.dump(spec))
+    ms = store.ModelStore(root)
+    version = ms.publish(spec.name, str(copy), {"run_id": "test"})
+    ms.set_alias(spec.name, store.CHAMPION, version, reason="test champion")
+    return version
 
 
 def test_fresh_window_and_bad_mode():
     assert T.fresh_window("2015-07-01", 365) == {"window_start": "2014-07-01", "cutoff": "2015-07-01"}
+    # data in its own time: fractions of a day, instants where the window does not start at midnight
+    assert T.fresh_window("2026-01-01T12:00:00Z", 0.25) == {
+        "window_start": "2026-01-01T06:00:00.000Z",
+        "cutoff": "2026-01-01T12:00:00.000Z",
+    }
     with pytest.raises(T.TriggerError, match="cutoff 'soon'"):
         T.fresh_window("soon", 365)
     with pytest.raises(T.TriggerError, match="mode 'maybe'"):
@@ -60,11 +81,13 @@ def test_no_retrain_starts_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
+def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split, taxi_spec, trained_model):
     root = str(tmp_path / "store")
-    later = replay.select(datasets.read_dataset(taxi_split["live"]), "2015-01-01", "2015-05-01")
+    publish_champion(root, trained_model, taxi_spec, tmp_path)  # the monitor reads the spec stored with it
+    live = datasets.read_dataset(taxi_split["live"], taxi_spec)
+    later = replay.select(live, "2015-01-01", "2015-05-01", spec=taxi_spec)
     t0 = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
-    end = _log(root, later, t0)
+    end = _log(root, later, t0, taxi_spec)
     run = run_pipeline(
         monitoring.create_pipeline(local=True),
         tmp_path / "runs",
@@ -72,6 +95,7 @@ def test_monitoring_pipeline_under_kfp_local(tmp_path, taxi_csv, taxi_split):
         deploy_mode="local",
         store_uri=root,
         source=str(taxi_csv),
+        model_name=MODEL,
         window_start=t0.isoformat(),
         window_end=end.isoformat(),
         reference_train=taxi_split["train"],
@@ -132,15 +156,18 @@ def test_report_is_self_contained():
 
 
 @pytest.mark.slow
-def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv):
+def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec):
     cfg = loop.LoopConfig(
+        history_cutoff="2015-01-01",
         windows=(
             loop.Window("2015 H1", "2015-01-01", "2015-07-01"),
             loop.Window("2015 Q3", "2015-07-01", "2015-10-01"),
-        )
+        ),
     )
     lines = []
-    rec = loop.run_loop(tmp_path / "loop", source=str(taxi_csv), cfg=cfg, progress=lines.append)
+    rec = loop.run_loop(
+        tmp_path / "loop", spec=taxi_spec, source=str(taxi_csv), cfg=cfg, progress=lines.append
+    )
     control, h1, q3 = rec["windows"]
     assert h1["decision"]["decided_at"] == "2015-07-01T00:00:00.000Z"  # the data's clock
     assert control["decision"]["decision"] == D.NO_RETRAIN  # no false alarm on the training window

@@ -12,12 +12,26 @@ import pytest
 from components.decide import decide as D
 from components.monitor import monitor as M
 from kfloop import clock, config, datasets, fs
-from kfloop import features as F
 from kfloop.app import replay
 
 MODEL = "taxi-tips"
 CFG = config.MonitoringConfig()
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+SPEC = None  # the taxi spec (set from the taxi_spec fixture)
+
+
+@pytest.fixture(autouse=True)
+def _taxi(taxi_spec):
+    global SPEC
+    SPEC = taxi_spec
+
+
+def _monitor(*args, **kwargs):
+    return M.monitor(*args, spec=SPEC, **kwargs)
+
+
+def _read_live(*args, **kwargs):
+    return M.read_live(*args, spec=SPEC, **kwargs)
 
 
 def _score(frame):
@@ -31,17 +45,18 @@ def _log(store, frame, start, *, labels=True, step_ms=10, version="v0001", reque
     recs = replay.prediction_records(
         frame,
         _score(frame),
+        spec=SPEC,
         model_name=MODEL,
         model_version=version,
         start=start,
         step_ms=step_ms,
         request_id=request_id,
     )
-    replay.write_prediction_log(store, MODEL, recs)
+    replay.write_prediction_log(store, MODEL, recs, spec=SPEC)
     if labels:
         arrived = [
             (r["request_id"], r["row"], int(y))
-            for r, y in zip(recs, frame[F.LABEL.name], strict=True)
+            for r, y in zip(recs, frame[SPEC.label.name], strict=True)
             if y == y
         ]
         replay.write_feedback(store, MODEL, arrived, when=start + dt.timedelta(hours=1))
@@ -49,8 +64,8 @@ def _log(store, frame, start, *, labels=True, step_ms=10, version="v0001", reque
 
 
 @pytest.fixture(scope="module")
-def frames(taxi_split):
-    return {k: datasets.read_dataset(v) for k, v in taxi_split.items()}
+def frames(taxi_split, taxi_spec):
+    return {k: datasets.read_dataset(v, taxi_spec) for k, v in taxi_split.items()}
 
 
 def test_log_format_roundtrip_and_window_bounds(tmp_path, frames):
@@ -64,22 +79,22 @@ def test_log_format_roundtrip_and_window_bounds(tmp_path, frames):
     files = fs.list_files(fs.join(store, "predictions", MODEL))
     assert len(files) == 1 and "/date=2026-11-23/replay-" in files[0] and files[0].endswith(".parquet")
     table = pq.read_table(files[0])
-    assert table.schema.equals(predlog.PREDICTION_SCHEMA)
+    assert table.schema.equals(predlog.prediction_schema(SPEC))
     assert table.column("timestamp")[0].as_py() == T0
     # [start, end): the row at exactly window_end belongs to the next window
-    live, ws = M.read_live(store, MODEL, T0, T0 + dt.timedelta(milliseconds=100))
+    live, ws = _read_live(store, MODEL, T0, T0 + dt.timedelta(milliseconds=100))
     assert len(live) == 10 and ws.bad_total() == 0
-    live, ws = M.read_live(store, MODEL, T0, end)
-    assert len(live) == 30 and list(live.columns[: len(F.DATASET_COLUMNS)]) == list(F.DATASET_COLUMNS)
+    live, ws = _read_live(store, MODEL, T0, end)
+    assert len(live) == 30 and list(live.columns[: len(SPEC.dataset_columns)]) == list(SPEC.dataset_columns)
     # features survive the log: same values (NaN where missing) as the replayed rows
-    for f in F.MODEL_FEATURES:
+    for f in SPEC.model_features:
         a, b = live[f.name].reset_index(drop=True), rows[f.name].reset_index(drop=True)
         assert a.isna().tolist() == b.isna().tolist(), f.name
-        if f.kind == F.Kind.NUMERIC:
+        if f.kind == "numeric":
             assert a.dropna().tolist() == b.dropna().astype("float32").astype("float64").tolist(), f.name
         else:
             assert a.dropna().astype(str).tolist() == b.dropna().astype(str).tolist(), f.name
-    assert live[F.LABEL.name].astype("float").tolist() == rows[F.LABEL.name].astype("float").tolist()
+    assert live[SPEC.label.name].astype("float").tolist() == rows[SPEC.label.name].astype("float").tolist()
 
 
 def test_corrupt_files_are_skipped_counted_and_named(tmp_path, frames):
@@ -89,7 +104,7 @@ def test_corrupt_files_are_skipped_counted_and_named(tmp_path, frames):
     good = fs.read_bytes(fs.list_files(part)[0])
     fs.write_bytes(fs.join(part, "broken.parquet"), b'{"request_id": "x"\n[1]\n')
     fs.write_bytes(fs.join(part, "truncated.parquet"), good[: len(good) - 40])
-    live, ws = M.read_live(store, MODEL, T0, end)
+    live, ws = _read_live(store, MODEL, T0, end)
     assert len(live) == 5
     assert sorted(u.rsplit("/", 1)[-1] for u, _ in ws.corrupt_files) == [
         "broken.parquet",
@@ -102,7 +117,7 @@ def test_no_traffic(tmp_path, taxi_split, frames, missing):
     store = str(tmp_path)
     if missing == "empty_window":
         _log(store, frames["live"].head(20), T0 - dt.timedelta(days=2))
-    s = M.monitor(store, MODEL, T0.isoformat(), (T0 + dt.timedelta(hours=1)).isoformat(), taxi_split["train"])
+    s = _monitor(store, MODEL, T0.isoformat(), (T0 + dt.timedelta(hours=1)).isoformat(), taxi_split["train"])
     assert s["status"] == M.NO_TRAFFIC and s["rows"] == 0 and s["drift"] == []
     assert M.read_runs(store, MODEL)[0]["run_id"] == s["run_id"]
     d = D.decide(s, CFG, now=T0)
@@ -111,9 +126,9 @@ def test_no_traffic(tmp_path, taxi_split, frames, missing):
 
 def test_bad_window_is_named(tmp_path, taxi_split):
     with pytest.raises(M.MonitorError, match="window_start 'yesterday'"):
-        M.monitor(str(tmp_path), MODEL, "yesterday", "2026-11-23", taxi_split["train"])
+        _monitor(str(tmp_path), MODEL, "yesterday", "2026-11-23", taxi_split["train"])
     with pytest.raises(M.MonitorError, match="not after window_start"):
-        M.monitor(str(tmp_path), MODEL, "2026-11-23", "2026-11-22", taxi_split["train"])
+        _monitor(str(tmp_path), MODEL, "2026-11-23", "2026-11-22", taxi_split["train"])
 
 
 @pytest.mark.slow
@@ -123,19 +138,25 @@ def test_later_months_drift_training_window_does_not(tmp_path, taxi_split, frame
     control = frames["train"].sample(n=800, random_state=7)
     end_a = _log(store, control, T0)
     # later months: Jan-Jun 2015 as they come, logged after the control
-    later = replay.select(frames["live"], "2015-01-01", "2015-07-01")
+    later = replay.select(frames["live"], "2015-01-01", "2015-07-01", spec=SPEC)
     start_b = end_a + dt.timedelta(seconds=1)
     end_b = _log(store, later, start_b)
 
-    a = M.monitor(store, MODEL, T0.isoformat(), end_a.isoformat(), taxi_split["train"], taxi_split["eval"])
-    b = M.monitor(
+    a = _monitor(store, MODEL, T0.isoformat(), end_a.isoformat(), taxi_split["train"], taxi_split["eval"])
+    b = _monitor(
         store, MODEL, start_b.isoformat(), end_b.isoformat(), taxi_split["train"], taxi_split["eval"]
     )
     assert (a["status"], a["rows"], b["status"], b["rows"]) == ("ok", 800, "ok", len(later))
 
     # every feature's score is recorded, below threshold too (a time series, not only alarms)
     scored = {s["feature"] for s in a["drift"] if s["value"] is not None}
-    assert scored >= {f.name for f in F.MODEL_FEATURES} - {"pickup_census_tract"}
+    assert scored >= set(SPEC.input_names) - {"pickup_census_tract"}
+    # drift mode "off" (pickup_census_tract) is not checked at all, "record" (trip_start_month) never triggers
+    assert "pickup_census_tract" not in {s["feature"] for s in a["drift"]}
+    (month,) = [s for s in b["drift"] if s["feature"] == "trip_start_month"]
+    assert month["ignored"] and month["mode"] == "record"
+    thresholds = {s["feature"]: s["threshold"] for s in a["drift"]}
+    assert thresholds["fare"] == SPEC.drift_threshold("fare") == 0.15 and thresholds["payment_type"] == 0.075
     assert len(a["skew"]) == len(a["drift"])
 
     crossed_a = [s["feature"] for s in a["drift"] if s["exceeded"] and not s["ignored"]]
@@ -173,7 +194,7 @@ def test_rows_that_reach_the_log_after_a_scan_fall_in_the_next_window(tmp_path, 
     early, late = frames["live"].iloc[:200], frames["live"].iloc[200:320]
     _log(store, early, now - dt.timedelta(minutes=10), labels=False)  # long flushed
     first_start = now - dt.timedelta(minutes=20)
-    first = M.monitor(store, MODEL, first_start.isoformat(), now.isoformat(), taxi_split["train"], cfg=cfg)
+    first = _monitor(store, MODEL, first_start.isoformat(), now.isoformat(), taxi_split["train"], cfg=cfg)
     # stamped 20 s .. 8 s before the first run's end, published after its scan (a late flush)
     _log(store, late, now - dt.timedelta(seconds=20), labels=False, step_ms=100)
     assert first["requested_window_end"] == clock.iso(now)
@@ -183,9 +204,9 @@ def test_rows_that_reach_the_log_after_a_scan_fall_in_the_next_window(tmp_path, 
     assert window.start == clock.parse(first["window_end"])  # the next window starts where this one closed
     with pytest.raises(M.MonitorError, match="not closed yet.*close_after_seconds"):  # nothing of it closed
         recent = clock.utc_now() - dt.timedelta(seconds=5)
-        M.monitor(store, MODEL, recent.isoformat(), clock.utc_now().isoformat(), taxi_split["train"], cfg=cfg)
+        _monitor(store, MODEL, recent.isoformat(), clock.utc_now().isoformat(), taxi_split["train"], cfg=cfg)
     later = dataclasses.replace(cfg, close_after_seconds=0.0)  # ... the next scheduled run, a while later
-    second = M.monitor(
+    second = _monitor(
         store, MODEL, window.start.isoformat(), window.end.isoformat(), taxi_split["train"], cfg=later
     )
     assert (first["rows"], second["rows"]) == (len(early), len(late))
@@ -199,10 +220,10 @@ def test_a_contradicting_later_label_never_replaces_the_first_and_the_run_record
     store = str(tmp_path)
     rows = frames["live"].head(400)
     end = _log(store, rows, T0, request_id="r1")  # + the true labels, arrived an hour later
-    honest = M.monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
-    flipped = [("r1", i, 1 - int(y)) for i, y in enumerate(rows[F.LABEL.name]) if y == y]
+    honest = _monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    flipped = [("r1", i, 1 - int(y)) for i, y in enumerate(rows[SPEC.label.name]) if y == y]
     replay.write_feedback(store, MODEL, flipped, when=T0 + dt.timedelta(hours=2))  # a later, forged batch
-    s = M.monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
+    s = _monitor(store, MODEL, T0.isoformat(), end.isoformat(), taxi_split["train"], record=False)
     assert s["live_auc"] == honest["live_auc"] and s["labelled_rows"] == honest["labelled_rows"] == len(
         flipped
     )

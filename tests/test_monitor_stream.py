@@ -13,16 +13,35 @@ from components.monitor import monitor as M
 from components.monitor import reference as R
 from components.monitor import stream
 from kfloop import datasets, fs, predlog
-from kfloop import features as F
 from kfloop.app import replay
 
 MODEL = "taxi-tips"
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+SPEC = None  # the taxi spec (set from the taxi_spec fixture)
+
+
+@pytest.fixture(autouse=True)
+def _taxi(taxi_spec):
+    global SPEC
+    SPEC = taxi_spec
+
+
+def _monitor(*args, **kwargs):
+    return M.monitor(*args, spec=SPEC, **kwargs)
+
+
+def _read_live(*args, **kwargs):
+    return M.read_live(*args, spec=SPEC, **kwargs)
+
+
+def _checked() -> int:
+    """Features the monitor scores (drift mode ``off`` ones are skipped)."""
+    return sum(f.drift_mode != "off" for f in SPEC.model_features)
 
 
 @pytest.fixture(scope="module")
-def frames(taxi_split):
-    return {k: datasets.read_dataset(v) for k, v in taxi_split.items()}
+def frames(taxi_split, taxi_spec):
+    return {k: datasets.read_dataset(v, taxi_spec) for k, v in taxi_split.items()}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +52,17 @@ def ref_dir(taxi_split, tmp_path_factory):
 
 
 def _table(frame, start, version="v0001", rid="r", probs=None):
-    cols = datasets.encode(frame)
+    cols = datasets.encode(frame, SPEC)
     n = len(frame)
     probs = np.linspace(0.05, 0.95, n) if probs is None else probs
-    return predlog.prediction_table(rid, start.timestamp() + np.arange(n) * 0.01, version, cols, probs)
+    return predlog.prediction_table(
+        rid,
+        start.timestamp() + np.arange(n) * 0.01,
+        version,
+        cols,
+        probs,
+        schema=predlog.prediction_schema(SPEC),
+    )
 
 
 def _labels(store, table, when):
@@ -66,14 +92,14 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(tmp_path, frames,
     bad[4]["model_version"] = ""
     bad[5]["request_id"], bad[5]["row"] = "good", 3  # a second prediction for an existing key
     predlog.write_table(
-        store, MODEL, "predictions", pa.Table.from_pylist(bad, schema=predlog.PREDICTION_SCHEMA)
+        store, MODEL, "predictions", pa.Table.from_pylist(bad, schema=predlog.prediction_schema(SPEC))
     )
     part = tmp_path / "predictions" / MODEL / "date=2026-11-23"
     # Timestamps outside the file's date partition (one absurd, one a day later): skipped, counted.
     odd = _table(frames["live"].head(2), T0, rid="odd").to_pylist()
     odd[0]["timestamp"] = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
     odd[1]["timestamp"] = T0 + dt.timedelta(days=1)
-    pq.write_table(pa.Table.from_pylist(odd, schema=predlog.PREDICTION_SCHEMA), part / "odd.parquet")
+    pq.write_table(pa.Table.from_pylist(odd, schema=predlog.prediction_schema(SPEC)), part / "odd.parquet")
     # Wrong-typed feature ("noon"), invalid UTF-8 text, truncated file: whole file skipped and named.
     noon = _table(frames["live"].head(3), T0, rid="noon").to_pandas()
     noon["trip_start_hour"] = "noon"
@@ -90,7 +116,7 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(tmp_path, frames,
     predlog.write_table(store, MODEL, "feedback", fb)
 
     end = T0 + dt.timedelta(hours=1)
-    s = M.monitor(store, MODEL, T0.isoformat(), end.isoformat(), ref_dir, record=False)
+    s = _monitor(store, MODEL, T0.isoformat(), end.isoformat(), ref_dir, record=False)
     assert s["rows"] == 600 and s["status"] == M.OK
     assert s["bad_reasons"]["predictions"] == {
         "probability not a number in [0, 1]": 2,
@@ -118,16 +144,16 @@ def test_window_over_two_dates_and_two_versions(tmp_path, frames):
     uris = predlog.write_table(store, MODEL, "predictions", pa.concat_tables([a, b]))
     assert sorted({u.split("/")[-2] for u in uris}) == ["date=2026-11-23", "date=2026-11-24"]
     _labels(store, a, late + dt.timedelta(days=1))
-    live, ws = M.read_live(store, MODEL, T0, T0 + dt.timedelta(days=1, hours=1), horizon_days=2)
+    live, ws = _read_live(store, MODEL, T0, T0 + dt.timedelta(days=1, hours=1), horizon_days=2)
     assert ws.model_versions == {"v0001": 300, "v0002": 200} and len(live) == 500
     assert ws.labelled_rows == 300 and ws.files == 2
-    assert live["timestamp" if "timestamp" in live else F.EVENT_TIME.name].is_monotonic_increasing
+    assert live["timestamp" if "timestamp" in live else SPEC.event_time.name].is_monotonic_increasing
     # labels joined on (request_id, row): each row gets its own
     got = live[live.request_id == "a"].sort_values("row")
     want = (np.asarray(a.column("probability")) > 0.5).astype(int)
-    assert got[F.LABEL.name].astype(int).tolist() == want.tolist()
+    assert got[SPEC.label.name].astype(int).tolist() == want.tolist()
     # A window inside the second day sees only its rows.
-    second, _ = M.read_live(store, MODEL, T0 + dt.timedelta(hours=12), T0 + dt.timedelta(days=1))
+    second, _ = _read_live(store, MODEL, T0 + dt.timedelta(hours=12), T0 + dt.timedelta(days=1))
     assert len(second) == 100 + 200 and set(second.model_version) == {"v0001", "v0002"}
 
 
@@ -140,8 +166,8 @@ def test_histogram_auc_matches_exact_auc(tmp_path, frames):
     predlog.write_table(store, MODEL, "predictions", t)
     y = (rng.random(len(frame)) < probs).astype(int)
     replay.write_feedback(store, MODEL, [("r", i, int(v)) for i, v in enumerate(y)], when=T0)
-    live, ws = M.read_live(store, MODEL, T0, T0 + dt.timedelta(hours=1))
-    exact = M.auc(live[F.LABEL.name].astype(int), live["probability"])
+    live, ws = _read_live(store, MODEL, T0, T0 + dt.timedelta(hours=1))
+    exact = M.auc(live[SPEC.label.name].astype(int), live["probability"])
     assert ws.live_auc() == pytest.approx(exact, abs=1e-5)
 
 
@@ -157,6 +183,7 @@ def test_bucketed_join_holds_one_bucket_at_a_time(tmp_path, frames, monkeypatch)
         T0,
         T0 + dt.timedelta(hours=1),
         T0 + dt.timedelta(days=1),
+        spec=SPEC,
         bounds={},
         stage_dir=str(tmp_path / "stage"),
         buckets=16,
@@ -190,7 +217,7 @@ def test_push_stores_the_reference_and_the_monitor_uses_it_without_the_source(tm
     monkeypatch.setattr(ingest_mod, "ingest", lambda *a, **k: pytest.fail("re-ingested the source"))
     ref = R.champion_reference(root, MODEL, "", str(tmp_path / "work"))
     assert ref.version == r.version and ref.eval_stats is not None
-    assert set(ref.bounds) == {f.name for f in F.features_of(F.Kind.NUMERIC)}
+    assert set(ref.bounds) == {f.name for f in SPEC.features_of("numeric")}
     assert ModelStore(root).resolve(MODEL) == r.version
     # A version without a stored reference and no source: a clear error naming it.
     push(
@@ -214,10 +241,10 @@ def test_monitoring_reads_the_parquet_log_from_gcs(gcs_bucket, frames, ref_dir):
     gref = f"gs://{gcs_bucket}/ref"
     for name in R.FILES:
         fs.write_bytes(fs.join(gref, name), fs.read_bytes(fs.join(ref_dir, name)))
-    s = M.monitor(store, MODEL, T0.isoformat(), (T0 + dt.timedelta(hours=1)).isoformat(), gref)
+    s = _monitor(store, MODEL, T0.isoformat(), (T0 + dt.timedelta(hours=1)).isoformat(), gref)
     assert (s["status"], s["rows"], s["labelled_rows"]) == (M.OK, 700, 700)
     assert [c["uri"].rsplit("/", 1)[-1] for c in s["corrupt_files"]] == ["junk.parquet"]
-    assert len(s["drift"]) == len(F.MODEL_FEATURES) and s["record_uri"].startswith("gs://")
+    assert len(s["drift"]) == _checked() and s["record_uri"].startswith("gs://")
     assert M.read_runs(store, MODEL)[0]["run_id"] == s["run_id"]
     # the atomic publish never overwrites: a second writer's file with the same name is refused
     with pytest.raises(Exception, match="412|Precondition|conditionNotMet"):
@@ -230,15 +257,16 @@ def test_monitor_op_under_kfp_local_reads_the_parquet_log_from_gcs(gcs_bucket, t
     from kfp import dsl
 
     from components.monitor.component import monitor_op
-    from kfloop import store
+    from kfloop import contract, store
+    from kfloop import spec as kspec
     from kfloop.app import local
     from tests.test_store import make_model_dir
 
     root = f"gs://{gcs_bucket}/kfloop"
     ms = store.ModelStore(root)
-    version = ms.publish(
-        MODEL, str(make_model_dir(tmp_path)), {"data_window": {"start": "", "end": "2015-01-01"}}
-    )
+    model_dir = make_model_dir(tmp_path)
+    (model_dir / contract.SPEC_FILE).write_text(kspec.dump(SPEC))  # the monitor reads the version's spec
+    version = ms.publish(MODEL, str(model_dir), {"data_window": {"start": "", "end": "2015-01-01"}})
     R.store_reference(root, MODEL, version, ref_dir)
     ms.set_alias(MODEL, store.CHAMPION, version, expected=None, reason="test", actor="test")
     t = _table(frames["live"].head(700), T0, rid="k")
@@ -255,8 +283,6 @@ def test_monitor_op_under_kfp_local_reads_the_parquet_log_from_gcs(gcs_bucket, t
             window_end=window_end,
             reference_train="",
             reference_eval="",
-            drift_linf=0.075,
-            drift_jsd=0.15,
             min_examples=500,
             beam_pipeline_args=["--direct_running_mode=in_memory"],
             now="",

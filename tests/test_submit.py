@@ -151,6 +151,10 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
             "--param",
             "store_uri=gs://bucket/store",
             "--param",
+            "spec=gs://bucket/spec.yaml",
+            "--param",
+            "model_name=taxi-tips",
+            "--param",
             "eval_fraction=0.25",
             "--run-name",
             "ci-123",
@@ -176,6 +180,8 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
     assert body["runtime_config"]["parameters"] == {
         "source": "gs://bucket/taxi.csv",
         "store_uri": "gs://bucket/store",
+        "spec": "gs://bucket/spec.yaml",
+        "model_name": "taxi-tips",
         "eval_fraction": 0.25,
     }
     assert body["runtime_config"]["pipeline_root"] == "gs://other/root"
@@ -191,15 +197,25 @@ def test_create_run_request_is_well_formed(kfp_api, training_yaml, capsys):
         assert sent["platform_spec"] == platform
 
 
+#: The training pipeline's other required parameters (the dataset spec and the model's name).
+REQUIRED = {"spec": "gs://bucket/spec.yaml", "model_name": "taxi-tips"}
+
+
 def test_default_namespace_and_defaults_are_not_sent(kfp_api, training_yaml):
     made = ks.submit(
-        training_yaml, host=kfp_api.url + "/", arguments={"source": "/data/taxi.csv", "store_uri": "/s"}
+        training_yaml,
+        host=kfp_api.url + "/",
+        arguments={"source": "/data/taxi.csv", "store_uri": "/s", **REQUIRED},
     )
     assert made.run_id == "run-1"
     assert made.url == f"{kfp_api.url}/#/runs/details/run-1"
     (run,) = kfp_api.find("POST", f"{API}/runs")
     # optional parameters not given are left to the compiled defaults
-    assert run["body"]["runtime_config"]["parameters"] == {"source": "/data/taxi.csv", "store_uri": "/s"}
+    assert run["body"]["runtime_config"]["parameters"] == {
+        "source": "/data/taxi.csv",
+        "store_uri": "/s",
+        **REQUIRED,
+    }
     assert "pipeline_root" not in run["body"]["runtime_config"]
     assert run["body"]["display_name"].startswith("training-")
     (created,) = kfp_api.find("POST", f"{API}/experiments")
@@ -208,7 +224,7 @@ def test_default_namespace_and_defaults_are_not_sent(kfp_api, training_yaml):
 
 def test_token_is_sent_as_bearer(kfp_api, training_yaml, monkeypatch):
     monkeypatch.setenv(ks.TOKEN_ENV, "s3cret")
-    ks.submit(training_yaml, host=kfp_api.url, arguments={"source": "x", "store_uri": "/s"})
+    ks.submit(training_yaml, host=kfp_api.url, arguments={"source": "x", "store_uri": "/s", **REQUIRED})
     assert all(r["headers"].get("authorization") == "Bearer s3cret" for r in kfp_api.requests)
     assert kfp_api.find("POST", f"{API}/runs")
 
@@ -219,14 +235,14 @@ def test_schedule_recreates_recurring_run(kfp_api, training_yaml):
         host=kfp_api.url,
         cron="0 0 * * * *",
         name="kfloop-monitoring",
-        arguments={"source": "x", "store_uri": "/s"},
+        arguments={"source": "x", "store_uri": "/s", **REQUIRED},
     )
     second = ks.schedule(
         training_yaml,
         host=kfp_api.url,
         cron="0 30 * * * *",
         name="kfloop-monitoring",
-        arguments={"source": "x", "store_uri": "/s"},
+        arguments={"source": "x", "store_uri": "/s", **REQUIRED},
     )
     assert first.run_id != second.run_id
     # the second call deleted the first one and left exactly one schedule with that name
@@ -238,7 +254,7 @@ def test_schedule_recreates_recurring_run(kfp_api, training_yaml):
     assert body["max_concurrency"] == "1" or body["max_concurrency"] == 1
     assert body["no_catchup"] is True
     assert body["mode"] == "ENABLE"
-    assert body["runtime_config"]["parameters"] == {"source": "x", "store_uri": "/s"}
+    assert body["runtime_config"]["parameters"] == {"source": "x", "store_uri": "/s", **REQUIRED}
 
 
 def test_wait_reports_final_state(kfp_api, training_yaml):
@@ -273,6 +289,10 @@ def test_bad_host_is_one_clean_line(training_yaml):
             "source=x",
             "--param",
             "store_uri=/s",
+            "--param",
+            "spec=s.yaml",
+            "--param",
+            "model_name=m",
         )
     )
     assert f"127.0.0.1:{port}" in line and "cannot reach" in line
@@ -290,6 +310,10 @@ def test_host_that_is_not_kfp_is_one_clean_line(kfp_api, training_yaml):
             "source=x",
             "--param",
             "store_uri=/s",
+            "--param",
+            "spec=s.yaml",
+            "--param",
+            "model_name=m",
         )
     )
     assert "HTTP 404" in line
@@ -298,15 +322,15 @@ def test_host_that_is_not_kfp_is_one_clean_line(kfp_api, training_yaml):
 
 def test_missing_parameter_sends_nothing(kfp_api, training_yaml):
     line = _one_clean_line(_cli("--host", kfp_api.url, "--package", str(training_yaml)))
-    assert "missing parameter source" in line
+    assert "missing parameter model_name, source, spec" in line
     assert kfp_api.requests == []
 
 
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        (["source=x", "store_uri=/s", "eval_fraction=lots"], "eval_fraction"),
-        (["source=x", "store_uri=/s", "bogus=1"], "unknown parameter bogus"),
+        (["source=x", "store_uri=/s", "spec=s", "model_name=m", "eval_fraction=lots"], "eval_fraction"),
+        (["source=x", "store_uri=/s", "spec=s", "model_name=m", "bogus=1"], "unknown parameter bogus"),
         (["source"], "expected NAME=VALUE"),
         (["source=x", "source=y"], "given twice"),
     ],
@@ -341,7 +365,7 @@ def test_batch_prediction_is_submitted_like_the_others(kfp_api, tmp_path, capsys
         [
             "submit", "--host", kfp_api.url, "--pipeline", "batch_prediction", "--compiled-dir", str(tmp_path),
             "--param", "input_uri=gs://bucket/in/2026-12-01.csv", "--param", "store_uri=gs://bucket/store",
-            "--param", "chunk_rows=65536",
+            "--param", "chunk_rows=65536", "--param", "model_name=taxi-tips",
         ]
     )  # fmt: skip
     assert rc == 0 and "run run-1:" in capsys.readouterr().out
@@ -352,4 +376,5 @@ def test_batch_prediction_is_submitted_like_the_others(kfp_api, tmp_path, capsys
         "input_uri": "gs://bucket/in/2026-12-01.csv",
         "store_uri": "gs://bucket/store",
         "chunk_rows": 65536,
+        "model_name": "taxi-tips",
     }

@@ -80,15 +80,15 @@ def live_scores(
     shadow canary's answers to copies of the same requests); labels from the main log's feedback, joined
     on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window. A row answered
     again by the same version in the same log (a client retry) keeps its first answer by time; labels
-    follow :mod:`components.monitor.labels` (first arrival kept, conflicts counted).
+    follow :mod:`kfloop.labels` (first arrival kept, conflicts counted).
 
     Returns:
         A :class:`LiveLog`.
     """
     import pandas as pd
 
-    from components.monitor import labels as L
     from kfloop import fs, predlog
+    from kfloop import labels as L
 
     if end <= start:
         return LiveLog({})

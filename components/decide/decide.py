@@ -2,7 +2,9 @@
 
 Input is one monitoring summary (:func:`components.monitor.monitor.monitor`). Triggers:
 
-* ``drift``: a feature's drift score above its threshold (features in ``drift_ignore`` never trigger);
+* ``drift``: a feature's drift score above its threshold (thresholds and modes from the model's dataset spec:
+  a feature whose drift mode is ``record`` is marked ``ignored`` by the monitor and never triggers, an
+  ``off`` one is not in the summary);
 * ``anomaly``: a blocking schema anomaly of the live data (``SERVING`` environment), if enabled;
 * ``performance``: live AUC (where labels arrived) below ``min_live_auc``.
 
@@ -59,7 +61,7 @@ def triggers(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
     """The reasons to retrain found in one monitoring summary (empty: nothing crossed a threshold)."""
     out = []
     for s in summary.get("drift") or []:
-        if s.get("exceeded") and not s.get("ignored") and s["feature"] not in cfg.drift_ignore:
+        if s.get("exceeded") and not s.get("ignored"):
             out.append(
                 _reason(
                     "drift",
@@ -303,7 +305,7 @@ def _closest(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
     out = []
     best: dict[str, dict] = {}
     for s in summary.get("drift") or []:
-        if s.get("value") is None or s["feature"] in cfg.drift_ignore:
+        if s.get("value") is None or s.get("ignored"):
             continue
         m = s["measure"]
         if m not in best or s["value"] > best[m]["value"]:

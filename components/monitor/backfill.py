@@ -21,8 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from components.monitor import labels as L
 from kfloop import clock, config, records
+from kfloop import labels as L
 from kfloop import predlog as P
 
 KIND = "backfills"
@@ -41,7 +41,7 @@ def window_labels(store_uri: str, model_name: str, start: dt.datetime, end: dt.d
     """Labels and probabilities of a window's predictions joined with the feedback arrived so far.
 
     Duplicate predictions of one ``(request_id, row)`` count once; the first label to arrive for a key is
-    kept, later contradicting ones are ignored (:func:`components.monitor.labels.first_labels`, the policy
+    kept, later contradicting ones are ignored (:func:`kfloop.labels.first_labels`, the policy
     of the monitor's own join). Rows without a label are left out.
 
     Returns:

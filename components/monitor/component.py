@@ -15,8 +15,6 @@ def monitor_op(
     window_end: str,
     reference_train: str,
     reference_eval: str,
-    drift_linf: float,
-    drift_jsd: float,
     min_examples: int,
     now: str,
     scheduled_time: str,
@@ -28,17 +26,18 @@ def monitor_op(
 ):
     """Reads the prediction log of a window (+ arrived labels) and scores drift, skew, anomalies, live AUC.
 
+    The features, the label, the per-feature drift thresholds and modes (``trigger`` / ``record`` /
+    ``off``) and the TFDV schema are those stored with the champion's version (:mod:`kfloop.contract`).
+
     Args:
         store_uri: Model store root holding ``predictions/`` and ``feedback/``.
-        model_name: Model name.
-        source: Raw taxi CSV (to rebuild the reference of a champion pushed without one).
+        model_name: Model name (the spec's ``name``).
+        source: Raw CSV of the data (to rebuild the reference of a champion pushed without one).
         window_start: Window start, ISO UTC ("" = the end of the previous monitoring run, else 24 h back).
         window_end: Window end, exclusive ("" = now).
         reference_train: The champion's reference folder or training Dataset CSV ("" = the reference
             stored with the champion's version at push time).
         reference_eval: With a training CSV: the eval Dataset CSV.
-        drift_linf: Categorical drift threshold.
-        drift_jsd: Numeric drift threshold.
         min_examples: Fewer predictions → reported, not acted upon.
         now: The monitoring clock, ISO UTC: the default ``window_end`` ("" = ``scheduled_time``).
         scheduled_time: The scheduler's time (KFP placeholder on a cluster); see :mod:`kfloop.clock`.
@@ -61,9 +60,8 @@ def monitor_op(
     from kfloop import clock, config
 
     window_end = window_end or clock.iso(clock.resolve(now, scheduled_time)[0])
-    cfg = dataclasses.replace(
-        config.MonitoringConfig(), drift_linf=drift_linf, drift_jsd=drift_jsd, min_examples=min_examples
-    )
+    cfg = dataclasses.replace(config.MonitoringConfig(), min_examples=min_examples)
+    version, spec, schema_path = M.version_spec(store_uri, model_name)
     if not window_start:
         window = M.next_window(store_uri, model_name, window_end or None)
         window_start, window_end = window.start.isoformat(), window.end.isoformat()
@@ -71,6 +69,9 @@ def monitor_op(
         window_end = clock.utc_now().isoformat()
     ref = None
     if not reference_train:
+        import inspect
+
+        extra = {"spec": spec} if "spec" in inspect.signature(champion_reference).parameters else {}
         ref = champion_reference(
             store_uri,
             model_name,
@@ -78,6 +79,7 @@ def monitor_op(
             tempfile.mkdtemp(prefix="kfloop-ref-"),
             cfg=cfg,
             beam_pipeline_args=list(beam_pipeline_args),
+            **extra,
         )
     os.makedirs(os.path.dirname(live_data.path), exist_ok=True)
     result = M.monitor(
@@ -87,8 +89,11 @@ def monitor_op(
         window_end,
         reference_train,
         reference_eval,
+        spec=spec,
         cfg=cfg,
+        schema_path=schema_path,
         live_uri=live_data.path,
+        champion_version=version,
         reference=ref,
         beam_pipeline_args=list(beam_pipeline_args),
     )
@@ -106,7 +111,7 @@ def monitor_op(
         if s["value"] is not None:
             metrics.log_metric(f"drift_{s['feature']}", s["value"])
     lines = [
-        f"# Monitoring {model_name}: {result['status']}",
+        f"# Monitoring {model_name} ({spec.description or spec.name}): {result['status']}",
         "",
         f"Window {result['window_start']} .. {result['window_end']}: {result['rows']} predictions, "
         f"{result['labelled_rows']} labels arrived, live AUC {result['live_auc']}.",
@@ -116,7 +121,8 @@ def monitor_op(
     ]
     skew = {s["feature"]: s["value"] for s in result["skew"]}
     for s in result["drift"]:
-        flag = "ignored" if s["ignored"] else ("**yes**" if s["exceeded"] else "no")
+        crossed = "**yes**" if s["exceeded"] else "no"
+        flag = f"{crossed} (recorded only)" if s["ignored"] else crossed
         lines.append(
             f"| {s['feature']} | {s['measure']} | {s['value']} | {skew.get(s['feature'])} | {s['threshold']} | {flag} |"
         )
@@ -139,6 +145,7 @@ def monitor_op(
 
 @component
 def reference_op(
+    spec: str,
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     reference: Output[Artifact],
@@ -150,6 +157,7 @@ def reference_op(
     Push stores it beside the model version; the monitor compares live traffic against it.
 
     Args:
+        spec: The dataset spec (YAML text or URI): which features are numeric (clipped).
         train_data: The training split (Dataset CSV).
         eval_data: The eval split (Dataset CSV).
         beam_pipeline_args: Beam options of the statistics pipeline.
@@ -158,13 +166,16 @@ def reference_op(
         reference: A folder: ``reference.json`` (clip bounds), ``train_stats.pb``, ``eval_stats.pb``.
         report: The clip bounds and row counts (Markdown).
     """
+    import inspect
     import os
 
     from components.monitor.reference import build_reference
+    from kfloop import spec as kspec
 
     os.makedirs(reference.path, exist_ok=True)
+    extra = {"spec": kspec.load(spec)} if "spec" in inspect.signature(build_reference).parameters else {}
     meta = build_reference(
-        train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args)
+        train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args), **extra
     )
     reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
     lines = [

@@ -28,7 +28,6 @@ import os
 import uuid
 
 from kfloop import clock, config, fs, records
-from kfloop import features as F
 
 NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
@@ -47,26 +46,24 @@ def _instant(value, what: str) -> dt.datetime:
         raise MonitorError(str(e)) from None
 
 
-_MODEL = tuple(f.name for f in F.MODEL_FEATURES)
-
-
-def _live_frame(table, labels):
-    """A bucket's rows as the live dataset: :data:`~kfloop.features.DATASET_COLUMNS` (event time =
-    prediction time, label where arrived) plus ``probability``, ``model_version``, ``request_id``, ``row``."""
+def _live_frame(table, labels, spec):
+    """A bucket's rows as the live dataset: the spec's ``dataset_columns`` (event time = prediction time,
+    label where arrived) plus ``probability``, ``model_version``, ``request_id``, ``row``."""
     import numpy as np
     import pandas as pd
 
-    frame = table.select(list(_MODEL)).to_pandas()
-    secs = table.column("timestamp").combine_chunks().cast("int64").to_numpy() // 1_000_000
-    frame.insert(0, F.EVENT_TIME.name, pd.array(secs, dtype="Int64"))
-    for f in F.MODEL_FEATURES:
-        if f.kind == F.Kind.NUMERIC:
+    frame = table.select(list(spec.input_names)).to_pandas()
+    if spec.event_time is not None:
+        secs = table.column("timestamp").combine_chunks().cast("int64").to_numpy() // 1_000_000
+        frame.insert(0, spec.event_time.name, pd.array(secs, dtype="Int64"))
+    for f in spec.model_features:
+        if f.kind == "numeric":
             frame[f.name] = frame[f.name].astype("float64")
-        elif f.kind == F.Kind.CATEGORICAL_INT:
+        elif f.kind in ("categorical_int", "boolean"):
             frame[f.name] = frame[f.name].astype("Int64")
     label = pd.array(np.where(labels >= 0, labels, 0).astype("int64"), dtype="Int64")
     label[labels < 0] = pd.NA
-    frame[F.LABEL.name] = label
+    frame[spec.label.name] = label
     frame["probability"] = table.column("probability").combine_chunks().to_numpy().astype("float64")
     frame["model_version"] = table.column("model_version").to_pandas()
     frame["request_id"] = table.column("request_id").to_pandas()
@@ -74,9 +71,9 @@ def _live_frame(table, labels):
     return frame
 
 
-def read_live(store_uri: str, model_name: str, window_start, window_end, horizon_days: float = 30.0):
+def read_live(store_uri: str, model_name: str, window_start, window_end, horizon_days: float = 30.0, *, spec):
     """The live dataset of a window as one DataFrame (small windows, tests), in time order, through the
-    same streaming path as :func:`monitor`.
+    same streaming path as :func:`monitor`; ``spec`` is the model's :class:`kfloop.spec.DatasetSpec`.
 
     Returns:
         ``(frame, stats)``: see :func:`_live_frame`; ``stats`` the
@@ -98,15 +95,17 @@ def read_live(store_uri: str, model_name: str, window_start, window_end, horizon
             start,
             end,
             start + dt.timedelta(days=horizon_days),
+            spec=spec,
             bounds={},
             stage_dir=tmp,
-            on_rows=lambda t, lab: parts.append(_live_frame(t, lab)),
+            on_rows=lambda t, lab: parts.append(_live_frame(t, lab, spec)),
         )
     if not parts:
-        cols = [*F.DATASET_COLUMNS, "probability", "model_version", "request_id", "row"]
+        cols = [*spec.dataset_columns, "probability", "model_version", "request_id", "row"]
         return pd.DataFrame(columns=cols), ws
     frame = pd.concat(parts, ignore_index=True)
-    frame = frame.sort_values([F.EVENT_TIME.name, "request_id", "row"], kind="stable").reset_index(drop=True)
+    order = [spec.event_time.name] if spec.event_time is not None else []
+    frame = frame.sort_values([*order, "request_id", "row"], kind="stable").reset_index(drop=True)
     return frame, ws
 
 
@@ -149,6 +148,7 @@ def monitor(
     reference_train: str = "",
     reference_eval: str = "",
     *,
+    spec,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
     schema_path: str | None = None,
     record: bool = True,
@@ -173,8 +173,10 @@ def monitor(
         reference_train: The champion's stored reference folder (:mod:`components.monitor.reference`), or
             the Dataset CSV it was trained on (the reference is then computed from it).
         reference_eval: With a training CSV: the eval CSV (skew reference; "" = no skew).
-        cfg: Thresholds.
-        schema_path: TFDV schema (default: the project's training schema).
+        spec: The champion's :class:`kfloop.spec.DatasetSpec` (stored with its version): features, label,
+            time column and per-feature drift thresholds and modes.
+        cfg: Window, label and skew settings.
+        schema_path: The champion's TFDV schema (stored with its version).
         record: Append the summary to ``monitoring/<model>/runs/`` in the store.
         live_uri: Also write the live dataset (CSV, with labels where arrived) there.
         champion_version: Recorded in the summary (which model the reference belongs to).
@@ -211,9 +213,14 @@ def monitor(
             f"reach the log for {cfg.close_after_seconds:g} s (close_after_seconds); run again after "
             f"{clock.iso(start + dt.timedelta(seconds=cfg.close_after_seconds))}"
         )
+    if schema_path is None:  # no stored schema: the one the spec alone implies
+        schema_path = _spec_schema_file(spec)
     if reference is None:
         if not reference_train:
             raise MonitorError("no reference: give the champion's reference folder or training CSV")
+        import inspect
+
+        extra = {"spec": spec} if "spec" in inspect.signature(R.reference_for).parameters else {}
         try:
             reference = R.reference_for(
                 reference_train,
@@ -221,11 +228,12 @@ def monitor(
                 cfg=cfg,
                 schema_path=schema_path,
                 beam_pipeline_args=beam_pipeline_args,
+                **extra,
             )
         except R.ReferenceError_ as e:
             raise MonitorError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-stage-") as tmp:
-        live = _LiveCsv(os.path.join(tmp, "live.csv")) if live_uri else None
+        live = _LiveCsv(os.path.join(tmp, "live.csv"), spec) if live_uri else None
         try:
             ws, paths = stream.process_window(
                 store_uri,
@@ -233,6 +241,7 @@ def monitor(
                 start,
                 end,
                 start + dt.timedelta(days=cfg.feedback_horizon_days),
+                spec=spec,
                 bounds=reference.bounds,
                 stage_dir=staging_dir or tmp,
                 on_rows=live.add if live else None,
@@ -250,6 +259,8 @@ def monitor(
             "run_id": run_id(end),
             "model_name": model_name,
             "champion_version": champion_version or reference.version,
+            "spec_name": spec.name,
+            "spec_sha256": spec.digest(),
             "window_start": clock.iso(start),
             "window_end": clock.iso(end),
             "requested_window_end": clock.iso(requested_end),
@@ -284,11 +295,11 @@ def monitor(
                 summary["live_auc"] = ws.live_auc()
             schema = V.load_schema(schema_path)
             raw_stats, clipped_stats = scoring.statistics(
-                paths, schema=schema, beam_pipeline_args=beam_pipeline_args
+                paths, spec=spec, schema=schema, beam_pipeline_args=beam_pipeline_args
             )
             V.check_count(raw_stats, ws.rows)
             anomalies, drift, skew = scoring.score_statistics(
-                raw_stats, clipped_stats, reference, cfg=cfg, schema=schema
+                raw_stats, clipped_stats, reference, spec=spec, cfg=cfg, schema=schema
             )
             summary.update(anomalies=anomalies, drift=drift, skew=skew)
     if record:
@@ -300,24 +311,66 @@ def monitor(
     return summary
 
 
+def _spec_schema_file(spec) -> str:
+    """A temporary file holding the TFDV schema the spec alone implies (:func:`kfloop.tfdv.ops.spec_schema`)."""
+    import tempfile
+
+    from kfloop.tfdv import ops as V
+    from kfloop.tfdv import schema as S
+
+    fd, path = tempfile.mkstemp(prefix="kfloop-spec-schema-", suffix=".pbtxt")
+    with os.fdopen(fd, "w") as f:
+        f.write(S.to_text(V.spec_schema(spec), spec))
+    return path
+
+
 class _LiveCsv:
     """The live dataset CSV, appended one bucket at a time (bounded memory)."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str, spec):
+        self.path, self.spec = path, spec
         self._f = open(path, "w", newline="")  # noqa: SIM115 - closed in close()
         self._header = True
 
     def add(self, table, labels) -> None:
-        _live_frame(table, labels)[list(F.DATASET_COLUMNS)].to_csv(
+        _live_frame(table, labels, self.spec)[list(self.spec.dataset_columns)].to_csv(
             self._f, index=False, header=self._header, na_rep=""
         )
         self._header = False
 
     def close(self) -> None:
         if self._header:
-            self._f.write(",".join(F.DATASET_COLUMNS) + "\n")
+            self._f.write(",".join(self.spec.dataset_columns) + "\n")
         self._f.close()
+
+
+def version_spec(store_uri: str, model_name: str, ref: str = "champion"):
+    """The dataset spec and TFDV schema stored with a model version (the model contract).
+
+    Returns:
+        ``(version, spec, schema_path)``: ``schema_path`` is a local copy of the version's
+        ``schema.pbtxt``, or None when the version has none.
+
+    Raises:
+        MonitorError: no such version, or it has no spec (names the version and the file).
+    """
+    from kfloop import contract
+    from kfloop import store as kstore
+    from kfloop.spec import SpecError
+
+    st = kstore.ModelStore(store_uri)
+    try:
+        version = st.resolve(model_name, ref)
+    except kstore.StoreError as e:
+        raise MonitorError(f"no {ref} of model {model_name!r} to monitor: {e}") from None
+    model_dir = st.model_uri(model_name, version)
+    try:
+        spec = contract.read_spec(model_dir)
+    except (FileNotFoundError, SpecError) as e:
+        raise MonitorError(f"model {model_name!r} {version}: {e}") from None
+    schema_uri = contract.schema_uri(model_dir)
+    schema_path = fs.local_copy(schema_uri) if fs.exists(schema_uri) else None
+    return version, spec, schema_path
 
 
 def record_run(store_uri: str, model_name: str, summary: dict) -> str:

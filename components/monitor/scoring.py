@@ -10,51 +10,91 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 
 from kfloop import config
-from kfloop import features as F
-
-_NUMERIC = tuple(f.name for f in F.features_of(F.Kind.NUMERIC))
-_MODEL = tuple(f.name for f in F.MODEL_FEATURES)
 
 
-def clip_numeric(frame, bounds: dict[str, tuple[float, float]]):
-    """A copy of the model features of ``frame`` with numeric columns clipped to ``bounds``."""
-    out = frame[list(_MODEL)].copy()
+def _names(spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(model inputs, numeric model inputs)`` of a spec.
+
+    ``spec=None`` is transitional (callers that do not pass the spec yet, components/monitor/reference.py):
+    it falls back to the legacy feature module until they do.
+    """
+    if spec is None:
+        from kfloop import features as legacy
+
+        spec_like = [(f.name, f.kind.value) for f in legacy.MODEL_FEATURES]
+    else:
+        spec_like = [(f.name, f.kind.value) for f in spec.model_features]
+    return tuple(n for n, _ in spec_like), tuple(n for n, k in spec_like if k == "numeric")
+
+
+def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec=None):
+    """A copy of the model features of ``frame`` (those of ``spec``) with numeric columns clipped to
+    ``bounds``."""
+    model, _ = _names(spec)
+    out = frame[list(model)].copy()
     for name, (lo, hi) in bounds.items():
         out[name] = out[name].astype("float64").clip(lo, hi)
     return out
 
 
-def clip_bounds(reference, quantile: float) -> dict[str, tuple[float, float]]:
-    """``{numeric feature: (q, 1 - q) quantiles}`` of the reference (features with values only)."""
+def clip_bounds(reference, quantile: float, spec=None) -> dict[str, tuple[float, float]]:
+    """``{numeric feature: (q, 1 - q) quantiles}`` of the reference (the spec's numeric model inputs with
+    values only)."""
+    _, numeric = _names(spec)
     bounds = {}
-    for name in _NUMERIC:
+    for name in numeric:
         col = reference[name].astype("float64").dropna()
         if len(col):
             bounds[name] = (float(col.quantile(quantile)), float(col.quantile(1.0 - quantile)))
     return bounds
 
 
-def _scores(result: list[dict], cfg: config.MonitoringConfig) -> list[dict]:
+def _scores(result: list[dict], spec) -> list[dict]:
+    """The monitor's per-feature rows: threshold and mode from the spec (``off`` features left out).
+
+    A ``record`` feature keeps its score and whether it crossed, marked ``ignored`` (never a trigger).
+    """
+    by_name = {s["feature"]: s for s in result}
     out = []
-    for s in result:
+    for f in spec.model_features:
+        if f.drift_mode == "off":
+            continue
+        s = by_name.get(f.name)
+        value = None if s is None or s["score"] is None else round(float(s["score"]), 6)
         out.append(
             {
-                "feature": s["feature"],
-                "measure": s["metric"],
-                "value": None if s["score"] is None else round(float(s["score"]), 6),
-                "threshold": s["threshold"],
-                "exceeded": bool(s["crossed"]),
-                "ignored": s["feature"] in cfg.drift_ignore,
+                "feature": f.name,
+                "measure": s["metric"]
+                if s
+                else ("jensen_shannon_divergence" if f.kind == "numeric" else "l_infinity"),
+                "value": value,
+                "threshold": f.drift_threshold,
+                "exceeded": bool(value is not None and value > f.drift_threshold),
+                "ignored": f.drift_mode == "record",
+                "mode": f.drift_mode,
             }
         )
     return out
 
 
-def statistics(paths: list[str], *, schema=None, beam_pipeline_args=()):
+def _takes(func, name: str) -> bool:
+    return name in inspect.signature(func).parameters
+
+
+def _drift_scores(stats, reference_stats, *, kind, cfg, schema, spec):
+    """:func:`kfloop.tfdv.ops.drift_scores`, with the spec where it takes one."""
+    from kfloop.tfdv import ops as V
+
+    extra = {"spec": spec} if _takes(V.drift_scores, "spec") else {}
+    return V.drift_scores(stats, reference_stats, kind=kind, cfg=cfg, schema=schema, **extra)
+
+
+def statistics(paths: list[str], *, spec, schema=None, beam_pipeline_args=()):
     """TFDV statistics of the staged live batches (:func:`components.monitor.stream.tfdv_batches`).
 
     The same statistics path as validation (:func:`kfloop.tfdv.ops.statistics_from_batches`:
@@ -70,26 +110,35 @@ def statistics(paths: list[str], *, schema=None, beam_pipeline_args=()):
 
     from kfloop.tfdv import ops as V
 
+    try:
+        from kfloop.tfdv.statistics import _read_batch
+    except ImportError:  # before the statistics module split
+        _read_batch = V._read_batch
+    options = (
+        V.stats_options(schema, spec=spec) if _takes(V.stats_options, "spec") else V.stats_options(schema)
+    )
     with tempfile.TemporaryDirectory(prefix="kfloop-live-stats-") as tmp:
         out = os.path.join(tmp, "stats.pb")
         with beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args))) as p:
             _ = (
                 p
                 | "Paths" >> beam.Create(paths)
-                | "Read" >> beam.FlatMap(V._read_batch)
-                | "Stats" >> tfdv.GenerateStatistics(V.stats_options(schema))
+                | "Read" >> beam.FlatMap(_read_batch)
+                | "Stats" >> tfdv.GenerateStatistics(options)
                 | "Write" >> tfdv.WriteStatisticsToBinaryFile(out)
             )
-        return split_statistics(tfdv.load_stats_binary(out))
+        return split_statistics(tfdv.load_stats_binary(out), spec)
 
 
-def split_statistics(stats):
+def split_statistics(stats, spec=None):
     """Splits the statistics of the staged batches into ``(raw, clipped)``.
 
     ``raw``: every feature but the clipped copies (validated against the schema). ``clipped``: the model
     features, numeric ones from their ``__clipped`` copy under their own name (the drift / skew side).
     """
     from components.monitor.stream import CLIPPED
+
+    model, _ = _names(spec)
 
     def name(f):
         return f.path.step[-1] if f.path.step else f.name
@@ -110,12 +159,12 @@ def split_statistics(stats):
             g.path.step.append(n[: -len(CLIPPED)])
             continue
         raw.datasets[0].features.add().CopyFrom(f)
-        if n in _MODEL and n not in copies:
+        if n in model and n not in copies:
             clipped.datasets[0].features.add().CopyFrom(f)
     return raw, clipped
 
 
-def score_statistics(raw_stats, clipped_stats, reference, *, cfg: config.MonitoringConfig, schema=None):
+def score_statistics(raw_stats, clipped_stats, reference, *, spec, cfg: config.MonitoringConfig, schema=None):
     """Anomalies of the live statistics and drift / skew against a stored reference.
 
     Args:
@@ -123,27 +172,35 @@ def score_statistics(raw_stats, clipped_stats, reference, *, cfg: config.Monitor
             in the ``SERVING`` environment.
         clipped_stats: Live statistics of the model features clipped to ``reference.bounds``.
         reference: :class:`components.monitor.reference.Reference` (clipped train / eval statistics).
-        cfg: Thresholds.
-        schema: Schema (default: the committed one).
+        spec: The model's :class:`kfloop.spec.DatasetSpec`: per-feature drift thresholds and modes
+            (``trigger``: may cause a retrain; ``record``: recorded, marked ``ignored``; ``off``: skipped).
+        cfg: Skew thresholds (skew is reported, never a trigger).
+        schema: The model's TFDV schema.
 
     Returns:
         ``(anomalies, drift, skew)``: ``anomalies`` as :func:`kfloop.tfdv.ops.summarize_anomalies` gives them;
-        ``drift`` / ``skew`` one dict per model feature: ``{"feature", "measure", "value", "threshold",
-        "exceeded", "ignored"}`` (``skew`` is empty without eval statistics).
+        ``drift`` / ``skew`` one dict per checked model feature: ``{"feature", "measure", "value",
+        "threshold", "exceeded", "ignored", "mode"}`` (``skew`` is empty without eval statistics).
     """
     from kfloop.tfdv import ops as V
 
-    schema = schema if schema is not None else V.load_schema()
+    schema = schema if schema is not None else V.spec_schema(spec)
     vcfg = config.ValidationConfig(
         drift_linf=cfg.drift_linf, drift_jsd=cfg.drift_jsd, skew_linf=cfg.skew_linf, skew_jsd=cfg.skew_jsd
     )
     anomalies = V.summarize_anomalies(V.validate(raw_stats, schema, V.SERVING), vcfg)
     drift = _scores(
-        V.drift_scores(clipped_stats, reference.train_stats, kind="drift", cfg=vcfg, schema=schema), cfg
+        _drift_scores(clipped_stats, reference.train_stats, kind="drift", cfg=vcfg, schema=schema, spec=spec),
+        spec,
     )
     skew: list[dict] = []
     if reference.eval_stats is not None:
-        skew = _scores(
-            V.drift_scores(clipped_stats, reference.eval_stats, kind="skew", cfg=vcfg, schema=schema), cfg
+        found = _drift_scores(
+            clipped_stats, reference.eval_stats, kind="skew", cfg=vcfg, schema=schema, spec=spec
         )
+        skew = _scores(found, spec)
+        thresholds = {s["feature"]: s["threshold"] for s in found}
+        for s in skew:  # skew keeps the validation thresholds (reported, not a trigger)
+            s["threshold"] = thresholds.get(s["feature"], s["threshold"])
+            s["exceeded"] = bool(s["value"] is not None and s["value"] > s["threshold"])
     return anomalies, drift, skew

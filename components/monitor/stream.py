@@ -24,8 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from components.monitor import labels as L
-from kfloop import features as F
+from kfloop import labels as L
 from kfloop import predlog as P
 
 #: Spill partitions: pass 2 holds about ``rows / BUCKETS`` rows.
@@ -36,9 +35,6 @@ AUC_BINS = 1 << 20
 
 #: Rows per TFDV record batch.
 BATCH_ROWS = 10_000
-
-_NUMERIC = tuple(f.name for f in F.features_of(F.Kind.NUMERIC))
-_MODEL = tuple(f.name for f in F.MODEL_FEATURES)
 
 
 def _mask_reason(counts: collections.Counter, mask, reason: str):
@@ -52,11 +48,14 @@ def _np(arr) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
-def check_predictions(batch: pa.RecordBatch, counts: collections.Counter) -> pa.RecordBatch:
+def check_predictions(
+    batch: pa.RecordBatch, counts: collections.Counter, numeric: tuple[str, ...] = ()
+) -> pa.RecordBatch:
     """The good rows of a prediction batch; every bad row is counted in ``counts`` by reason.
 
     Bad: an empty ``request_id`` or ``model_version``, a negative ``row``, a probability that is not a
-    number in [0, 1] (NaN, infinite, null), a non-finite numeric feature (NaN that is not null, infinity).
+    number in [0, 1] (NaN, infinite, null), a non-finite value (NaN that is not null, infinity) of one of
+    the ``numeric`` features (the spec's numeric model inputs).
     """
     bad = np.zeros(batch.num_rows, dtype=bool)
     rid = batch.column(batch.schema.get_field_index("request_id"))
@@ -75,7 +74,7 @@ def check_predictions(batch: pa.RecordBatch, counts: collections.Counter) -> pa.
     with np.errstate(invalid="ignore"):
         bad_p = ~((p >= 0.0) & (p <= 1.0))
     bad |= _mask_reason(counts, bad_p & ~bad, "probability not a number in [0, 1]")
-    for name in _NUMERIC:
+    for name in numeric:
         if name not in batch.schema.names:
             continue
         v = _np(pc.fill_null(batch.column(batch.schema.get_field_index(name)), 0.0))
@@ -122,6 +121,8 @@ class _Spill:
         self._sinks: dict[int, object] = {}
 
     def add(self, batch: pa.RecordBatch, which: np.ndarray) -> None:
+        if batch.schema != self.schema:  # same columns and types; the schema metadata may differ
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
         order = np.argsort(which, kind="stable")
         sorted_b = batch.take(pa.array(order))
         ids, starts = np.unique(which[order], return_index=True)
@@ -203,20 +204,27 @@ def _tfdv_column(arr: pa.Array, clip: tuple[float, float] | None = None) -> pa.A
 CLIPPED = "__clipped"
 
 
-def tfdv_batches(table: pa.Table, bounds: dict | None = None, with_event_time: bool = True) -> list:
-    """Record batches in TFDV's format of the model features (+ the event time = prediction time), and, for
-    each numeric feature in ``bounds``, its values clipped to them as ``<name>__clipped``: one statistics
-    pass gives both the raw and the clipped statistics."""
+def tfdv_batches(table: pa.Table, spec, bounds: dict | None = None, with_event_time: bool = True) -> list:
+    """Record batches in TFDV's format of the spec's model features (+ its event time = prediction time,
+    when the spec has a time column), and, for each numeric feature in ``bounds``, its values clipped to
+    them as ``<name>__clipped``: one statistics pass gives both the raw and the clipped statistics.
+
+    Args:
+        table: Prediction-log rows (one column per model feature, ``timestamp``).
+        spec: The :class:`kfloop.spec.DatasetSpec` of the model that logged them.
+        bounds: ``{numeric feature: (low, high)}``.
+        with_event_time: Add the event-time column (only if the spec has one).
+    """
     table = table.combine_chunks()
     out = []
     for start in range(0, table.num_rows, BATCH_ROWS):
         part = table.slice(start, BATCH_ROWS)
         arrays, names = [], []
-        if with_event_time:
+        if with_event_time and spec.event_time is not None:
             secs = _np(part.column("timestamp").combine_chunks().cast(pa.int64())) // 1_000_000
             arrays.append(_tfdv_column(pa.array(secs, type=pa.int64())))
-            names.append(F.EVENT_TIME.name)
-        for name in _MODEL:
+            names.append(spec.event_time.name)
+        for name in spec.input_names:
             arrays.append(_tfdv_column(part.column(name)))
             names.append(name)
         for name, clip in (bounds or {}).items():
@@ -253,6 +261,7 @@ def process_window(
     end,
     feedback_end,
     *,
+    spec,
     bounds: dict,
     stage_dir: str,
     spill_dir: str | None = None,
@@ -266,6 +275,7 @@ def process_window(
         model_name: Model name.
         start: Window start (inclusive), end: window end (exclusive), both aware datetimes.
         feedback_end: Labels that arrived in ``[start, feedback_end)`` are joined.
+        spec: The :class:`kfloop.spec.DatasetSpec` of the model whose log this is (features, time column).
         bounds: ``{numeric feature: (low, high)}`` the clipped statistics use.
         stage_dir: Where the TFDV batches are staged (readable by the Beam workers).
         spill_dir: Local folder for the bucket files (default: a temporary folder, removed).
@@ -279,14 +289,15 @@ def process_window(
     ws.pos_hist = np.zeros(AUC_BINS, dtype=np.int64)
     ws.neg_hist = np.zeros(AUC_BINS, dtype=np.int64)
     staged = _Stage(stage_dir, "live")
+    numeric = tuple(f.name for f in spec.features_of("numeric"))
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-", dir=spill_dir) as tmp:
-        preds = _Spill(tmp, "p", P.PREDICTION_SCHEMA, buckets)
+        preds = _Spill(tmp, "p", P.prediction_schema(spec), buckets)
         fb_schema = pa.schema([P.FEEDBACK_SCHEMA.field(c) for c in L.feedback_columns(P.FEEDBACK_SCHEMA)])
         fbs = _Spill(tmp, "f", fb_schema, buckets)
         rep = P.ScanReport()
         try:
-            for batch in P.scan(store_uri, model_name, P.PREDICTIONS, start, end, report=rep):
-                good = check_predictions(batch, ws.bad_predictions)
+            for batch in P.scan(store_uri, model_name, P.PREDICTIONS, start, end, schema=spec, report=rep):
+                good = check_predictions(batch, ws.bad_predictions, numeric)
                 if good.num_rows:
                     preds.add(good, _bucket_of(good, buckets))
             frep = P.ScanReport()
@@ -316,14 +327,14 @@ def process_window(
             _count(table, labels, ws)
             if on_rows is not None:
                 on_rows(table, labels)
-            staged.add(tfdv_batches(table, bounds))
+            staged.add(tfdv_batches(table, spec, bounds))
     return ws, staged.paths
 
 
 def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa.Table, np.ndarray]:
     """Drops repeated ``(request_id, row)`` predictions (first kept, the rest counted) and returns the label
     of each row (-1 = none arrived; the first arrival is kept, later contradicting labels are counted in
-    ``ws.labels``: :func:`components.monitor.labels.first_labels`)."""
+    ``ws.labels``: :func:`kfloop.labels.first_labels`)."""
     import pandas as pd
 
     keys = pd.DataFrame(

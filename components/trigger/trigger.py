@@ -1,21 +1,30 @@
-"""Trigger: a ``retrain`` decision re-enters the loop by starting the training pipeline on a fresh window.
+"""Trigger: a ``retrain`` decision re-enters the loop by asking for the training pipeline on a fresh window.
 
-* ``local``: runs ``pipelines.training`` under kfp.local (:func:`kfloop.app.local.run_pipeline`), in this
-  process (ingest → validate → train → evaluate against the champion → push).
-* ``cluster``: submits it through the KFP API with ``kfp.Client``, from the pod of the monitoring run:
-  host ``ClusterConfig.kfp_host`` unless given, the pod's own namespace (its Kubeflow profile) unless
-  given, a KFP API token for audience ``pipelines.kubeflow.org`` (a mounted projected token, else one
-  from the Kubernetes TokenRequest API for the pod's service account), and the run is created with
-  ``ClusterConfig.service_account``, the account ``manifests/`` grants the deploy rights to. The training
-  pipeline is compiled in the pod with exactly the images the monitoring pipeline was compiled with.
+A leaf: it imports nothing from ``pipelines/`` or ``kfloop.app`` and builds no pipeline.
+
+* ``local``: records the request (``state: requested``, with the training-pipeline arguments); the local
+  loop driver (:mod:`kfloop.app.loop`) reads the record, starts the training run under kfp.local itself and
+  marks the record started (:func:`mark_started`). No kfp.local run nests inside the monitoring task.
+* ``cluster``: creates a run of an already compiled / uploaded training pipeline through the KFP API
+  (:func:`kfloop.kfp_runs.create_run`, the one run-creation path, also used by ``kfloop submit``), from the
+  pod of the monitoring run: host ``ClusterConfig.kfp_host`` unless given, the pod's own namespace (its
+  Kubeflow profile) unless given, a KFP API token for audience ``pipelines.kubeflow.org`` (a mounted
+  projected token, else one from the Kubernetes TokenRequest API for the pod's service account), and the
+  run is created with ``ClusterConfig.service_account``, the account ``manifests/`` grants the deploy
+  rights to. ``training_pipeline`` names what to run: a compiled package (path or ``gs://`` URI, written
+  by ``kfloop compile`` with the images the monitoring pipeline was compiled with) or an uploaded version
+  ``pipelines/<pipeline id>/versions/<version id>``.
 * ``off``: records what it would have started, starts nothing (dry run).
+
+The training run gets the champion's dataset spec (the ``spec.yaml`` stored with its version) unless the
+arguments name one.
 
 Record first: a KFP retry of this task must not start a second training run. Before starting, the
 trigger looks for a record of the same ``decision_id``; it writes a ``submitting`` record before it
 submits and the final record after, so a retry after a crash in between starts nothing and says so.
 
 Any other decision (``no_retrain``, ``cooldown``, ``no_traffic``, ...) starts nothing; kfp 2.13's local
-runner has no ``dsl.If``, so the gate is here. Every start is recorded in the store as
+runner has no ``dsl.If``, so the gate is here. Every request is recorded in the store as
 ``monitoring/<model>/triggers/<time>-<id>.json``.
 """
 
@@ -35,33 +44,51 @@ class TriggerError(ValueError):
     """Bad trigger input (mode, window); the message names it."""
 
 
-def fresh_window(cutoff: str, training_window_days: int, *, now: dt.datetime | None = None) -> dict:
-    """The training window of a retraining: ``[cutoff - days, cutoff)``; empty cutoff = today (UTC)."""
+def _day_or_instant(when: dt.datetime) -> str:
+    """``2015-07-01`` at midnight UTC, else the ISO instant (data whose windows are hours long)."""
+    if (when.hour, when.minute, when.second, when.microsecond) == (0, 0, 0, 0):
+        return f"{when:%Y-%m-%d}"
+    return clock.iso(when)
+
+
+def fresh_window(cutoff: str, training_window_days: float, *, now: dt.datetime | None = None) -> dict:
+    """The training window of a retraining: ``[cutoff - days, cutoff)``; empty cutoff = ``now`` (the
+    monitoring clock), else today (UTC). Days may be fractional (data in its own time)."""
     try:
         end = clock.parse_instant(cutoff, "cutoff") if cutoff else (now or clock.utc_now())
     except clock.ClockError as e:
         raise TriggerError(str(e)) from None
-    if training_window_days < 1:
-        raise TriggerError(f"training_window_days must be >= 1, got {training_window_days}")
+    if not training_window_days > 0:
+        raise TriggerError(f"training_window_days must be > 0, got {training_window_days}")
     start = end - dt.timedelta(days=training_window_days)
-    return {"window_start": f"{start:%Y-%m-%d}", "cutoff": f"{end:%Y-%m-%d}"}
+    return {"window_start": _day_or_instant(start), "cutoff": _day_or_instant(end)}
 
 
 def _instant(value: str) -> dt.datetime:
     return clock.parse_instant(value, "decided_at")
 
 
-def training_arguments(pipeline_func, wanted: dict) -> dict:
+def training_arguments(pipeline, wanted: dict) -> dict:
     """The subset of ``wanted`` that the training pipeline accepts, typed as it declares them.
 
     Its inputs may grow over time; values that crossed a KFP ``dict`` parameter come back as JSON numbers
     (``8`` → ``8.0``), so integers are restored where the pipeline wants an ``Integer``.
 
+    Args:
+        pipeline: A ``@dsl.pipeline`` function (the caller builds it; this module builds none), or its
+            inputs as ``{name: type}`` (``Integer`` / ``Float`` / ``String`` ..., or the IR's
+            ``NUMBER_INTEGER`` / ``NUMBER_DOUBLE`` / ``STRING``: :func:`kfloop.kfp_runs.pipeline_inputs`).
+        wanted: The arguments.
+
     Raises:
         TriggerError: a value does not fit the declared type (names the parameter).
     """
-    spec = getattr(pipeline_func, "component_spec", None)
-    inputs = dict(spec.inputs or {}) if spec is not None else {}
+    if isinstance(pipeline, dict):
+        ir = {"NUMBER_INTEGER": "Integer", "NUMBER_DOUBLE": "Float", "STRING": "String"}
+        inputs = {k: _Typed(ir.get(v, v)) for k, v in pipeline.items()}
+    else:
+        spec = getattr(pipeline, "component_spec", None)
+        inputs = dict(spec.inputs or {}) if spec is not None else {}
     out = {}
     for name, value in wanted.items():
         if value is None or (inputs and name not in inputs):
@@ -80,6 +107,11 @@ def training_arguments(pipeline_func, wanted: dict) -> dict:
             raise TriggerError(f"training-pipeline argument {name}={value!r} is not a valid {kind}") from None
         out[name] = value
     return out
+
+
+class _Typed:
+    def __init__(self, kind: str):
+        self.type = kind
 
 
 def read_triggers(store_uri: str, model_name: str) -> list[dict]:
@@ -111,10 +143,27 @@ def _earlier_attempt(store_uri: str, model_name: str, decision_id: str | None) -
                 f"an earlier attempt for decision {decision_id} began submitting at {t.get('started_at')} and "
                 f"did not record the outcome: not submitting twice (look for KFP run {_run_name(decision_id)!r})"
             )
+        elif t.get("state") == "requested":
+            again["reason"] = (
+                f"already requested for decision {decision_id} (a retry of this task): not again"
+            )
         else:
             again["reason"] = f"already started for decision {decision_id} (a retry of this task): not again"
         return again
     return None
+
+
+def champion_spec_uri(store_uri: str, model_name: str) -> str:
+    """The URI of the dataset spec stored with the champion's version ("" without a champion)."""
+    from kfloop import contract
+    from kfloop import store as kstore
+
+    st = kstore.ModelStore(store_uri)
+    try:
+        version = st.resolve(model_name, kstore.CHAMPION)
+    except kstore.StoreError:
+        return ""
+    return contract.spec_uri(st.model_uri(model_name, version))
 
 
 def trigger(
@@ -125,38 +174,40 @@ def trigger(
     store_uri: str,
     model_name: str,
     cutoff: str = "",
-    training_window_days: int = 365,
+    training_window_days: float = 365,
     pipeline_root: str = "",
     host: str = "",
     namespace: str = "",
     experiment: str = "kfloop",
     extra_arguments: dict | None = None,
-    images: dict | None = None,
+    training_pipeline: str = "",
 ) -> dict:
-    """Starts the training pipeline when ``decision`` says ``retrain``; returns (and records) what it did.
+    """Asks for the training pipeline when ``decision`` says ``retrain``; returns (and records) what it did.
 
     Args:
         decision: A decision (:func:`components.decide.decide.decide`).
         mode: ``local``, ``cluster`` or ``off``.
-        source: Raw taxi CSV the training pipeline ingests.
+        source: Raw CSV the training pipeline ingests.
         store_uri: Model store root (the new model is pushed there).
-        model_name: Model name.
-        cutoff: End of the fresh training window (ISO date; "" = today, UTC).
-        training_window_days: Length of the fresh training window.
-        pipeline_root: kfp.local root (local mode, required there) or the cluster pipeline root override.
+        model_name: Model name (the spec's ``name``).
+        cutoff: End of the fresh training window (ISO date / instant; "" = the decision's time).
+        training_window_days: Length of the fresh training window, in days of the data's time.
+        pipeline_root: kfp.local root of the training run (local mode, for the loop driver) or the cluster
+            pipeline-root override.
         host: KFP API URL (cluster mode; "" = ``ClusterConfig.kfp_host``, the in-cluster API service).
         namespace: Namespace of the run (cluster mode; "" = the pod's own, i.e. its Kubeflow profile).
         experiment: KFP experiment (cluster mode).
-        extra_arguments: More training-pipeline arguments (filtered to the ones it accepts).
-        images: ``{"pipeline", "training", "serving"}`` the training run uses (cluster mode: those the
-            monitoring pipeline was compiled with; required there).
+        extra_arguments: More training-pipeline arguments (cluster: filtered to the ones it accepts).
+        training_pipeline: Cluster mode: the compiled training pipeline (package path / ``gs://`` URI) or
+            the uploaded version ``pipelines/<id>/versions/<id>`` to run; required there.
 
     Returns:
-        ``{"started": bool, "mode", "decision", "reason", "arguments", "run": {...}, "started_at",
-        "finished_at", "seconds"}``; for local mode ``run`` holds the run directory.
+        ``{"started": bool, "state", "mode", "decision", "reason", "arguments", "run": {...},
+        "started_at", "finished_at", "seconds"}``. Local mode: ``state`` is ``requested`` (the loop driver
+        starts the run and calls :func:`mark_started`); cluster: ``started`` with the KFP run id.
 
     Raises:
-        TriggerError: unknown mode, bad window, or local mode without ``pipeline_root``.
+        TriggerError: unknown mode, bad window, or cluster mode without ``training_pipeline``.
     """
     if mode not in MODES:
         raise TriggerError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -180,12 +231,18 @@ def trigger(
     decided = _instant(decision["decided_at"]) if decision.get("decided_at") else None
     window = fresh_window(cutoff, training_window_days, now=decided)
     wanted = {"source": source, "store_uri": store_uri, "model_name": model_name, **window}
+    spec_uri = champion_spec_uri(store_uri, model_name)
+    if spec_uri:
+        wanted["spec"] = spec_uri
     if mode == "local":
         wanted["deploy_mode"] = "local"  # a local run rolls out by moving aliases (the local server follows)
     wanted.update(extra_arguments or {})
     t0 = time.perf_counter()
-    if mode == "local" and not pipeline_root:
-        raise TriggerError("local mode needs pipeline_root (where kfp.local writes the run)")
+    if mode == "cluster" and not training_pipeline:
+        raise TriggerError(
+            "cluster mode needs training_pipeline: the compiled training pipeline (kfloop compile) or its "
+            "uploaded version pipelines/<id>/versions/<id>"
+        )
     if mode == "off":
         record["arguments"] = wanted
         record["reason"] = "mode 'off': would have started the training pipeline with these arguments"
@@ -193,75 +250,69 @@ def trigger(
         earlier = _earlier_attempt(store_uri, model_name, record["decision_id"])
         if earlier is not None:
             return earlier
-        job = {
-            "mode": mode,
-            "arguments": wanted,
-            "pipeline_root": pipeline_root,
-            "host": host,
-            "namespace": namespace,
-            "experiment": experiment,
-            "images": images or {},
-            "run_name": _run_name(record["decision_id"]),
-        }
-        record.update({"state": "submitting", "arguments": wanted})
-        if record["decision_id"]:
-            records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
-        done = start_in_fresh_interpreter(job)
-        record["arguments"], record["run"], record["started"] = done["arguments"], done["run"], True
-        record["state"] = "started"
+        if mode == "local":
+            record.update(
+                state="requested",
+                arguments=wanted,
+                pipeline_root=pipeline_root,
+                reason=f"{record['reason']} (local: the loop driver starts the training run from this record)",
+            )
+        else:
+            job = {
+                "mode": mode,
+                "arguments": wanted,
+                "pipeline_root": pipeline_root,
+                "host": host,
+                "namespace": namespace,
+                "experiment": experiment,
+                "training_pipeline": training_pipeline,
+                "run_name": _run_name(record["decision_id"]),
+            }
+            record.update({"state": "submitting", "arguments": wanted})
+            if record["decision_id"]:
+                records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
+            done = start_run(job)
+            record["arguments"], record["run"], record["started"] = done["arguments"], done["run"], True
+            record["state"] = "started"
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = clock.iso(clock.utc_now())
-    if record["started"] or mode == "off":
-        record["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
+    record["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
     return record
 
 
-def start_in_fresh_interpreter(job: dict) -> dict:
-    """Starts the training pipeline (kfp.local run or KFP API submission) from a fresh interpreter.
+def pending_requests(store_uri: str, model_name: str) -> list[dict]:
+    """Local-mode requests no one has started yet (``state: requested``), oldest first."""
+    return [t for t in read_triggers(store_uri, model_name) if t.get("state") == "requested"]
 
-    Inside a KFP task (``_KFP_RUNTIME=true``) kfp's authoring API is not loaded, so the pipeline cannot be
-    built there; :mod:`components.trigger.run_local` builds it in a subprocess without that flag.
+
+def mark_started(
+    store_uri: str, model_name: str, record: dict, run: dict, *, seconds: float | None = None
+) -> dict:
+    """Records that the loop driver started the training run a local-mode request asked for.
+
+    Args:
+        record: The request (:func:`trigger` / :func:`pending_requests`).
+        run: What was started (``{"root": <kfp.local run directory>}``).
+        seconds: How long the run took.
+
+    Returns:
+        The updated record (also written over the request's file).
+    """
+    done = dict(record, state="started", started=True, run=dict(run), finished_at=clock.iso(clock.utc_now()))
+    if seconds is not None:
+        done["seconds"] = round(float(seconds), 3)
+    done["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], done)
+    return done
+
+
+def start_run(job: dict) -> dict:
+    """Creates the cluster training run of ``job`` (see :func:`submit_from_pod`).
 
     Returns:
         ``{"arguments": <accepted arguments>, "run": {...}}``.
-
-    Raises:
-        TriggerError: the run or submission failed (its last output lines are in the message).
     """
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "components.trigger.run_local", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise TriggerError(
-            f"starting the training pipeline ({job['mode']}) failed (exit {proc.returncode}):\n{tail}"
-        )
-    return json.loads(lines[-1])
-
-
-def start(job: dict) -> dict:
-    """Builds the training pipeline and runs (``local``) or submits (``cluster``) it; see
-    :func:`start_in_fresh_interpreter`."""
-    from pipelines import training
-
-    func = training.create_pipeline()
-    args = training_arguments(func, job["arguments"])
-    if job["mode"] == "local":
-        from kfloop.app.local import run_pipeline
-
-        run = {"root": str(run_pipeline(func, job["pipeline_root"], **args).root)}
-    else:
-        run = submit_from_pod(job, args)
-    return {"arguments": args, "run": run}
+    run = submit_from_pod(job, job["arguments"])
+    return {"arguments": run.pop("arguments"), "run": run}
 
 
 #: Where Kubernetes mounts a pod's own service-account credentials.
@@ -349,58 +400,60 @@ def kfp_token(namespace: str, service_account: str, *, api_client=None, cluster=
 
 
 def submit_from_pod(job: dict, args: dict, *, sa_dir: str = SA_DIR, api_client=None) -> dict:
-    """Compiles the training pipeline with the job's images and creates a KFP run of it, as the pod's
-    identity, in the pod's namespace, with the service account that holds the deploy rights.
+    """Creates a KFP run of the compiled / uploaded training pipeline ``job["training_pipeline"]``, as the
+    pod's identity, in the pod's namespace, with the service account that holds the deploy rights.
+
+    Returns:
+        The created run (``run_id``, ``run_name``, ``host``, ``namespace``, ``service_account``,
+        ``training_pipeline``) and ``arguments``: those it got (filtered and typed to the pipeline's inputs).
 
     Raises:
-        TriggerError: images missing, not in a pod, or the KFP API refused.
+        TriggerError: no training pipeline named, not in a pod, or the KFP API refused.
     """
-    import tempfile
     import warnings
 
     import kfp
 
-    from kfloop import config
-    from kfloop.app import compile as kc
-    from kfloop.app import submit as ks
+    from kfloop import config, kfp_runs
 
     cluster = config.ClusterConfig()
+    target = job.get("training_pipeline") or ""
+    if not target:
+        raise TriggerError("cluster mode needs training_pipeline (a compiled package or an uploaded version)")
     try:
-        imgs = kc.Images.from_dict(job.get("images") or {})
-    except kc.CompileError as e:
-        raise TriggerError(f"cluster mode needs the compiled images: {e}") from None
+        which = kfp_runs.parse_target(target)
+    except kfp_runs.RunError as e:
+        raise TriggerError(str(e)) from None
     pod_ns, pod_sa = pod_identity(sa_dir)
     namespace = job.get("namespace") or pod_ns
-    host = ks.normalize_host(job.get("host") or cluster.kfp_host)
+    host = kfp_runs.normalize_host(job.get("host") or cluster.kfp_host)
     token = kfp_token(namespace, pod_sa, api_client=api_client, cluster=cluster)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = kc.compile_all(tmp, names=["training"], imgs=imgs)["training"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            client = kfp.Client(host=host, namespace=namespace, existing_token=token)
-        try:
-            result = client.create_run_from_pipeline_package(
-                str(package),
-                arguments=args,
-                run_name=job["run_name"],
-                experiment_name=job["experiment"],
-                namespace=namespace,
-                pipeline_root=job.get("pipeline_root") or None,
-                enable_caching=None,
-                service_account=cluster.service_account,
-            )
-        except Exception as e:
-            if type(e).__name__ == "ApiException":
-                raise TriggerError(
-                    f"KFP API {host} refused the run in {namespace}: HTTP {getattr(e, 'status', '?')} "
-                    f"{getattr(e, 'reason', '')}"
-                ) from None
-            raise
-    return {
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client = kfp.Client(host=host, namespace=namespace, existing_token=token)
+    try:
+        inputs = kfp_runs.target_inputs(client, which)
+        if inputs:
+            args = training_arguments(inputs, args)
+        result = kfp_runs.create_run(
+            client,
+            which,
+            arguments=args,
+            run_name=job["run_name"],
+            experiment=job.get("experiment") or "kfloop",
+            namespace=namespace,
+            pipeline_root=job.get("pipeline_root") or None,
+            service_account=cluster.service_account,
+        )
+    except kfp_runs.RunError as e:
+        raise TriggerError(f"KFP API {host} refused the run in {namespace}: {e}") from None
+    run = {
         "run_id": result.run_id,
         "run_name": job["run_name"],
         "host": host,
         "namespace": namespace,
         "service_account": cluster.service_account,
-        "images": imgs.as_dict(),
+        "training_pipeline": target,
+        "arguments": args,
     }
+    return run

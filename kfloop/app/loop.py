@@ -1,21 +1,23 @@
-"""The whole loop on one machine (``kfloop run`` / ``make run``), on the real taxi data.
+"""The whole loop on one machine (``kfloop run --spec SPEC --data CSV``; ``make run`` on the taxi example).
 
-1. **train** the champion on the history window (2013-2014) with the training pipeline under kfp.local
-   (ingest → validate → train → evaluate → push; the first blessed model becomes ``champion``);
-2. **serve** it: start the local KServe server (``python -m serving`` in the serving env) on the store;
-3. **replay** windows of trips as live HTTP traffic (``X-Request-Id`` per request); the server logs every
+1. **plan** the replay from the data (:mod:`kfloop.app.plan`): the history the champion trains on, a
+   control window (a sample of that history: no drift expected), then equal windows of the rest, in the
+   data's own time (or in row order when the spec has no time column);
+2. **train** the champion on the history with the training pipeline under kfp.local (ingest → validate →
+   train → evaluate → push; the first blessed model becomes ``champion``);
+3. **serve** it: start the local KServe server (``python -m serving`` in the serving env) on the store;
+4. **replay** each window as live HTTP traffic (``X-Request-Id`` per request); the server logs every
    prediction; the labels "arrive" afterwards as feedback;
-4. **monitor** each window with the monitoring pipeline under kfp.local (monitor → decide → trigger):
-   a control window drawn from the training window itself (no drift expected), then later months;
-5. drift → **retrain** on the fresh window (the trigger runs the training pipeline; the challenger is
-   evaluated against the champion and pushed as ``canary`` only if blessed);
-6. **canary**: a second server serves the ``canary`` alias as a shadow: every later request goes to both
-   servers under the same request id, and both log their predictions. The next monitoring run's canary
-   step (``components/canary``) compares the two on the rows both scored (paired interval) and promotes,
-   keeps waiting or rolls back (aliases, audited) - the loop only starts and stops the shadow server;
-7. the serving champion hot-reloads; later windows run against it (and the cooldown). The monitoring
-   clock (``now``) of each run is the replayed window's end: the data's time (:mod:`kfloop.clock`);
-8. **report**: one self-contained HTML file.
+5. **monitor** each window with the monitoring pipeline under kfp.local (monitor → canary → decide →
+   trigger); the monitoring clock (``now``) of each run is its window's end, in the data's time;
+6. drift → **retrain**: the trigger records the request; this driver starts the training run from that
+   record (:func:`components.trigger.trigger.mark_started`), and the challenger is evaluated against the
+   champion and pushed as ``canary`` only if blessed;
+7. **canary**: a second server serves the ``canary`` alias as a shadow: every later request goes to both
+   servers under the same request id. The next monitoring run's canary step compares the two on the rows
+   both scored and promotes, keeps waiting or rolls back; the loop only starts and stops the shadow server;
+8. the serving champion hot-reloads; later windows run against it (and the cooldown);
+9. **report**: one self-contained HTML file (:mod:`kfloop.app.loop_report`) and ``loop.json``.
 
 Only the standard library is imported at module level.
 """
@@ -23,192 +25,32 @@ Only the standard library is imported at module level.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kfloop import clock, config, fs
-from kfloop import features as F
 from kfloop.app import replay
+from kfloop.app.loop_summary import apply_canary, json_file, model_record, training_run_result
+from kfloop.app.plan import LoopConfig, Plan, PlanError, Window, parse_windows, plan
+from kfloop.app.servers import LoopError, Server, free_port, redirected, serving_python
 
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-class LoopError(RuntimeError):
-    """A loop step failed; the message names the step and where its logs are."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """One replayed window of trips: event time ``[start, end)`` (``sample``: random rows of it)."""
-
-    label: str
-    start: str
-    end: str
-    sample: int | None = None
-    from_training: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """What the local loop replays, and its knobs.
-
-    Attributes:
-        history_cutoff: The champion trains on trips before this date.
-        control: A window drawn from the training window itself (no drift expected: no false alarm).
-        windows: Later windows replayed as live traffic, in order.
-        retrain_cutoff_from_window: A retraining's fresh window ends where the triggering window ends.
-        batch_size: Rows per replayed request.
-        hparams: Training-pipeline arguments of every training run (few epochs: the loop must be quick).
-        server_start_timeout: Seconds to wait for a server to become ready.
-    """
-
-    history_cutoff: str = config.DEFAULT_CUTOFF
-    control: Window = Window("control (2013-14 sample)", "2013-01-01", config.DEFAULT_CUTOFF, 800, True)
-    windows: tuple[Window, ...] = (
-        Window("2015 H1", "2015-01-01", "2015-07-01"),
-        Window("2015 H2", "2015-07-01", "2016-01-01"),
-        Window("2016", "2016-01-01", "2017-01-01"),
-    )
-    batch_size: int = 64
-    hparams: tuple = (("epochs", 8),)
-    server_start_timeout: float = 180.0
-
-
-@contextlib.contextmanager
-def redirected(log_path: Path):
-    """Sends this process's stdout / stderr (and its children's: file descriptors 1 and 2) to a log file.
-
-    kfp.local prints every task's full output; ``kfloop run`` shows progress lines and keeps those logs.
-
-    Raises:
-        LoopError: whatever failed inside, re-raised with the log's path and its last lines.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except Exception as e:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-12:])
-            raise LoopError(f"{type(e).__name__}: {e}\n(log: {log_path})\n{tail}") from e
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serving_python() -> str:
-    """The serving env's interpreter: ``$KFLOOP_SERVING_PYTHON`` or ``.venv-serving/bin/python``."""
-    return os.environ.get("KFLOOP_SERVING_PYTHON") or str(_ROOT / ".venv-serving" / "bin" / "python")
-
-
-class Server:
-    """A local KServe server (``python -m serving``) in a subprocess, its output in a log file."""
-
-    def __init__(
-        self,
-        store_uri: str,
-        model_name: str,
-        log_path: Path,
-        *,
-        ref: str = "champion",
-        log: bool = True,
-        log_uri: str | None = None,
-    ):
-        self.store_uri, self.model_name, self.ref, self.log = store_uri, model_name, ref, log
-        self.log_uri = log_uri
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.flush_seconds = 0.5
-
-    def start(self, timeout: float) -> None:
-        python = serving_python()
-        if not os.path.exists(python):
-            raise LoopError(
-                f"serving env python not found at {python} (run `make env` or set KFLOOP_SERVING_PYTHON)"
-            )
-        cmd = [python, "-m", "serving", "--store-uri", self.store_uri, "--model-name", self.model_name]
-        cmd += ["--model-ref", self.ref, "--http_port", str(self.port), "--reload-interval", "0.5"]
-        cmd += ["--log-flush-seconds", str(self.flush_seconds)]
-        if not self.log:
-            cmd.append("--no-prediction-log")
-        elif self.log_uri:
-            cmd += ["--log-uri", self.log_uri]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it while it runs
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=str(_ROOT), env=env)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise LoopError(f"server ({self.ref}) exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if self.version() is not None:
-                    return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise LoopError(
-            f"server ({self.ref}) not ready after {timeout:.0f} s; log {self.log_path}:\n{self.tail()}"
-        )
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def version(self) -> str | None:
-        """The version the server serves now (V2 model metadata), or None while it is not ready."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/models/{self.model_name}", timeout=2) as r:
-                data = json.loads(r.read() or b"{}")
-        except (urllib.error.URLError, OSError, ValueError):
-            return None
-        versions = data.get("versions") or []
-        return versions[0] if versions else None
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-# ------------------------------------------------------------------------------------------- training
+__all__ = [
+    "LoopConfig",
+    "LoopError",
+    "Server",
+    "Window",
+    "clean_workdir",
+    "free_port",
+    "parse_windows",
+    "redirected",
+    "run_loop",
+    "serving_python",
+    "training_run_result",
+]
 
 
 def _pipeline_inputs(func) -> set[str]:
@@ -216,57 +58,24 @@ def _pipeline_inputs(func) -> set[str]:
     return set((spec.inputs or {}).keys()) if spec is not None else set()
 
 
-def _find(root: Path, task_prefix: str, name: str) -> Path | None:
-    for task in sorted(root.iterdir()) if root.is_dir() else []:
-        if task.name.startswith(task_prefix) and (task / name).exists():
-            return task / name
-    return None
-
-
-def _json_file(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    if path.is_dir():
-        files = sorted(path.glob("*.json"))
-        path = files[0] if files else None
-        if path is None:
-            return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def training_run_result(run_root: Path) -> dict:
-    """What a training-pipeline run under kfp.local produced: splits, blessing, push result."""
-    train = _find(run_root, "ingest", "train_data")
-    evals = _find(run_root, "ingest", "eval_data")
-    blessing = _json_file(_find(run_root, "evaluate", "blessing"))
-    pushed = _json_file(_find(run_root, "push", "pushed"))
-    return {
-        "run_root": str(run_root),
-        "train": str(train) if train else None,
-        "eval": str(evals) if evals else None,
-        "blessing": blessing,
-        "pushed": pushed,
-    }
-
-
-# ---------------------------------------------------------------------------------------------- the loop
-
-
 class _Loop:
-    def __init__(self, workdir: Path, source: str, model_name: str, cfg: LoopConfig, progress):
-        self.workdir, self.source, self.model_name, self.cfg = workdir, source, model_name, cfg
+    def __init__(self, workdir: Path, source: str, spec, cfg: LoopConfig, progress):
+        from kfloop import spec as kspec
+
+        self.workdir, self.source, self.spec, self.cfg = workdir, source, spec, cfg
+        self.model_name = spec.name
         self.store_uri = str(workdir / "store")
+        self.spec_path = str(workdir / "spec.yaml")  # what every training run of this loop gets
+        fs.write_text(self.spec_path, kspec.dump(spec))
         self.progress = progress
         self.t0 = time.perf_counter()
         self.steps: list[dict] = []
         self.windows: list[dict] = []
         self.models: list[dict] = []
         self.canaries: list[dict] = []
-        self.references: dict[str, dict] = {}  # version -> {"train", "eval", "window"}
+        self.references: dict[str, dict] = {}  # version -> {"train", "eval"}
         self.servers: list[Server] = []
+        self.plan: Plan | None = None
         from pipelines import training
 
         self.training_func = training.create_pipeline()
@@ -284,66 +93,60 @@ class _Loop:
         finally:
             rec["seconds"] = round(time.perf_counter() - start, 2)
             self.steps.append(rec)
-            self.say(
-                f"{name}: done in {rec['seconds']:.1f} s{' - ' + rec['detail'] if rec['detail'] != detail else ''}"
-            )
+            changed = " - " + rec["detail"] if rec["detail"] != detail else ""
+            self.say(f"{name}: done in {rec['seconds']:.1f} s{changed}")
+
+    def note(self, step: str, detail: str, seconds=None) -> None:
+        self.steps.append({"step": step, "at": "", "seconds": seconds, "detail": detail})
+        self.say(f"{step}: {detail}")
 
     # -- training ----------------------------------------------------------------------------------
 
-    def train(self, cutoff: str, window_start: str, label: str) -> dict:
+    def train(self, cutoff: str, window_start: str, label: str, *, extra: dict | None = None, root=None):
+        """Runs the training pipeline under kfp.local; returns the model record."""
         from kfloop import store as kstore
-
-        ms = kstore.ModelStore(self.store_uri)
-        champion_before = ms.get_alias(self.model_name, kstore.CHAMPION)
         from kfloop.app.local import run_pipeline
 
+        champion_before = kstore.ModelStore(self.store_uri).get_alias(self.model_name, kstore.CHAMPION)
         args = {"source": self.source, "cutoff": cutoff, "window_start": window_start}
-        args.update(store_uri=self.store_uri, model_name=self.model_name, deploy_mode="local")
+        args.update(extra or {})
+        args.update(spec=self.spec_path, store_uri=self.store_uri, model_name=self.model_name)
+        args.update(deploy_mode="local", cutoff=cutoff, window_start=window_start)
         args.update(dict(self.cfg.hparams))
         inputs = _pipeline_inputs(self.training_func)
         with redirected(self.workdir / "logs" / f"train-{label}.log"):
             run = run_pipeline(
                 self.training_func,
-                self.workdir / "pipeline_root",
+                root or (self.workdir / "pipeline_root"),
                 **{k: v for k, v in args.items() if k in inputs},
             )
         result = training_run_result(run.root)
-        return self._record_model(result, cutoff, window_start, champion_before)
-
-    def _record_model(self, result: dict, cutoff: str, window_start: str, champion_before) -> dict:
-        blessing, pushed = result.get("blessing") or {}, result.get("pushed") or {}
-        version = pushed.get("version")
-        failed = [r.get("message", "") for r in blessing.get("reasons", []) if not r.get("passed", True)]
-        passed = [r.get("message", "") for r in blessing.get("reasons", []) if r.get("passed", True)]
-        model = {
-            "version": version,
-            "trained_on": f"{window_start or 'first trip'} .. {cutoff}",
-            "eval_auc": (blessing.get("metrics") or {}).get("auc"),
-            "champion_eval_auc": (blessing.get("champion_metrics") or {}).get("auc"),
-            "champion_before": champion_before,
-            "blessed": bool(blessing.get("blessed")),
-            "reasons": failed or passed,
-            "alias": pushed.get("alias"),
-            "fate": (
-                f"pushed as {pushed.get('alias')}"
-                if pushed.get("pushed")
-                else "rejected by evaluation: " + "; ".join(pushed.get("reasons") or failed)
-            ),
-            "run_root": result.get("run_root"),
-            "eval_comparison": next(
-                (
-                    r.get("message")
-                    for r in blessing.get("reasons", [])
-                    if r.get("kind") == "change" and r.get("slice") == "Overall"
-                ),
-                None,
-            ),
-            "failed_reasons": failed,
-        }
-        if version and result.get("train"):
-            self.references[version] = {"train": result["train"], "eval": result["eval"]}
+        model = model_record(result, cutoff, window_start, champion_before)
+        if model["version"] and result.get("train"):
+            self.references[model["version"]] = {"train": result["train"], "eval": result["eval"]}
         self.models.append(model)
         return model
+
+    def retrain_requested(self, request: dict, window: Window) -> dict:
+        """Starts the training run a trigger recorded (local mode) and marks the record started; returns the
+        model record (``trigger``: the record as marked)."""
+        from components.trigger import trigger as T
+
+        args = dict(request.get("arguments") or {})
+        if not self.plan.by_time:  # row order: the fresh window in row positions, not the trigger's times
+            args.update(self.plan.retrain_window(window))
+        t0 = time.perf_counter()
+        label = f"retrain-{len(self.models)}"
+        root = request.get("pipeline_root") or str(self.workdir / "retrain_root")
+        m = self.train(args.get("cutoff", ""), args.get("window_start", ""), label, extra=args, root=root)
+        m["trigger"] = T.mark_started(
+            self.store_uri,
+            self.model_name,
+            dict(request, arguments={**args, "spec": self.spec_path}),
+            {"root": m["run_root"]},
+            seconds=time.perf_counter() - t0,
+        )
+        return m
 
     # -- serving and replay ------------------------------------------------------------------------
 
@@ -364,21 +167,20 @@ class _Loop:
     def rows(self, window: Window):
         from kfloop import datasets
 
-        if window.from_training:
-            champion = self.current_champion()
-            frame = datasets.read_dataset(self.references[champion]["train"])
-        else:
-            frame = self._all_rows()
-        return replay.select(frame, window.start, window.end, sample=window.sample, seed=7)
+        if window.from_training:  # a sample of the champion's training split: the history itself
+            frame = datasets.read_dataset(self.references[self.current_champion()]["train"], self.spec)
+            return replay.select(frame, None, None, spec=self.spec, sample=window.sample, seed=7)
+        return replay.select(self.all_rows(), window.start, window.end, spec=self.spec, sample=window.sample)
 
-    def _all_rows(self):
+    def all_rows(self):
+        """The whole data in Dataset form, in time order (row order without a time column)."""
         if not hasattr(self, "_frame"):
-            import pandas as pd
+            from kfloop.clean import clean, read_raw
 
-            from kfloop.clean import clean
-
-            raw = pd.read_csv(self.source, dtype=str, keep_default_na=False)
-            self._frame = clean(raw).sort_values(F.EVENT_TIME.name, kind="stable").reset_index(drop=True)
+            frame = clean(read_raw(self.source), self.spec)
+            if self.spec.event_time is not None:
+                frame = frame.sort_values(self.spec.event_time.name, kind="stable")
+            self._frame = frame.reset_index(drop=True)
         return self._frame
 
     def current_champion(self) -> str:
@@ -396,7 +198,7 @@ class _Loop:
         champion = self.current_champion()
         ref = self.references[champion]
         triggers_before = len(read_triggers(self.store_uri, self.model_name))
-        with redirected(self.workdir / "logs" / f"monitor-{label.split()[0]}-{len(self.windows)}.log"):
+        with redirected(self.workdir / "logs" / f"monitor-{len(self.windows)}.log"):
             run = run_pipeline(
                 monitoring.create_pipeline(local=True),
                 self.workdir / "pipeline_root",
@@ -411,23 +213,20 @@ class _Loop:
                 reference_eval=ref["eval"] or "",
                 trigger_mode="local",
                 retrain_cutoff=retrain_cutoff,
-                training_window_days=config.MonitoringConfig().training_window_days,
+                training_window_days=self.plan.training_window_days if self.plan.by_time else 1.0,
+                cooldown_hours=self.plan.cooldown_hours,
                 retrain_pipeline_root=str(self.workdir / "retrain_root"),
                 retrain_arguments=dict(self.cfg.hparams),
             )
-        summary = _json_file(run.output("monitor-op", "summary"))
-        decision = _json_file(run.output("decide-op", "decision"))
-        verdict = _json_file(run.output("canary-op", "verdict"))
-        triggered = _json_file(run.output("trigger-op", "triggered"))
+        summary = json_file(run.output("monitor-op", "summary"))
         summary["champion_version"] = champion
-        new_triggers = read_triggers(self.store_uri, self.model_name)[triggers_before:]
         return {
             "label": label,
             "summary": summary,
-            "decision": decision,
-            "canary": verdict,
-            "triggered": triggered,
-            "new_triggers": new_triggers,
+            "decision": json_file(run.output("decide-op", "decision")),
+            "canary": json_file(run.output("canary-op", "verdict")),
+            "triggered": json_file(run.output("trigger-op", "triggered")),
+            "new_triggers": read_triggers(self.store_uri, self.model_name)[triggers_before:],
         }
 
     # -- canary shadow ---------------------------------------------------------------------------------
@@ -451,7 +250,7 @@ class _Loop:
         import http.client
 
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        body_rows = replay.instances(rows)
+        body_rows = replay.instances(rows, self.spec)
         path = f"/v1/models/{self.model_name}:predict"
         out = {"requests": 0, "failed": 0, "versions": {}}
         forwarded: list[tuple[str, int]] = []  # the mirror's record (components/canary/mirror.py)
@@ -497,161 +296,158 @@ def _iso_now() -> str:
 def run_loop(
     workdir: str | os.PathLike,
     *,
-    source: str | None = None,
-    model_name: str = config.MODEL_NAME,
+    spec,
+    source: str,
     cfg: LoopConfig = LoopConfig(),
     progress=print,
 ) -> dict:
-    """Runs the whole local loop; writes ``<workdir>/report.html`` and ``<workdir>/loop.json``.
+    """Runs the whole local loop on any dataset; writes ``<workdir>/report.html`` and ``<workdir>/loop.json``.
 
     Args:
         workdir: Fresh directory for the store, pipeline runs, logs and the report (must be empty or new).
-        source: The raw taxi CSV (default: fetched / cached by :func:`examples.taxi.fetch.fetch`).
-        model_name: Model name.
-        cfg: What to replay.
+        spec: The :class:`kfloop.spec.DatasetSpec` of the data (the model's name is ``spec.name``).
+        source: The raw CSV the spec describes.
+        cfg: What to replay (windows derived from the data where not given, :mod:`kfloop.app.plan`).
         progress: Called with one line per step (default: print).
 
     Returns:
         The loop record (also in ``loop.json``), with ``report`` = path of the HTML report.
 
     Raises:
-        LoopError: a step failed (the message names it); servers are stopped either way.
+        LoopError: a step failed, or the replay cannot be planned (the message names it); servers are
+            stopped either way.
     """
-    from examples.taxi import fetch as data
-    from kfloop import store as kstore
-
     work = Path(workdir).resolve()
     if work.exists() and any(work.iterdir()):
         raise LoopError(f"workdir {work} is not empty (the loop starts from a fresh store)")
     work.mkdir(parents=True, exist_ok=True)
-    source = str(Path(source).resolve()) if source else str(data.fetch())
-    loop = _Loop(work, source, model_name, cfg, progress)
+    source = str(Path(source).resolve())
+    loop = _Loop(work, source, spec, cfg, progress)
     started = _iso_now()
-    outcome = []
+    outcome: list[str] = []
     try:
-        with loop.step("train champion", f"history window .. {cfg.history_cutoff}") as st:
-            m = loop.train(cfg.history_cutoff, "", "history")
-            if not m["version"]:
-                raise LoopError(f"the first model was not pushed: {m['fate']}")
-            st["detail"] = f"{m['version']} eval AUC {m['eval_auc']:.4f}, {m['fate']}"
-        with loop.step("start server", "local KServe server on the champion") as st:
-            server = loop.start_server("champion", log=True)
-            st["detail"] = f"{server.url} serving {server.version()}"
-        shadow: Server | None = None
-        for window in (cfg.control, *cfg.windows):
-            rows = loop.rows(window)
-            if rows.empty:
-                continue
-            with loop.step(f"replay {window.label}", f"{len(rows)} trips") as st:
-                # windows chain: each starts where the last one closed (its watermark), so no row falls between
-                w_start = loop.windows[-1]["summary"]["window_end"] if loop.windows else _iso_now()
-                got = replay.replay(
-                    rows,
-                    server.url,
-                    model_name,
-                    batch_size=cfg.batch_size,
-                    request_prefix=window.label.split()[0],
-                )
-                mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
-                w_end = _iso_now()  # every row of the window is stamped before this
-                # the servers' log flush, and the monitor's watermark: a scan sooner would close the window early
-                closes = config.MonitoringConfig().close_after_seconds
-                time.sleep(max(server.flush_seconds * 2 + 0.5, closes + 0.5))
-                st["detail"] = (
-                    f"{got.rows} predictions in {got.seconds:.1f} s by {got.model_versions}, {got.feedback_rows} labels arrived"
-                )
-                if mirrored:
-                    st["detail"] += (
-                        f"; mirrored to the canary: {mirrored['requests']} requests, {mirrored['failed']} failed, "
-                        f"answered by {mirrored['versions']}"
-                    )
-            retrain_cutoff = window.end if not window.from_training else cfg.history_cutoff
-            now = f"{window.end}T00:00:00Z"  # the monitoring clock: the replayed data's time
-            with loop.step(
-                f"monitor {window.label}",
-                f"monitoring pipeline at {now} (data time): monitor → canary → decide → trigger",
-            ) as st:
-                w = loop.monitor(window.label, w_start, w_end, retrain_cutoff, now)
-                w["replayed"] = f"{window.start} .. {window.end}" + (
-                    f" (sample of {window.sample})" if window.sample else ""
-                )
-                w["now"] = now
-                loop.windows.append(w)
-                d = w["decision"]
-                st["detail"] = f"{d['decision']}: {d['summary']}"
-            c = w.get("canary") or {}
-            if c.get("action") not in (None, "none"):
-                c = dict(c, window=window.label, mirrored=mirrored)
-                loop.canaries.append(c)
-                loop.steps.append(
-                    {
-                        "step": "canary verdict (monitoring pipeline)",
-                        "at": "",
-                        "seconds": None,
-                        "detail": c["summary"],
-                    }
-                )
-                loop.say(f"canary verdict (monitoring pipeline): {c['summary']}")
-                fate = {
-                    "promote": "promoted to champion by the canary step",
-                    "reject": "rolled back by the canary step",
-                }.get(c["action"])
-                for mod in loop.models:
-                    if mod["version"] == c.get("canary_version"):
-                        mod["canary"] = c["summary"]
-                        if fate:
-                            mod["fate"] = f"{fate}: {c['summary']}"
-                if fate:
-                    outcome.append(f"canary {c.get('canary_version')}: {c['action']} ({c['verdict']})")
-                    if shadow is not None:
-                        shadow.stop()
-                        shadow = None
-                if c["action"] == "promote":
-                    with loop.step("hot reload", f"server picks up champion {c['canary_version']}") as st:
-                        ok = loop.wait_for_version(server, c["canary_version"])
-                        st["detail"] = f"serving {server.version()}" + ("" if ok else " (reload not seen)")
-            if not d.get("retrain"):
-                continue
-            if w["new_triggers"] and w["new_triggers"][-1].get("started"):
-                trig = w["new_triggers"][-1]
-                result = training_run_result(Path(trig["run"]["root"]))
-                m = loop._record_model(
-                    result,
-                    trig["arguments"].get("cutoff", ""),
-                    trig["arguments"].get("window_start", ""),
-                    w["summary"].get("champion_version"),
-                )
-                loop.steps.append(
-                    {
-                        "step": "retrain (triggered)",
-                        "at": "",
-                        "seconds": trig.get("seconds"),
-                        "detail": f"challenger {m['version'] or '-'}: {m['fate']}",
-                    }
-                )
-                loop.say(f"retrain (triggered by the monitoring pipeline): {m['fate']}")
-            else:
-                window_start = _shift_days(retrain_cutoff, -config.MonitoringConfig().training_window_days)
-                with loop.step("retrain", f"fresh window {window_start} .. {retrain_cutoff}") as st:
-                    m = loop.train(retrain_cutoff, window_start, window.label.replace(" ", "_"))
-                    st["detail"] = f"challenger {m['version'] or '-'}: {m['fate']}"
-            outcome.append(
-                f"drift in {window.label} → retrained → challenger {m['version'] or '(none)'}: {m['fate']}"
-            )
-            if m["version"] and m.get("alias") == kstore.CANARY:
-                with loop.step("start canary", f"shadow server on canary {m['version']}") as st:
-                    if shadow is not None:
-                        shadow.stop()
-                    shadow = loop.start_canary()
-                    st["detail"] = f"{shadow.url} serving {shadow.version()}" if shadow else "no canary alias"
-                m["fate"] = "canary: judged by the next monitoring runs"
+        try:
+            loop.plan = plan(spec, loop.all_rows(), cfg)
+        except PlanError as e:
+            raise LoopError(f"replay plan: {e}") from None
+        _drive(loop, loop.plan, outcome)
     finally:
         loop.stop_servers()
+    return _finish(loop, started, outcome)
+
+
+def _drive(loop: _Loop, p: Plan, outcome: list[str]) -> None:
+    """Trains the champion, serves it and replays / monitors every window of the plan."""
+    from kfloop import store as kstore
+
+    cfg = loop.cfg
+    loop.say(
+        f"plan ({'event time' if p.by_time else 'row order'}): history .. {p.history_cutoff}, "
+        f"{len(p.windows)} windows, retrain window {p.training_window_days:g} "
+        f"{'days' if p.by_time else 'rows'}, cooldown {p.cooldown_hours:g} h"
+    )
+    with loop.step("train champion", f"history window .. {p.history_cutoff}") as st:
+        m = loop.train(p.history_cutoff, "", "history")
+        if not m["version"]:
+            raise LoopError(f"the first model was not pushed: {m['fate']}")
+        st["detail"] = f"{m['version']} eval AUC {m['eval_auc']:.4f}, {m['fate']}"
+    with loop.step("start server", "local KServe server on the champion") as st:
+        server = loop.start_server("champion", log=True)
+        st["detail"] = f"{server.url} serving {server.version()}"
+    shadow: Server | None = None
+    for index, window in enumerate((p.control, *p.windows)):
+        rows = loop.rows(window)
+        if rows.empty:
+            continue
+        with loop.step(f"replay {window.label}", f"{len(rows)} rows") as st:
+            # windows chain: each starts where the last one closed (its watermark), so no row falls between
+            w_start = loop.windows[-1]["summary"]["window_end"] if loop.windows else _iso_now()
+            got = replay.replay(
+                rows,
+                server.url,
+                loop.model_name,
+                spec=loop.spec,
+                batch_size=cfg.batch_size,
+                request_prefix=f"w{index}",
+            )
+            mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
+            w_end = _iso_now()  # every row of the window is stamped before this
+            # the servers' log flush, and the monitor's watermark: a scan sooner would close the window early
+            closes = config.MonitoringConfig().close_after_seconds
+            time.sleep(max(server.flush_seconds * 2 + 0.5, closes + 0.5))
+            st["detail"] = (
+                f"{got.rows} predictions in {got.seconds:.1f} s by {got.model_versions}, "
+                f"{got.feedback_rows} labels arrived"
+            )
+            if mirrored:
+                st["detail"] += (
+                    f"; mirrored to the canary: {mirrored['requests']} requests, {mirrored['failed']} failed, "
+                    f"answered by {mirrored['versions']}"
+                )
+        retrain = p.retrain_window(window)
+        now = p.now(index, window)  # the monitoring clock: the replayed data's time
+        with loop.step(
+            f"monitor {window.label}",
+            f"monitoring pipeline at {now} (data time): monitor → canary → decide → trigger",
+        ) as st:
+            w = loop.monitor(window.label, w_start, w_end, retrain["cutoff"] if p.by_time else "", now)
+            w["replayed"] = f"{window.start} .. {window.end}" + (
+                f" (sample of {window.sample})" if window.sample else ""
+            )
+            w["now"] = now
+            loop.windows.append(w)
+            d = w["decision"]
+            st["detail"] = f"{d['decision']}: {d['summary']}"
+        c = w.get("canary") or {}
+        if c.get("action") not in (None, "none"):
+            c = dict(c, window=window.label, mirrored=mirrored)
+            loop.canaries.append(c)
+            loop.note("canary verdict (monitoring pipeline)", c["summary"])
+            if apply_canary(loop.models, c):
+                outcome.append(f"canary {c.get('canary_version')}: {c['action']} ({c['verdict']})")
+                if shadow is not None:
+                    shadow.stop()
+                    shadow = None
+            if c["action"] == "promote":
+                with loop.step("hot reload", f"server picks up champion {c['canary_version']}") as st:
+                    ok = loop.wait_for_version(server, c["canary_version"])
+                    st["detail"] = f"serving {server.version()}" + ("" if ok else " (reload not seen)")
+        if not d.get("retrain"):
+            continue
+        requested = [t for t in w["new_triggers"] if t.get("state") == "requested"]
+        if not requested:
+            loop.note("retrain", "the decision said retrain but the trigger recorded no request")
+            continue
+        with loop.step("retrain (triggered)", "training run from the trigger's record") as st:
+            m = loop.retrain_requested(requested[-1], window)
+            m["champion_before"] = w["summary"].get("champion_version")
+            marked = m.pop("trigger")
+            w["new_triggers"] = [marked if t is requested[-1] else t for t in w["new_triggers"]]
+            st["detail"] = f"challenger {m['version'] or '-'}: {m['fate']}"
+        outcome.append(
+            f"drift in {window.label} → retrained → challenger {m['version'] or '(none)'}: {m['fate']}"
+        )
+        if m["version"] and m.get("alias") == kstore.CANARY:
+            with loop.step("start canary", f"shadow server on canary {m['version']}") as st:
+                if shadow is not None:
+                    shadow.stop()
+                shadow = loop.start_canary()
+                st["detail"] = f"{shadow.url} serving {shadow.version()}" if shadow else "no canary alias"
+            m["fate"] = "canary: judged by the next monitoring runs"
+
+
+def _finish(loop: _Loop, started: str, outcome: list[str]) -> dict:
+    """Writes the loop record and the report."""
+    from kfloop import store as kstore
+    from kfloop.app import loop_report as report
+
     ms = kstore.ModelStore(loop.store_uri)
     record = {
-        "model_name": model_name,
+        "model_name": loop.model_name,
+        "spec": {"name": loop.spec.name, "description": loop.spec.description, "sha256": loop.spec.digest()},
+        "plan": loop.plan.describe() if loop.plan else None,
         "store_uri": loop.store_uri,
-        "source": source,
+        "source": loop.source,
         "started_at": started,
         "seconds": round(time.perf_counter() - loop.t0, 1),
         "cpus": os.cpu_count(),
@@ -662,25 +458,16 @@ def run_loop(
         "models": loop.models,
         "canaries": loop.canaries,
         "decisions_by_comparison": None,
-        "history": ms.history(model_name),
-        "champion": ms.get_alias(model_name, kstore.CHAMPION),
+        "history": ms.history(loop.model_name),
+        "champion": ms.get_alias(loop.model_name, kstore.CHAMPION),
     }
-    from kfloop.app import loop_report as report
-
     record["decisions_by_comparison"] = report.tally(record)
-    report_path = work / "report.html"
+    report_path = loop.workdir / "report.html"
     fs.write_text(str(report_path), report.render(record))
     record["report"] = str(report_path)
-    fs.write_text(str(work / "loop.json"), json.dumps(record, indent=1, sort_keys=True, default=str))
+    fs.write_text(str(loop.workdir / "loop.json"), json.dumps(record, indent=1, sort_keys=True, default=str))
     loop.say(f"report: {report_path}")
     return record
-
-
-def _shift_days(date: str, days: int) -> str:
-    import datetime as dt
-
-    d = clock.parse(date) + dt.timedelta(days=days)
-    return f"{d:%Y-%m-%d}"
 
 
 def clean_workdir(path: str | os.PathLike) -> None:
@@ -691,4 +478,4 @@ def clean_workdir(path: str | os.PathLike) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0 if run_loop(sys.argv[1] if len(sys.argv) > 1 else "runs/loop") else 1)
+    sys.exit("use `kfloop run --spec SPEC --data CSV`")

@@ -152,12 +152,19 @@ def tally(loop: dict) -> dict:
     return out
 
 
+def _title(loop: dict) -> str:
+    """What the loop ran on, from its dataset spec: ``<name>: <description>`` (the name alone without one)."""
+    spec = loop.get("spec") or {}
+    name = spec.get("name") or loop.get("model_name") or "a dataset"
+    return f"{name}: {spec['description']}" if spec.get("description") else str(name)
+
+
 def render(loop: dict) -> str:
     """Renders a loop record (:func:`kfloop.app.loop.run_loop`'s JSON) as one self-contained HTML page."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>kfloop loop report</title>",
         f"<style>{_CSS}</style></head><body>",
-        "<h1>kfloop: the closed loop on the Chicago taxi data</h1>",
+        f"<h1>kfloop: the closed loop on {_E(_title(loop))}</h1>",
         f"<p class='muted'>model <b>{_E(loop.get('model_name', ''))}</b> · store <code>{_E(loop.get('store_uri', ''))}</code>"
         f" · started {_E(loop.get('started_at', ''))} · {_fmt(loop.get('seconds'), 1)} s on {loop.get('cpus', '?')} CPU(s)</p>",
         f"<p><b>Outcome:</b> {_E(loop.get('outcome', ''))}</p>",
@@ -223,7 +230,7 @@ def render(loop: dict) -> str:
             _table(
                 [
                     "window",
-                    "replayed trips",
+                    "replayed rows",
                     "predictions",
                     "labels",
                     "served by",
@@ -255,7 +262,7 @@ def render(loop: dict) -> str:
             for name, vs in feats.items():
                 if all(v is None for v in vs):
                     continue
-                title = name + (" (ignored: calendar)" if name in ignored else "")
+                title = name + (" (recorded only: drift mode record)" if name in ignored else "")
                 parts.append(line_chart({name: vs}, labels, threshold=thresholds.get(name), title=title))
             parts.append("</div>")
 

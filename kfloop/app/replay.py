@@ -1,4 +1,7 @@
-"""Replaying taxi trips as live traffic, and the two log formats the loop keeps (contract 4).
+"""Replaying rows of a dataset as live traffic, and the two log formats the loop keeps (contract 4).
+
+Every function takes the dataset spec (:class:`kfloop.spec.DatasetSpec`) explicitly: the model features,
+their kinds, the label and the event-time column come from it.
 
 * :func:`replay` sends rows to a running KServe server over HTTP (V1 ``:predict``, one ``X-Request-Id``
   per request); the server scores them and writes the prediction log itself.
@@ -27,14 +30,13 @@ import urllib.parse
 import uuid
 
 from kfloop import clock
-from kfloop import features as F
 
 
 class ReplayError(RuntimeError):
     """The server refused or failed a replayed request; the message names the request and the status."""
 
 
-def _json_value(feature: F.Feature, value):
+def _json_value(feature, value):
     """A feature value as JSON: float / int / str, or ``None`` when missing."""
     if value is None:
         return None
@@ -45,17 +47,18 @@ def _json_value(feature: F.Feature, value):
         pass
     if getattr(value, "__class__", None).__name__ in ("NAType", "NaTType"):
         return None
-    if feature.kind == F.Kind.NUMERIC:
+    if feature.kind == "numeric":
         return float(value)
-    if feature.kind == F.Kind.CATEGORICAL_STR:
+    if feature.kind == "categorical_string":
         return str(value)
     return int(value)
 
 
-def instances(frame) -> list[dict]:
-    """Rows of a Dataset frame as JSON-ready ``{feature: value or None}`` dicts (model features only)."""
-    cols = {f.name: frame[f.name].tolist() for f in F.MODEL_FEATURES}
-    return [{f.name: _json_value(f, cols[f.name][i]) for f in F.MODEL_FEATURES} for i in range(len(frame))]
+def instances(frame, spec) -> list[dict]:
+    """Rows of a Dataset frame as JSON-ready ``{feature: value or None}`` dicts (the spec's model features)."""
+    feats = spec.model_features
+    cols = {f.name: frame[f.name].tolist() for f in feats}
+    return [{f.name: _json_value(f, cols[f.name][i]) for f in feats} for i in range(len(frame))]
 
 
 def write_prediction_log(
@@ -63,6 +66,7 @@ def write_prediction_log(
     model_name: str,
     records: list[dict],
     *,
+    spec,
     server_id: str = "replay",
 ) -> list[str]:
     """Writes prediction records as the prediction log (:mod:`kfloop.predlog`), one file per UTC date.
@@ -70,6 +74,7 @@ def write_prediction_log(
     Args:
         store_uri: Root of the model store (local dir or ``gs://``).
         model_name: Model name (the log's directory).
+        spec: The model's dataset spec (the log's feature columns).
         records: Dicts with ``request_id``, ``row``, ``timestamp`` (ISO), ``model_name``, ``model_version``,
             ``features`` and ``probability`` (see :func:`prediction_records`).
         server_id: The writer's id (first part of the file name).
@@ -88,10 +93,11 @@ def write_prediction_log(
         ids,
         np.array([clock.parse(r["timestamp"]).timestamp() for r in records]),
         np.array([str(r["model_version"]) for r in records], dtype=object),
-        predlog.columns_from_instances([r["features"] for r in records]),
+        predlog.columns_from_instances([r["features"] for r in records], spec),
         [float(r["probability"]) for r in records],
         source=records[0].get("source", "online"),
         rows=[int(r["row"]) for r in records],
+        schema=predlog.prediction_schema(spec),
     )
     return predlog.write_table(store_uri, model_name, predlog.PREDICTIONS, table, writer_id=server_id)
 
@@ -100,6 +106,7 @@ def prediction_records(
     frame,
     probabilities,
     *,
+    spec,
     model_name: str,
     model_version: str,
     start: dt.datetime | None = None,
@@ -119,7 +126,7 @@ def prediction_records(
             "features": inst,
             "probability": float(p),
         }
-        for i, (inst, p) in enumerate(zip(instances(frame), probabilities, strict=True))
+        for i, (inst, p) in enumerate(zip(instances(frame, spec), probabilities, strict=True))
     ]
 
 
@@ -237,6 +244,7 @@ def replay(
     url: str,
     model_name: str,
     *,
+    spec,
     batch_size: int = 64,
     feedback: bool = True,
     request_prefix: str = "replay",
@@ -245,14 +253,15 @@ def replay(
     """Sends the rows of a Dataset frame to a KServe server as V1 ``:predict`` requests.
 
     Each request carries ``X-Request-Id: <request_prefix>-<n>-<uuid8>``; the server logs every row under
-    that id (contract 4). When ``feedback`` is set, the labels of the replayed rows (``big_tipper``, where
-    known) are then sent to the server's ``:feedback`` endpoint for the same ids and rows, as arrived
+    that id (contract 4). When ``feedback`` is set, the labels of the replayed rows (the spec's label
+    column, where known) are then sent to the server's ``:feedback`` endpoint for the same ids and rows, as arrived
     ground truth; the server writes them to the feedback log.
 
     Args:
-        frame: Rows with :data:`kfloop.features.DATASET_COLUMNS` (label optional).
+        frame: Rows with the spec's ``dataset_columns`` (label optional).
         url: Base URL of the server, e.g. ``http://127.0.0.1:8080``.
         model_name: Model name in the server.
+        spec: The dataset spec of the served model.
         batch_size: Rows per request.
         feedback: Send the labels afterwards.
         request_prefix: Prefix of the request ids.
@@ -269,8 +278,9 @@ def replay(
         raise ValueError(f"replay url must be http://host:port, got {url!r}")
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
     path = f"/v1/models/{model_name}:predict"
-    rows = instances(frame)
-    labels = frame[F.LABEL.name].tolist() if F.LABEL.name in frame.columns else [None] * len(rows)
+    rows = instances(frame, spec)
+    label = spec.label.name
+    labels = frame[label].tolist() if label in frame.columns else [None] * len(rows)
     result = ReplayResult(started_at=clock.iso(clock.utc_now()))
     arrived: list[tuple[str, int, int]] = []
     t0 = time.perf_counter()
@@ -323,13 +333,29 @@ def _probability(pred) -> float:
 
 
 def select(
-    frame, start: str | None = None, end: str | None = None, *, sample: int | None = None, seed: int = 0
+    frame,
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    spec,
+    sample: int | None = None,
+    seed: int = 0,
 ):
-    """Rows of a Dataset frame with event time in ``[start, end)`` (ISO dates, UTC), optionally sampled.
+    """Rows of a Dataset frame with event time in ``[start, end)`` (ISO dates / instants, UTC), optionally
+    sampled.
 
-    Rows keep their time order (a replay plays months forward).
+    Rows keep their time order (a replay plays the data forward). Without a time column in the spec,
+    ``start`` / ``end`` are row positions (``"0"``, ``"1200"``) in the frame's order.
     """
-    t = frame[F.EVENT_TIME.name].astype("int64")
+    if spec.event_time is None:
+        lo = int(start) if start else 0
+        hi = int(end) if end else len(frame)
+        out = frame.iloc[lo:hi]
+        if sample is not None and sample < len(out):
+            out = out.sample(n=sample, random_state=seed).sort_index(kind="stable")
+        return out.reset_index(drop=True)
+    name = spec.event_time.name
+    t = frame[name].astype("int64")
     mask = t == t
     if start:
         mask &= t >= int(clock.parse(start).timestamp())
@@ -337,5 +363,5 @@ def select(
         mask &= t < int(clock.parse(end).timestamp())
     out = frame[mask]
     if sample is not None and sample < len(out):
-        out = out.sample(n=sample, random_state=seed).sort_values(F.EVENT_TIME.name, kind="stable")
+        out = out.sample(n=sample, random_state=seed).sort_values(name, kind="stable")
     return out.reset_index(drop=True)

@@ -270,27 +270,27 @@ def submit(
     if run_name is None:
         stem = os.path.splitext(os.path.basename(package_path))[0]
         run_name = f"{stem}-{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}"
+    from kfloop import kfp_runs
+
     kfp_client = client(host, namespace=namespace, token=token)
     try:
-        result = kfp_client.create_run_from_pipeline_package(
-            str(package_path),
+        created = kfp_runs.create_run(
+            kfp_client,
+            kfp_runs.Target(package=str(package_path)),
             arguments=args,
             run_name=run_name,
-            experiment_name=experiment,
+            experiment=experiment,
             namespace=namespace,
             pipeline_root=pipeline_root,
-            enable_caching=None,  # keep the per-task choices compiled into the IR
             service_account=service_account,
+            what=f"submitting {os.path.basename(package_path)}",
         )
-    except Exception as e:
-        if type(e).__name__ == "ApiException" or isinstance(e, ValueError):
-            raise _api_error(e, f"submitting {os.path.basename(package_path)}") from None
-        raise
-    run = result.run_info
+    except kfp_runs.RunError as e:
+        raise SubmitError(str(e)) from None
     return Submitted(
-        run_id=run.run_id,
-        experiment_id=run.experiment_id or "",
-        url=f"{normalize_host(host)}/#/runs/details/{run.run_id}",
+        run_id=created.run_id,
+        experiment_id=created.experiment_id,
+        url=f"{normalize_host(host)}/#/runs/details/{created.run_id}",
     )
 
 
