@@ -9,7 +9,7 @@ import pytest
 
 from components.decide import decide as D
 from components.trigger import trigger as T
-from kfloop import datasets, store
+from kfloop import clock, config, datasets, store
 from kfloop.app import loop, replay
 from kfloop.app import loop_report as report
 from kfloop.app.local import run_pipeline
@@ -255,3 +255,127 @@ def test_report_counts_and_names_the_comparison_of_every_promotion_and_rejection
     assert promoted["decided_by"].startswith("canary step") and "[+0.01, +0.02]" in promoted["comparison"]
     html = report.render(dict(rec, model_name=MODEL, steps=[], history=[]))
     assert "1</b> promotion(s)" in html and "[+0.01, +0.02]" in html
+
+
+#: A small non-taxi spec (ISO time, "yes"/"no" label, "NA" missing, a boolean, a string categorical).
+SYNTHETIC = """
+name: visits
+task: binary
+missing_values: ["NA"]
+time: {column: seen_at, format: iso8601}
+label: {column: returned, positive: "yes"}
+exclude: [visit_id]
+columns:
+  - {name: minutes, kind: numeric, nullable: true}
+  - {name: member, kind: boolean, nullable: true}
+  - {name: channel, kind: categorical_string}
+"""
+
+
+def _synthetic(rows: int, *, hours: float, with_time: bool = True):
+    """Raw CSV text of ``rows`` visits spread evenly over ``hours`` from 2026-03-01, and its spec."""
+    from kfloop import spec as kspec
+
+    text = SYNTHETIC if with_time else SYNTHETIC.replace("time: {column: seen_at, format: iso8601}\n", "")
+    lines = ["visit_id,seen_at,minutes,member,channel,returned"]
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    for i in range(rows):
+        at = t0 + dt.timedelta(hours=hours * i / rows)
+        minutes = "NA" if i % 7 == 0 else f"{i % 50 + 0.5}"
+        lines.append(
+            f"v{i},{at:%Y-%m-%dT%H:%M:%SZ},{minutes},{'true' if i % 3 else 'NA'},{'web' if i % 2 else 'app'},"
+            f"{'yes' if i % 4 == 0 else 'no'}"
+        )
+    return kspec.loads(text), "\n".join(lines) + "\n"
+
+
+def _clean(tmp_path, spec, text):
+    from kfloop.clean import clean, read_raw
+
+    path = tmp_path / "visits.csv"
+    path.write_text(text)
+    frame = clean(read_raw(str(path)), spec)
+    if spec.event_time is not None:
+        frame = frame.sort_values(spec.event_time.name, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def test_replay_windows_come_from_the_datas_time_range(tmp_path):
+    from kfloop.app import plan
+
+    spec, text = _synthetic(1200, hours=72)  # three days of visits: boundaries in whole hours
+    p = plan.plan(spec, _clean(tmp_path, spec, text), plan.LoopConfig())
+    assert p.by_time and p.history_cutoff == "2026-03-02T12:00:00.000Z"  # half of the time range
+    assert [(w.start, w.end) for w in p.windows] == [
+        ("2026-03-02T12:00:00.000Z", "2026-03-03"),
+        ("2026-03-03", "2026-03-03T12:00:00.000Z"),
+        ("2026-03-03T12:00:00.000Z", "2026-03-04"),
+    ]
+    assert p.control.from_training and p.control.sample == config.ReplayConfig().control_rows
+    # the clock, the cooldown (half a window) and the retraining window are in the data's own time
+    assert p.now(1, p.windows[0]) == "2026-03-03T00:00:00.000Z" and p.cooldown_hours == 6.0
+    assert p.training_window_days == 1.5  # the history's length (shorter than MonitoringConfig's 365 days)
+    assert p.retrain_window(p.windows[0]) == {
+        "cutoff": "2026-03-03",
+        "window_start": "2026-03-01T12:00:00.000Z",
+    }
+    # the last window ends after the last row: a retraining's cutoff stays inside the data (ingest needs it)
+    last = p.retrain_window(p.windows[-1])["cutoff"]
+    assert clock.parse(last) < dt.datetime(2026, 3, 4, tzinfo=dt.UTC)
+    # counts and explicit windows are configurable; a cutoff outside the data is named
+    four = plan.plan(spec, _clean(tmp_path, spec, text), plan.LoopConfig(window_count=4))
+    assert len(four.windows) == 4
+    explicit = plan.LoopConfig(
+        history_cutoff="2026-03-01T12:00:00Z", windows=plan.parse_windows("2026-03-01T12:00:00Z,2026-03-04")
+    )
+    assert [w.label for w in plan.plan(spec, _clean(tmp_path, spec, text), explicit).windows] == [
+        "2026-03-01T12:00:00Z .. 2026-03-04"
+    ]
+    with pytest.raises(
+        plan.PlanError, match=r"--cutoff '2027-01-01' is outside the data, which spans 2026-03-01"
+    ):
+        plan.plan(spec, _clean(tmp_path, spec, text), plan.LoopConfig(history_cutoff="2027-01-01"))
+
+
+def test_without_a_time_column_the_rows_are_replayed_in_order(tmp_path):
+    from kfloop.app import plan
+
+    spec, text = _synthetic(1000, hours=10, with_time=False)
+    frame = _clean(tmp_path, spec, text)
+    p = plan.plan(spec, frame, plan.LoopConfig())
+    assert not p.by_time and p.history_cutoff == "500"
+    assert [(w.start, w.end) for w in p.windows] == [("500", "667"), ("667", "833"), ("833", "1000")]
+    got = replay.select(frame, p.windows[1].start, p.windows[1].end, spec=spec)
+    assert len(got) == 166 and got["minutes"].equals(frame["minutes"].iloc[667:833].reset_index(drop=True))
+    # a retraining trains on the rows before the triggering window's end (as many as the history)
+    assert p.retrain_window(p.windows[0]) == {"cutoff": "667", "window_start": "167"}
+    assert p.retrain_window(p.windows[-1])["cutoff"] == "999"  # at most the last row
+    # the monitoring clock still moves forward, one day per window
+    assert [p.now(i, w) for i, w in enumerate(p.windows)] == [
+        "2000-01-02T00:00:00.000Z",
+        "2000-01-03T00:00:00.000Z",
+        "2000-01-04T00:00:00.000Z",
+    ]
+    with pytest.raises(plan.PlanError, match="no time column, give a row position"):
+        plan.plan(spec, frame, plan.LoopConfig(history_cutoff="2026-03-01"))
+
+
+def test_kfloop_run_refuses_bad_flags_and_specs_in_one_line(tmp_path, capsys):
+    from kfloop.app.cli import main
+
+    _, text = _synthetic(200, hours=10)
+    (tmp_path / "visits.csv").write_text(text)
+    (tmp_path / "spec.yaml").write_text(SYNTHETIC)
+    (tmp_path / "bad.yaml").write_text(SYNTHETIC.replace("kind: boolean", "kind: bool"))
+    base = ["run", "--data", str(tmp_path / "visits.csv"), "--workdir", str(tmp_path / "w")]
+    cases = [
+        (["--spec", str(tmp_path / "spec.yaml"), "--windows", "2026-03-01"], "--windows '2026-03-01'"),
+        (["--spec", str(tmp_path / "spec.yaml"), "--window-count", "0"], "--window-count"),
+        (["--spec", str(tmp_path / "spec.yaml"), "--history-fraction", "1.5"], "--history-fraction"),
+        (["--spec", str(tmp_path / "bad.yaml")], "columns[1].kind"),
+    ]
+    for extra, needle in cases:
+        with pytest.raises(SystemExit) as exc:
+            main([*base, *extra])
+        assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+        assert not (tmp_path / "w").exists()  # nothing ran

@@ -85,7 +85,7 @@ class LoopConfig:
             or self.window_count < 1
         ):
             raise PlanError(
-                f"windows: the number of windows must be an integer >= 1, got {self.window_count!r}"
+                f"window count (--window-count) must be an integer >= 1, got {self.window_count!r}"
             )
         if not 0 < float(self.history_fraction) < 1:
             raise PlanError(
@@ -163,10 +163,11 @@ def _text(when: dt.datetime) -> str:
 
 
 def _round(seconds: float, span: float, *, up: bool = False) -> int:
-    """A boundary rounded to whole days (data spanning > 60 days), hours (> 2 days) or seconds."""
+    """A boundary rounded (to the nearest, or ``up``) to whole days (data spanning > 60 days), hours
+    (> 2 days) or seconds."""
     unit = _DAY if span > 60 * _DAY else 3600 if span > 2 * _DAY else 1
-    q, r = divmod(int(seconds), unit)
-    return (q + (1 if up and r else 0)) * unit
+    q, r = divmod(round(seconds), unit)
+    return (q + (1 if (r and up) or (not up and 2 * r >= unit) else 0)) * unit
 
 
 def _epoch(text: str, what: str) -> int:

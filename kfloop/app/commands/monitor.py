@@ -11,8 +11,6 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from kfloop import config
-
     p = sub.add_parser(
         "monitor",
         help="run the monitoring pipeline once (monitor → decide → trigger), locally or on a cluster",
@@ -22,9 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--source",
         default="",
-        help="raw taxi CSV (retraining; and the reference of a champion pushed without a stored one)",
+        help="raw CSV of the data (retraining; and the reference of a champion pushed without a stored one)",
     )
-    p.add_argument("--model-name", default=config.MODEL_NAME)
+    p.add_argument(
+        "--model-name",
+        help="the model (its dataset spec's name; default: the store's only model). Its features, label and "
+        "drift thresholds are those of the spec stored with its champion",
+    )
     p.add_argument(
         "--window-start", default="", help="ISO UTC (default: end of the previous run, else 24 h back)"
     )
@@ -53,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=os.environ.get("KFP_HOST"), help="KFP API URL: run on the cluster")
     p.add_argument("--namespace", help="Kubernetes namespace (multi-user Kubeflow)")
     p.add_argument("--experiment", default="kfloop")
+    p.add_argument(
+        "--training-pipeline",
+        default="",
+        help="with --host: what a retrain runs, the compiled training pipeline (gs://.../training.yaml) or its "
+        "uploaded version pipelines/<id>/versions/<id>",
+    )
     p.set_defaults(func=_monitor)
 
 
@@ -68,6 +76,7 @@ def _arguments(args: argparse.Namespace, trigger: str) -> dict:
         "trigger_mode": trigger,
         "retrain_cutoff": args.retrain_cutoff,
         "kfp_host": "",  # inside the cluster the trigger uses in-cluster credentials
+        "training_pipeline": getattr(args, "training_pipeline", "") or "",
         "beam_pipeline_args": list(args.beam_arg),
     }
 
@@ -136,12 +145,14 @@ def preflight(args: argparse.Namespace) -> None:
     from kfloop import fs, store
     from kfloop.app.cli import check_input_file
 
-    _check_name(args)
+    if args.model_name:
+        _check_name(args)
     if not fs.is_gcs(args.store_uri):
         root = args.store_uri.removeprefix("file://")
         if not os.path.isdir(root):
             what = "is a file, expected a directory" if os.path.exists(root) else "does not exist"
             raise SystemExit(f"kfloop monitor: --store-uri {args.store_uri}: {what}")
+    _check_name(args)  # without --model-name: the store's only model
     for flag in ("source", "reference_train", "reference_eval"):
         check_input_file(getattr(args, flag), f"kfloop monitor: --{flag.replace('_', '-')}")
     try:
@@ -160,8 +171,20 @@ def preflight(args: argparse.Namespace) -> None:
 
 
 def _check_name(args: argparse.Namespace) -> None:
+    """Checks ``--model-name``; without one, takes the store's only model (a local store only)."""
     from kfloop import store
 
+    if not args.model_name:
+        models: list[str] = []
+        if not args.host:
+            try:
+                models = store.ModelStore(args.store_uri).models()
+            except (store.StoreError, OSError):
+                models = []
+        if len(models) != 1:
+            held = f" (the store holds: {', '.join(models)})" if models else ""
+            raise SystemExit(f"kfloop monitor: --model-name is required: the dataset spec's name{held}")
+        args.model_name = models[0]
     try:
         store.check_model_name(args.model_name)
     except store.StoreError as e:
@@ -209,20 +232,29 @@ def failure_line(message: str, lines) -> str:
 
 
 def _on_cluster(args: argparse.Namespace) -> int:
+    """Compiles the monitoring pipeline and creates one run of it (:func:`kfloop.app.submit.submit`, the one
+    run-creation path)."""
+    import json
+    import tempfile
+
+    from kfloop.app import compile as kc
     from kfloop.app import submit as ks
-    from pipelines import monitoring
 
     trigger = args.trigger or "cluster"
+    arguments = {
+        k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in _arguments(args, trigger).items()
+    }
     try:
-        ks.check_host(args.host)
-        client = ks.client(args.host, namespace=args.namespace)
-        result = client.create_run_from_pipeline_func(
-            monitoring.create_pipeline(),
-            arguments=_arguments(args, trigger),
-            experiment_name=args.experiment,
-            namespace=args.namespace,
-        )
-    except ks.SubmitError as e:
+        with tempfile.TemporaryDirectory(prefix="kfloop-monitor-") as tmp:
+            package = kc.compile_all(tmp, names=["monitoring"])["monitoring"]
+            made = ks.submit(
+                package,
+                host=args.host,
+                arguments=arguments,
+                namespace=args.namespace,
+                experiment=args.experiment,
+            )
+    except (ks.SubmitError, kc.CompileError) as e:
         raise SystemExit(f"kfloop monitor: {e}") from None
-    print(f"run {result.run_id}: {ks.normalize_host(args.host)}/#/runs/details/{result.run_id}")
+    print(f"run {made.run_id}: {made.url}")
     return 0

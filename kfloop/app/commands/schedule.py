@@ -7,19 +7,28 @@ import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from kfloop import config
-
     p = sub.add_parser(
         "schedule",
         help="create (or replace) a KFP recurring run of the monitoring pipeline on a cron",
         description="Compiles the monitoring pipeline and creates a recurring run with kfp.Client. Each run "
-        "monitors the window since the previous run and, on drift, submits the training pipeline.",
+        "monitors the window since the previous run and, on drift, creates a run of the training pipeline "
+        "given by --training-pipeline. Features, label and drift thresholds are those of the dataset spec "
+        "stored with the champion.",
     )
     p.add_argument("--host", default=os.environ.get("KFP_HOST"), help="KFP API URL (default $KFP_HOST)")
     p.add_argument("--cron", default="0 0 * * * *", help="6-field KFP cron (sec min hour day month weekday)")
     p.add_argument("--store-uri", required=True, help="model store root, gs://bucket/prefix")
-    p.add_argument("--source", required=True, help="raw taxi data, gs:// (reference rebuild and retraining)")
-    p.add_argument("--model-name", default=config.MODEL_NAME)
+    p.add_argument(
+        "--source", required=True, help="raw CSV of the data, gs:// (reference rebuild and retraining)"
+    )
+    p.add_argument("--model-name", required=True, help="the model (its dataset spec's name)")
+    p.add_argument(
+        "--training-pipeline",
+        default="",
+        help="what a retrain runs: the compiled training pipeline (gs://.../training.yaml, `kfloop compile`) "
+        "or its uploaded version pipelines/<id>/versions/<id>; without it a retrain decision is recorded and "
+        "its trigger fails naming this flag",
+    )
     p.add_argument("--name", default="kfloop-monitoring", help="recurring run name (replaced if it exists)")
     p.add_argument("--namespace", help="Kubernetes namespace (multi-user Kubeflow)")
     p.add_argument("--experiment", default="kfloop")
@@ -46,6 +55,8 @@ def _schedule(args: argparse.Namespace) -> int:
     try:
         params = ks.parse_params(args.param)
         params.update(store_uri=args.store_uri, source=args.source, model_name=args.model_name)
+        if args.training_pipeline:
+            params["training_pipeline"] = args.training_pipeline
         with tempfile.TemporaryDirectory(prefix="kfloop-schedule-") as tmp:
             paths = kc.compile_all(tmp, registry=args.registry, tag=args.tag, names=["monitoring"])
             made = ks.schedule(
