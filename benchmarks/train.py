@@ -46,40 +46,43 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from examples.taxi import fetch as data
-    from kfloop import config, datasets
-    from kfloop import features as F
+    from kfloop import config, contract
+    from kfloop import spec as kspec
     from kfloop.clean import ingest
     from training_image import trainer
+    from training_image.trainer import distribute, model
+
+    spec = kspec.load(ROOT / "examples" / "taxi" / "spec.yaml")
 
     hp = trainer.HParams() if args.batch_size is None else trainer.HParams(batch_size=args.batch_size)
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-train-"))
     paths = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}
-    ingest(str(data.fetch()), config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
-    train_df = trainer.load_split(paths["train"], "train")
+    ingest(str(data.fetch()), spec, config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
+    train_df = trainer.read_split(paths["train"], spec, "train")
     rows = len(train_df)
 
     gpus = tf.config.list_physical_devices("GPU")
     device = f"GPU x{len(gpus)} ({gpus[0].name})" if gpus else "CPU"
-    strategy = trainer.choose_strategy()
+    strategy = distribute.choose_strategy()
     print(
         f"device: {device}; strategy: {type(strategy).__name__}; TF {tf.__version__}, Keras {keras.__version__}"
     )
     print(f"data: {rows} training rows, batch {hp.batch_size}, {args.epochs} timed epochs per variant")
 
-    stats = trainer.feature_stats(train_df, hp)
+    stats = trainer.feature_stats(train_df, spec, hp)
 
     def fresh_model():
         keras.utils.set_random_seed(hp.seed)
         with strategy.scope():
-            model = trainer.build_model(stats, hp)
-            model.compile(keras.optimizers.Adam(hp.learning_rate), "binary_crossentropy", metrics=["auc"])
-        return model
+            m = model.build_model(spec, stats, hp)
+            m.compile(keras.optimizers.Adam(hp.learning_rate), "binary_crossentropy", metrics=["auc"])
+        return m
 
-    ds = trainer.make_dataset(train_df, hp, training=True)
+    ds = trainer.make_dataset(train_df, spec, hp, training=True)
     kfloop_eps = _timed_fit(fresh_model(), ds, args.epochs, rows)
 
-    x = datasets.encode(train_df)
-    y = train_df[F.LABEL.name].astype("int64").to_numpy(dtype="float32")
+    x = contract.encode_inputs(train_df, spec)
+    y = train_df[spec.label.name].astype("int64").to_numpy(dtype="float32")
     baseline_eps = _timed_fit(
         fresh_model(), x, args.epochs, rows, y=y, batch_size=hp.batch_size, shuffle=True
     )
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio kfloop/baseline: {kfloop_eps / baseline_eps:.2f}x")
 
     start = time.perf_counter()
-    result = trainer.train(paths["train"], paths["eval"], str(work / "model"), hp)
+    result = trainer.train(paths["train"], paths["eval"], str(work / "model"), hp, spec=spec)
     total = time.perf_counter() - start
     print(
         f"end-to-end train() with defaults: {total:.1f} s ({result.train_seconds:.1f} s fit, "
