@@ -9,7 +9,6 @@ import json
 import pytest
 
 from kfloop import config, datasets
-from kfloop import features as F
 from kfloop.app.local import run_pipeline
 from kfloop.blessing import read_blessing
 from kfloop.store import ModelStore
@@ -23,14 +22,19 @@ def _executor(run, task):
 
 
 @pytest.fixture(scope="module")
-def training_run(tmp_path_factory, taxi_csv):
+def training_run(tmp_path_factory, taxi_csv, taxi_spec):
+    from tests.conftest import TAXI_SPEC_PATH
+
     tmp = tmp_path_factory.mktemp("training-pipeline")
     store_uri = str(tmp / "store")
     run = run_pipeline(
         training.create_pipeline(),
         tmp / "root",
+        spec=TAXI_SPEC_PATH,
         source=str(taxi_csv),
         store_uri=store_uri,
+        model_name=taxi_spec.name,
+        cutoff="2015-01-01",
         deploy_mode="local",
         epochs=EPOCHS,
     )
@@ -38,11 +42,11 @@ def training_run(tmp_path_factory, taxi_csv):
 
 
 @pytest.mark.slow
-def test_ingest_splits_by_time_with_counts_that_add_up(training_run):
+def test_ingest_splits_by_time_with_counts_that_add_up(training_run, taxi_spec):
     run, _ = training_run
-    train = datasets.read_dataset(str(run.output("ingest-op", "train_data")))
-    live = datasets.read_dataset(str(run.output("ingest-op", "live_data")))
-    assert live[F.EVENT_TIME.name].min() > train[F.EVENT_TIME.name].max()
+    train = datasets.read_dataset(str(run.output("ingest-op", "train_data")), taxi_spec)
+    live = datasets.read_dataset(str(run.output("ingest-op", "live_data")), taxi_spec)
+    assert live["trip_start_timestamp"].min() > train["trip_start_timestamp"].max()
     counts = _executor(run, "ingest-op")["artifacts"]["counts"]["artifacts"][0]["metadata"]
     assert counts["train_rows"] + counts["eval_rows"] + counts["live_rows"] == counts["rows_read"] == 15002
     assert counts["train_rows"] == len(train)
@@ -114,7 +118,7 @@ def test_evaluate_blesses_the_first_model_on_value_thresholds(training_run):
 def test_push_crowns_the_blessed_first_model_with_a_history_record(training_run):
     _, store_uri = training_run
     store = ModelStore(store_uri)
-    name = config.MODEL_NAME
+    name = "taxi-tips"  # the taxi spec's name
     (version,) = store.versions(name)
     assert store.get_alias(name, "champion") == version
     crowned = [h for h in store.history(name) if h.get("alias") == "champion" and h["action"] == "push"]

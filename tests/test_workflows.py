@@ -64,5 +64,5 @@ def test_readme_submissions_match_the_compiled_pipelines(packages):
 
 def test_the_checker_catches_a_missing_required_parameter(packages):
     (argv,) = submit_commands("kfloop submit --pipeline monitoring --param store_uri=gs://b/s\n")
-    with pytest.raises(ks.SubmitError, match="missing parameter source"):
+    with pytest.raises(ks.SubmitError, match="missing parameter model_name, source"):
         _check(argv, packages)

@@ -58,16 +58,23 @@ def sh(argv: list[str], *, stdin: str | None = None, dry: bool = False) -> str:
     return proc.stdout
 
 
-def sample_rows(n: int = 3) -> list[dict]:
-    """``n`` raw rows of the local taxi CSV (``make data``), model features only, JSON-ready."""
+def e2e_spec():
+    """The dataset spec of the e2e run: ``$KFLOOP_E2E_SPEC`` (default the taxi example's)."""
+    from kfloop import spec as kspec
+
+    return kspec.load(os.environ.get("KFLOOP_E2E_SPEC") or str(ROOT / "examples" / "taxi" / "spec.yaml"))
+
+
+def sample_rows(n: int = 3, spec=None) -> list[dict]:
+    """``n`` raw rows of the local CSV (``$KFLOOP_E2E_DATA``, default the first under data/: ``make data``),
+    the spec's model features only, JSON-ready."""
     import csv
 
-    from kfloop import features as F
-
-    path = next((ROOT / "data").rglob("*.csv"), None)
+    spec = spec or e2e_spec()
+    path = os.environ.get("KFLOOP_E2E_DATA") or next((ROOT / "data").rglob("*.csv"), None)
     if path is None:
-        raise E2EError("no taxi CSV under data/ (run `make data`)")
-    names = [f.name for f in F.MODEL_FEATURES]
+        raise E2EError("no CSV under data/ (run `make data`, or set KFLOOP_E2E_DATA)")
+    names = list(spec.input_names)
     rows = []
     with open(path) as f:
         for rec in csv.DictReader(f):
@@ -188,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         sa = config.ClusterConfig().service_account
+        from kfloop import spec as kspec
+
+        spec = e2e_spec()
         params = {"source": source, "store_uri": store, "namespace": ns, "canary_percent": 0}
+        params.update(spec=kspec.dump(spec), model_name=spec.name)  # the spec's text: no file to ship
         if dry:
             say("training", f"would submit {packages['training'].name} as {sa} in {ns} with {params}")
         else:
@@ -207,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if state != "SUCCEEDED":
                 raise E2EError(f"training run {made.run_id} finished {state}")
 
-        name = config.MODEL_NAME
+        name = spec.name
         if dry:
             url, isvc_host = "http://ISVC_URL", None
             say("serving", f"would wait for InferenceService {ns}/{name} Ready and read status.url")
@@ -229,10 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             version = live["metadata"]["labels"].get("kfloop.dev/model-version")
             say("serving", f"{ns}/{name} Ready at {live['status']['url']} serving {version}")
 
-        rows = sample_rows() if not dry else [{}]
+        rows = sample_rows(spec=spec) if not dry else [{}]
         v1 = {"instances": rows}
-        from kfloop import features as F
-
         v2 = {
             "id": f"e2e-{run_id}-v2",
             "inputs": [
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                     "shape": [len(rows)],
                     "data": [r.get(f.name) for r in rows],
                 }
-                for f in F.MODEL_FEATURES
+                for f in spec.model_features
             ],
         }
         ids = {"v1": f"e2e-{run_id}-v1", "v2": v2["id"]}
@@ -271,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             say("feedback", f"HTTP {code} {body}")
 
         mparams = {"store_uri": store, "source": source, "namespace": ns, "trigger_mode": "off"}
+        mparams["model_name"] = spec.name
         if dry:
             say("monitoring", f"would submit {packages['monitoring'].name} once with {mparams}")
         else:
