@@ -2,9 +2,10 @@
 
 Every container image comes from one place: :mod:`kfloop.config` (``IMAGE_REGISTRY`` / ``IMAGE_TAG``),
 optionally overridden by ``registry`` / ``tag`` here (CI passes the tag it just pushed). The compiled
-images are also embedded wherever a step needs them at run time (the deploy step's predictor image, the
-retrain trigger's images for the training run it submits), so a retrain or a rollback runs the code the
-running pipeline was compiled with, never kfloop.config's defaults. The pipeline
+images are also embedded wherever a step needs them at run time (the deploy step's predictor image), so a
+rollout runs the code the running pipeline was compiled with, never kfloop.config's defaults; a retrain runs
+the training pipeline compiled here (the monitoring pipeline's ``training_pipeline``: this package, or its
+uploaded version). One compiled pipeline serves every dataset: the dataset spec is a run parameter. The pipeline
 root (``gs://bucket/prefix``) is a compile-time default that ``kfloop submit --pipeline-root`` can
 override per run. Each written file is loaded back with kfp's own loader before it replaces anything.
 """
@@ -264,8 +265,7 @@ def compile_all(
         tag: Image tag, default ``kfloop.config.IMAGE_TAG``.
         pipeline_root: Default pipeline root of the runs (``gs://bucket/prefix``); ``None``: the cluster's.
         names: Pipelines to compile (keys of :data:`PIPELINES`).
-        imgs: Exact images (e.g. the retrain trigger passes those its own pipeline was compiled with);
-            overrides ``registry`` / ``tag``.
+        imgs: Exact images; overrides ``registry`` / ``tag``.
         digests: Images pinned by digest (see :func:`images`).
 
     Returns:

@@ -5,8 +5,8 @@ their kinds, the label and the event-time column come from it.
 
 * :func:`replay` sends rows to a running KServe server over HTTP (V1 ``:predict``, one ``X-Request-Id``
   per request); the server scores them and writes the prediction log itself.
-* After the predictions, the ground truth that "arrives later" (for taxis: the tip is known once the trip
-  ends) goes back to the same server through its feedback endpoint, ``POST /v1/models/<name>:feedback``
+* After the predictions, the ground truth that "arrives later" (the spec's label, once it is known) goes
+  back to the same server through its feedback endpoint, ``POST /v1/models/<name>:feedback``
   (:mod:`serving.feedback`), keyed by request id and row; the server writes the feedback log.
 * :func:`write_feedback` writes feedback directly in the feedback log format of :mod:`kfloop.predlog`
   (``feedback/<model>/date=.../*.parquet``), for tests that build logs without a server.
