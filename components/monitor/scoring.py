@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 
@@ -18,21 +17,11 @@ from kfloop import config
 
 
 def _names(spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(model inputs, numeric model inputs)`` of a spec.
-
-    ``spec=None`` is transitional (callers that do not pass the spec yet, components/monitor/reference.py):
-    it falls back to the legacy feature module until they do.
-    """
-    if spec is None:
-        from kfloop import features as legacy
-
-        spec_like = [(f.name, f.kind.value) for f in legacy.MODEL_FEATURES]
-    else:
-        spec_like = [(f.name, f.kind.value) for f in spec.model_features]
-    return tuple(n for n, _ in spec_like), tuple(n for n, k in spec_like if k == "numeric")
+    """``(model inputs, numeric model inputs)`` of a :class:`kfloop.spec.DatasetSpec`."""
+    return spec.input_names, tuple(f.name for f in spec.features_of("numeric"))
 
 
-def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec=None):
+def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec):
     """A copy of the model features of ``frame`` (those of ``spec``) with numeric columns clipped to
     ``bounds``."""
     model, _ = _names(spec)
@@ -42,7 +31,7 @@ def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec=None):
     return out
 
 
-def clip_bounds(reference, quantile: float, spec=None) -> dict[str, tuple[float, float]]:
+def clip_bounds(reference, quantile: float, spec) -> dict[str, tuple[float, float]]:
     """``{numeric feature: (q, 1 - q) quantiles}`` of the reference (the spec's numeric model inputs with
     values only)."""
     _, numeric = _names(spec)
@@ -82,16 +71,10 @@ def _scores(result: list[dict], spec) -> list[dict]:
     return out
 
 
-def _takes(func, name: str) -> bool:
-    return name in inspect.signature(func).parameters
-
-
 def _drift_scores(stats, reference_stats, *, kind, cfg, schema, spec):
-    """:func:`kfloop.tfdv.ops.drift_scores`, with the spec where it takes one."""
     from kfloop.tfdv import ops as V
 
-    extra = {"spec": spec} if _takes(V.drift_scores, "spec") else {}
-    return V.drift_scores(stats, reference_stats, kind=kind, cfg=cfg, schema=schema, **extra)
+    return V.drift_scores(stats, reference_stats, spec=spec, kind=kind, cfg=cfg, schema=schema)
 
 
 def statistics(paths: list[str], *, spec, schema=None, beam_pipeline_args=()):
@@ -109,14 +92,9 @@ def statistics(paths: list[str], *, spec, schema=None, beam_pipeline_args=()):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from kfloop.tfdv import ops as V
+    from kfloop.tfdv.statistics import _read_batch
 
-    try:
-        from kfloop.tfdv.statistics import _read_batch
-    except ImportError:  # before the statistics module split
-        _read_batch = V._read_batch
-    options = (
-        V.stats_options(schema, spec=spec) if _takes(V.stats_options, "spec") else V.stats_options(schema)
-    )
+    options = V.stats_options(schema, spec=spec)
     with tempfile.TemporaryDirectory(prefix="kfloop-live-stats-") as tmp:
         out = os.path.join(tmp, "stats.pb")
         with beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args))) as p:
@@ -130,7 +108,7 @@ def statistics(paths: list[str], *, spec, schema=None, beam_pipeline_args=()):
         return split_statistics(tfdv.load_stats_binary(out), spec)
 
 
-def split_statistics(stats, spec=None):
+def split_statistics(stats, spec):
     """Splits the statistics of the staged batches into ``(raw, clipped)``.
 
     ``raw``: every feature but the clipped copies (validated against the schema). ``clipped``: the model
