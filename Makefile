@@ -43,8 +43,7 @@ data: $(VENV)/.stamp
 	@$(VENV)/bin/kfloop data fetch
 
 run: env data
-	$(VENV)/bin/kfloop run --spec examples/taxi/spec.yaml --data data/chicago_taxi.csv \
-		--cutoff 2015-01-01 --windows 2015-01-01,2015-07-01,2016-01-01,2017-01-01
+	$(VENV)/bin/kfloop run --spec examples/taxi/spec.yaml --data data/chicago_taxi.csv --cutoff 2015-01-01 --windows 2015-01-01,2015-07-01,2016-01-01,2017-01-01
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
