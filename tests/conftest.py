@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.plugins.data", "tests.plugins.gcs", "tests.plugins.model"]
+pytest_plugins = ["tests.plugins.data", "tests.plugins.gcs", "tests.plugins.model", "tests.plugins.stops"]
 
 
 def pytest_collection_modifyitems(config, items):

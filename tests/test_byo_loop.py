@@ -28,7 +28,6 @@ IDS = ("rownames", "idNum")
 LEAK = "vehicleSearch"
 DRIFTING = {"problem", "preRace"}  # seasonal: more suspicious-person stops, fewer Unknown preRace in summer
 RECORDED = {"citationIssued"}  # recorded from July 2017 on: drift mode "record", never a trigger
-SAMPLE_ROWS = 6000
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +35,6 @@ def spec():
     from kfloop import spec as kspec
 
     return kspec.load(str(SPEC))
-
-
-@pytest.fixture(scope="module")
-def stops_csv() -> Path:
-    """The full stops CSV, fetched once into the data directory (verified by sha256) and cached there."""
-    return fetch.fetch()
-
-
-@pytest.fixture(scope="module")
-def stops_sample(stops_csv, tmp_path_factory) -> Path:
-    """``SAMPLE_ROWS`` random stops (seeded) of the raw CSV, in the file's (time) order, as raw text."""
-    import random
-
-    lines = stops_csv.read_text().splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    keep = sorted(random.Random(2017).sample(range(len(rows)), SAMPLE_ROWS))
-    out = tmp_path_factory.mktemp("stops") / "stops_sample.csv"
-    out.write_text(header + "".join(rows[i] for i in keep))
-    return out
 
 
 def _raw(path: Path):
