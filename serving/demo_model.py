@@ -1,11 +1,13 @@
-"""A small, deterministic SavedModel with exactly the trainer's signatures (tests and benchmarks).
+"""A small, deterministic SavedModel for a given dataset spec, with the model contract's signatures.
 
-It is not trained: fixed, seeded weights turn the 16 raw features into a probability through the same kind
-of graph the real model has (missing-value imputation, hashed categorical embeddings, two dense layers), so
-serving can be tested and measured without the pipeline env. Signatures (the SavedModel contract):
+It is not trained: fixed, seeded weights turn the spec's model features into a probability through the same
+kind of graph the real model has (missing-value imputation, hashed categorical embeddings, two dense layers),
+so serving can be tested and measured without the pipeline env, on any spec (tests and benchmarks use the
+taxi example's and synthetic ones). The directory follows :mod:`kfloop.contract`:
 
-* ``predict_raw``: one input per feature of :data:`kfloop.features.MODEL_FEATURES` → ``probability``.
+* ``predict_raw``: one input per model feature of the spec → ``probability``.
 * ``serving_default``: ``examples`` (serialized ``tf.Example``) → ``probability``.
+* ``spec.yaml`` (the spec) and ``kfloop_metadata.json`` (written last).
 """
 
 from __future__ import annotations
@@ -13,25 +15,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kfloop import features as F
+from kfloop import contract
+from kfloop import spec as S
+from kfloop.spec import Kind
 
 _TF_DTYPES = {"float32": "float32", "int64": "int64", "string": "string"}
 
 
-def build(model_dir: str | Path, seed: int = 0, version_tag: str = "demo") -> str:
-    """Saves the demo model to ``model_dir`` (plus ``kfloop_metadata.json``); returns the directory.
+def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo") -> str:
+    """Saves the demo model of ``spec`` to ``model_dir`` (with ``spec.yaml`` and ``kfloop_metadata.json``);
+    returns the directory.
 
     Args:
         model_dir: Where to write the SavedModel (created).
+        spec: The :class:`kfloop.spec.DatasetSpec` (or its YAML / a path) whose model features are the inputs.
         seed: Weight seed: two seeds give two different models (hot-reload tests tell them apart).
         version_tag: Free text recorded in the metadata file.
     """
     import numpy as np
     import tensorflow as tf
 
+    if not isinstance(spec, S.DatasetSpec):
+        spec = S.load(spec)
+    features = spec.model_features
+    numeric = spec.features_of(Kind.NUMERIC)
     rng = np.random.default_rng(seed)
-    n_num = len(F.features_of(F.Kind.NUMERIC))
-    cats = [f for f in F.MODEL_FEATURES if f.kind != F.Kind.NUMERIC]
+    n_num = len(numeric)
+    cats = [f for f in features if f.kind != Kind.NUMERIC]
     buckets, emb_dim, hidden = 101, 4, 32
     width = 2 * n_num + emb_dim * len(cats)
 
@@ -46,15 +56,18 @@ def build(model_dir: str | Path, seed: int = 0, version_tag: str = "demo") -> st
             self.w2 = tf.Variable(rng.normal(0, 0.3, (hidden, 1)).astype("float32"))
 
         def _prob(self, inputs):
-            nums = tf.stack([inputs[f.name] for f in F.features_of(F.Kind.NUMERIC)], axis=1)
-            missing = tf.math.is_nan(nums)
-            nums = (
-                tf.where(missing, tf.zeros_like(nums), tf.math.log1p(tf.abs(nums)) - self.mean) / self.scale
-            )
-            parts = [nums, tf.cast(missing, tf.float32)]
+            parts = []
+            if n_num:
+                nums = tf.stack([inputs[f.name] for f in numeric], axis=1)
+                missing = tf.math.is_nan(nums)
+                nums = (
+                    tf.where(missing, tf.zeros_like(nums), tf.math.log1p(tf.abs(nums)) - self.mean)
+                    / self.scale
+                )
+                parts += [nums, tf.cast(missing, tf.float32)]
             for i, f in enumerate(cats):
                 x = inputs[f.name]
-                if f.kind == F.Kind.CATEGORICAL_STR:
+                if f.kind == Kind.CATEGORICAL_STR:
                     idx = tf.strings.to_hash_bucket_fast(x, buckets)
                 else:
                     idx = tf.math.floormod(x, buckets)
@@ -64,19 +77,19 @@ def build(model_dir: str | Path, seed: int = 0, version_tag: str = "demo") -> st
 
         @tf.function(
             input_signature=[
-                {f.name: tf.TensorSpec([None], _TF_DTYPES[f.dtype], name=f.name) for f in F.MODEL_FEATURES}
+                {f.name: tf.TensorSpec([None], _TF_DTYPES[f.dtype], name=f.name) for f in features}
             ]
         )
         def predict_raw(self, inputs):
-            return {"probability": self._prob(inputs)}
+            return {contract.OUTPUT_KEY: self._prob(inputs)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
         def serving_default(self, examples):
-            spec = {
+            parse = {
                 f.name: tf.io.FixedLenFeature([], _TF_DTYPES[f.dtype], default_value=f.missing)
-                for f in F.MODEL_FEATURES
+                for f in features
             }
-            return {"probability": self._prob(tf.io.parse_example(examples, spec))}
+            return {contract.OUTPUT_KEY: self._prob(tf.io.parse_example(examples, parse))}
 
     module = Demo()
     raw = module.predict_raw.get_concrete_function()
@@ -85,7 +98,7 @@ def build(model_dir: str | Path, seed: int = 0, version_tag: str = "demo") -> st
         lambda **kw: module.predict_raw(kw),
         input_signature=None,
     ).get_concrete_function(
-        **{f.name: tf.TensorSpec([None], _TF_DTYPES[f.dtype], name=f.name) for f in F.MODEL_FEATURES}
+        **{f.name: tf.TensorSpec([None], _TF_DTYPES[f.dtype], name=f.name) for f in features}
     )
     del raw
     out = Path(model_dir)
@@ -93,14 +106,20 @@ def build(model_dir: str | Path, seed: int = 0, version_tag: str = "demo") -> st
     tf.saved_model.save(
         module,
         str(out),
-        signatures={"serving_default": module.serving_default.get_concrete_function(), "predict_raw": named},
+        signatures={
+            contract.EXAMPLES_SIGNATURE: module.serving_default.get_concrete_function(),
+            contract.RAW_SIGNATURE: named,
+        },
     )
+    (out / contract.SPEC_FILE).write_text(S.dump(spec), encoding="utf-8")
     meta = {
         "model": "kfloop demo model (untrained, seeded weights)",
         "seed": seed,
         "version_tag": version_tag,
-        "features": F.spec(),
-        "label": F.LABEL.name,
+        "spec": spec.name,
+        "spec_sha256": spec.digest(),
+        "features": spec.describe(),
+        "label": spec.label.name,
     }
-    (out / "kfloop_metadata.json").write_text(json.dumps(meta, indent=2))
+    (out / contract.METADATA_FILE).write_text(json.dumps(meta, indent=2))  # last: the export is complete
     return str(out)

@@ -8,7 +8,11 @@ Request (JSON, ``Content-Type: application/json``; with tokens configured also
 
 ``request_id`` is the id of an earlier prediction request (its ``X-Request-Id`` header, the V2 body ``id``
 or the id the server answered with in ``X-Request-Id``); ``row`` is the row's index in that request; ``label``
-is the ground truth, the integer ``0`` or ``1``. One request carries at most
+is the ground truth: the integer ``0`` or ``1``, or a raw value of the label as the served model's dataset
+spec declares it (e.g. ``"yes"`` / ``"no"`` for a string label with positive class ``"yes"``), mapped with
+:meth:`kfloop.spec.DatasetSpec.label_of`. A value of the wrong type, a missing-value token, a value that
+is the positive class up to case or spaces (a typo that would silently become 0), or (for a derived label)
+anything but a class is refused with 400 naming ``feedback[i].label``. One request carries at most
 :attr:`kfloop.config.FeedbackConfig.max_items` labels.
 
 Answers: ``200 {"accepted": n, "new": k, "repeated": n - k, "requests": r, "max_delay_s": ...}`` once the
@@ -89,6 +93,68 @@ class RecentRequests:
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+class LabelDecoder:
+    """Maps the ``label`` of feedback items to 0 / 1 by a dataset spec (one per request: values memoized).
+
+    0 and 1 (integers) are always accepted as the class itself. Without a spec, or for a spec whose label is
+    derived (``label.derive``: the data has no label column whose values a labeler would send), only they
+    are.
+
+    Args:
+        spec: The :class:`kfloop.spec.DatasetSpec` of the served model, or None.
+    """
+
+    def __init__(self, spec=None):
+        self.spec = spec
+        self._memo: dict = {}
+
+    def __call__(self, value, where: str) -> int:
+        """The 0/1 label of ``value`` (``where``: the item, e.g. ``feedback[3]``).
+
+        Raises:
+            serving.request.RequestError: 400 naming ``<where>.label``.
+        """
+        if _is_int(value) and value in (0, 1):
+            return value
+        field = f"{where}.label"
+        spec = self.spec
+        if spec is None or spec.label_spec.derive is not None:
+            raise schema.RequestError(
+                f"{field}: expected the integer 0 or 1, got {schema._describe(value)}", field=field
+            )
+        key = (type(value), value) if isinstance(value, str | int | bool) else None
+        if key is not None and key in self._memo:
+            return self._memo[key]
+        lab = spec.label_spec
+        pos = lab.positive
+        if isinstance(pos, str):
+            if not isinstance(value, str):
+                raise schema.RequestError(
+                    f"{field}: expected a value of label {lab.column!r} (a string; {pos!r} is the positive "
+                    f"class) or 0 / 1, got {schema._type_name(value)} {schema._describe(value)}",
+                    field=field,
+                )
+            if value != pos and value.strip().casefold() == pos.strip().casefold():
+                raise schema.RequestError(
+                    f"{field}: {schema._describe(value)} is not the positive class {pos!r} (case or spaces "
+                    "differ); refused rather than taken as 0",
+                    field=field,
+                )
+        elif not _is_int(value):
+            raise schema.RequestError(
+                f"{field}: expected an integer value of label {lab.column!r} ({pos} is the positive class), "
+                f"got {schema._type_name(value)} {schema._describe(value)}",
+                field=field,
+            )
+        try:
+            out = int(spec.label_of(value))
+        except ValueError as e:  # kfloop.spec.SpecDataError: missing, or not a class
+            raise schema.RequestError(f"{field}: {e}", field=field) from None
+        if key is not None:
+            self._memo[key] = out
+        return out
 
 
 class LabelMemory:
@@ -307,6 +373,9 @@ class Feedback:
         self.rejected = 0
         self.conflicts = 0
         self.repeated = 0
+        #: The dataset spec labels are read by (the served model's: the server sets a callable returning the
+        #: current version's spec); None: labels are 0 / 1 only.
+        self.spec_of = None
 
     @property
     def max_items(self) -> int:
@@ -340,6 +409,7 @@ class Feedback:
                 field="feedback",
             )
         ids, rows, labels, when = [], [], [], []
+        label_of = LabelDecoder(self.spec_of() if self.spec_of is not None else None)
         for i, item in enumerate(items):
             where = f"feedback[{i}]"
             if not isinstance(item, dict):
@@ -358,11 +428,7 @@ class Feedback:
                     f"{where}.row: expected an integer >= 0, got {schema._describe(row)}",
                     field=f"{where}.row",
                 )
-            if not _is_int(label) or label not in (0, 1):
-                raise schema.RequestError(
-                    f"{where}.label: expected the integer 0 or 1, got {schema._describe(label)}",
-                    field=f"{where}.label",
-                )
+            label = label_of(label, where)
             known = self.recent.get(rid)
             if known is None:
                 raise schema.RequestError(

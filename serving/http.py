@@ -328,7 +328,7 @@ class PredictorApp:
 
     Args:
         app: The kserve ASGI app (with its middleware stack).
-        model: The :class:`serving.model.TaxiModel`.
+        model: The :class:`serving.model.Predictor`.
         max_body_bytes: Body size limit (413 above it).
         admission: Admission bounds (None: a default :class:`Admission` from ``model.config``).
     """
@@ -445,12 +445,15 @@ class PredictorApp:
 
         return await self.app(scope, replay, send)
 
-    def _decode(self, body: bytes, v2: bool):
+    def _decode(self, body: bytes, v2: bool, loaded):
+        """Decodes a body with the decoder of ``loaded`` (the version current when the request came)."""
         payload = parse_json(body)
         max_rows = self.model.config.max_rows
+        if loaded is None:
+            raise schema.RequestError("no model loaded", status=503)
         if v2:
-            return schema.decode_v2(payload, max_rows)
-        columns = schema.decode_v1(payload, max_rows)
+            return loaded.decoder.decode_v2(payload, max_rows)
+        columns = loaded.decoder.decode_v1(payload, max_rows)
         return columns, None, payload["instances"]
 
     async def _predict(self, scope, receive, send, v2: bool):
@@ -476,18 +479,21 @@ class PredictorApp:
             declared = self._check_length(scope)
             ticket = self.admission.enter(declared)  # Overloaded: answered before the body is read
             body = await read_body(receive, self.max_body_bytes)
+            loaded = model.current  # decoder and model of one version (a hot reload swaps both at once)
             if len(body) > self.inline_bytes:  # keep the event loop free for health checks and small requests
                 loop = asyncio.get_running_loop()
-                columns, body_id, raw = await loop.run_in_executor(self._decoder, self._decode, body, v2)
+                columns, body_id, raw = await loop.run_in_executor(
+                    self._decoder, self._decode, body, v2, loaded
+                )
             else:
-                columns, body_id, raw = self._decode(body, v2)
+                columns, body_id, raw = self._decode(body, v2, loaded)
             rows = len(next(iter(columns.values())))
             ticket.settle(len(body), rows)
             slot = self.admission.reserve_log(rows)
             request_id = request_id or body_id or uuid.uuid4().hex
             batcher.receiving -= 1
             receiving = False
-            probs, version = await model.predict_columns(columns, request_id, raw, slot)
+            probs, version = await model.predict_columns(columns, request_id, raw, slot, loaded)
         except schema.RequestError as e:
             return await _send(send, e.status, e.body(), close=e.status == 413)
         except Overloaded as e:

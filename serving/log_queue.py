@@ -5,6 +5,10 @@ log root::
 
     predictions/<model_name>/date=YYYY-MM-DD/<server_id>-<seq>.parquet
 
+The columns are those of the dataset spec of the model version that predicted (its Arrow schema,
+:func:`kfloop.predlog.prediction_schema`, travels with each queued item): a hot reload to a version with
+another spec starts new files, and no file ever mixes two schemas.
+
 The request path only appends a reference to the already-decoded column arrays (the same numpy arrays the
 model was fed, so V1 and V2 requests log identical rows) and the probabilities to a queue: one item per model
 call (:meth:`PredictionLog.submit_batch`, the micro-batch's concatenated columns and its requests' ids and row
@@ -52,8 +56,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kfloop import features as F
-
 log = logging.getLogger("kfloop.serving.log_queue")
 
 _METRICS = None
@@ -74,23 +76,36 @@ def _metrics():
     return _METRICS
 
 
-def _columns_of(raw) -> dict:
+def _columns_of(raw, schema) -> dict:
     """Decoded ``{feature: array}`` columns; V1 instance dicts (old callers, tests) are decoded here."""
     if isinstance(raw, dict):
         return raw
     from kfloop import predlog
 
-    return predlog.columns_from_instances(raw)
+    return predlog.columns_from_instances(raw, schema)
 
 
-def items_table(items: list, source: str = "online"):
-    """One Arrow table of :data:`kfloop.predlog.PREDICTION_SCHEMA` for queued items.
+def _schema_of(item):
+    return item[6] if len(item) > 6 else None
 
-    An item is ``(request ids, row counts, epochs, version, columns, probabilities)``: one request
-    (:meth:`PredictionLog.submit`) or one micro-batch of requests (:meth:`PredictionLog.submit_batch`).
+
+def items_table(items: list, source: str = "online", schema=None):
+    """One Arrow table of one prediction log schema for queued items (all of that schema).
+
+    An item is ``(request ids, row counts, epochs, version, columns, probabilities, log schema)``: one
+    request (:meth:`PredictionLog.submit`) or one micro-batch of requests (:meth:`PredictionLog.submit_batch`).
+
+    Args:
+        items: The items.
+        source: ``online`` / ``batch``.
+        schema: The prediction schema (default: the first item's).
     """
     from kfloop import predlog
 
+    schema = schema if schema is not None else _schema_of(items[0])
+    if schema is None:
+        raise predlog.LogError("a prediction log item has no schema (the model's spec gives it)")
+    names = predlog.feature_names(schema)
     ids_l, counts_l, epochs_l = [], [], []
     for it in items:
         ids_l.extend(it[0])
@@ -100,17 +115,36 @@ def items_table(items: list, source: str = "online"):
     n = int(counts.sum())
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     rows = np.arange(n, dtype=np.int64) - starts
-    cols = [_columns_of(it[4]) for it in items]
+    cols = [_columns_of(it[4], schema) for it in items]
     merged = {
-        f.name: (cols[0][f.name] if len(cols) == 1 else np.concatenate([np.asarray(c[f.name]) for c in cols]))
-        for f in F.MODEL_FEATURES
+        name: (cols[0][name] if len(cols) == 1 else np.concatenate([np.asarray(c[name]) for c in cols]))
+        for name in names
     }
     probs = np.concatenate([np.asarray(it[5], dtype=np.float32).reshape(-1) for it in items])
     ids = np.repeat(np.array([str(i) for i in ids_l], dtype=object), counts)
     epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
     item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))
     versions = np.repeat(np.array([str(it[3]) for it in items], dtype=object), item_rows)
-    return predlog.prediction_table(ids, epochs, versions, merged, probs, source=source, rows=rows)
+    return predlog.prediction_table(
+        ids, epochs, versions, merged, probs, source=source, rows=rows, schema=schema
+    )
+
+
+def items_tables(items: list, source: str = "online", default_schema=None) -> list:
+    """The queued items as one table per prediction schema (items grouped by their schema, in order of
+    first appearance): each becomes its own files."""
+    groups: dict = {}
+    for it in items:
+        schema = _schema_of(it) if _schema_of(it) is not None else default_schema
+        key = id(schema)
+        for k, (sc, _) in groups.items():  # the same schema built twice (two versions of one spec)
+            if sc is schema or (
+                sc is not None and schema is not None and sc.equals(schema, check_metadata=True)
+            ):
+                key = k
+                break
+        groups.setdefault(key, (schema, []))[1].append(it)
+    return [items_table(its, source, schema) for schema, its in groups.values()]
 
 
 #: How often the sender thread hands what is queued to the writer process (one frame per interval).
@@ -171,6 +205,8 @@ class PredictionLog:
         writer_process: Write in a :mod:`serving.log_writer` process (default); False: in the sender thread.
         stall_seconds: A writer process that holds rows and says nothing for this long is stalled
             (:meth:`stalled`: liveness fails, so the pod is restarted).
+        schema: The prediction log schema of items submitted without one (a :class:`kfloop.spec.DatasetSpec`
+            or its :func:`kfloop.predlog.prediction_schema`); the server passes each model call's own.
     """
 
     def __init__(
@@ -184,9 +220,11 @@ class PredictionLog:
         source: str = "online",
         writer_process: bool = True,
         stall_seconds: float = 60.0,
+        schema=None,
     ):
         from kfloop import predlog
 
+        self.schema = predlog.as_prediction_schema(schema) if schema is not None else None
         if not (flush_seconds > 0 and flush_seconds < float("inf")):
             raise ValueError(f"flush_seconds must be a positive finite number, got {flush_seconds!r}")
         if not (stall_seconds > 0 and stall_seconds < float("inf")):
@@ -290,22 +328,37 @@ class PredictionLog:
             self._reserved += n
         return LogSlot(self, n)
 
-    def submit(self, request_id: str, epoch: float, version: str, columns, probabilities) -> bool:
+    def submit(
+        self, request_id: str, epoch: float, version: str, columns, probabilities, *, schema=None
+    ) -> bool:
         """Queues one request's predictions; returns False (and counts them) when dropped.
 
         Args:
             request_id: The request id.
             epoch: When predicted (seconds since the epoch).
             version: Model version that predicted.
-            columns: The decoded ``{feature: numpy array}`` the model was fed (missing = the sentinels of
-                :mod:`kfloop.features`). A list of V1 instance dicts is accepted too (decoded by the writer).
+            columns: The decoded ``{feature: numpy array}`` the model was fed (missing = the spec's
+                sentinels). A list of V1 instance dicts is accepted too (decoded by the writer).
             probabilities: One float per row (float32, exactly as the response shows it).
+            schema: The prediction log schema of the model's spec (default: the log's ``schema``).
         """
+        schema = self._schema(schema)
         return self._enqueue(
-            ((request_id,), (len(probabilities),), (epoch,), version, columns, probabilities)
+            ((request_id,), (len(probabilities),), (epoch,), version, columns, probabilities, schema)
         )
 
-    def submit_batch(self, requests, version: str, columns: dict, probabilities, slots=()) -> bool:
+    def _schema(self, schema):
+        if schema is None:
+            schema = self.schema
+        elif hasattr(schema, "model_features"):  # a DatasetSpec (the server passes the model's Arrow schema)
+            schema = self._predlog.prediction_schema(schema)
+        if schema is None:
+            raise self._predlog.LogError("no prediction log schema: pass the model's (schema=) or the log's")
+        return schema
+
+    def submit_batch(
+        self, requests, version: str, columns: dict, probabilities, slots=(), *, schema=None
+    ) -> bool:
         """Queues one micro-batch (one model call) of several requests as ONE item; False when dropped.
 
         Row numbers stay per request (``0 .. n-1`` within each).
@@ -316,11 +369,13 @@ class PredictionLog:
             columns: The batch's concatenated ``{feature: numpy array}`` (as the model was fed).
             probabilities: One float per row of the batch.
             slots: The :class:`LogSlot` of those requests that reserved their rows (taken here).
+            schema: The prediction log schema of the model's spec (default: the log's ``schema``).
         """
+        schema = self._schema(schema)
         ids = tuple(r[0] for r in requests)
         counts = tuple(r[1] for r in requests)
         epochs = tuple(r[2] for r in requests)
-        return self._enqueue((ids, counts, epochs, version, columns, probabilities), slots)
+        return self._enqueue((ids, counts, epochs, version, columns, probabilities, schema), slots)
 
     def _enqueue(self, item, slots=()) -> bool:
         n = len(item[5])
@@ -417,20 +472,18 @@ class PredictionLog:
             self._dropped_reported = self.dropped
         return stopping
 
-    def table(self, items: list):
-        """One Arrow table of the log's schema for the queued items (see :func:`items_table`)."""
-        return items_table(items, self.source)
+    def tables(self, items: list) -> list:
+        """The queued items as one Arrow table per prediction schema (see :func:`items_tables`)."""
+        return items_tables(items, self.source, self.schema)
 
     def _write_items(self, items: list, n: int) -> None:
         """Writes in this thread (``writer_process=False``)."""
         try:
-            uris = self._predlog.write_table(
-                self.root_uri,
-                self.model_name,
-                self._predlog.PREDICTIONS,
-                self.table(items),
-                writer_id=self.server_id,
-            )
+            uris = []
+            for table in self.tables(items):
+                uris += self._predlog.write_table(
+                    self.root_uri, self.model_name, self._predlog.PREDICTIONS, table, writer_id=self.server_id
+                )
         except Exception as e:  # logging must never take the server down
             self._count_dropped(n)
             self._set_write_error(f"{type(e).__name__}: {e}"[:500])

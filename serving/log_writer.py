@@ -8,7 +8,8 @@ the GIL) run beside the server's event loop instead of inside its interpreter.
 Protocol (stdin → stdout):
 
 * stdin: frames of an 8-byte little-endian length and a pickle of ``(frame id, items)``, the items being
-  the queue's ``(request ids, row counts, epochs, version, columns, probabilities)``. A frame cut short
+  the queue's ``(request ids, row counts, epochs, version, columns, probabilities, log schema)`` (the
+  prediction log schema of the predicting model's spec: items of different schemas go to different files). A frame cut short
   (the server killed in the middle of sending it) is discarded whole.
 * stdout: one JSON line per written file batch, failed write or heartbeat: ``{"rows", "frames", "files",
   "ok", "error", "cpu_s"}``. ``frames`` are the ids whose rows are now all published (``ok``) or dropped
@@ -113,7 +114,7 @@ def transient(e: BaseException) -> bool:
 
 
 class Batch:
-    """The rows of some frames, as one table per UTC date, published part by part (never twice)."""
+    """The rows of some frames, as one table per spec and UTC date, published part by part (never twice)."""
 
     def __init__(self, frame_ids: list[int], rows: int, parts: list):
         self.frame_ids = frame_ids
@@ -194,15 +195,16 @@ class Writer:
         """The held frames as one :class:`Batch` (None, and the rows reported dropped, if they cannot be
         made into the log's table)."""
         from kfloop import predlog
-        from serving.log_queue import items_table
+        from serving.log_queue import items_tables
 
         ids = [fid for fid, _ in held]
         try:
-            table = items_table([it for _, items in held for it in items], self.args.source)
-            table = table.combine_chunks()
-            days = predlog._dates(table.column("timestamp").combine_chunks())
-            unique = np.unique(days)
-            parts = [table] if len(unique) == 1 else [table.filter(pa.array(days == d)) for d in unique]
+            parts = []
+            for table in items_tables([it for _, items in held for it in items], self.args.source):
+                table = table.combine_chunks()
+                days = predlog.dates_of(table.column("timestamp").combine_chunks())
+                unique = np.unique(days)
+                parts += [table] if len(unique) == 1 else [table.filter(pa.array(days == d)) for d in unique]
         except Exception as e:  # rows that cannot become the log's table: no retry will fix them
             self.ack({"rows": n, "frames": ids, "ok": False, "error": _err(e)}, out)
             return None

@@ -1,8 +1,12 @@
 """The kfloop KServe predictor: a ``kserve.Model`` over the trainer's ``predict_raw`` SavedModel signature.
 
 * Loads from the model store (``champion`` alias by default, or a pinned version) or a plain directory.
+* Knows no dataset: each loaded version reads the dataset spec stored in its model directory
+  (:func:`kfloop.contract.read_spec`) and builds from it its request decoder (:mod:`serving.request`), its
+  V2 model metadata and its prediction log schema.
 * Hot reload: a background thread polls the alias, loads a new version, warms it up and swaps it in with
-  one reference assignment; a batch in flight finishes on the model it started with.
+  one reference assignment (the decoder and the model swap together: they are one object); a request is
+  decoded and predicted by the same spec, and a batch in flight finishes on the model it started with.
 * Micro-batching: concurrent requests are concatenated into one model call (see :class:`Batcher`).
 * The model call skips avoidable TF overhead: inputs go in as a flat, pre-ordered tensor list.
 """
@@ -25,8 +29,8 @@ from pathlib import Path
 import kserve
 import numpy as np
 
-from kfloop import features as F
-from kfloop import fs
+from kfloop import contract, fs
+from kfloop.spec import Kind
 from serving import request as schema
 
 log = logging.getLogger("kfloop.serving")
@@ -35,16 +39,20 @@ _TF_DTYPES = {"float32": "float32", "int64": "int64", "string": "string"}
 
 
 class ModelContractError(Exception):
-    """The SavedModel does not have the ``predict_raw`` signature kfloop.features describes."""
+    """The model directory does not hold what the model contract (:mod:`kfloop.contract`) asks: a spec, a
+    ``predict_raw`` signature over the spec's features with a ``probability`` output."""
 
 
 class LoadedModel:
-    """One loaded model version, callable on encoded columns.
+    """One loaded model version, callable on encoded columns, with what its spec gives.
 
     Attributes:
         version: Model version (store version, or the directory's name for ``--model-dir``).
         path: Local SavedModel directory.
         metadata: ``kfloop_metadata.json`` next to the SavedModel ({} when absent).
+        spec: The :class:`kfloop.spec.DatasetSpec` stored with the model (``spec.yaml``).
+        decoder: The :class:`serving.request.RequestDecoder` of that spec.
+        digest: The spec's digest (versions with the same digest take the same requests).
     """
 
     def __init__(self, path: str, version: str):
@@ -52,71 +60,91 @@ class LoadedModel:
 
         self.version = version
         self.path = path
-        meta = Path(path) / "kfloop_metadata.json"
+        meta = Path(path) / contract.METADATA_FILE
         self.metadata = json.loads(meta.read_text()) if meta.is_file() else {}
+        try:
+            self.spec = contract.read_spec(path)
+        except FileNotFoundError as e:
+            raise ModelContractError(str(e)) from None
+        except ValueError as e:  # kfloop.spec.SpecError: one line naming the key
+            raise ModelContractError(f"{path}: {contract.SPEC_FILE} is not a valid spec: {e}") from None
+        self.decoder = schema.RequestDecoder(self.spec)
+        self.digest = self.decoder.digest
+        features = self.decoder.features
         self._tf = tf
         self._loaded = tf.saved_model.load(path)
-        if "predict_raw" not in self._loaded.signatures:
-            raise ModelContractError(f"{path}: SavedModel has no 'predict_raw' signature")
-        sig = self._loaded.signatures["predict_raw"]
+        raw_sig = contract.RAW_SIGNATURE
+        if raw_sig not in self._loaded.signatures:
+            raise ModelContractError(f"{path}: SavedModel has no {raw_sig!r} signature")
+        sig = self._loaded.signatures[raw_sig]
         _, specs = sig.structured_input_signature
-        for f in F.MODEL_FEATURES:
+        for f in features:
             spec = specs.get(f.name)
             if spec is None:
-                raise ModelContractError(f"{path}: predict_raw has no input {f.name!r}")
+                raise ModelContractError(f"{path}: {raw_sig} has no input {f.name!r}")
             if spec.dtype.name != _TF_DTYPES[f.dtype]:
                 raise ModelContractError(
-                    f"{path}: predict_raw input {f.name!r} is {spec.dtype.name}, kfloop.features says {f.dtype}"
+                    f"{path}: {raw_sig} input {f.name!r} is {spec.dtype.name}, the spec says {f.dtype}"
                 )
-        extra = set(specs) - {f.name for f in F.MODEL_FEATURES}
+        extra = set(specs) - {f.name for f in features}
         if extra:
-            raise ModelContractError(
-                f"{path}: predict_raw has inputs kfloop.features does not know: {sorted(extra)}"
-            )
-        if "probability" not in sig.structured_outputs:
-            raise ModelContractError(f"{path}: predict_raw has no 'probability' output")
+            raise ModelContractError(f"{path}: {raw_sig} has inputs the spec does not know: {sorted(extra)}")
+        if contract.OUTPUT_KEY not in sig.structured_outputs:
+            raise ModelContractError(f"{path}: {raw_sig} has no {contract.OUTPUT_KEY!r} output")
         self._sig = sig
         # Flat call: the signature's flattened input order (sorted names); checked against the public path.
         self._order = [
             s.name for s in tf.nest.flatten(sig.structured_input_signature, expand_composites=True)
         ]
         self._flat = None
-        self._dtypes = {f.name: getattr(tf, _TF_DTYPES[f.dtype]) for f in F.MODEL_FEATURES}
+        self._dtypes = {f.name: getattr(tf, _TF_DTYPES[f.dtype]) for f in features}
+        self._log_schema = None
         self._warm_up()
+
+    @property
+    def log_schema(self):
+        """The prediction log schema of this version's spec (:func:`kfloop.predlog.prediction_schema`)."""
+        if self._log_schema is None:
+            from kfloop import predlog
+
+            self._log_schema = predlog.prediction_schema(self.spec)
+        return self._log_schema
+
+    def v2_metadata(self, name: str) -> dict:
+        """V2 model metadata: inputs from the spec, the output, and the spec's name / task / label."""
+        return {
+            "name": name,
+            "versions": [self.version],
+            "platform": "tensorflow_savedmodel",
+            "inputs": self.decoder.inputs_metadata(),
+            "outputs": OUTPUTS_METADATA,
+            "parameters": {
+                "spec": self.spec.name,
+                "task": self.spec.task.value,
+                "label": self.spec.label.name,
+                "spec_sha256": self.digest,
+            },
+        }
 
     def _tensors(self, columns: dict) -> dict:
         tf = self._tf
         return {name: tf.constant(columns[name], dtype=self._dtypes[name]) for name in self._dtypes}
 
     def _call_public(self, columns: dict) -> np.ndarray:
-        return self._sig(**self._tensors(columns))["probability"].numpy()
+        return self._sig(**self._tensors(columns))[contract.OUTPUT_KEY].numpy()
 
     def _call_flat(self, columns: dict) -> np.ndarray:
         tensors = self._tensors(columns)
         out = self._sig._call_flat([tensors[n] for n in self._order], self._sig.captured_inputs)
         if isinstance(out, dict):
-            out = out["probability"]
+            out = out[contract.OUTPUT_KEY]
         elif isinstance(out, list | tuple):
             out = out[0]
         return out.numpy()
 
     def _warm_up(self) -> None:
         """Calls the model once per path; keeps the fast flat call only if it agrees with the public one."""
-        rows = []
-        for i in range(3):
-            row = {}
-            for f in F.MODEL_FEATURES:
-                if f.kind == F.Kind.NUMERIC:
-                    row[f.name] = np.float32(1.5 * i + 0.25)
-                elif f.kind == F.Kind.CATEGORICAL_STR:
-                    row[f.name] = ["Cash", "Credit Card", ""][i]
-                else:
-                    row[f.name] = np.int64(i + 1)
-            rows.append(row)
-        cols = {
-            f.name: np.array([r[f.name] for r in rows], dtype=schema._NP_DTYPES[f.dtype])
-            for f in F.MODEL_FEATURES
-        }
+        cols = warm_up_columns(self.decoder.features)
         expected = self._call_public(cols)
         try:
             got = self._call_flat(cols)
@@ -130,6 +158,29 @@ class LoadedModel:
     def __call__(self, columns: dict) -> np.ndarray:
         """Probabilities (float32, one per row) for encoded columns ``{feature: np.ndarray}``."""
         return self._call_flat(columns) if self._flat else self._call_public(columns)
+
+
+def _sample_values(f, n: int) -> list:
+    """``n`` valid values of a feature for a warm-up call (domain values where the spec has them)."""
+    if f.kind == Kind.BOOLEAN:
+        return [i % 2 for i in range(n)]
+    if f.kind == Kind.NUMERIC:
+        lo = f.range[0] if f.range and f.range[0] is not None else 0.0
+        return [float(lo) + 1.5 * i + 0.25 for i in range(n)]
+    if f.domain:
+        return [f.domain[i % len(f.domain)] for i in range(n)]
+    if f.kind == Kind.CATEGORICAL_STR:
+        return [["a", "b", ""][i % 3] for i in range(n)]
+    return [i + 1 for i in range(n)]
+
+
+def warm_up_columns(features, n: int = 3) -> dict:
+    """Encoded columns of ``n`` made-up rows (one model call's worth, to warm a model up)."""
+    return {f.name: np.array(_sample_values(f, n), dtype=schema._NP_DTYPES[f.dtype]) for f in features}
+
+
+#: The V2 metadata of the model's one output.
+OUTPUTS_METADATA = [{"name": contract.OUTPUT_KEY, "datatype": "FP32", "shape": [-1]}]
 
 
 class ModelSource:
@@ -160,7 +211,7 @@ class ModelSource:
     def current_version(self) -> str:
         """The version the ref points to now."""
         if self.store is None:
-            meta = fs.join(self.model_dir, "kfloop_metadata.json")
+            meta = contract.metadata_uri(self.model_dir)
             if fs.exists(meta):
                 v = json.loads(fs.read_text(meta)).get("version")
                 if v:
@@ -183,10 +234,11 @@ class ModelSource:
 
 
 class _Pending:
-    __slots__ = ("columns", "future", "n", "request_id", "slot")
+    __slots__ = ("columns", "future", "model", "n", "request_id", "slot")
 
-    def __init__(self, columns, n, future, request_id, slot):
+    def __init__(self, columns, n, future, request_id, slot, model=None):
         self.columns = columns
+        self.model = model  # the LoadedModel whose decoder decoded the columns (None: whatever is current)
         self.n = n
         self.future = future
         self.request_id = request_id
@@ -197,7 +249,9 @@ class Batcher:
     """Micro-batching on the event loop: one model call at a time, in a worker thread.
 
     While the model runs, new requests queue up; when it is free, everything queued (up to
-    ``max_batch_rows``) goes into the next call. If requests are still being received when a batch is formed,
+    ``max_batch_rows``) goes into the next call. A request decoded by one version's decoder is predicted by
+    the current version if it has the same spec, else by the version that decoded it (after a hot reload to
+    another spec, requests already decoded finish on the old one); one call never mixes specs. If requests are still being received when a batch is formed,
     it waits for them at most ``batch_wait_ms``. A lone request on an idle server never waits.
     """
 
@@ -223,15 +277,15 @@ class Batcher:
             return f"micro-batcher stopped ({exc!r})" if exc else "micro-batcher stopped"
         return None
 
-    async def submit(self, columns: dict, n: int, request_id: str = "", log_slot=None):
-        """Predicts ``n`` rows (logged under ``request_id``, into ``log_slot`` if reserved); returns
-        ``(probabilities, version)``."""
+    async def submit(self, columns: dict, n: int, request_id: str = "", log_slot=None, model=None):
+        """Predicts ``n`` rows (logged under ``request_id``, into ``log_slot`` if reserved) decoded by
+        ``model``'s decoder (None: the current model's); returns ``(probabilities, version)``."""
         loop = asyncio.get_running_loop()
         if self._task is None:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run())
         fut = loop.create_future()
-        self._queue.append(_Pending(columns, n, fut, request_id, log_slot))
+        self._queue.append(_Pending(columns, n, fut, request_id, log_slot, model))
         self._wakeup.set()
         return await fut
 
@@ -243,10 +297,11 @@ class Batcher:
                 await self._wakeup.wait()
             batch = [self._queue.popleft()]
             rows = batch[0].n
+            model = self._model_for(batch[0])
             deadline = loop.time() + self.batch_wait_s
             while rows < self.max_batch_rows:
                 if self._queue:
-                    if rows + self._queue[0].n > self.max_batch_rows:
+                    if rows + self._queue[0].n > self.max_batch_rows or not _same_spec(self._queue[0], model):
                         break
                     item = self._queue.popleft()
                     batch.append(item)
@@ -259,7 +314,6 @@ class Batcher:
                     await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
                 except TimeoutError:
                     break
-            model = self.get_model()
             self.call_started = time.monotonic()
             try:
                 if model is None:
@@ -281,14 +335,21 @@ class Batcher:
             self.calls += 1
             self.rows += rows
             if self.prediction_log is not None:
-                self._log(batch, cols, probs, model.version)
+                self._log(batch, cols, probs, model.version, model.log_schema)
             start = 0
             for p in batch:
                 if not p.future.done():
                     p.future.set_result((probs[start : start + p.n], model.version))
                 start += p.n
 
-    def _log(self, batch: list, cols: dict, probs, version: str) -> None:
+    def _model_for(self, p: _Pending):
+        """The model that predicts ``p``: the current one if it has the spec that decoded ``p``."""
+        current = self.get_model()
+        if p.model is None or (current is not None and current.digest == p.model.digest):
+            return current
+        return p.model
+
+    def _log(self, batch: list, cols: dict, probs, version: str, log_schema) -> None:
         """Logs one model call as one item; requests already cancelled (no answer sent) are left out.
 
         A call that mixes requests with and without reserved log room is logged per request, so rows that
@@ -299,7 +360,7 @@ class Batcher:
         if all(not p.future.done() for p in batch) and (all(reserved) or not any(reserved)):
             slots = [p.slot for p in batch if p.slot is not None]
             self.prediction_log.submit_batch(
-                [(p.request_id, p.n, now) for p in batch], version, cols, probs, slots
+                [(p.request_id, p.n, now) for p in batch], version, cols, probs, slots, schema=log_schema
             )
             return
         start = 0
@@ -311,12 +372,19 @@ class Batcher:
                     p.columns,
                     probs[start : start + p.n],
                     [p.slot] if p.slot is not None else (),
+                    schema=log_schema,
                 )
             start += p.n
 
 
-class TaxiModel(kserve.Model):
-    """The big_tipper predictor (``kserve.Model``) with hot reload, micro-batching and a prediction log.
+def _same_spec(p: _Pending, model) -> bool:
+    return p.model is None or model is None or p.model.digest == model.digest
+
+
+class Predictor(kserve.Model):
+    """The predictor of one model name (``kserve.Model``): hot reload, micro-batching, a prediction log.
+
+    Its inputs, V2 metadata and log schema are the current version's spec's (:class:`LoadedModel`).
 
     Args:
         name: Model name (endpoint path and store name).
@@ -431,30 +499,38 @@ class TaxiModel(kserve.Model):
             self.prediction_log.close(timeout=log_timeout)
 
     # -- metadata --------------------------------------------------------------------------------------
+    def current_spec(self):
+        """The dataset spec of the version being served (None before the first load)."""
+        current = self.current
+        return current.spec if current is not None else None
+
     def get_input_types(self):
-        return schema.model_inputs_metadata()
+        current = self.current
+        return current.decoder.inputs_metadata() if current is not None else []
 
     def get_output_types(self):
-        return [{"name": "probability", "datatype": "FP32", "shape": [-1]}]
+        return [dict(o) for o in OUTPUTS_METADATA]
 
     def metadata(self) -> dict:
-        """V2 model metadata, with the version being served."""
-        return {
-            "name": self.name,
-            "versions": [self.current.version] if self.current else [],
-            "platform": "tensorflow_savedmodel",
-            "inputs": self.get_input_types(),
-            "outputs": self.get_output_types(),
-        }
+        """V2 model metadata of the version being served: inputs from its spec, the output, and the spec's
+        name / task / label (and digest) in ``parameters``."""
+        current = self.current
+        if current is None:
+            return {"name": self.name, "versions": [], "platform": "tensorflow_savedmodel", "inputs": [],
+                    "outputs": self.get_output_types()}  # fmt: skip
+        return current.v2_metadata(self.name)
 
     # -- prediction ------------------------------------------------------------------------------------
     async def predict_columns(
-        self, columns: dict, request_id: str, raw, log_slot=None
+        self, columns: dict, request_id: str, raw, log_slot=None, model: LoadedModel | None = None
     ) -> tuple[np.ndarray, str]:
         """Predicts decoded columns (micro-batched) and logs them (into ``log_slot``, the request's reserved
-        room in the prediction log, if any); returns ``(probabilities, version)``."""
+        room in the prediction log, if any); returns ``(probabilities, version)``.
+
+        ``model``: the loaded version whose decoder decoded ``columns`` (None: the current one's).
+        """
         n = len(next(iter(columns.values())))
-        probs, version = await self.batcher.submit(columns, n, request_id, log_slot)  # the batcher logs them
+        probs, version = await self.batcher.submit(columns, n, request_id, log_slot, model)  # logs them
         if self.feedback is not None:
             self.feedback.seen(request_id, n, time.time())
         return probs, version
@@ -472,6 +548,9 @@ class TaxiModel(kserve.Model):
 
         headers = headers or {}
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        model = self.current
+        if model is None:
+            raise InvalidInput("no model loaded")
         try:
             if isinstance(payload, InferRequest):
                 body = {
@@ -485,17 +564,17 @@ class TaxiModel(kserve.Model):
                         for i in payload.inputs
                     ]
                 }
-                columns, _, raw = schema.decode_v2(body, self.config.max_rows)
+                columns, _, raw = model.decoder.decode_v2(body, self.config.max_rows)
             else:
-                columns = schema.decode_v1(payload, self.config.max_rows)
+                columns = model.decoder.decode_v1(payload, self.config.max_rows)
                 raw = payload["instances"]
         except schema.RequestError as e:
             raise InvalidInput(e.message) from None
-        probs, version = await self.predict_columns(columns, request_id, raw)
+        probs, version = await self.predict_columns(columns, request_id, raw, model=model)
         if isinstance(payload, InferRequest):
             from kserve.protocol.infer_type import InferOutput
 
-            out = InferOutput(name="probability", shape=[len(probs)], datatype="FP32")
+            out = InferOutput(name=contract.OUTPUT_KEY, shape=[len(probs)], datatype="FP32")
             out.set_data_from_numpy(probs.astype(np.float32))
             return InferResponse(
                 response_id=payload.id or request_id,

@@ -1,4 +1,5 @@
-"""Serving fixtures: demo SavedModels in a real model store, real taxi rows, and live servers on loopback."""
+"""Serving fixtures: demo SavedModels (taxi spec and a synthetic non-taxi spec) in a real model store, real taxi
+rows, and live servers on loopback."""
 
 from __future__ import annotations
 
@@ -88,12 +89,28 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def demo_model_dirs(tmp_path_factory):
-    """Two demo SavedModels (seed 0 and seed 1) with the trainer's signatures."""
+def demo_model_dirs(tmp_path_factory, taxi_spec):
+    """Two demo SavedModels of the taxi spec (seed 0 and seed 1) with the trainer's signatures."""
     from serving import demo_model
 
     out = tmp_path_factory.mktemp("demo-models")
-    return [demo_model.build(out / f"seed{seed}", seed=seed) for seed in (0, 1)]
+    return [demo_model.build(out / f"seed{seed}", taxi_spec, seed=seed) for seed in (0, 1)]
+
+
+@pytest.fixture(scope="session")
+def signups_spec():
+    """The synthetic non-taxi spec (:mod:`tests.serving.specs`)."""
+    from tests.serving.specs import signups_spec
+
+    return signups_spec()
+
+
+@pytest.fixture(scope="session")
+def signups_model_dir(tmp_path_factory, signups_spec):
+    """A demo SavedModel of the signups spec (a model with other features than the taxi ones)."""
+    from serving import demo_model
+
+    return demo_model.build(tmp_path_factory.mktemp("signups-model") / "m", signups_spec, seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -129,12 +146,12 @@ def store_root(tmp_path, demo_model_dirs):
 
 
 @pytest.fixture(scope="session")
-def taxi_rows(taxi_csv):
+def taxi_rows(taxi_csv, taxi_spec):
     """300 real taxi rows: ``(frame, encoded columns)``."""
     from kfloop import datasets
 
-    frame = datasets.read_dataset(str(taxi_csv)).sample(300, random_state=7).reset_index(drop=True)
-    return frame, datasets.encode(frame)
+    frame = datasets.read_dataset(str(taxi_csv), taxi_spec).sample(300, random_state=7).reset_index(drop=True)
+    return frame, datasets.encode(frame, taxi_spec)
 
 
 @pytest.fixture

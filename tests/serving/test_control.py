@@ -58,7 +58,7 @@ def asgi(demo_model_dirs, tmp_path):
     """The HTTP layer in process over the real model (no kserve behind it: any other route is 404)."""
     from kfloop import config
     from serving import http
-    from serving.model import ModelSource, TaxiModel
+    from serving.model import ModelSource, Predictor
 
     async def not_found(scope, receive, send):
         if scope["type"] == "http":
@@ -66,7 +66,7 @@ def asgi(demo_model_dirs, tmp_path):
             await send({"type": "http.response.body", "body": b""})
 
     cfg = dataclasses.replace(config.ServingConfig(), max_call_seconds=5.0)
-    model = TaxiModel(MODEL, ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)), cfg)
+    model = Predictor(MODEL, ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)), cfg)
     model.load()
     model.start()
     app = http.PredictorApp(not_found, model, cfg.max_body_bytes)

@@ -19,7 +19,9 @@ import math
 import numpy as np
 import pytest
 
-from kfloop import features as F
+from kfloop.spec import Feature, Kind
+from kfloop.spec import load as load_spec
+from tests.conftest import TAXI_SPEC_PATH
 from tests.serving.conftest import MODEL, SMALL_MAX_ROWS
 
 pytestmark = pytest.mark.serving
@@ -30,9 +32,16 @@ httpx = pytest.importorskip("httpx")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from serving.request import RequestDecoder  # noqa: E402
+
+#: The taxi example's spec (module level: parametrize and hypothesis strategies are built at import).
+TAXI = load_spec(TAXI_SPEC_PATH)
+DECODER = RequestDecoder(TAXI)  # the request decoder of a taxi-spec model
+
+
 MAX_ROWS = SMALL_MAX_ROWS
 FP32_MAX = float(np.finfo(np.float32).max)
-FEATURES = {f.name: f for f in F.MODEL_FEATURES}
+FEATURES = {f.name: f for f in TAXI.model_features}
 
 COMMON = dict(
     deadline=None,
@@ -49,19 +58,19 @@ class Invalid(Exception):
     pass
 
 
-def _value(f: F.Feature, v):
+def _value(f: Feature, v):
     """The model input for one JSON value, or :class:`Invalid` (the contract, written out plainly)."""
     if v is None or (type(v) is float and math.isnan(v)):
         if not f.nullable:
             raise Invalid(f.name)
         return f.missing
-    if f.kind == F.Kind.CATEGORICAL_STR:
+    if f.kind == Kind.CATEGORICAL_STR:
         if type(v) is not str:
             raise Invalid(f.name)
         return v
     if type(v) not in (int, float):
         raise Invalid(f.name)
-    if f.kind == F.Kind.NUMERIC:
+    if f.kind == Kind.NUMERIC:
         try:
             x = float(v)
         except OverflowError:
@@ -208,10 +217,10 @@ JSON = st.recursive(
 )
 
 
-def valid_value(f: F.Feature):
-    if f.kind == F.Kind.NUMERIC:
+def valid_value(f: Feature):
+    if f.kind == Kind.NUMERIC:
         s = st.floats(width=32, allow_nan=False, allow_infinity=False) | st.integers(-(2**31), 2**31)
-    elif f.kind == F.Kind.CATEGORICAL_INT:
+    elif f.kind == Kind.CATEGORICAL_INT:
         s = (
             st.integers(-(2**63), 2**63 - 1)
             | st.integers(-1000, 1000)
@@ -223,13 +232,13 @@ def valid_value(f: F.Feature):
 
 
 @st.composite
-def bad_value(draw, f: F.Feature):
+def bad_value(draw, f: Feature):
     """Something in place of one feature value: valid elsewhere, wrong type, extreme, odd or raw text."""
     kind = draw(st.integers(0, 4))
     if kind == 0:
         return draw(JSON)
     if kind == 1:
-        return draw(valid_value(draw(st.sampled_from(F.MODEL_FEATURES))))
+        return draw(valid_value(draw(st.sampled_from(TAXI.model_features))))
     if kind == 2:
         return draw(
             st.sampled_from([1e39, -1e39, 1e308, 5e-324, 2**63, 2**64, -(2**63), 10**30, 0.5, -0.0, True])
@@ -260,7 +269,7 @@ class Body:
 @st.composite
 def v1_bodies(draw) -> bytes:
     n = draw(st.sampled_from([1, 1, 2, 3, MAX_ROWS - 1, MAX_ROWS, MAX_ROWS, MAX_ROWS + 1, 0]))
-    row = {f.name: draw(valid_value(f)) for f in F.MODEL_FEATURES}
+    row = {f.name: draw(valid_value(f)) for f in TAXI.model_features}
     rows = [dict(row) for _ in range(n)]
     for r in rows[1:3]:
         r.update(
@@ -303,7 +312,7 @@ def v2_bodies(draw) -> bytes:
     n = draw(st.sampled_from([1, 1, 2, 3, MAX_ROWS - 1, MAX_ROWS, MAX_ROWS, MAX_ROWS + 1, 0]))
     nested = draw(st.booleans())
     inputs = []
-    for f in F.MODEL_FEATURES:
+    for f in TAXI.model_features:
         data = [draw(valid_value(f)) for _ in range(min(n, 3))] * (n // 3 + 1)
         data = data[:n]
         inp = {"name": f.name, "datatype": f.v2_datatype, "shape": [n, 1] if nested else [n]}
@@ -395,7 +404,7 @@ def check_decoding(body: bytes, v2: bool) -> None:
         want = None
     try:
         payload = http.parse_json(body)
-        got = schema.decode_v2(payload, MAX_ROWS)[0] if v2 else schema.decode_v1(payload, MAX_ROWS)
+        got = DECODER.decode_v2(payload, MAX_ROWS)[0] if v2 else DECODER.decode_v1(payload, MAX_ROWS)
     except schema.RequestError as e:
         assert 400 <= e.status < 500 and e.field, (e.status, e.message, e.field)
         assert want is None, f"valid body refused: {e.message}"
@@ -413,8 +422,8 @@ def check_decoding(body: bytes, v2: bool) -> None:
 def test_integer_literal_past_64_bits_is_not_read_as_a_neighbouring_int64():
     """Found by the fuzz run: orjson reads -9223372036854775809 as the float -2**63, which fit INT64."""
     row = {
-        f.name: (0.0 if f.kind == F.Kind.NUMERIC else 0 if f.kind == F.Kind.CATEGORICAL_INT else "")
-        for f in F.MODEL_FEATURES
+        f.name: (0.0 if f.kind == Kind.NUMERIC else 0 if f.kind == Kind.CATEGORICAL_INT else "")
+        for f in TAXI.model_features
     }
     text = json.dumps({"instances": [row]}).replace(
         '"trip_start_hour": 0', '"trip_start_hour": -9223372036854775809'

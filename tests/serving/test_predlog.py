@@ -12,16 +12,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kfloop import features as F
 from kfloop import predlog as P
+from kfloop.spec import Kind
+from kfloop.spec import load as load_spec
+from tests.conftest import TAXI_SPEC_PATH
 from tests.serving.conftest import MODEL
 from tests.serving.test_server import v1_body, v2_body
+
+#: The taxi example's spec (module level: parametrize and hypothesis strategies are built at import).
+TAXI = load_spec(TAXI_SPEC_PATH)
+
 
 pytestmark = pytest.mark.serving
 
 httpx = pytest.importorskip("httpx")
 
-_NAMES = [f.name for f in F.MODEL_FEATURES]
+_NAMES = [f.name for f in TAXI.model_features]
 
 
 def _log(root) -> pa.Table:
@@ -30,13 +36,13 @@ def _log(root) -> pa.Table:
     report = P.ScanReport()
     batches = list(P.scan(str(root), MODEL, "predictions", start, end, report=report))
     assert report.corrupt == []
-    return pa.Table.from_batches(batches, schema=P.PREDICTION_SCHEMA)
+    return pa.Table.from_batches(batches, schema=P.prediction_schema(TAXI))
 
 
 def _with_gaps(frame):
     """Real rows with a missing value in every nullable feature somewhere."""
     out = frame.iloc[:8].copy()
-    for i, f in enumerate(f for f in F.MODEL_FEATURES if f.nullable):
+    for i, f in enumerate(f for f in TAXI.model_features if f.nullable):
         out.loc[out.index[i % len(out)], f.name] = None
     return out
 
@@ -53,14 +59,15 @@ def _plog(root, queue_size: int, writer_process: bool = True, flush_rows: int = 
         flush_seconds=3600,
         server_id="t",
         writer_process=writer_process,
+        schema=TAXI,
     )
 
 
 def _missing_cols(n: int, fare=None) -> dict:
     """``n`` rows of encoded columns, every feature missing (its sentinel), ``fare`` optionally set."""
     cols = {
-        f.name: np.array([f.missing] * n, dtype=object if f.kind == F.Kind.CATEGORICAL_STR else None)
-        for f in F.MODEL_FEATURES
+        f.name: np.array([f.missing] * n, dtype=object if f.kind == Kind.CATEGORICAL_STR else None)
+        for f in TAXI.model_features
     }
     if fare is not None:
         cols["fare"] = np.asarray(fare, dtype=np.float32)
@@ -193,7 +200,7 @@ def test_v1_and_v2_requests_with_missing_values_log_identical_rows(
     assert len(a) == len(b) == len(rows)
     cols = [*_NAMES, "probability", "model_version", "row", "source"]
     assert a[cols].equals(b[cols])
-    for f in F.MODEL_FEATURES:
+    for f in TAXI.model_features:
         assert a[f.name].isna().tolist() == rows[f.name].isna().tolist(), f.name
     assert a.probability.tolist() == np.array(r1.json()["predictions"], dtype=np.float32).tolist()
     assert set(a.model_version) == {"v0001"} and set(a.source) == {"online"}

@@ -12,8 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kfloop import features as F
 from kfloop import predlog as P
+from kfloop.spec import Kind
+from kfloop.spec import load as load_spec
+from tests.conftest import TAXI_SPEC_PATH
+
+#: The taxi example's spec (module level: parametrize and hypothesis strategies are built at import).
+TAXI = load_spec(TAXI_SPEC_PATH)
+
 
 pytestmark = pytest.mark.serving
 
@@ -25,14 +31,16 @@ _READ = textwrap.dedent(
     import datetime as dt, json, sys
     import pyarrow as pa
     from kfloop import predlog as P
+    from kfloop import spec as S
     root = sys.argv[1]
+    taxi = S.load(sys.argv[2])
     day = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
     rep = P.ScanReport()
     t = pa.Table.from_batches(list(P.scan(root, "taxi-tips", "predictions", day, day + dt.timedelta(days=1),
                                           report=rep)))
     fb = P.feedback_table(["r1"], [0], [1], day.timestamp() + 30, day.timestamp())
     P.write_table(root, "taxi-tips", "feedback", fb, writer_id="pipeline")
-    print(json.dumps({"pyarrow": pa.__version__, "rows": t.num_rows, "schema_ok": t.schema == P.PREDICTION_SCHEMA,
+    print(json.dumps({"pyarrow": pa.__version__, "rows": t.num_rows, "schema_ok": t.schema == P.prediction_schema(taxi),
                       "corrupt": rep.as_dict()["corrupt_files"], "fare": t.column("fare").to_pylist(),
                       "company": t.column("company").to_pylist(), "ts": str(t.column("timestamp")[0].as_py())}))
     """
@@ -47,17 +55,17 @@ def test_serving_written_log_reads_in_pipeline_env(tmp_path):
         pytest.skip(f"pipeline env python {python!r} not found (set KFLOOP_PIPELINE_PYTHON)")
     day = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
     cols = {}
-    for f in F.MODEL_FEATURES:
-        if f.kind == F.Kind.NUMERIC:
+    for f in TAXI.model_features:
+        if f.kind == Kind.NUMERIC:
             cols[f.name] = np.array([1.5, np.nan], dtype=np.float32)
-        elif f.kind == F.Kind.CATEGORICAL_INT:
+        elif f.kind == Kind.CATEGORICAL_INT:
             cols[f.name] = np.array([3, -1], dtype=np.int64)
         else:
             cols[f.name] = np.array(["Cash", ""], dtype=object)
-    t = P.prediction_table("r1", day.timestamp(), "v0001", cols, [0.25, 0.75])
+    t = P.prediction_table("r1", day.timestamp(), "v0001", cols, [0.25, 0.75], schema=TAXI)
     P.write_table(str(tmp_path), "taxi-tips", "predictions", t)
     proc = subprocess.run(
-        [python, "-c", _READ, str(tmp_path)],
+        [python, "-c", _READ, str(tmp_path), TAXI_SPEC_PATH],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -11,8 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from kfloop import features as F
+from kfloop.spec import Kind
+from kfloop.spec import load as load_spec
+from tests.conftest import TAXI_SPEC_PATH
 from tests.serving.conftest import MODEL, Server, make_store
+
+#: The taxi example's spec (module level: parametrize and hypothesis strategies are built at import).
+TAXI = load_spec(TAXI_SPEC_PATH)
+
 
 pytestmark = pytest.mark.serving
 
@@ -24,14 +30,14 @@ MAX_ROWS = 250
 
 def v1_body(frame) -> dict:
     rows = []
-    for rec in frame[[f.name for f in F.MODEL_FEATURES]].to_dict("records"):
+    for rec in frame[[f.name for f in TAXI.model_features]].to_dict("records"):
         rows.append({k: (None if _isna(v) else _py(v)) for k, v in rec.items()})
     return {"instances": rows}
 
 
 def v2_body(frame, request_id: str | None = None) -> dict:
     inputs = []
-    for f in F.MODEL_FEATURES:
+    for f in TAXI.model_features:
         data = [None if _isna(v) else _py(v) for v in frame[f.name].tolist()]
         inputs.append({"name": f.name, "datatype": f.v2_datatype, "shape": [len(frame)], "data": data})
     body = {"inputs": inputs}
@@ -111,7 +117,7 @@ def test_v2_metadata_lists_inputs_and_version(shared):
     meta = r.json()
     assert meta["versions"] == ["v0001"]
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
-        (f.name, f.v2_datatype, [-1]) for f in F.MODEL_FEATURES
+        (f.name, f.v2_datatype, [-1]) for f in TAXI.model_features
     ]
     assert meta["outputs"][0]["name"] == "probability"
 
@@ -173,7 +179,7 @@ def _bad_requests(frame) -> list[tuple[str, str, dict, object, int, str]]:
             400,
             "tips",
         ),
-        ("v2 missing input", "v2", {}, {"inputs": v2["inputs"][1:]}, 400, F.MODEL_FEATURES[0].name),
+        ("v2 missing input", "v2", {}, {"inputs": v2["inputs"][1:]}, 400, TAXI.model_features[0].name),
         (
             "v2 duplicate input",
             "v2",
@@ -316,7 +322,7 @@ def test_prediction_log_holds_every_prediction_after_shutdown(shared, taxi_rows)
 
     end = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     batches = predlog.scan(shared["root"], MODEL, "predictions", end - dt.timedelta(days=3), end)
-    table = pa.Table.from_batches(list(batches), schema=predlog.PREDICTION_SCHEMA)
+    table = pa.Table.from_batches(list(batches), schema=predlog.prediction_schema(TAXI))
     records = table.to_pylist()
     by_id: dict[str, list[dict]] = {}
     for rec in records:
@@ -329,11 +335,11 @@ def test_prediction_log_holds_every_prediction_after_shutdown(shared, taxi_rows)
     mine = sorted(by_id["mine-1"], key=lambda r: r["row"])
     assert [r["probability"] for r in mine] == np.array(mine_preds, dtype=np.float32).tolist()
     first = frame.iloc[0]
-    for f in F.MODEL_FEATURES:
+    for f in TAXI.model_features:
         v = mine[0][f.name]
         if _isna(first[f.name]):
             assert v is None
-        elif f.kind == F.Kind.NUMERIC:
+        elif f.kind == Kind.NUMERIC:
             assert math.isclose(v, float(np.float32(first[f.name])), rel_tol=1e-12)
         else:
             assert v == _py(first[f.name])

@@ -9,34 +9,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfloop import features as F
+from kfloop.spec import Kind
+from kfloop.spec import load as load_spec
 from serving import request as schema
+from serving.request import RequestDecoder
+from tests.conftest import TAXI_SPEC_PATH
 from tests.serving.conftest import MODEL, ROOT, make_store
+
+#: The taxi example's spec (module level: parametrize and hypothesis strategies are built at import).
+TAXI = load_spec(TAXI_SPEC_PATH)
+DECODER = RequestDecoder(TAXI)  # the request decoder of a taxi-spec model
+
 
 pytestmark = pytest.mark.serving
 
 
 def _row(**over):
     row = {}
-    for f in F.MODEL_FEATURES:
-        row[f.name] = {F.Kind.NUMERIC: 1.25, F.Kind.CATEGORICAL_INT: 3, F.Kind.CATEGORICAL_STR: "Cash"}[
-            f.kind
-        ]
+    for f in TAXI.model_features:
+        row[f.name] = {Kind.NUMERIC: 1.25, Kind.CATEGORICAL_INT: 3, Kind.CATEGORICAL_STR: "Cash"}[f.kind]
     row.update(over)
     return row
 
 
 def test_v1_nulls_become_the_sentinels_of_kfloop_features():
-    nullable = {f.name: None for f in F.MODEL_FEATURES if f.nullable}
-    cols = schema.decode_v1({"instances": [_row(), _row(**nullable)]}, 10)
-    for f in F.MODEL_FEATURES:
+    nullable = {f.name: None for f in TAXI.model_features if f.nullable}
+    cols = DECODER.decode_v1({"instances": [_row(), _row(**nullable)]}, 10)
+    for f in TAXI.model_features:
         col = cols[f.name]
         assert col.dtype == (object if f.dtype == "string" else np.dtype(f.dtype)), f.name
         if f.nullable:
             second = col[1]
-            assert math.isnan(second) if f.kind == F.Kind.NUMERIC else second == f.missing, f.name
+            assert math.isnan(second) if f.kind == Kind.NUMERIC else second == f.missing, f.name
     # integral floats are fine for INT64 features; NaN literals count as missing where nullable
-    cols = schema.decode_v1({"instances": [_row(trip_start_hour=4.0, trip_seconds=math.nan)]}, 10)
+    cols = DECODER.decode_v1({"instances": [_row(trip_start_hour=4.0, trip_seconds=math.nan)]}, 10)
     assert cols["trip_start_hour"].tolist() == [4] and math.isnan(cols["trip_seconds"][0])
 
 
@@ -53,7 +59,7 @@ def test_v1_nulls_become_the_sentinels_of_kfloop_features():
 )
 def test_v1_errors_name_field_and_row(over, field, needle):
     with pytest.raises(schema.RequestError) as e:
-        schema.decode_v1({"instances": [_row(), _row(**over)]}, 10)
+        DECODER.decode_v1({"instances": [_row(), _row(**over)]}, 10)
     assert e.value.field == field and e.value.status == 400
     assert f"instances[1].{field}" in e.value.message and needle in e.value.message
 
@@ -61,9 +67,9 @@ def test_v1_errors_name_field_and_row(over, field, needle):
 def test_v2_accepts_nested_shape_and_returns_body_id():
     inputs = [
         {"name": f.name, "datatype": f.v2_datatype, "shape": [2, 1], "data": [[v], [v]]}
-        for f, v in ((f, _row()[f.name]) for f in F.MODEL_FEATURES)
+        for f, v in ((f, _row()[f.name]) for f in TAXI.model_features)
     ]
-    cols, rid, raw = schema.decode_v2({"id": "abc", "inputs": inputs}, 10)
+    cols, rid, raw = DECODER.decode_v2({"id": "abc", "inputs": inputs}, 10)
     assert rid == "abc" and all(len(c) == 2 for c in cols.values()) and raw["fare"] == [1.25, 1.25]
 
 
@@ -133,19 +139,19 @@ def test_kserve_predict_path_v1_and_v2_and_invalid_input(demo_model_dirs, in_pro
     from kserve.protocol.infer_type import InferInput, InferRequest
 
     from kfloop import config
-    from serving.model import ModelSource, TaxiModel
+    from serving.model import ModelSource, Predictor
 
-    model = TaxiModel(
+    model = Predictor(
         MODEL, ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)), config.ServingConfig()
     )
     assert model.load() and model.current.version == "seed0"
     rows = [_row(), _row(company=None, trip_seconds=None)]
-    want = in_process[0](schema.decode_v1({"instances": rows}, 10))
+    want = in_process[0](DECODER.decode_v1({"instances": rows}, 10))
 
     async def go():
         v1 = await model.predict({"instances": rows})
         inputs = []
-        for f in F.MODEL_FEATURES:
+        for f in TAXI.model_features:
             data = [r[f.name] for r in rows]
             i = InferInput(f.name, [2], f.v2_datatype)
             i.set_data_from_numpy(
@@ -175,10 +181,12 @@ def test_a_micro_batch_of_reserved_and_unreserved_requests_keeps_the_reserved_ro
 
     from kfloop import config
     from serving.log_queue import PredictionLog
-    from serving.model import ModelSource, TaxiModel
+    from serving.model import ModelSource, Predictor
 
-    plog = PredictionLog(str(tmp_path / "log"), MODEL, 3, 10**6, 3600, server_id="t", writer_process=False)
-    model = TaxiModel(
+    plog = PredictionLog(
+        str(tmp_path / "log"), MODEL, 3, 10**6, 3600, server_id="t", writer_process=False, schema=TAXI
+    )
+    model = Predictor(
         MODEL,
         ModelSource(MODEL, model_dir=demo_model_dirs[0], workdir=str(tmp_path)),
         config.ServingConfig(),
@@ -186,7 +194,7 @@ def test_a_micro_batch_of_reserved_and_unreserved_requests_keeps_the_reserved_ro
         reload_interval_s=0,
     )
     assert model.load()
-    cols = schema.decode_v1({"instances": [_row(), _row(company=None)]}, 10)
+    cols = DECODER.decode_v1({"instances": [_row(), _row(company=None)]}, 10)
     slot = plog.reserve(2)
 
     async def go():
