@@ -13,6 +13,7 @@ from components.monitor import monitor as M
 from components.monitor import reference as R
 from components.monitor import stream
 from kfloop import datasets, fs, predlog
+from kfloop.predlog import write as predlog_write
 from kfloop.app import replay
 
 MODEL = "taxi-tips"
@@ -45,9 +46,9 @@ def frames(taxi_split, taxi_spec):
 
 
 @pytest.fixture(scope="module")
-def ref_dir(taxi_split, tmp_path_factory):
+def ref_dir(taxi_split, taxi_spec, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("reference"))
-    R.build_reference(taxi_split["train"], taxi_split["eval"], out)
+    R.build_reference(taxi_split["train"], taxi_split["eval"], out, spec=taxi_spec)
     return out
 
 
@@ -215,7 +216,7 @@ def test_push_stores_the_reference_and_the_monitor_uses_it_without_the_source(tm
     import kfloop.clean as ingest_mod
 
     monkeypatch.setattr(ingest_mod, "ingest", lambda *a, **k: pytest.fail("re-ingested the source"))
-    ref = R.champion_reference(root, MODEL, "", str(tmp_path / "work"))
+    ref = R.champion_reference(root, MODEL, "", str(tmp_path / "work"), spec=SPEC)
     assert ref.version == r.version and ref.eval_stats is not None
     assert set(ref.bounds) == {f.name for f in SPEC.features_of("numeric")}
     assert ModelStore(root).resolve(MODEL) == r.version
@@ -228,7 +229,7 @@ def test_push_stores_the_reference_and_the_monitor_uses_it_without_the_source(tm
         {"data_window": {"start": "", "end": "2015-01-01"}},
     )
     with pytest.raises(R.ReferenceError_, match="v0001: no stored reference"):
-        R.champion_reference(str(tmp_path / "s2"), MODEL, "", str(tmp_path / "work2"))
+        R.champion_reference(str(tmp_path / "s2"), MODEL, "", str(tmp_path / "work2"), spec=SPEC)
 
 
 def test_monitoring_reads_the_parquet_log_from_gcs(gcs_bucket, frames, ref_dir):
@@ -248,7 +249,7 @@ def test_monitoring_reads_the_parquet_log_from_gcs(gcs_bucket, frames, ref_dir):
     assert M.read_runs(store, MODEL)[0]["run_id"] == s["run_id"]
     # the atomic publish never overwrites: a second writer's file with the same name is refused
     with pytest.raises(Exception, match="412|Precondition|conditionNotMet"):
-        predlog._publish(uri, b"x")
+        predlog_write._publish(uri, b"x")
 
 
 @pytest.mark.slow

@@ -69,17 +69,15 @@ def monitor_op(
         window_end = clock.utc_now().isoformat()
     ref = None
     if not reference_train:
-        import inspect
-
-        extra = {"spec": spec} if "spec" in inspect.signature(champion_reference).parameters else {}
         ref = champion_reference(
             store_uri,
             model_name,
             source,
             tempfile.mkdtemp(prefix="kfloop-ref-"),
+            spec=spec,
             cfg=cfg,
+            schema_path=schema_path,
             beam_pipeline_args=list(beam_pipeline_args),
-            **extra,
         )
     os.makedirs(os.path.dirname(live_data.path), exist_ok=True)
     result = M.monitor(
@@ -166,16 +164,18 @@ def reference_op(
         reference: A folder: ``reference.json`` (clip bounds), ``train_stats.pb``, ``eval_stats.pb``.
         report: The clip bounds and row counts (Markdown).
     """
-    import inspect
     import os
 
     from components.monitor.reference import build_reference
     from kfloop import spec as kspec
 
     os.makedirs(reference.path, exist_ok=True)
-    extra = {"spec": kspec.load(spec)} if "spec" in inspect.signature(build_reference).parameters else {}
     meta = build_reference(
-        train_data.path, eval_data.path, reference.path, beam_pipeline_args=list(beam_pipeline_args), **extra
+        train_data.path,
+        eval_data.path,
+        reference.path,
+        spec=kspec.load(spec),
+        beam_pipeline_args=list(beam_pipeline_args),
     )
     reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
     lines = [

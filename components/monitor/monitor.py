@@ -218,17 +218,14 @@ def monitor(
     if reference is None:
         if not reference_train:
             raise MonitorError("no reference: give the champion's reference folder or training CSV")
-        import inspect
-
-        extra = {"spec": spec} if "spec" in inspect.signature(R.reference_for).parameters else {}
         try:
             reference = R.reference_for(
                 reference_train,
                 reference_eval,
+                spec=spec,
                 cfg=cfg,
                 schema_path=schema_path,
                 beam_pipeline_args=beam_pipeline_args,
-                **extra,
             )
         except R.ReferenceError_ as e:
             raise MonitorError(str(e)) from None

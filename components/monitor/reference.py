@@ -48,11 +48,21 @@ def build_reference(
     eval_uri: str,
     out_uri: str,
     *,
+    spec,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
     schema_path: str | None = None,
     beam_pipeline_args=(),
 ) -> dict:
     """Computes the monitoring reference of a model's train / eval Dataset CSVs into ``out_uri`` (a folder).
+
+    Args:
+        train_uri: The training split (Dataset form).
+        eval_uri: The eval split ('' for none).
+        out_uri: The reference folder to write.
+        spec: The model's :class:`kfloop.spec.DatasetSpec` (features, kinds, statistics options).
+        cfg: Monitoring thresholds (the clip quantile).
+        schema_path: The model's TFDV schema (None: the schema the spec alone implies).
+        beam_pipeline_args: Beam options for the statistics (DirectRunner when empty).
 
     Returns:
         The ``reference.json`` content.
@@ -61,11 +71,14 @@ def build_reference(
     from kfloop import datasets
     from kfloop.tfdv import ops as V
 
-    schema = V.load_schema(schema_path)
-    train = datasets.read_dataset(train_uri)
-    bounds = scoring.clip_bounds(train, cfg.clip_quantile)
+    schema = V.load_schema(schema_path) if schema_path else V.spec_schema(spec)
+    train = datasets.read_dataset(train_uri, spec)
+    bounds = scoring.clip_bounds(train, cfg.clip_quantile, spec)
     train_stats = V.compute_statistics(
-        scoring.clip_numeric(train, bounds), schema=schema, beam_pipeline_args=beam_pipeline_args
+        scoring.clip_numeric(train, bounds, spec),
+        schema=schema,
+        spec=spec,
+        beam_pipeline_args=beam_pipeline_args,
     )
     V.write_statistics(train_stats, fs.join(out_uri, "train_stats.pb"))
     meta = {
@@ -78,10 +91,13 @@ def build_reference(
         "eval_rows": 0,
     }
     if eval_uri:
-        evals = datasets.read_dataset(eval_uri)
+        evals = datasets.read_dataset(eval_uri, spec)
         if len(evals):
             eval_stats = V.compute_statistics(
-                scoring.clip_numeric(evals, bounds), schema=schema, beam_pipeline_args=beam_pipeline_args
+                scoring.clip_numeric(evals, bounds, spec),
+                schema=schema,
+                spec=spec,
+                beam_pipeline_args=beam_pipeline_args,
             )
             V.write_statistics(eval_stats, fs.join(out_uri, "eval_stats.pb"))
             meta["eval_rows"] = len(evals)
@@ -139,6 +155,7 @@ def reference_for(
     reference_train: str,
     reference_eval: str = "",
     *,
+    spec,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
     schema_path: str | None = None,
     beam_pipeline_args=(),
@@ -159,6 +176,7 @@ def reference_for(
         reference_train,
         reference_eval,
         tmp,
+        spec=spec,
         cfg=cfg,
         schema_path=schema_path,
         beam_pipeline_args=beam_pipeline_args,
@@ -172,7 +190,9 @@ def champion_reference(
     source: str,
     workdir: str,
     *,
+    spec,
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
+    schema_path: str | None = None,
     beam_pipeline_args=(),
 ) -> Reference:
     """The champion's stored reference; for a version without one, rebuilt once from ``source``.
@@ -209,6 +229,7 @@ def champion_reference(
     paths = {k: os.path.join(workdir, f"{k}.csv") for k in ("train", "eval", "rest")}
     ingest(
         source,
+        spec,
         window["end"],
         paths["train"],
         paths["eval"],
@@ -217,7 +238,15 @@ def champion_reference(
         eval_fraction=float(meta.get("eval_fraction", config.DEFAULT_EVAL_FRACTION)),
     )
     out = os.path.join(workdir, "reference")
-    build_reference(paths["train"], paths["eval"], out, cfg=cfg, beam_pipeline_args=beam_pipeline_args)
+    build_reference(
+        paths["train"],
+        paths["eval"],
+        out,
+        spec=spec,
+        cfg=cfg,
+        schema_path=schema_path,
+        beam_pipeline_args=beam_pipeline_args,
+    )
     ref = load_reference(out)
     ref.version = version
     return ref
