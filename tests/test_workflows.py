@@ -40,10 +40,10 @@ def packages(tmp_path_factory):
 
 def _check(argv: list[str], packages) -> None:
     pipeline = argv[argv.index("--pipeline") + 1]
-    params = [argv[i + 1] for i, a in enumerate(argv) if a == "--param"]
-    ks.coerce_arguments(
-        packages[pipeline], ks.parse_params(params)
-    )  # raises SubmitError naming the parameter
+    params = ks.parse_params([argv[i + 1] for i, a in enumerate(argv) if a == "--param"])
+    if "--spec" in argv:  # relative to the repository root, as CI and the README run it
+        params = ks.with_spec(packages[pipeline], params, str(ROOT / argv[argv.index("--spec") + 1]))
+    ks.coerce_arguments(packages[pipeline], params)  # raises SubmitError naming the parameter
 
 
 def test_ci_submissions_match_the_compiled_pipelines(packages):

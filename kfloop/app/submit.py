@@ -65,6 +65,42 @@ def parse_params(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def with_spec(package_path: str | os.PathLike, raw: dict[str, str], spec_source: str) -> dict[str, str]:
+    """``raw`` plus what a dataset spec file gives the pipeline: its YAML text as ``spec`` and its name as
+    ``model_name``, each only where the compiled pipeline takes that input and ``raw`` does not set it.
+
+    The text (not the path) is passed, so the run does not depend on a file on the submitting machine.
+
+    Raises:
+        SubmitError: the spec is missing or invalid (one line naming the key), or the pipeline takes
+            neither input.
+    """
+    from kfloop import spec as kspec
+
+    try:
+        if spec_source.startswith("gs://"):
+            from kfloop import fs
+
+            text = fs.read_text(spec_source)
+        else:
+            with open(spec_source, encoding="utf-8") as f:
+                text = f.read()
+        spec = kspec.loads(text, origin=spec_source)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SubmitError(f"--spec {spec_source}: cannot be read ({e.__class__.__name__})") from None
+    except kspec.SpecError as e:
+        raise SubmitError(f"--spec {e}") from None
+    inputs = pipeline_inputs(package_path)
+    given = {"spec": text, "model_name": spec.name}
+    if not set(given) & set(inputs):
+        raise SubmitError(f"--spec: {os.path.basename(package_path)} takes no spec or model_name")
+    out = dict(raw)
+    for name, value in given.items():
+        if name in inputs and name not in out:
+            out[name] = value
+    return out
+
+
 def pipeline_inputs(package_path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Inputs of a compiled pipeline: ``{name: {"type", "optional", "default"}}``.
 

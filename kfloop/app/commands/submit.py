@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter (repeatable)"
     )
+    p.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="dataset spec file (or gs://): its text becomes the run's spec parameter and its name the "
+        "model_name, where the pipeline takes them and no --param sets them",
+    )
     p.add_argument("--pipeline", choices=tuple(PIPELINES), default="training")
     p.add_argument("--package", help="compiled YAML (default <--compiled-dir>/<pipeline>.yaml)")
     p.add_argument("--compiled-dir", default="build/pipelines", help="where `kfloop compile` wrote")
@@ -80,6 +86,8 @@ def _submit(args: argparse.Namespace) -> int:
     check_package(package)
     try:
         params = ks.parse_params(args.param)
+        if args.spec:
+            params = ks.with_spec(package, params, args.spec)
         if args.schedule:
             if args.wait is not None:
                 raise ks.SubmitError("--wait applies to single runs, not to --schedule")
