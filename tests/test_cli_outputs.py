@@ -8,6 +8,7 @@ import pytest
 
 from kfloop.app import cli
 from tests import cli_cases
+from tests.conftest import TAXI_SPEC_PATH
 from tests.test_cli_errors import run_cli
 from tests.test_store import make_model_dir
 
@@ -39,8 +40,24 @@ def test_predict_output_into_the_store_is_refused_and_the_champion_is_untouched(
 def test_outputs_inside_a_store_found_above_them_are_refused(world, capsys):
     inside = world / "store" / "predictions" / "x"
     for argv in (
-        ["ingest", "--source", str(world / "taxi.csv"), "--output-dir", str(inside)],
-        ["validate", "--data", str(world / "taxi.csv"), "--output-dir", str(inside)],
+        [
+            "ingest",
+            "--spec",
+            TAXI_SPEC_PATH,
+            "--source",
+            str(world / "taxi.csv"),
+            "--output-dir",
+            str(inside),
+        ],
+        [
+            "validate",
+            "--spec",
+            TAXI_SPEC_PATH,
+            "--data",
+            str(world / "taxi.csv"),
+            "--output-dir",
+            str(inside),
+        ],
         ["compile", "--output-dir", str(inside)],
     ):
         rc, _, err = run_cli(argv, capsys)
@@ -61,7 +78,16 @@ def test_predict_output_over_an_existing_file_or_its_input(world, capsys):
 
 def test_ingest_output_over_existing_files_needs_overwrite(world, capsys):
     out = world / "o"
-    argv = ["ingest", "--source", str(world / "taxi.csv"), "--no-split", "--output-dir", str(out)]
+    argv = [
+        "ingest",
+        "--spec",
+        TAXI_SPEC_PATH,
+        "--source",
+        str(world / "taxi.csv"),
+        "--no-split",
+        "--output-dir",
+        str(out),
+    ]
     assert run_cli(argv, capsys)[0] == 0
     rc, _, err = run_cli(argv, capsys)
     _one_line(rc, err, "dataset.csv", "--overwrite")
@@ -69,6 +95,8 @@ def test_ingest_output_over_existing_files_needs_overwrite(world, capsys):
     rc, _, err = run_cli(
         [
             "ingest",
+            "--spec",
+            TAXI_SPEC_PATH,
             "--source",
             str(out / "dataset.csv"),
             "--no-split",
@@ -89,7 +117,16 @@ def test_ingest_blocked_data_exits_3_like_validate(world, capsys):
     lines[3] = ",".join(cells)
     (world / "bad.csv").write_text("\n".join(lines) + "\n")
     rc, _, err = run_cli(
-        ["ingest", "--source", str(world / "bad.csv"), "--output-dir", str(world / "o")], capsys
+        [
+            "ingest",
+            "--spec",
+            TAXI_SPEC_PATH,
+            "--source",
+            str(world / "bad.csv"),
+            "--output-dir",
+            str(world / "o"),
+        ],
+        capsys,
     )
     assert rc == cli.EXIT_BLOCKING
     _one_line(rc, err, "'fare'", "twelve")

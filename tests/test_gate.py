@@ -38,7 +38,7 @@ def test_missing_summary_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_bad_data_stops_the_training_pipeline_before_training(tmp_path, taxi_csv):
+def test_bad_data_stops_the_training_pipeline_before_training(tmp_path, taxi_csv, taxi_spec):
     raw = pd.read_csv(taxi_csv, dtype=str, keep_default_na=False)
     raw.loc[raw.index[::50], "trip_start_hour"] = "25"
     raw.to_csv(tmp_path / "bad.csv", index=False)
@@ -48,6 +48,7 @@ def test_bad_data_stops_the_training_pipeline_before_training(tmp_path, taxi_csv
             tmp_path / "root",
             source=str(tmp_path / "bad.csv"),
             spec=Path(TAXI_SPEC_PATH).read_text(),
+            model_name=taxi_spec.name,
             store_uri=str(tmp_path / "store"),
             deploy_mode="local",
         )

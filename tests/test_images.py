@@ -105,7 +105,7 @@ def test_only_the_train_step_pulls_the_gpu_image(executors):
 def test_entrypoints_and_one_uid():
     train = final_stage(DOCKERFILE[config.TRAINING_IMAGE])
     assert 'ENTRYPOINT ["python3", "-m", "training_image.trainer"]' in train
-    assert (ROOT / "training_image" / "trainer.py").is_file()
+    assert (ROOT / "training_image" / "trainer" / "__main__.py").is_file()
     assert "ENTRYPOINT" not in final_stage(DOCKERFILE[config.PIPELINE_IMAGE])  # KFP sets the command
     for path in DOCKERFILE.values():
         stage = final_stage(path)
