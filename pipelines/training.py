@@ -22,20 +22,6 @@ from pipelines import settings
 PIPELINE_NAME = "kfloop-training"
 
 
-def takes_spec(op) -> bool:
-    """Whether a component declares a ``spec`` input (the dataset spec's YAML text or URI)."""
-    spec = getattr(op, "component_spec", None)
-    return spec is not None and "spec" in (spec.inputs or {})
-
-
-def _with_spec(op, spec, **kwargs):
-    """Calls ``op(**kwargs)``, plus ``spec=spec`` when the component takes it (:func:`takes_spec`): a step
-    gets the spec as soon as its component declares the input."""
-    if takes_spec(op):
-        kwargs["spec"] = spec
-    return op(**kwargs)
-
-
 def create_pipeline(name: str = PIPELINE_NAME):
     """Builds the training pipeline function.
 
@@ -54,9 +40,6 @@ def create_pipeline(name: str = PIPELINE_NAME):
     ev = config.EvaluationConfig()
     val = config.ValidationConfig()
     dep = config.DeployConfig()
-    # The schema is the model's own now (schema.pbtxt in the model directory; push records its sha256):
-    # no dataset's schema is compiled into the pipeline.
-    push_extra = {"schema_hash": ""} if "schema_hash" in (push_op.component_spec.inputs or {}) else {}
 
     @dsl.pipeline(
         name=name,
@@ -69,6 +52,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         source: str,
         store_uri: str,
         model_name: str,
+        schema: str = "",
         cutoff: str = "",
         window_start: str = "",
         live_end: str = "",
@@ -83,9 +67,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
         namespace: str = dep.namespace,
         canary_percent: int = dep.canary_percent,
     ):
-        ingest = _with_spec(
-            ingest_op,
-            spec,
+        ingest = ingest_op(
+            spec=spec,
             source=source,
             cutoff=cutoff,
             window_start=window_start,
@@ -96,12 +79,12 @@ def create_pipeline(name: str = PIPELINE_NAME):
             ingest, network_io=True, deterministic=True, cpu="1", memory="2Gi", display_name="ingest"
         )
 
-        validate = _with_spec(
-            validate_op,
-            spec,
+        validate = validate_op(
+            spec=spec,
             data=ingest.outputs["train_data"],
             skew_data=ingest.outputs["eval_data"],
             environment="TRAINING",
+            schema_uri=schema,
             skew_linf=val.skew_linf,
             skew_jsd=val.skew_jsd,
             block_on_skew=val.block_on_skew,
@@ -110,16 +93,16 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             validate, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="validate"
         )
-        gate = _with_spec(gate_op, spec, anomalies=validate.outputs["anomalies"])
+        gate = gate_op(anomalies=validate.outputs["anomalies"])
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
 
-        train = _with_spec(
-            train_op,
-            spec,
+        train = train_op(
+            spec=spec,
             train_data=ingest.outputs["train_data"],
             eval_data=ingest.outputs["eval_data"],
+            schema_uri=schema,
             epochs=epochs,
             learning_rate=learning_rate,
             batch_size=batch_size,
@@ -139,9 +122,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
             display_name="current champion",
         )
 
-        evaluate = _with_spec(
-            evaluate_op,
-            spec,
+        evaluate = evaluate_op(
+            spec=spec,
             eval_data=ingest.outputs["eval_data"],
             model=train.outputs["model"],
             champion_uri=champion.outputs["model_uri"],
@@ -154,23 +136,20 @@ def create_pipeline(name: str = PIPELINE_NAME):
         )
 
         # The monitoring reference (statistics of the clipped train / eval splits), kept with the version.
-        reference = _with_spec(
-            reference_op, spec, train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
+        reference = reference_op(
+            spec=spec, train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
         ).after(gate)
         settings.configure(
             reference, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="reference"
         )
 
-        push = _with_spec(
-            push_op,
-            spec,
+        push = push_op(
             model=train.outputs["model"],
             blessing=evaluate.outputs["blessing"],
             store_uri=store_uri,
             model_name=model_name,
             data_window_start=window_start,
             data_window_end=cutoff,
-            **push_extra,
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             code_version=kfloop.__version__,
             reference=reference.outputs["reference"],

@@ -11,6 +11,7 @@ import pytest
 from kfloop import config, datasets
 from kfloop.app.local import run_pipeline
 from kfloop.blessing import read_blessing
+from kfloop import contract
 from kfloop.store import ModelStore
 from pipelines import training
 
@@ -125,7 +126,10 @@ def test_push_crowns_the_blessed_first_model_with_a_history_record(training_run)
     assert len(crowned) == 1
     assert (crowned[0]["from"], crowned[0]["to"], crowned[0]["outcome"]) == (None, version, "success")
     assert crowned[0]["reason"] and crowned[0]["time"]
-    assert store.metadata(name, version)["schema_hash"]
+    meta = store.metadata(name, version)  # the model's own schema: the one that validated its data
+    assert meta["schema_sha256"] and meta["spec_sha256"]
+    version_dir = store.model_uri(name, version)
+    assert contract.sha256_of(contract.schema_uri(version_dir)) == meta["schema_sha256"]
 
 
 def test_pipeline_compiles(tmp_path):

@@ -39,7 +39,7 @@ def test_first_blessed_is_champion_then_canary_and_rejects_recorded(tmp_path):
         blessing_file(tmp_path / "b1.json", True),
         root,
         NAME,
-        {"run_id": "run-1", "schema_hash": "abc"},
+        {"run_id": "run-1"},
     )
     assert (r1.pushed, r1.version, r1.alias, r1.champion) == (True, "v0001", "champion", "v0001")
     ms = ModelStore(root)
@@ -105,7 +105,6 @@ def test_push_op_under_kfp_local(tmp_path):
             model_name=NAME,
             data_window_start="2013-01-01",
             data_window_end="2015-01-01",
-            schema_hash="s1",
             run_id=run_id,
             code_version="0.1.0",
             reference=reference.output,

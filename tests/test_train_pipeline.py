@@ -8,6 +8,7 @@ from components.train.component import train_op
 from kfloop import config
 from kfloop.config import GpuConfig
 from pipelines import settings
+from tests.plugins.data import TAXI_CUTOFF
 
 
 def _pipeline(gpu: GpuConfig = GpuConfig()):
@@ -16,7 +17,7 @@ def _pipeline(gpu: GpuConfig = GpuConfig()):
         ingest = ingest_op(
             source=source,
             spec=spec,
-            cutoff=config.DEFAULT_CUTOFF,
+            cutoff=TAXI_CUTOFF,
             window_start="",
             live_end="",
             eval_fraction=config.DEFAULT_EVAL_FRACTION,
@@ -109,7 +110,6 @@ def test_train_evaluate_push_of_a_non_taxi_spec_under_kfp_local(tmp_path):
             model_name="churn-demo",
             data_window_start="",
             data_window_end="",
-            schema_hash="",
             run_id="run-1",
             code_version="test",
             reference=reference.output,

@@ -13,7 +13,6 @@ def push_op(
     model_name: str,
     data_window_start: str,
     data_window_end: str,
-    schema_hash: str,
     run_id: str,
     code_version: str,
     reference: Input[Artifact],
@@ -29,7 +28,6 @@ def push_op(
         model_name: Name of the model in the store.
         data_window_start: Start of the training data window (kept with the version).
         data_window_end: End of the training data window.
-        schema_hash: Hash of the data schema the model was trained against.
         run_id: Pipeline run id.
         code_version: Version of the kfloop code.
         reference: The monitoring reference (statistics of the train / eval splits), stored with the version.
@@ -44,7 +42,6 @@ def push_op(
 
     metadata = {
         "data_window": {"start": data_window_start, "end": data_window_end},
-        "schema_hash": schema_hash,
         "run_id": run_id,
         "code_version": code_version,
         "model_artifact": {"uri": model.uri, "metadata": dict(model.metadata)},

@@ -30,7 +30,9 @@ def train_op(
         train_data: Training split (Dataset CSV) from ingest.
         eval_data: Evaluation split (Dataset CSV); early stopping watches its AUC.
         spec: The dataset spec (YAML text or a URI): inputs, label and ``trainer``.
-        schema_uri: The pipeline's TFDV schema of the training data, stored with the model ("" = none).
+        schema_uri: The TFDV schema that validated the training data (path, ``gs://`` URI or the text
+            proto), stored with the model; "" = the schema the spec alone implies
+            (:func:`kfloop.tfdv.schema.spec_schema`), the one validate used then. Every version carries one.
             The hyperparameters below apply to the built-in ``keras`` trainer; one left at its default
             gives way to ``spec.hyperparameters`` (a user trainer reads only ``spec.hyperparameters``).
         learning_rate: Adam learning rate (> 0).
@@ -78,6 +80,13 @@ def train_op(
     # survive a preempted node, so the retried task resumes from its last finished epoch.
     remote = model.uri.startswith(("gs://", "s3://"))
     backup = checkpoint_dir or (f"{model.uri.rstrip('/')}.backup" if remote else f"{model.path}.backup")
+    import tempfile
+
+    from kfloop.tfdv import schema as kschema
+
+    schema = kschema.load_schema(schema_uri) if schema_uri else kschema.spec_schema(dataset_spec)
+    schema_file = Path(tempfile.mkdtemp(prefix="kfloop-schema-")) / kschema.SCHEMA_FILE
+    schema_file.write_text(kschema.to_text(schema, dataset_spec), encoding="utf-8")
     result = train(
         train_data.path,
         eval_data.path,
@@ -85,7 +94,7 @@ def train_op(
         hp,
         backup,
         spec=dataset_spec,
-        schema_uri=schema_uri or None,
+        schema_uri=str(schema_file),
     )
     data = result.metadata["data"]
     for name in ("auc", "loss", "accuracy", "train_auc", "train_loss", "best_epoch", "epochs_run"):

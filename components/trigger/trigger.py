@@ -16,8 +16,8 @@ A leaf: it imports nothing from ``pipelines/`` or ``kfloop.app`` and builds no p
   ``pipelines/<pipeline id>/versions/<version id>``.
 * ``off``: records what it would have started, starts nothing (dry run).
 
-The training run gets the champion's dataset spec (the ``spec.yaml`` stored with its version) unless the
-arguments name one.
+The training run gets the champion's dataset spec and TFDV schema (the ``spec.yaml`` / ``schema.pbtxt``
+stored with its version) unless the arguments name others.
 
 Record first: a KFP retry of this task must not start a second training run. Before starting, the
 trigger looks for a record of the same ``decision_id``; it writes a ``submitting`` record before it
@@ -234,6 +234,11 @@ def trigger(
     spec_uri = champion_spec_uri(store_uri, model_name)
     if spec_uri:
         wanted["spec"] = spec_uri
+        from kfloop import contract, fs
+
+        schema_uri = contract.schema_uri(spec_uri.rsplit("/", 1)[0])
+        if fs.exists(schema_uri):  # the schema that validated the champion's data validates the retrain's
+            wanted["schema"] = schema_uri
     if mode == "local":
         wanted["deploy_mode"] = "local"  # a local run rolls out by moving aliases (the local server follows)
     wanted.update(extra_arguments or {})

@@ -67,6 +67,7 @@ class _Loop:
         self.store_uri = str(workdir / "store")
         self.spec_path = str(workdir / "spec.yaml")  # what every training run of this loop gets
         fs.write_text(self.spec_path, kspec.dump(spec))
+        self.schema_path = ""  # the first training run's reviewed schema ("" = the spec's own)
         self.progress = progress
         self.t0 = time.perf_counter()
         self.steps: list[dict] = []
@@ -110,6 +111,8 @@ class _Loop:
         champion_before = kstore.ModelStore(self.store_uri).get_alias(self.model_name, kstore.CHAMPION)
         args = {"source": self.source, "cutoff": cutoff, "window_start": window_start}
         args.update(extra or {})
+        if self.schema_path and not args.get("schema"):  # a retrain has the champion's (trigger)
+            args["schema"] = self.schema_path
         args.update(spec=self.spec_path, store_uri=self.store_uri, model_name=self.model_name)
         args.update(deploy_mode="local", cutoff=cutoff, window_start=window_start)
         args.update(dict(self.cfg.hparams))
@@ -298,6 +301,7 @@ def run_loop(
     *,
     spec,
     source: str,
+    schema: str = "",
     cfg: LoopConfig = LoopConfig(),
     progress=print,
 ) -> dict:
@@ -307,6 +311,8 @@ def run_loop(
         workdir: Fresh directory for the store, pipeline runs, logs and the report (must be empty or new).
         spec: The :class:`kfloop.spec.DatasetSpec` of the data (the model's name is ``spec.name``).
         source: The raw CSV the spec describes.
+        schema: The reviewed TFDV schema file for the first training run ("" = the spec's own); retrains
+            take the champion's (the trigger passes it).
         cfg: What to replay (windows derived from the data where not given, :mod:`kfloop.app.plan`).
         progress: Called with one line per step (default: print).
 
@@ -323,6 +329,9 @@ def run_loop(
     work.mkdir(parents=True, exist_ok=True)
     source = str(Path(source).resolve())
     loop = _Loop(work, source, spec, cfg, progress)
+    if schema:
+        loop.schema_path = str(work / "schema.pbtxt")  # a copy: the run does not depend on the user's file
+        fs.write_text(loop.schema_path, fs.read_text(schema))
     started = _iso_now()
     outcome: list[str] = []
     try:

@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", required=True, help="the dataset spec (YAML file, e.g. examples/taxi/spec.yaml)")
     p.add_argument("--data", required=True, help="the raw CSV the spec describes")
     p.add_argument(
+        "--schema",
+        help="the reviewed TFDV schema (e.g. the schema.pbtxt kfloop init wrote) that validates the first "
+        "training data and travels with the model; default: the schema the spec alone implies",
+    )
+    p.add_argument(
         "--workdir", help="fresh directory for store, runs, logs, report (default runs/loop-<UTC time>)"
     )
     p.add_argument(
@@ -103,6 +108,8 @@ def _run(args: argparse.Namespace) -> int:
 
     check_input_file(args.spec, "kfloop run: --spec")
     check_input_file(args.data, "kfloop run: --data")
+    if args.schema:
+        check_input_file(args.schema, "kfloop run: --schema")
     check_output_dir(args.workdir, "kfloop run: --workdir")
     try:
         spec = kspec.load(args.spec)
@@ -112,7 +119,12 @@ def _run(args: argparse.Namespace) -> int:
     workdir = args.workdir or f"runs/loop-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     try:
         record = loop.run_loop(
-            workdir, spec=spec, source=args.data, cfg=cfg, progress=lambda line: print(line, flush=True)
+            workdir,
+            spec=spec,
+            source=args.data,
+            schema=args.schema or "",
+            cfg=cfg,
+            progress=lambda line: print(line, flush=True),
         )
     except loop.LoopError as e:
         raise SystemExit(f"kfloop run: {e}") from None
