@@ -119,5 +119,12 @@ def line_of(lines: dict[Path, int], path: Path) -> int:
 
 
 def dump(data: Any) -> str:
-    """Block-style YAML of plain data, keys in the given order, leaf lists in flow style."""
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
+    """Block-style YAML of plain data, keys in the given order, leaf lists in flow style.
+
+    Non-ASCII text is written as is, unless PyYAML would not read it back (it writes some line-break
+    characters such as U+0085 unescaped inside quotes, and reads them as a space): then escaped.
+    """
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=110)
+    if yaml.safe_load(text) != data:
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=False, width=110)
+    return text
