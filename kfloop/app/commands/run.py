@@ -115,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         spec = kspec.load(args.spec)
     except kspec.SpecError as e:
         raise SystemExit(f"kfloop run: {e}") from None
+    problems = _sample_problems(args.data, spec)
+    if problems:  # before anything runs: one line naming the spec key
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SystemExit(f"kfloop run: {args.spec} does not fit --data {args.data}: {problems[0]}{more}")
     cfg = _config(args)
     workdir = args.workdir or f"runs/loop-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     try:
@@ -132,3 +136,18 @@ def _run(args: argparse.Namespace) -> int:
     print(f"champion: {record['champion']}")
     print(f"report: {record['report']}")
     return 0
+
+
+#: Rows of the data checked against the spec before the loop starts.
+CHECK_ROWS = 10_000
+
+
+def _sample_problems(uri: str, spec) -> list[str]:
+    """What in the first :data:`CHECK_ROWS` rows of ``uri`` does not fit ``spec`` (:meth:`check_data`)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(uri, dtype=str, keep_default_na=False, nrows=CHECK_ROWS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        return [f"the data is not a readable CSV ({' '.join(str(e).split())[:200]})"]
+    return spec.check_data(frame.apply(lambda c: c.str.strip()))
