@@ -238,7 +238,10 @@ def test_cli_writes_a_spec_that_loads_and_a_schema_that_parses(written):
     schema = kschema.load_schema(out / "schema.pbtxt")
     assert [f.name for f in schema.feature] == list(spec.dataset_columns)
     assert f"wrote {out / 'spec.yaml'} and {out / 'schema.pbtxt'} from all {ROWS} rows" in r.stdout
-    assert f"then: kfloop run --spec {out / 'spec.yaml'} --data {csv}" in r.stdout
+    assert (
+        f"then: kfloop run --spec {out / 'spec.yaml'} --schema {out / 'schema.pbtxt'} --data {csv}"
+        in r.stdout
+    )
 
 
 def test_cli_refuses_an_existing_output_and_changes_nothing(written):

@@ -23,8 +23,8 @@ the reason for one; a guess the data refuses raises :class:`InitRefused` (one li
   the outcome happened, like a second search decided with the first).
 * Kinds: values that are all true/false, yes/no, t/f or 1/0 tokens are ``boolean``; integers with at most
   :data:`MAX_INT_CATEGORIES` distinct values ``categorical_int``; other numbers ``numeric``; other text
-  ``categorical_string``. Ranges and domains are not guessed (one read off a sample refuses ordinary later
-  data).
+  ``categorical_string``. Ranges, domains and the presence share of nullable columns are not guessed (one
+  read off a sample refuses ordinary later data: e.g. a column recorded only from some date on).
 """
 
 from __future__ import annotations

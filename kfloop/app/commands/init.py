@@ -192,7 +192,11 @@ def _yaml(name, tokens, label, positive, time, time_fmt, excluded, columns, slic
 
 def _init(args: argparse.Namespace) -> int:
     import os
+    import warnings
 
+    # The review lines are the output: the Google client libraries' deprecation notices (imported with
+    # TFDV) are not.
+    warnings.simplefilter("ignore", FutureWarning)
     from kfloop import fs
     from kfloop import spec as S
     from kfloop.app.cli import check_input_file, check_output_dir, check_output_file
@@ -222,11 +226,16 @@ def _init(args: argparse.Namespace) -> int:
         stats = ops.compute_statistics(cleaned, spec=spec)
     except Exception as e:  # one line naming the cause; nothing written
         raise SystemExit(f"kfloop init: the sample cannot be cleaned with the proposed spec: {e}") from None
-    schema = kschema.to_text(kschema.infer_schema(stats, spec), spec)
+    inferred = kschema.infer_schema(stats, spec)
+    for feat in inferred.feature:  # a presence floor read off the whole file refuses a window that has none
+        if spec.feature(feat.name).nullable:
+            feat.presence.ClearField("min_fraction")
+            feat.presence.min_count = 0
+    schema = kschema.to_text(inferred, spec)
     fs.write_text(spec_uri, text)
     fs.write_text(schema_uri, schema)
     drawn = f"{len(frame):,} rows drawn from the {total:,}" if total > len(frame) else f"all {total:,} rows"
     print(f"wrote {spec_uri} and {schema_uri} from {drawn} of {args.data}; review:")
     print("\n".join(review))
-    print(f"then: kfloop run --spec {spec_uri} --data {args.data}")
+    print(f"then: kfloop run --spec {spec_uri} --schema {schema_uri} --data {args.data}")
     return 0
