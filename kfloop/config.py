@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from kfloop import layout
+
 #: Default container images (registry + tag in one place; ``kfloop compile`` can override them).
 IMAGE_REGISTRY = "ghcr.io/kfloop"
 IMAGE_TAG = "0.1.0"
@@ -17,13 +19,8 @@ PIPELINE_IMAGE = f"{IMAGE_REGISTRY}/kfloop-pipeline:{IMAGE_TAG}"
 TRAINING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-training:{IMAGE_TAG}"
 SERVING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-serving:{IMAGE_TAG}"
 
-#: DEPRECATED (taxi knowledge; removed once nothing imports it): the taxi example's time split. Pipelines
-#: default the cutoff to "" (ingest: the middle of the data); ``make run`` passes 2015-01-01 itself.
-DEFAULT_CUTOFF = "2015-01-01"
 #: Share of the training window held out (deterministically, by row hash) for evaluation.
 DEFAULT_EVAL_FRACTION = 0.2
-#: DEPRECATED (taxi knowledge; removed once nothing imports it): the model name is the spec's ``name``.
-MODEL_NAME = "taxi-tips"
 
 
 def _epoch_seconds(value: str, what: str) -> int:
@@ -50,21 +47,21 @@ def _epoch_seconds(value: str, what: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class EventTimeRange:
-    """The event times (``trip_start_timestamp``) the data gate accepts; a row outside is refused.
+    """The event times (the spec's ``time`` column) the data gate accepts; a row outside is refused.
 
-    A taxi trip cannot start before the taxi records exist or after the data was extracted: a time outside
+    An event cannot happen before the records exist or after the data was extracted: a time outside
     is a broken clock or unit (milliseconds read as seconds land in the year 47,000; a sentinel such as
     2^63-1 or a negative number in 1967), and without this check ingest failed on such rows deep in pandas
     (``OutOfBoundsDatetime``, ``OverflowError``) without naming the column or the line.
 
     Attributes:
         earliest: Earliest accepted event time, inclusive: ISO date / datetime (UTC unless it carries an
-            offset) or epoch seconds. 2000-01-01: the Chicago taxi records start in 2013; earlier leaves
-            room for other extracts of the same form.
+            offset) or epoch seconds. 2000-01-01: later than any broken clock's 1970, earlier than the
+            data kfloop is used on; a dataset with older events sets its own.
         latest: Latest accepted event time, inclusive, in the same forms; ``""`` (the default) means the
             wall clock when the data is checked plus ``future_margin_s``.
         future_margin_s: With ``latest=""``: how far past the wall clock an event time may lie (clock skew
-            of the meters that stamp the trips; one day).
+            of the devices that stamp the events; one day).
     """
 
     earliest: str = "2000-01-01"
@@ -141,14 +138,14 @@ class EvaluationConfig:
         min_slice_examples: Slices with fewer examples are reported as too small, never a veto.
         max_slice_auc_regression: Per slice (judged only with a champion and enough examples of both
             classes), the challenger may lose at most this much AUC.
-        slice_features: Features whose values slice the evaluation (besides the overall slice).
+
+    The evaluation slices are the dataset spec's (``slices``).
     """
 
     auc_floor: float = 0.75
     max_auc_regression: float = 0.01
     min_slice_examples: int = 50
     max_slice_auc_regression: float = 0.05
-    slice_features: tuple[str, ...] = ("payment_type", "trip_start_hour")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +161,7 @@ class ComparisonConfig:
     * ``undecided``: otherwise, or fewer than ``min_rows`` rows → keep collecting (canary) until a limit of
       :class:`CanaryConfig`; at the limit it becomes ``at_limit``.
 
-    Why these numbers: on the taxi data a year's eval split has ~600 rows; there the paired DeLong interval
+    Why these numbers: on the bundled example data a year's eval split has ~600 rows; there the paired DeLong interval
     of two similar models is about +-0.01 AUC (an unpaired one about +-0.02). A margin of 0.01 AUC is the
     tolerance the loop always had, now required *with* 95% confidence instead of on point estimates.
 
@@ -206,39 +203,30 @@ class CanaryConfig:
     max_rows: int = 20_000
     max_checks: int = 3
     min_rows_per_model: int = 100
-    shadow_log: str = "shadow"
+    shadow_log: str = layout.SHADOW
 
 
 @dataclasses.dataclass(frozen=True)
 class MonitoringConfig:
     """When live traffic triggers retraining.
 
-    The numbers come from the taxi data (TFDV scores of :func:`kfloop.tfdv.ops.drift_scores`
-    with the committed schema; reference = the 2013-2014 training split):
+    Drift thresholds and modes are per feature, from the dataset spec (``drift``: a default and per-column
+    overrides; ``trigger`` / ``record`` / ``off``); the numbers below are the rest of the policy. They were
+    measured on the bundled example data (the comments of ``examples/taxi/spec.yaml`` give the scores):
 
-    * Categorical L-infinity. ``payment_type`` really drifts (cash 74% in 2013 → 56% in 2016): every
-      calendar quarter of 2015-2016 scores 0.088..0.144 (``company`` reaches 0.073 in 2016). Twelve random
-      samples of 500 / 800 rows of the training window itself score at most 0.055 on any categorical
-      feature (``pickup_community_area``); at 300 rows ``company`` reached 0.069. Hence ``drift_linf =
-      0.075`` together with ``min_examples = 500``.
-    * ``trip_start_month`` scores 0.26..0.30 for any window of a few months against a multi-year history:
-      that is the calendar, not drift, so it is recorded but ignored (``drift_ignore``).
-    * Numeric Jensen-Shannon. TFDV builds equal-width histograms between each side's min and max, so one
-      outlier trip moves every bin: raw, training-window samples score up to 0.48 (``trip_seconds``). The
-      monitor clips numeric values to the reference's [``clip_quantile``, 1 - ``clip_quantile``] quantiles
-      on both sides first; then trip_miles / fare / trip_seconds samples score <= 0.028 and 2015-2016
-      quarters <= 0.030 (no real numeric drift to speak of), but the pickup / dropoff coordinates (a few
-      hundred census-tract centroids, i.e. spikes) still score up to 0.114 on training-window samples.
-      ``drift_jsd = 0.15`` stays above that noise: numeric scores are recorded on every run, and only a
-      real shift (a changed unit, a broken geocoder) crosses it.
+    * Categorical L-infinity: random samples of 500-800 rows of the training window itself scored at most
+      0.055, at 300 rows up to 0.069; hence ``min_examples = 500`` next to the example's 0.075 threshold.
+    * Numeric Jensen-Shannon: TFDV builds equal-width histograms between each side's min and max, so one
+      outlier moves every bin (raw training-window samples scored up to 0.48). The monitor clips numeric
+      values to the reference's [``clip_quantile``, 1 - ``clip_quantile``] quantiles on both sides first,
+      which brings the noise of ordinary numeric columns under 0.03 (spiky ones, a few hundred distinct
+      values, stay up to ~0.11: the example's 0.15 stays above that).
 
     Attributes:
         drift_linf: L-infinity drift threshold for categorical features (live vs champion's training data).
         drift_jsd: Jensen-Shannon drift threshold for numeric features (clipped, see above).
         skew_linf: L-infinity skew threshold (live vs champion's eval data); reported, not a trigger.
         skew_jsd: Jensen-Shannon skew threshold (numeric); reported, not a trigger.
-        drift_ignore: DEPRECATED (the taxi example's spec says ``drift: {mode: record}`` for these; the
-            monitor reads the mode from the spec). Kept only until tests/test_spec.py stops comparing.
         clip_quantile: Numeric values are clipped to the reference's quantiles at this level before drift.
         min_live_auc: Retrain when the live AUC (labels arrived) falls below this.
         min_examples: Windows with fewer predictions are reported, not acted upon.
@@ -263,7 +251,6 @@ class MonitoringConfig:
     drift_jsd: float = 0.15
     skew_linf: float = 0.075
     skew_jsd: float = 0.15
-    drift_ignore: tuple[str, ...] = ("trip_start_month",)
     clip_quantile: float = 0.01
     min_live_auc: float = 0.7
     min_examples: int = 500

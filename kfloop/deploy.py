@@ -382,7 +382,7 @@ def _cluster_rollout(
 
 def deploy(
     store_uri: str,
-    name: str = config.MODEL_NAME,
+    name: str,
     *,
     version: str | None = None,
     mode: str = "local",
@@ -466,7 +466,7 @@ def deploy(
 
 def promote(
     store_uri: str,
-    name: str = config.MODEL_NAME,
+    name: str,
     *,
     mode: str = "local",
     namespace: str | None = None,
@@ -524,7 +524,7 @@ def promote(
 
 def rollback(
     store_uri: str,
-    name: str = config.MODEL_NAME,
+    name: str,
     *,
     mode: str = "local",
     namespace: str | None = None,
@@ -577,7 +577,7 @@ def rollback(
 
 def reject_canary(
     store_uri: str,
-    name: str = config.MODEL_NAME,
+    name: str,
     *,
     mode: str = "local",
     namespace: str | None = None,

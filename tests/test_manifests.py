@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfloop import config, deploy
+from kfloop import config, deploy, spec
 from tests import cluster_checks as cc
+from tests.conftest import TAXI_SPEC_PATH
 
 MANIFESTS = cc.MANIFESTS
+#: The model the checked-in manifests (the InferenceService example, the mesh policies) are written for:
+#: the taxi example's, named by its spec.
+MODEL = spec.load(TAXI_SPEC_PATH).name
 ROOT = cc.ROOT
 DOCKERFILES = [
     ROOT / "pipelines" / "Dockerfile",
@@ -57,7 +61,7 @@ def runtime_objects() -> dict[str, dict]:
     }.items():
         version = kwargs.pop("version", "v0002")
         out[label] = deploy.render_inference_service(
-            config.MODEL_NAME, "gs://b/store", version, image="eu.gcr.io/acme/kfloop-serving:sha-1", **kwargs
+            MODEL, "gs://b/store", version, image="eu.gcr.io/acme/kfloop-serving:sha-1", **kwargs
         )
     live = copy.deepcopy(out["deploy-canary"])
     live["metadata"].update({"generation": 3, "managedFields": [{}], "uid": "x"})
@@ -173,7 +177,7 @@ def test_checked_in_serving_objects_match_the_renderer(rendered):
     (isvc,) = docs(MANIFESTS / "templates" / "inferenceservice.yaml")
     version = isvc["metadata"]["labels"]["kfloop.dev/model-version"]
     store_arg = next(a for a in isvc["spec"]["predictor"]["model"]["args"] if a.startswith("--store-uri="))
-    assert isvc == deploy.render_inference_service(config.MODEL_NAME, store_arg.split("=", 1)[1], version)
+    assert isvc == deploy.render_inference_service(MODEL, store_arg.split("=", 1)[1], version)
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "kfloop-serving"
     for path in MANIFESTS.rglob("kustomization.yaml"):
         assert not [r for r in docs(path)[0].get("resources", []) if "templates" in r], path
@@ -235,7 +239,7 @@ def test_raw_and_serverless_differ_only_where_knative_requires(rendered):
 
 # ------------------------------------------------------------------------------------ mesh policies
 LABELER = f"cluster.local/ns/{config.DeployConfig().namespace}/sa/kfloop-labeler"
-NAME = config.MODEL_NAME
+NAME = MODEL
 FEEDBACK_PATH = f"/v1/models/{NAME}:feedback"
 PREDICT_PATHS = {f"/v1/models/{NAME}:predict", f"/v2/models/{NAME}/infer"}
 

@@ -20,7 +20,7 @@ from tests import cluster_checks as cc
 from tests.fake_apis import FakeKfpApi, FakeKubeApi
 from tests.test_store import make_model_dir
 
-NAME = config.MODEL_NAME
+NAME = "taxi-tips"
 NS = config.DeployConfig().namespace
 SA = config.ClusterConfig().service_account
 #: Rights a KFP v2 run's own pods need from their account, independent of kfloop's code (Argo >= 3.4
@@ -140,6 +140,8 @@ def _record_trigger(tmp_path, monkeypatch) -> tuple[list[dict], list[dict], dict
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-projected-token"))
     monkeypatch.setenv("HOME", str(tmp_path))  # kfp.Client keeps a context file under ~/.config
     imgs = kc.images("eu.gcr.io/acme", "sha-42")
+    # What the trigger runs on a cluster: the training pipeline compiled with these images (kfloop compile).
+    package = kc.compile_all(tmp_path / "compiled", imgs=imgs, names=["training"])["training"]
     with FakeKubeApi() as kube, FakeKfpApi() as kfp_api:
         job = {
             "mode": "cluster",
@@ -147,7 +149,7 @@ def _record_trigger(tmp_path, monkeypatch) -> tuple[list[dict], list[dict], dict
             "namespace": "",
             "experiment": "kfloop",
             "pipeline_root": "",
-            "images": imgs.as_dict(),
+            "training_pipeline": str(package),
             "run_name": "kfloop-retrain-d1",
         }
         run = T.submit_from_pod(

@@ -11,6 +11,7 @@ from kfloop import config
 from kfloop.app.local import run_pipeline
 from kfloop.tfdv.schema import default_path
 from tests.conftest import TAXI_SPEC_PATH
+from tests.plugins.data import TAXI_CUTOFF
 
 
 @dsl.pipeline(name="validate-test")
@@ -18,7 +19,7 @@ def _ingest_validate(source: str, spec: str, schema: str):
     ingest = ingest_op(
         source=source,
         spec=spec,
-        cutoff=config.DEFAULT_CUTOFF,
+        cutoff=TAXI_CUTOFF,
         window_start="",
         live_end="",
         eval_fraction=config.DEFAULT_EVAL_FRACTION,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+#: The taxi example's time split (``make run`` passes the same ``--cutoff``): trips before it train.
+TAXI_CUTOFF = "2015-01-01"
+
 
 @pytest.fixture(scope="session")
 def taxi_csv():
@@ -15,11 +18,10 @@ def taxi_csv():
 
 @pytest.fixture(scope="session")
 def taxi_split(taxi_csv, taxi_spec, tmp_path_factory):
-    """The default ingest split of the taxi data: ``{"train": path, "eval": path, "live": path}``."""
-    from kfloop import config
+    """The taxi example's ingest split at :data:`TAXI_CUTOFF`: ``{"train": path, "eval": path, "live": path}``."""
     from kfloop.clean import ingest
 
     out = tmp_path_factory.mktemp("split")
     paths = {k: str(out / f"{k}.csv") for k in ("train", "eval", "live")}
-    ingest(str(taxi_csv), taxi_spec, config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
+    ingest(str(taxi_csv), taxi_spec, TAXI_CUTOFF, paths["train"], paths["eval"], paths["live"])
     return paths

@@ -13,6 +13,8 @@ from kfloop import config, deploy
 
 pytestmark = pytest.mark.serving
 ROOT = Path(__file__).resolve().parents[2]
+#: Any model name: the entrypoint knows none (the name is the dataset spec's, given by the manifests).
+MODEL = "some-model"
 
 
 def _entrypoint() -> list[str]:
@@ -31,17 +33,15 @@ def test_runtime_and_isvc_args_parse_with_the_predictor_parser(mode):
     (container,) = rt["spec"]["containers"]
     assert container["command"] == _entrypoint() == ["python", "-m", "serving"]
     cfg = config.DeployConfig(deployment_mode=mode)
-    isvc = deploy.render_inference_service(
-        config.MODEL_NAME, "gs://b/store", "v0007", cfg=cfg, canary_percent=100
-    )
+    isvc = deploy.render_inference_service(MODEL, "gs://b/store", "v0007", cfg=cfg, canary_percent=100)
     # KServe substitutes {{.Name}} and appends the model's args to the runtime's.
-    argv = [a.replace("{{.Name}}", config.MODEL_NAME) for a in container["args"]]
+    argv = [a.replace("{{.Name}}", MODEL) for a in container["args"]]
     argv += isvc["spec"]["predictor"]["model"]["args"]
     args = build_parser().parse_args(argv)
-    assert (args.model_name, args.store_uri, args.model_ref) == (config.MODEL_NAME, "gs://b/store", "v0007")
+    assert (args.model_name, args.store_uri, args.model_ref) == (MODEL, "gs://b/store", "v0007")
     assert args.http_port == deploy.HTTP_PORT == container["ports"][0]["containerPort"]
     probes = isvc["spec"]["predictor"]["model"]
-    assert probes["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{config.MODEL_NAME}/ready"
+    assert probes["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{MODEL}/ready"
 
 
 def test_a_wrong_argument_is_refused_by_the_parser():

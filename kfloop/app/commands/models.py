@@ -19,15 +19,14 @@ import sys
 
 def store_arg(p: argparse.ArgumentParser) -> None:
     """Adds ``--store`` (default ``$KFLOOP_STORE_URI``) and ``--name``."""
-    from kfloop import config
-
     p.add_argument(
         "--store",
         default=os.environ.get("KFLOOP_STORE_URI"),
         help="model store root (local dir or gs://bucket/prefix; default $KFLOOP_STORE_URI)",
     )
-    default = getattr(config, "MODEL_NAME", None)  # the spec's name is the model name
-    p.add_argument("--name", default=default, help=f"model name (the spec's name; default {default})")
+    p.add_argument(
+        "--name", default=None, help="model name (the dataset spec's name; default: the store's only model)"
+    )
 
 
 def open_store(args: argparse.Namespace, cmd: str):
@@ -38,10 +37,24 @@ def open_store(args: argparse.Namespace, cmd: str):
         raise SystemExit(f"kfloop {cmd}: no model store: pass --store URI or set KFLOOP_STORE_URI")
     from kfloop import fs
 
-    if not args.name:
-        raise SystemExit(f"kfloop {cmd}: no model name: pass --name NAME (the spec's name)")
     if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
         raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
+    if not args.name:
+        try:
+            models = store.ModelStore(args.store).models()
+        except (store.StoreError, OSError):
+            models = []
+        if not models:
+            raise SystemExit(
+                f"kfloop {cmd}: model store {args.store!r} holds no model (no committed version, no champion, "
+                "no canary): publish one, or pass --name NAME (the spec's name)"
+            )
+        if len(models) > 1:
+            raise SystemExit(
+                f"kfloop {cmd}: no model name: pass --name NAME (the spec's name; the store holds: "
+                f"{', '.join(models)})"
+            )
+        args.name = models[0]
     try:
         store.check_model_name(args.name)
         return store.ModelStore(args.store)

@@ -20,8 +20,6 @@ EXIT_BLOCKING = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from kfloop import config
-
     p = sub.add_parser(
         "predict",
         help="batch-score a CSV with a model from the store (validated, logged for monitoring)",
@@ -35,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="CSV to score (Dataset, raw extract or features only)")
     p.add_argument("--output", required=True, help="predictions file: .csv, else Parquet (local or gs://)")
     p.add_argument("--store-uri", required=True, help="model store root (local dir or gs://); log root too")
-    p.add_argument("--model-name", default=config.MODEL_NAME, help="model name in the store")
+    p.add_argument(
+        "--model-name",
+        default="",
+        help="model name in the store (its dataset spec's name; default: the store's only model). The "
+        "features, label and schema come from the spec stored with the version that scores",
+    )
     p.add_argument(
         "--model-ref", default="champion", help="alias, 'latest' or version vNNNN (default champion)"
     )
@@ -88,6 +91,7 @@ def _predict(args: argparse.Namespace) -> int:
         inputs={"--input": args.input},
         store_uri=args.store_uri,
     )
+    _check_name(args)
     try:  # the ref is checked before any step runs
         version = B.resolve(args.store_uri, args.model_name, args.model_ref)
     except B.BatchPredictError as e:
@@ -146,6 +150,25 @@ def _predict(args: argparse.Namespace) -> int:
         + ("" if args.no_log else f"; logged under {fs.join(args.store_uri, 'predictions')}")
     )
     return 0
+
+
+def _check_name(args: argparse.Namespace) -> None:
+    """Checks ``--model-name``; without one, takes the store's only model."""
+    from kfloop import store
+
+    if not args.model_name:
+        try:
+            models = store.ModelStore(args.store_uri).models()
+        except (store.StoreError, OSError):
+            models = []
+        if len(models) != 1:
+            held = f" (the store holds: {', '.join(models)})" if models else " (the store holds no model)"
+            raise SystemExit(f"kfloop predict: --model-name is required: the dataset spec's name{held}")
+        args.model_name = models[0]
+    try:
+        store.check_model_name(args.model_name)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop predict: --model-name: {e}") from None
 
 
 #: Exceptions whose message says it all (kfloop's own): their class name is not printed.

@@ -11,8 +11,6 @@ import os
 import shutil
 from pathlib import Path
 
-from kfloop import config
-
 _ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -26,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--store-uri", help="model store root (local dir or gs://bucket/prefix)")
     src.add_argument("--model-dir", help="serve this SavedModel directory (no store, no hot reload)")
-    p.add_argument("--model-name", default=config.MODEL_NAME, help="model name (store and URL)")
+    p.add_argument(
+        "--model-name",
+        help="model name (store and URL; default: the dataset spec's name of --model-dir, or the store's "
+        "only model)",
+    )
     p.add_argument("--model-ref", default="champion", help="alias or pinned version (default champion)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     p.add_argument("--log-uri", help="prediction log root (default: the store root)")
@@ -45,7 +47,9 @@ def serving_python() -> str:
 
 def build_command(args: argparse.Namespace) -> list[str]:
     """The ``python -m serving ...`` argv for parsed ``kfloop serve`` arguments."""
-    cmd = [serving_python(), "-m", "serving", "--http_port", str(args.port), "--model-name", args.model_name]
+    cmd = [serving_python(), "-m", "serving", "--http_port", str(args.port)]
+    if args.model_name:
+        cmd += ["--model-name", args.model_name]
     if args.store_uri:
         cmd += ["--store-uri", args.store_uri, "--model-ref", args.model_ref]
     else:
@@ -68,7 +72,9 @@ def preflight(args: argparse.Namespace) -> str | None:
     """Checks, before the server starts, what it would load; returns the version it would serve.
 
     The model name, the store's alias and version files, and the version's manifest (and, for a local
-    store, every model file's sha256) - or that ``--model-dir`` is a SavedModel directory.
+    store, every model file's sha256) - or that ``--model-dir`` is a SavedModel directory. Without
+    ``--model-name`` it sets ``args.model_name``: the name in ``--model-dir``'s dataset spec, or the store's
+    only model.
 
     Raises:
         SystemExit: one line naming the file and the problem.
@@ -76,7 +82,6 @@ def preflight(args: argparse.Namespace) -> str | None:
     from kfloop import fs, store
 
     try:
-        store.check_model_name(args.model_name)
         if args.model_dir:
             local = str(args.model_dir).removeprefix("file://")
             if not fs.is_gcs(local):
@@ -85,6 +90,10 @@ def preflight(args: argparse.Namespace) -> str | None:
                     raise store.StoreError(f"--model-dir {local}: {what} (give a SavedModel directory)")
                 if not os.path.isfile(os.path.join(local, "saved_model.pb")):
                     raise store.StoreError(f"--model-dir {local}: no saved_model.pb (not a SavedModel)")
+        if not args.model_name:
+            args.model_name = _default_name(args)
+        store.check_model_name(args.model_name)
+        if args.model_dir:
             return None
         ms = store.ModelStore(args.store_uri)
         version = ms.resolve(args.model_name, args.model_ref)
@@ -95,6 +104,25 @@ def preflight(args: argparse.Namespace) -> str | None:
         return version
     except store.StoreError as e:
         raise SystemExit(f"kfloop serve: {e}") from None
+
+
+def _default_name(args: argparse.Namespace) -> str:
+    """The model name when ``--model-name`` is not given (SystemExit when there is no single one)."""
+    from kfloop import contract, spec, store
+
+    if args.model_dir:
+        try:
+            return contract.read_spec(str(args.model_dir).removeprefix("file://")).name
+        except (FileNotFoundError, spec.SpecError) as e:
+            raise SystemExit(f"kfloop serve: --model-name is required: {e}") from None
+    try:
+        models = store.ModelStore(args.store_uri).models()
+    except (store.StoreError, OSError):
+        models = []
+    if len(models) != 1:
+        held = f" (the store holds: {', '.join(models)})" if models else " (the store holds no model)"
+        raise SystemExit(f"kfloop serve: --model-name is required: the dataset spec's name{held}")
+    return models[0]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
             "(run `make env`, or set KFLOOP_SERVING_PYTHON)"
         )
     preflight(args)  # after the cheap local check: the store may be remote
+    cmd = build_command(args)  # with the model name preflight found
     if args.dry_run:
         print(" ".join(cmd))
         return 0
