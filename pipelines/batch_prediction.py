@@ -40,7 +40,13 @@ def create_pipeline(name: str = PIPELINE_NAME):
         chunk_rows: int = 16384,
         beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
     ):
-        rows = batch_input_op(input_uri=input_uri, beam_pipeline_args=beam_pipeline_args)
+        rows = batch_input_op(
+            input_uri=input_uri,
+            store_uri=store_uri,
+            model_name=model_name,
+            model_ref=model_ref,
+            beam_pipeline_args=beam_pipeline_args,
+        )
         settings.configure(
             rows,
             network_io=True,
@@ -57,7 +63,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             data=rows.outputs["data"],
             store_uri=store_uri,
             model_name=model_name,
-            model_ref=model_ref,
+            model_ref=rows.outputs["model_version"],  # the version whose spec and schema read the rows
             output_uri=output_uri,
             log_predictions=log_predictions,
             request_id=request_id,

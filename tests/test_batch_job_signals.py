@@ -27,13 +27,13 @@ ROWS = 400_000  # several groups of 65,536 scored rows (seconds) before the job 
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory, trained_model, taxi_split):
+def job(tmp_path_factory, trained_model, taxi_split, taxi_spec):
     tmp = tmp_path_factory.mktemp("signals")
     root = str(tmp / "store")
     ms = store.ModelStore(root)
     version = ms.publish(MODEL, trained_model, {"data_window": {"start": "", "end": "2015-01-01"}})
     ms.set_alias(MODEL, store.CHAMPION, version, expected=None, reason="test", actor="test")
-    live = datasets.read_dataset(taxi_split["live"])
+    live = datasets.read_dataset(taxi_split["live"], taxi_spec)
     big = pd.concat([live] * (ROWS // len(live) + 1), ignore_index=True).head(ROWS)
     src = str(tmp / "in.csv")
     datasets.write_dataset(big, src)

@@ -13,26 +13,30 @@ import pyarrow.dataset as pds
 import pytest
 
 from components.batch_predict import batch_predict as B
-from kfloop import datasets, fs
-from kfloop import features as F
+from kfloop import datasets, fs, spec
 from kfloop import predlog as P
+from tests import synthetic
 
 MODEL = "taxi-tips"
+#: The log tables of the job tests: a spec that is not the taxi one (the log is the spec's, not taxi's).
+SPEC = spec.loads(synthetic.SPEC_YAML)
 NOW = dt.datetime.now(dt.UTC)
 START, END = NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1)
 
 
 def table(job: str, n: int, first: int = 0) -> pa.Table:
     cols = {}
-    for f in F.MODEL_FEATURES:
-        if f.kind == F.Kind.NUMERIC:
+    for f in SPEC.model_features:
+        if f.dtype == "float32":
             cols[f.name] = np.full(n, 1.5, dtype=np.float32)
-        elif f.kind == F.Kind.CATEGORICAL_INT:
+        elif f.dtype == "int64":
             cols[f.name] = np.ones(n, dtype=np.int64)
         else:
-            cols[f.name] = np.array(["Cash"] * n, dtype=object)
+            cols[f.name] = np.array(["basic"] * n, dtype=object)
     rows = np.arange(first, first + n)
-    return P.prediction_table(job, NOW.timestamp(), "v0001", cols, np.full(n, 0.5), "batch", rows=rows)
+    return P.prediction_table(
+        job, NOW.timestamp(), "v0001", cols, np.full(n, 0.5), "batch", rows=rows, schema=SPEC
+    )
 
 
 def scanned(root: str, report: P.ScanReport | None = None) -> pa.Table:
@@ -131,18 +135,18 @@ def test_abort_removes_only_its_own_attempt(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def scored_store(tmp_path_factory, trained_model, taxi_split):
+def scored_store(tmp_path_factory, trained_model, taxi_split, taxi_spec):
     from kfloop import store
 
     tmp = tmp_path_factory.mktemp("jobs")
     root = str(tmp / "store")
     ms = store.ModelStore(root)
     version = ms.publish(MODEL, trained_model, {})
-    rows = datasets.read_dataset(taxi_split["live"]).head(300)
+    rows = datasets.read_dataset(taxi_split["live"], taxi_spec).head(300)
     src = str(tmp / "rows.csv")
     datasets.write_dataset(rows, src)
     data = str(tmp / "data.csv")
-    B.prepare_input(src, data)
+    B.prepare_input(src, data, taxi_spec)
     return root, version, data, tmp
 
 

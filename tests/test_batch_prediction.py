@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 
 from components.batch_predict import batch_predict as B
-from kfloop import config, datasets, fs, predlog, store
-from kfloop import features as F
+from kfloop import config, datasets, fs, predlog, spec, store
 from kfloop.app import cli, loop
 
 MODEL = "taxi-tips"
@@ -30,19 +29,19 @@ def batch_store(tmp_path_factory, trained_model):
 
 
 @pytest.fixture(scope="module")
-def rows(taxi_split):
+def rows(taxi_split, taxi_spec):
     """600 real live rows, as a Dataset CSV with its label (the label is dropped by the pipeline)."""
-    return datasets.read_dataset(taxi_split["live"]).head(600)
+    return datasets.read_dataset(taxi_split["live"], taxi_spec).head(600)
 
 
-def test_chunks_encode_like_the_dataset_encoder(rows, tmp_path):
+def test_chunks_encode_like_the_dataset_encoder(rows, tmp_path, taxi_spec):
     path = str(tmp_path / "in.csv")
-    assert B.prepare_input(_write(rows, tmp_path), path) == len(rows)
-    chunks = list(B.read_chunks(path, chunk_rows=250))
+    assert B.prepare_input(_write(rows, tmp_path), path, taxi_spec) == len(rows)
+    chunks = list(B.read_chunks(path, chunk_rows=250, spec=taxi_spec))
     assert [first for first, _ in chunks] == [0, 250, 500]
     got = {name: np.concatenate([c[name] for _, c in chunks]) for name in chunks[0][1]}
-    want = datasets.encode(rows)
-    for f in F.MODEL_FEATURES:
+    want = datasets.encode(rows, taxi_spec)
+    for f in taxi_spec.model_features:
         if f.dtype == "float32":
             np.testing.assert_array_equal(got[f.name], want[f.name])  # NaN == NaN here
         else:
@@ -62,7 +61,7 @@ def _predict(tmp_path, root, src, out, *extra):
 
 @pytest.mark.slow
 def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
-    batch_store, rows, tmp_path, taxi_split, trained_model, capsys
+    batch_store, rows, tmp_path, taxi_split, trained_model, capsys, taxi_spec
 ):
     from components.monitor import monitor as M
 
@@ -83,7 +82,7 @@ def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
     assert got["request_id"].nunique() == 1 and got["request_id"][0].startswith("batch-")
     assert got["fare"].astype("float32").tolist() == rows["fare"].astype("float32").tolist()
     # the probabilities are the model's own on these rows (an in-process call of the same signature)
-    direct = B.SavedModel(trained_model)(datasets.encode(rows))
+    direct = B.SavedModel(trained_model)(datasets.encode(rows, taxi_spec))
     np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
 
     logged = pa_concat(predlog.scan(root, MODEL, predlog.PREDICTIONS, start, end))
@@ -95,7 +94,14 @@ def test_pipeline_scores_logs_and_the_next_monitoring_run_sees_the_batch(
         config.MonitoringConfig(), close_after_seconds=0.0
     )  # the job has committed
     summary = M.monitor(
-        root, MODEL, start.isoformat(), end.isoformat(), taxi_split["train"], record=False, cfg=committed
+        root,
+        MODEL,
+        start.isoformat(),
+        end.isoformat(),
+        taxi_split["train"],
+        spec=taxi_spec,
+        record=False,
+        cfg=committed,
     )
     assert summary["rows"] == len(rows)
     assert summary["model_versions"] == {version: len(rows)}
@@ -109,9 +115,11 @@ def pa_concat(batches):
 
 
 @pytest.mark.slow
-def test_rows_with_anomalies_are_blocked_and_nothing_is_logged(batch_store, rows, tmp_path, capsys):
+def test_rows_with_anomalies_are_blocked_and_nothing_is_logged(
+    batch_store, rows, tmp_path, capsys, taxi_spec
+):
     root, _ = batch_store
-    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad = rows.drop(columns=[taxi_spec.label.name]).astype(object)
     bad.loc[bad.index[:5], "trip_start_hour"] = 25
     before = set(fs.list_files(fs.join(root, "predictions")))
     out = str(tmp_path / "out.csv")
@@ -131,7 +139,7 @@ def test_unknown_model_ref_is_one_line(batch_store, rows, tmp_path):
 
 
 @pytest.mark.slow
-def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, rows, tmp_path):
+def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, rows, tmp_path, taxi_spec):
     """Cross-env check: the pipeline env scores in batch, the serving env (kserve, its own TF) online."""
     import urllib.request
 
@@ -139,7 +147,7 @@ def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, row
         pytest.skip("serving env not built")
     root, version = batch_store
     prepared = str(tmp_path / "prep.csv")
-    B.prepare_input(_write(rows, tmp_path), prepared)
+    B.prepare_input(_write(rows, tmp_path), prepared, taxi_spec)
     parts = str(tmp_path / "parts")
     B.score(prepared, root, MODEL, version, parts, log_root=None, chunk_rows=200, progress=False)
     out = str(tmp_path / "batch.parquet")
@@ -152,7 +160,7 @@ def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, row
     online: list[float] = []
     try:
         server.start(timeout=180)
-        instances = replay.instances(rows)
+        instances = replay.instances(rows, taxi_spec)
         for lo in range(0, len(instances), 100):
             body = json.dumps({"instances": instances[lo : lo + 100]}).encode()
             req = urllib.request.Request(
@@ -172,16 +180,20 @@ def test_batch_output_equals_the_online_server_on_the_same_rows(batch_store, row
     np.testing.assert_allclose(batch_arr, online_arr, rtol=0, atol=2e-6)
 
 
-def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path):
+def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path, taxi_spec):
     path = str(tmp_path / "in.csv")
-    B.prepare_input(_write(rows, tmp_path), path)
+    B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
     ranges = B.split_ranges(path, range_bytes=10_000)
     assert len(ranges) > 3 and ranges[0][2] == 0
-    got = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
+    got = [
+        (first, cols)
+        for r in ranges
+        for first, cols in B.read_range((path, *r), chunk_rows=50, spec=taxi_spec)
+    ]
     firsts = [first for first, _ in got]
     assert firsts == sorted(firsts) and firsts[0] == 0
     fares = np.concatenate([c["fare"] for _, c in got])
-    whole = np.concatenate([c["fare"] for _, c in B.read_chunks(path, chunk_rows=50)])
+    whole = np.concatenate([c["fare"] for _, c in B.read_chunks(path, chunk_rows=50, spec=taxi_spec)])
     np.testing.assert_array_equal(fares, whole)
     for (first, cols), nxt in zip(got, [*firsts[1:], len(rows)], strict=True):
         assert first + len(cols["fare"]) == nxt  # each chunk's row numbers continue the previous one's
@@ -189,34 +201,70 @@ def test_byte_ranges_cover_every_row_once_with_their_row_numbers(rows, tmp_path)
     quoted = rows.copy()
     quoted.loc[quoted.index[0], "company"] = "A, B and C"
     qpath = str(tmp_path / "q.csv")
-    B.prepare_input(_write(quoted, tmp_path, "q_in.csv"), qpath)
+    B.prepare_input(_write(quoted, tmp_path, "q_in.csv"), qpath, taxi_spec)
     assert len(B.split_ranges(qpath, range_bytes=10_000)) == 1
 
 
-def test_raw_extract_input_is_cleaned_and_missing_features_are_named(taxi_csv, tmp_path):
+def test_raw_extract_input_is_cleaned_and_missing_features_are_named(taxi_csv, tmp_path, taxi_spec):
     raw = pd.read_csv(taxi_csv, dtype=str, keep_default_na=False).head(200)
     raw.to_csv(tmp_path / "raw.csv", index=False)
     out = str(tmp_path / "prep.csv")
-    assert B.prepare_input(str(tmp_path / "raw.csv"), out) == 200
-    prepared = datasets.read_dataset(out)
-    assert F.LABEL.name not in prepared.columns and F.TIPS not in prepared.columns
+    assert B.prepare_input(str(tmp_path / "raw.csv"), out, taxi_spec) == 200
+    prepared = datasets.read_dataset(out, taxi_spec)
+    assert taxi_spec.label.name not in prepared.columns and "tips" not in prepared.columns
     assert prepared["fare"].tolist() == raw["fare"].astype(float).tolist()
     raw.drop(columns=["tips", "company"]).to_csv(tmp_path / "x.csv", index=False)
     with pytest.raises(B.BatchPredictError, match="missing model feature column.*company"):
-        B.prepare_input(str(tmp_path / "x.csv"), out)
+        B.prepare_input(str(tmp_path / "x.csv"), out, taxi_spec)
 
 
-def test_a_read_error_reaches_the_consumer(rows, tmp_path):
+def test_input_of_another_spec_is_read_by_that_spec(tmp_path):
+    """No taxi column anywhere: the synthetic spec's raw form (ISO time, ``NA``, ``true``/``false``, a
+    ``yes``/``no`` label, an excluded id) becomes its Dataset form, with or without the time column, and
+    the chunks are encoded by that spec (its sentinels for missing values)."""
+    from tests import synthetic
+
+    s = spec.loads(synthetic.SPEC_YAML)
+    raw = pd.read_csv(io.StringIO(synthetic.csv_text(60)), dtype=str, keep_default_na=False)
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    out = str(tmp_path / "prep.csv")
+    assert B.prepare_input(str(tmp_path / "raw.csv"), out, s) == 60
+    prepared = datasets.read_dataset(out, s)
+    assert list(prepared.columns) == ["when", *s.input_names]  # no id, no label
+    seconds = [int(dt.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()) for t in raw["when"]]
+    assert prepared["when"].tolist() == seconds
+    member = [{"true": 1, "false": 0}.get(v, -1) for v in raw["member"]]
+    assert prepared["member"].fillna(-1).tolist() == member
+    [(first, cols)] = list(B.read_chunks(out, chunk_rows=100, spec=s))
+    assert first == 0 and list(cols) == list(s.input_names)
+    assert cols["member"].tolist() == member
+    assert np.isnan(cols["age"]).tolist() == (raw["age"] == "NA").tolist()
+    assert cols["city"].tolist() == raw["city"].tolist()  # "" = missing, as the spec's sentinel
+    # serving data without its time column: the features alone
+    raw.drop(columns=["when"]).to_csv(tmp_path / "no_time.csv", index=False)
+    assert B.prepare_input(str(tmp_path / "no_time.csv"), out, s) == 60
+    assert list(datasets.read_dataset(out, s).columns) == list(s.input_names)
+    raw.drop(columns=["plan"]).to_csv(tmp_path / "no_plan.csv", index=False)
+    with pytest.raises(B.BatchPredictError, match="missing model feature column.*plan"):
+        B.prepare_input(str(tmp_path / "no_plan.csv"), out, s)
+    bad = raw.copy()
+    bad.loc[3, "age"] = "old"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(B.BlockedInput, match="'age'.*line 5"):
+        B.prepare_input(str(tmp_path / "bad.csv"), out, s)
+
+
+def test_a_read_error_reaches_the_consumer(rows, tmp_path, taxi_spec):
     import pyarrow as pa
 
-    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad = rows.drop(columns=[taxi_spec.label.name]).astype(object)
     bad.loc[bad.index[-1], "fare"] = "twelve"  # in the last chunk
     path = _write(bad, tmp_path)
     with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
-        list(B.read_chunks(path, chunk_rows=100))
+        list(B.read_chunks(path, chunk_rows=100, spec=taxi_spec))
 
 
-def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_model):
+def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_model, taxi_spec):
     """The gs:// paths on a real fake-gcs-server: input, model store, prediction log and output."""
     root = f"gs://{gcs_bucket}/store"
     ms = store.ModelStore(root)
@@ -224,7 +272,7 @@ def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_mode
     src = f"gs://{gcs_bucket}/in/rows.csv"
     fs.write_bytes(src, Path(_write(rows, tmp_path)).read_bytes())
     data = f"gs://{gcs_bucket}/work/data.csv"
-    assert B.prepare_input(src, data) == len(rows)
+    assert B.prepare_input(src, data, taxi_spec) == len(rows)
     parts = f"gs://{gcs_bucket}/work/parts"
     result = B.score(data, root, MODEL, version, parts, log_root=root, chunk_rows=256, progress=False)
     # three consecutive chunks of one bundle: one log file (and one output part)
@@ -233,7 +281,7 @@ def test_gcs_input_store_log_and_output(gcs_bucket, rows, tmp_path, trained_mode
     assert B.finish_output(parts, out) == len(rows)
     got = pd.read_csv(io.BytesIO(fs.read_bytes(out)))
     assert got["row"].tolist() == list(range(len(rows))) and set(got["model_version"]) == {version}
-    direct = B.SavedModel(trained_model)(datasets.encode(rows))
+    direct = B.SavedModel(trained_model)(datasets.encode(rows, taxi_spec))
     np.testing.assert_allclose(got["probability"].to_numpy(np.float32), direct, rtol=0, atol=1e-6)
     logged = [u for u in fs.list_files(fs.join(root, "predictions")) if u.endswith(".parquet")]
     assert len(logged) == 1 and len(B.part_uris(parts)) == 1
@@ -250,13 +298,13 @@ def test_bad_command_lines_are_one_line(batch_store, rows, tmp_path):
         _predict(tmp_path, root, src, str(tmp_path / "o.csv"), "--chunk-rows", "0")
 
 
-def test_chunk_coder_round_trips_and_sizes_from_the_arrays(rows, tmp_path):
+def test_chunk_coder_round_trips_and_sizes_from_the_arrays(rows, tmp_path, taxi_spec):
     """Beam estimates element sizes with the coder: ours must not pickle, and must still carry the chunk."""
     from apache_beam import coders
 
     path = str(tmp_path / "in.csv")
-    B.prepare_input(_write(rows, tmp_path), path)
-    chunk = next(iter(B.read_chunks(path, chunk_rows=100)))
+    B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
+    chunk = next(iter(B.read_chunks(path, chunk_rows=100, spec=taxi_spec)))
     B.register_chunk_coder()
     coder = coders.registry.get_coder(B.Chunk)
     back = coder.decode(coder.encode(chunk))
@@ -272,39 +320,45 @@ def test_chunk_coder_round_trips_and_sizes_from_the_arrays(rows, tmp_path):
     assert coders.registry.get_coder(B.ScoredChunk).estimate_size(scored) == want + 400
 
 
-def test_read_ranges_reads_ahead_in_order_and_stops_its_reader(rows, tmp_path):
+def test_read_ranges_reads_ahead_in_order_and_stops_its_reader(rows, tmp_path, taxi_spec):
     import threading
 
     path = str(tmp_path / "in.csv")
-    B.prepare_input(_write(rows, tmp_path), path)
+    B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
     ranges = B.split_ranges(path, range_bytes=10_000)
-    want = [(first, cols) for r in ranges for first, cols in B.read_range((path, *r), chunk_rows=50)]
-    got = list(B.read_ranges((path, ranges), chunk_rows=50))
+    want = [
+        (first, cols)
+        for r in ranges
+        for first, cols in B.read_range((path, *r), chunk_rows=50, spec=taxi_spec)
+    ]
+    got = list(B.read_ranges((path, ranges), chunk_rows=50, spec=taxi_spec))
     assert [first for first, _ in got] == [first for first, _ in want]
     # ranges without newline counts: read in order, numbered as they are read (the same numbers)
     uncounted = B.split_ranges(path, range_bytes=10_000, count_rows=False)
     assert [r[:2] for r in uncounted] == [r[:2] for r in ranges] and {r[2] for r in uncounted} == {None}
-    assert [first for first, _ in B.read_ranges((path, uncounted), chunk_rows=50)] == [f for f, _ in want]
+    assert [first for first, _ in B.read_ranges((path, uncounted), chunk_rows=50, spec=taxi_spec)] == [
+        f for f, _ in want
+    ]
     for (_, a), (_, b) in zip(got, want, strict=True):
         np.testing.assert_array_equal(a["fare"], b["fare"])
         assert a["company"].tolist() == b["company"].tolist()
     # a consumer that stops early stops the reader thread too (no thread left parsing the rest)
-    it = B.read_ranges((path, ranges), chunk_rows=50)
+    it = B.read_ranges((path, ranges), chunk_rows=50, spec=taxi_spec)
     next(it)
     it.close()
     assert not [t for t in threading.enumerate() if t.name == "kfloop-batch-read"]
 
 
-def test_read_ranges_raises_a_read_error_at_its_chunk(rows, tmp_path):
+def test_read_ranges_raises_a_read_error_at_its_chunk(rows, tmp_path, taxi_spec):
     import pyarrow as pa
 
-    bad = rows.drop(columns=[F.LABEL.name]).astype(object)
+    bad = rows.drop(columns=[taxi_spec.label.name]).astype(object)
     bad.loc[bad.index[-1], "fare"] = "twelve"
     path = _write(bad, tmp_path)
     ranges = B.split_ranges(path, range_bytes=10_000)
     seen = []
     with pytest.raises(pa.ArrowInvalid, match="invalid value .twelve."):
-        for first, _ in B.read_ranges((path, ranges), chunk_rows=50):
+        for first, _ in B.read_ranges((path, ranges), chunk_rows=50, spec=taxi_spec):
             seen.append(first)
     assert seen and seen[0] == 0  # the ranges before the bad one were scored
 
@@ -319,10 +373,10 @@ def test_in_process_runner_is_the_default_direct_runner_only():
     assert not B.in_process_runner(PipelineOptions(["--runner=DataflowRunner"]))
 
 
-def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path):
+def test_a_failed_write_fails_the_job(batch_store, rows, tmp_path, taxi_spec):
     root, version = batch_store
     path = str(tmp_path / "in.csv")
-    B.prepare_input(_write(rows, tmp_path), path)
+    B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
     blocker = tmp_path / "parts"
     blocker.write_text("a file where the parts folder should be")
     with pytest.raises(Exception, match="parts"):
@@ -360,10 +414,10 @@ def test_consecutive_chunks_share_a_log_file_and_a_gap_ends_it(monkeypatch):
     assert rec.counted == [(0, 300, 1, 3), (300, 100, 1, 1), (500, 200, 1, 2)]
 
 
-def test_a_job_writes_one_log_file_per_group_of_rows(batch_store, rows, tmp_path, monkeypatch):
+def test_a_job_writes_one_log_file_per_group_of_rows(batch_store, rows, tmp_path, monkeypatch, taxi_spec):
     root, version = batch_store
     path = str(tmp_path / "in.csv")
-    B.prepare_input(_write(rows, tmp_path), path)
+    B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
     monkeypatch.setattr(B, "LOG_FILE_ROWS", 250)
     log = str(tmp_path / "log")
     parts = str(tmp_path / "parts")

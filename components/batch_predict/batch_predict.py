@@ -1,5 +1,8 @@
 """Batch prediction as plain functions: input → Dataset (SERVING form) → Beam RunInference → log + output.
 
+The columns come from the dataset spec stored with the model version that scores (:func:`version_spec`,
+:func:`kfloop.contract.read_spec`): nothing here knows a dataset.
+
 * :func:`prepare_input` reads the caller's CSV (a Dataset, a raw extract as it comes, or rows with only
   the model features) into a Dataset CSV without label, for validation in the ``SERVING`` environment.
 * :func:`score` runs an Apache Beam pipeline (DirectRunner locally; ``beam_args`` pass through, so
@@ -28,8 +31,7 @@ import time
 import typing
 import uuid
 
-from kfloop import features as F
-from kfloop import fs
+from kfloop import contract, fs
 
 #: Rows per element of the Beam pipeline (one model call each).
 DEFAULT_CHUNK_ROWS = 16_384
@@ -102,66 +104,95 @@ def new_request_id() -> str:
     return f"batch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
 
 
-def prepare_input(input_uri: str, dataset_uri: str) -> int:
-    """Reads the caller's CSV into a Dataset CSV of the model features (event time kept when present).
+def version_spec(store_uri: str, model_name: str, model_ref: str):
+    """The version a ref names and the dataset spec and TFDV schema stored with it (the model contract).
 
-    A raw extract (``tips`` and no ``big_tipper``) is cleaned as ``kfloop ingest`` does; a label column is
-    dropped (batch input is serving data). Values that do not parse stay text, so that the validation
-    reports them as type anomalies.
+    Returns:
+        ``(version, spec, schema_uri)``: ``schema_uri`` is the version's ``schema.pbtxt``, or None when the
+        version has none (then the schema the spec alone implies is used).
+
+    Raises:
+        BatchPredictError: the ref is not set / not committed, or the version has no valid spec (names the
+            file).
+    """
+    from kfloop import store as kstore
+    from kfloop.spec import SpecError
+
+    version = resolve(store_uri, model_name, model_ref)
+    model_dir = kstore.ModelStore(store_uri).model_uri(model_name, version)
+    try:
+        spec = contract.read_spec(model_dir)
+    except (FileNotFoundError, SpecError) as e:
+        raise BatchPredictError(f"model {model_name!r} {version}: {e}") from None
+    schema = contract.schema_uri(model_dir)
+    return version, spec, schema if fs.exists(schema) else None
+
+
+def prepare_input(input_uri: str, dataset_uri: str, spec) -> int:
+    """Reads the caller's CSV into a Dataset CSV of the spec's model features (event time kept when present).
+
+    Raw data (the user's form: another time format, missing-value tokens, ``yes``/``no`` booleans, excluded
+    columns; :func:`kfloop.clean.is_raw` decides) is cleaned as ``kfloop ingest`` does
+    (:func:`kfloop.clean.clean`); the label, or what it is derived from, is not needed and is dropped (batch
+    input is serving data), and so is the time column when the input lacks it. Dataset-form values are
+    kept as they are written, so a value that does not parse reaches the validation as a type anomaly.
+
+    Args:
+        input_uri: The caller's CSV (local path or ``gs://``).
+        dataset_uri: Where the Dataset CSV goes.
+        spec: The :class:`kfloop.spec.DatasetSpec` of the model version that scores.
 
     Returns:
         The number of rows.
 
     Raises:
-        BlockedInput: a raw extract with a value that cannot be cleaned (names the column and line).
+        BlockedInput: raw data with a value that cannot be cleaned (names the column and line).
         BatchPredictError: the file is missing or unreadable, has no rows, or lacks a model feature.
     """
-    from kfloop import clean as ingest
-    from kfloop import datasets
-    from kfloop.tfdv import ops
+    from kfloop import clean, datasets
 
     try:
-        frame = ops.read_frame(input_uri)
-    except ops.ValidationError as e:
+        frame = clean.read_raw(input_uri)
+    except clean.IngestError as e:
         raise BatchPredictError(str(e)) from None
-    if frame.empty:
-        raise BatchPredictError(f"input {input_uri!r} has a header but no rows")
-    if ingest.is_raw(frame.columns):
-        try:
-            frame = ingest.clean(frame.fillna(""))
-        except ingest.IngestError as e:
-            raise BlockedInput(f"raw extract {input_uri!r}: {e}") from None
-    missing = [f.name for f in F.MODEL_FEATURES if f.name not in frame.columns]
+    missing = [name for name in spec.input_names if name not in frame.columns]
     if missing:
         raise BatchPredictError(f"input {input_uri!r}: missing model feature column(s): {', '.join(missing)}")
-    keep = [c for c in (F.EVENT_TIME.name, *(f.name for f in F.MODEL_FEATURES)) if c in frame.columns]
-    datasets.write_dataset(frame[keep], dataset_uri)
+    if spec.time is not None and spec.time.column not in frame.columns:
+        spec = spec.model_copy(update={"time": None})  # serving data without its event time
+    if clean.is_raw(frame, spec):
+        try:
+            frame = clean.clean(frame, spec, form="raw", with_label=False)
+        except clean.IngestError as e:
+            raise BlockedInput(f"raw input {input_uri!r}: {e}") from None
+    head = (spec.event_time.name,) if spec.event_time is not None else ()
+    datasets.write_dataset(frame[[*head, *spec.input_names]], dataset_uri)
     return len(frame)
 
 
 # --------------------------------------------------------------------------------------------- reading
 
 
-def _convert_options():
+def _convert_options(spec):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     # Numbers are parsed as float64 and then rounded to float32, as the server does with JSON numbers.
     types = {}
-    for f in F.MODEL_FEATURES:
+    for f in spec.model_features:
         types[f.name] = {"float32": pa.float64(), "int64": pa.int64(), "string": pa.string()}[f.dtype]
     return pcsv.ConvertOptions(
         column_types=types,
-        include_columns=[f.name for f in F.MODEL_FEATURES],
+        include_columns=list(spec.input_names),
         strings_can_be_null=True,
         null_values=[""],
     )
 
 
-def encode_batch(batch) -> dict:
-    """Arrow columns of the model features → the encoded numpy columns of :mod:`serving.request`.
+def encode_batch(batch, spec) -> dict:
+    """Arrow columns of the spec's model features → the encoded numpy columns of :mod:`serving.request`.
 
-    Missing values become the :mod:`kfloop.features` sentinels (NaN, -1, ``""``). A string column is
+    Missing values become the spec's sentinels (``Feature.missing``: NaN, -1, ``""``). A string column is
     dictionary-encoded first, so that each distinct value becomes one Python string (shared by its rows)
     instead of one per row.
     """
@@ -169,7 +200,7 @@ def encode_batch(batch) -> dict:
     import pyarrow.compute as pc
 
     out = {}
-    for f in F.MODEL_FEATURES:
+    for f in spec.model_features:
         col = batch.column(batch.schema.get_field_index(f.name))
         if f.dtype == "float32":
             out[f.name] = col.to_numpy(zero_copy_only=False).astype(np.float32)
@@ -196,13 +227,13 @@ class Chunk(tuple):
         return (Chunk, (self[0], self[1], self.strings))
 
 
-def _chunk(first: int, batch) -> Chunk:
+def _chunk(first: int, batch, spec) -> Chunk:
     strings = {
         f.name: batch.column(batch.schema.get_field_index(f.name))
-        for f in F.MODEL_FEATURES
+        for f in spec.model_features
         if f.dtype == "string"
     }
-    return Chunk(first, encode_batch(batch), strings)
+    return Chunk(first, encode_batch(batch, spec), strings)
 
 
 class ScoredChunk(typing.NamedTuple):
@@ -260,7 +291,7 @@ def register_chunk_coder() -> None:
     coders.registry.register_coder(ScoredChunk, coder)
 
 
-def _chunks_of(batches, first: int, chunk_rows: int):
+def _chunks_of(batches, first: int, chunk_rows: int, spec):
     """:class:`Chunk` s of at most ``chunk_rows`` rows from Arrow record batches (a CSV reader's).
 
     A chunk inside one batch is a zero-copy slice of it; only a chunk that spans batches is copied.
@@ -279,19 +310,21 @@ def _chunks_of(batches, first: int, chunk_rows: int):
             held += i
             if held < chunk_rows:
                 continue
-            yield _chunk(first, joined(carry))
+            yield _chunk(first, joined(carry), spec)
             first, carry, held = first + held, [], 0
         while n - i >= chunk_rows:
-            yield _chunk(first, batch.slice(i, chunk_rows))
+            yield _chunk(first, batch.slice(i, chunk_rows), spec)
             first, i = first + chunk_rows, i + chunk_rows
         if i < n:
             carry, held = [batch.slice(i)], n - i
     if held:
-        yield _chunk(first, joined(carry))
+        yield _chunk(first, joined(carry), spec)
 
 
-def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, spec):
     """Streams a Dataset CSV as ``(first_row, encoded columns)`` chunks of at most ``chunk_rows`` rows.
+
+    ``spec``: the :class:`kfloop.spec.DatasetSpec` naming the model features (their columns are read).
 
     Memory holds one chunk (plus the CSV reader's block); a ``gs://`` file is downloaded to a temp file.
     """
@@ -302,9 +335,9 @@ def read_chunks(dataset_uri: str, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     with tempfile.TemporaryDirectory(prefix="kfloop-batch-") as tmp:
         path = fs.local_copy(dataset_uri, tmp) if fs.is_gcs(dataset_uri) else dataset_uri
         reader = pcsv.open_csv(
-            path, read_options=pcsv.ReadOptions(block_size=1 << 24), convert_options=_convert_options()
+            path, read_options=pcsv.ReadOptions(block_size=1 << 24), convert_options=_convert_options(spec)
         )
-        yield from _chunks_of(reader, 0, chunk_rows)
+        yield from _chunks_of(reader, 0, chunk_rows, spec)
 
 
 #: Bytes per read of :func:`split_ranges`' scan.
@@ -363,7 +396,7 @@ def split_ranges(
     return out
 
 
-def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, spec):
     """Chunks of one byte range ``(path, start, end, first_row)`` of a local CSV (see :func:`split_ranges`;
     a ``first_row`` of None counts as 0).
 
@@ -384,17 +417,17 @@ def read_range(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
     table = pcsv.read_csv(
         pa.py_buffer(body),
         read_options=pcsv.ReadOptions(block_size=PARSE_BLOCK_BYTES, column_names=names),
-        convert_options=_convert_options(),
+        convert_options=_convert_options(spec),
     )
     del body
-    yield from _chunks_of(table.to_batches(), first_row or 0, chunk_rows)
+    yield from _chunks_of(table.to_batches(), first_row or 0, chunk_rows, spec)
 
 
 #: Chunks parsed ahead of the scoring by :func:`read_ranges` (bounds the memory they hold: ~4 MB each).
 PREFETCH_CHUNKS = 16
 
 
-def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, spec):
     """Chunks of several byte ranges ``(path, [(start, end, first_row), ...])`` of a local CSV, in order.
 
     A range whose ``first_row`` is None continues the numbering of the range before it (the rows parsed
@@ -426,7 +459,7 @@ def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
             following = 0  # the row after the last chunk read
             for start, stop_at, first_row in ranges:
                 first = following if first_row is None else first_row
-                for chunk in read_range((path, start, stop_at, first), chunk_rows):
+                for chunk in read_range((path, start, stop_at, first), chunk_rows, spec=spec):
                     if not put(chunk):
                         return
                     following = chunk[0] + chunk_len(chunk)
@@ -453,23 +486,40 @@ def read_ranges(element, chunk_rows: int = DEFAULT_CHUNK_ROWS):
 
 
 class SavedModel:
-    """The ``predict_raw`` signature of one model version, callable on encoded columns."""
+    """The raw signature (:data:`kfloop.contract.RAW_SIGNATURE`) of one model directory, callable on
+    encoded columns; its inputs are the model features of the directory's own ``spec.yaml``.
 
-    def __init__(self, path: str):
+    Args:
+        path: The model directory (a SavedModel with its ``spec.yaml``).
+        spec: The spec to use instead of the directory's (default: :func:`kfloop.contract.read_spec`).
+
+    Raises:
+        BatchPredictError: no raw signature, or no valid spec in the directory.
+    """
+
+    def __init__(self, path: str, spec=None):
         import tensorflow as tf
 
+        from kfloop.spec import SpecError
+
+        if spec is None:
+            try:
+                spec = contract.read_spec(path)
+            except (FileNotFoundError, SpecError) as e:
+                raise BatchPredictError(str(e)) from None
         loaded = tf.saved_model.load(path)
-        if "predict_raw" not in loaded.signatures:
-            raise BatchPredictError(f"{path}: SavedModel has no 'predict_raw' signature")
+        if contract.RAW_SIGNATURE not in loaded.signatures:
+            raise BatchPredictError(f"{path}: SavedModel has no {contract.RAW_SIGNATURE!r} signature")
+        self.spec = spec
         self._loaded = loaded
-        self._sig = loaded.signatures["predict_raw"]
+        self._sig = loaded.signatures[contract.RAW_SIGNATURE]
         self._tf = tf
-        self._dtypes = {f.name: getattr(tf, f.dtype) for f in F.MODEL_FEATURES}
+        self._dtypes = {f.name: getattr(tf, f.dtype) for f in spec.model_features}
 
     def __call__(self, columns: dict):
         tf = self._tf
         tensors = {n: tf.constant(columns[n], dtype=d) for n, d in self._dtypes.items()}
-        return self._sig(**tensors)["probability"].numpy().reshape(-1)
+        return self._sig(**tensors)[contract.OUTPUT_KEY].numpy().reshape(-1)
 
 
 def in_process_runner(options) -> bool:
@@ -490,7 +540,7 @@ def _model_handler_class():
     from apache_beam.ml.inference.base import ModelHandler
 
     class SavedModelHandler(ModelHandler):
-        """Beam ``ModelHandler`` over a store version's SavedModel (``predict_raw``), one chunk per call.
+        """Beam ``ModelHandler`` over a store version's SavedModel (its raw signature), one chunk per call.
 
         ``load_model`` fetches the version from the store (checked against its published digests) on each
         worker; the elements are already chunks of rows, so each ``run_inference`` call scores one chunk.
@@ -645,11 +695,13 @@ def _write_behind_class():
 
 
 class _WriteChunks:
-    """Writes consecutive scored chunks: one staged prediction-log file and one part of the output."""
+    """Writes consecutive scored chunks: one staged prediction-log file and one part of the output (rows of
+    the prediction schema of ``spec``, the scoring version's)."""
 
-    def __init__(self, job, model_name, version, request_id, parts_uri, progress):
+    def __init__(self, job, model_name, version, request_id, parts_uri, progress, spec):
         self.job, self.model_name, self.version = job, model_name, version
         self.request_id, self.parts_uri, self.progress = request_id, parts_uri, progress
+        self.spec = spec
 
     def write(self, results: list) -> tuple[int, int, int, int]:
         """Writes scored chunks whose rows follow each other; returns ``(first row, rows, log files
@@ -669,7 +721,14 @@ class _WriteChunks:
             rows = np.arange(first, first + len(probs), dtype=np.int64)
             tables.append(
                 predlog.prediction_table(
-                    self.request_id, now, self.version, columns, probs, source="batch", rows=rows
+                    self.request_id,
+                    now,
+                    self.version,
+                    columns,
+                    probs,
+                    source="batch",
+                    rows=rows,
+                    schema=self.spec,
                 )
             )
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
@@ -718,6 +777,8 @@ def score(
 
     The log rows are only staged (:class:`kfloop.predlog.BatchJob`); :func:`run_job` commits them.
 
+    The model features are those of the version's own spec (:func:`version_spec`).
+
     Args:
         dataset_uri: Dataset CSV with the model features (local or ``gs://``).
         store_uri: Model store root.
@@ -745,10 +806,11 @@ def score(
     from kfloop import predlog
 
     request_id = request_id or new_request_id()
+    version, spec, _ = version_spec(store_uri, model_name, version)
     if job is None and log_root:
         job = predlog.BatchJob(log_root, model_name, request_id)
     handler = saved_model_handler(store_uri, model_name, version)
-    writer = _WriteChunks(job, model_name, version, request_id, parts_uri, progress)
+    writer = _WriteChunks(job, model_name, version, request_id, parts_uri, progress, spec)
     register_chunk_coder()
     local = not fs.is_gcs(dataset_uri)
     t0 = time.perf_counter()
@@ -768,7 +830,7 @@ def score(
     if spread:  # tiny elements: each worker then reads, scores and writes its ranges
         ranges = ranges | "Spread" >> beam.Reshuffle()
     chunks = ranges | "ReadChunks" >> beam.FlatMap(
-        read_ranges if local else read_chunks, chunk_rows=chunk_rows
+        read_ranges if local else read_chunks, chunk_rows=chunk_rows, spec=spec
     ).with_output_types(Chunk)
     if not local and spread:
         # A gs:// file is one range, read by one worker: spread its chunks for scoring and writing.
@@ -871,7 +933,8 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
     """Joins the scored parts, in input order, into the caller's output file; returns its row count.
 
     ``.csv`` output: ``request_id, row, timestamp, model_version, source``, the raw features (empty =
-    missing) and ``probability``; anything else: one Parquet file of the prediction log's schema. Parts are
+    missing) and ``probability``; anything else: one Parquet file of the prediction log's schema (the
+    scoring version's spec's, as the parts have it). Parts are
     read one at a time; the file appears whole (written to a temp file, then moved / uploaded).
     """
     import os
@@ -906,10 +969,9 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
                     writer = True
                 else:
                     if writer is None:
-                        writer = pq.ParquetWriter(
-                            sink, predlog.PREDICTION_SCHEMA, compression=predlog.COMPRESSION
-                        )
-                    writer.write_table(table.cast(predlog.PREDICTION_SCHEMA))
+                        schema = predlog.as_prediction_schema(table.schema)
+                        writer = pq.ParquetWriter(sink, schema, compression=predlog.COMPRESSION)
+                    writer.write_table(table.select(schema.names).cast(schema))
             if writer is not None and not as_csv:
                 writer.close()
         if fs.is_gcs(output_uri):

@@ -10,22 +10,28 @@ from components._kfp import component
 @component
 def batch_input_op(
     input_uri: str,
+    store_uri: str,
+    model_name: str,
+    model_ref: str,
     data: Output[Dataset],
     anomalies: Output[Artifact],
     report: Output[HTML],
     counts: Output[Metrics],
-    schema_uri: str = "",
     beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
-):
+) -> NamedTuple("Input", [("model_version", str)]):
     """Reads the rows to score and validates them against the schema's ``SERVING`` environment (TFDV).
 
-    The step succeeds with the anomalies recorded (so a cluster keeps the report); ``gate_op`` after it
-    stops the run on blocking anomalies, before anything is scored or logged.
+    The columns, their kinds and the schema are those stored with the model version that will score
+    (its ``spec.yaml`` and ``schema.pbtxt``; without a schema, the one the spec alone implies). The step
+    succeeds with the anomalies recorded (so a cluster keeps the report); ``gate_op`` after it stops the run
+    on blocking anomalies, before anything is scored or logged.
 
     Args:
-        input_uri: CSV to score (local path or ``gs://``): a Dataset, a raw extract as it comes, or rows
-            with the model features only.
-        schema_uri: Schema text proto; "" = the committed ``examples/taxi/schema.pbtxt``.
+        input_uri: CSV to score (local path or ``gs://``): Dataset form, the user's raw form (cleaned per
+            the spec), or rows with the model features only.
+        store_uri: Model store root.
+        model_name: Model name in the store (the dataset spec's name).
+        model_ref: Alias (``champion``), ``latest`` or version (``v0003``) of the model that will score.
         beam_pipeline_args: Apache Beam options for the statistics.
 
     Returns:
@@ -33,15 +39,20 @@ def batch_input_op(
         anomalies: Folder with ``anomalies.pbtxt`` and ``summary.json`` (what ``gate_op`` reads).
         report: Self-contained HTML validation report.
         counts: Rows read, anomalies, blocking anomalies.
+        model_version: The version ``model_ref`` named (the score step scores with exactly it).
     """
-    from components.batch_predict.batch_predict import prepare_input
+    from collections import namedtuple
+
+    from components.batch_predict.batch_predict import prepare_input, version_spec
     from kfloop.tfdv import ops
 
-    rows = prepare_input(input_uri, data.path)
-    data.metadata.update({"rows": rows, "format": "csv", "source": input_uri})
+    version, spec, schema_uri = version_spec(store_uri, model_name, model_ref)
+    rows = prepare_input(input_uri, data.path, spec)
+    data.metadata.update({"rows": rows, "format": "csv", "source": input_uri, "model_version": version})
     result = ops.run_validation(
         data.path,
-        schema=ops.load_schema(schema_uri or None),
+        spec=spec,
+        schema=ops.load_schema(schema_uri) if schema_uri else None,
         environment=ops.SERVING,
         beam_pipeline_args=list(beam_pipeline_args),
     )
@@ -49,12 +60,13 @@ def batch_input_op(
         result,
         anomalies_dir=anomalies.path,
         report_uri=report.path,
-        title=f"Batch prediction input: {input_uri} (SERVING)",
+        title=f"Batch prediction input: {input_uri} (SERVING, {model_name} {version})",
     )
     anomalies.metadata.update({"blocking": bool(result.blocking), "num_anomalies": len(result.findings)})
     counts.log_metric("rows", rows)
     counts.log_metric("num_anomalies", len(result.findings))
     counts.log_metric("num_blocking", len(result.blocking))
+    return namedtuple("Input", ["model_version"])(version)
 
 
 @component
