@@ -26,7 +26,6 @@ MODEL = spec.load(TAXI_SPEC_PATH).name
 ROOT = cc.ROOT
 DOCKERFILES = [
     ROOT / "pipelines" / "Dockerfile",
-    ROOT / "training_image" / "Dockerfile",
     ROOT / "serving" / "Dockerfile",
 ]
 
