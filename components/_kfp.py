@@ -12,6 +12,6 @@ from kfp import dsl
 from kfloop.config import PIPELINE_IMAGE, TRAINING_IMAGE
 
 component = functools.partial(dsl.component, base_image=PIPELINE_IMAGE, install_kfp_package=False)
-#: The train step only: the GPU training image (``training_image/Dockerfile``); every other step runs the
-#: CPU pipeline image and never pulls CUDA.
+#: The train step only: the GPU training image (``pipelines/Dockerfile``, target ``training``); every
+#: other step runs the CPU pipeline image and never pulls CUDA.
 gpu_component = functools.partial(dsl.component, base_image=TRAINING_IMAGE, install_kfp_package=False)

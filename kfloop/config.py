@@ -15,7 +15,7 @@ IMAGE_REGISTRY = "ghcr.io/kfloop"
 IMAGE_TAG = "0.1.0"
 #: CPU image of every pipeline step but training (``pipelines/Dockerfile``).
 PIPELINE_IMAGE = f"{IMAGE_REGISTRY}/kfloop-pipeline:{IMAGE_TAG}"
-#: GPU image of the train step only (``training_image/Dockerfile``: CUDA + the same pipeline lock).
+#: GPU image of the train step only (``pipelines/Dockerfile``, target ``training``, on a CUDA base).
 TRAINING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-training:{IMAGE_TAG}"
 SERVING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-serving:{IMAGE_TAG}"
 

@@ -1,1 +1,2 @@
-"""The kfloop training image: the trainer module (``python -m training_image.trainer``) and its Dockerfile."""
+"""The trainer module of the kfloop training image (``python -m training_image.trainer``; the image is
+``pipelines/Dockerfile``, target ``training``)."""

@@ -43,8 +43,10 @@ class Images:
     """The three container images of the loop.
 
     Attributes:
-        pipeline: CPU image of every pipeline step but training (``pipelines/Dockerfile``).
-        training: GPU image of the train step (``training_image/Dockerfile``).
+        pipeline: CPU image of every pipeline step but training (``pipelines/Dockerfile``, target
+            ``pipeline``).
+        training: GPU image of the train step (``pipelines/Dockerfile``, target ``training`` on the
+            TensorFlow GPU base).
         serving: KServe predictor image (``serving/Dockerfile``).
     """
 
