@@ -1,4 +1,4 @@
-"""The monitoring record series under a store: ``<store>/monitoring/<model>/<kind>/<id>.json``.
+"""The monitoring record series under a store: ``<store>/monitoring/<model>/<kind>/<id>.json`` (:func:`kfloop.layout.record`).
 
 One JSON object per file (GCS objects cannot be appended to), so concurrent writers never clash. Kinds
 in use: ``runs`` (monitoring summaries: the drift time series), ``decisions`` and ``triggers``.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from kfloop import fs, store
+from kfloop import fs, layout, store
 
 
 def prefix(store_uri: str, model_name: str, kind: str) -> str:
@@ -17,12 +17,12 @@ def prefix(store_uri: str, model_name: str, kind: str) -> str:
     Raises:
         store.InvalidName: ``model_name`` is not a valid model name (it could leave the store).
     """
-    return fs.join(store_uri, "monitoring", store.check_model_name(model_name), kind)
+    return layout.records_dir(store_uri, store.check_model_name(model_name), kind)
 
 
 def write(store_uri: str, model_name: str, kind: str, record_id: str, record: dict) -> str:
     """Writes one record (atomically on a local store); returns its URI."""
-    uri = fs.join(prefix(store_uri, model_name, kind), f"{record_id}.json")
+    uri = layout.record(store_uri, store.check_model_name(model_name), kind, record_id)
     fs.write_text(uri, json.dumps(record, indent=1, sort_keys=True))
     return uri
 

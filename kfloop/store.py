@@ -48,12 +48,12 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from kfloop import fs
+from kfloop import fs, layout
 
 CHAMPION = "champion"
 CANARY = "canary"
-COMMIT_MARKER = "_COMMITTED"
-CLAIM_MARKER = "_CLAIM"
+COMMIT_MARKER = layout.COMMIT_MARKER
+CLAIM_MARKER = layout.CLAIM_MARKER
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _ALIAS_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
@@ -168,13 +168,27 @@ def _check_ref(ref) -> str:
     return ref
 
 
+def _check_version(name: str, version: str) -> str:
+    """Returns ``version`` if ``name`` is a valid model name and ``version`` a version id.
+
+    Raises:
+        InvalidName: either is not.
+    """
+    check_model_name(name)
+    if not is_version(version):
+        raise InvalidName(
+            f"invalid version {_check_ref(version)!r} of model {name!r} (versions look like 'v0001')"
+        )
+    return version
+
+
 def is_store_root(path: str | os.PathLike) -> bool:
     """Whether a local directory is a model store's root: ``models/<name>/`` under it holds a version
     counter, an ``aliases/`` folder or a committed version."""
-    models = Path(path) / "models"
+    models = Path(layout.models_root(str(path)))
     try:
         for m in models.iterdir():
-            if (m / "_next_version.json").is_file() or (m / "aliases").is_dir():
+            if (m / layout.COUNTER_FILE).is_file() or (m / layout.ALIASES_DIR).is_dir():
                 return True
             if any((v / COMMIT_MARKER).is_file() for v in m.glob("v*")):
                 return True
@@ -251,28 +265,24 @@ class ModelStore:
 
     # ----------------------------------------------------------------------------------------- layout
     def _model_root(self, name: str) -> str:
-        return fs.join(self.root, "models", check_model_name(name))
+        return layout.model_root(self.root, check_model_name(name))
 
     def _version_root(self, name: str, version: str) -> str:
-        if not is_version(version):
-            raise InvalidName(
-                f"invalid version {_check_ref(version)!r} of model {name!r} (versions look like 'v0001')"
-            )
-        return fs.join(self._model_root(name), version)
+        return layout.version_root(self.root, name, _check_version(name, version))
 
     def model_uri(self, name: str, version: str) -> str:
         """URI of the SavedModel directory of a version (what KServe's ``storageUri`` points to)."""
-        return fs.join(self._version_root(name, version), "model")
+        return layout.version_model(self.root, name, _check_version(name, version))
 
     def _alias_uri(self, name: str, alias: str) -> str:
-        return fs.join(self._model_root(name), "aliases", f"{_check_alias(alias)}.json")
+        return layout.alias(self.root, check_model_name(name), _check_alias(alias))
 
     def _counter_uri(self, name: str) -> str:
-        return fs.join(self._model_root(name), "_next_version.json")
+        return layout.version_counter(self.root, check_model_name(name))
 
     def _run_uri(self, name: str, run_id: str) -> str:
         digest = hashlib.sha256(str(run_id).encode()).hexdigest()[:32]
-        return fs.join(self._model_root(name), "runs", f"{digest}.json")
+        return layout.run_index(self.root, check_model_name(name), digest)
 
     # ------------------------------------------------------------------------------- reading JSON
     def _load_json(self, uri: str, what: str, *, missing_ok: bool = False) -> dict | None:
@@ -340,7 +350,7 @@ class ModelStore:
     def _local_lock(self, name: str):
         import fcntl
 
-        path = Path(self._model_root(name)) / ".lock"
+        path = Path(layout.model_lock(self.root, check_model_name(name)))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+b") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -465,7 +475,7 @@ class ModelStore:
             claim = {"version": version, "claimed_at": now_iso(), "run_id": run_id, "pid": os.getpid()}
             try:
                 fs.write_text(
-                    fs.join(self._version_root(name, version), CLAIM_MARKER),
+                    layout.version_claim(self.root, name, _check_version(name, version)),
                     json.dumps(claim, sort_keys=True),
                     if_generation_match=0,
                 )
@@ -491,7 +501,7 @@ class ModelStore:
 
     # --------------------------------------------------------------------------------------- history
     def _history_uri(self, name: str, time: str, rid: str) -> str:
-        return fs.join(self._model_root(name), "history", f"{_stamp(time)}-{rid}.json")
+        return layout.history_record(self.root, check_model_name(name), _stamp(time), rid)
 
     def _write_record(self, name: str, rec: dict, rid: str) -> None:
         # FileExistsError: written already (by us before a lost response, or by a reconciling writer)
@@ -554,7 +564,7 @@ class ModelStore:
             return {**self._move_record(alias, obj), "recorded": False, "record_error": str(e)[:200]}
 
     def _marker(self, name: str, version: str) -> dict:
-        uri = fs.join(self._version_root(name, version), COMMIT_MARKER)
+        uri = layout.version_commit(self.root, name, _check_version(name, version))
         obj = self._load_json(uri, "commit marker")
         if obj.get("version") != version:
             raise CorruptStore(f"{uri}: commit marker names version {obj.get('version')!r}, not {version!r}")
@@ -588,7 +598,7 @@ class ModelStore:
         every record.
         """
         moves, published = set(), set()
-        for uri in fs.list_files(fs.join(self._model_root(name), "history")):
+        for uri in fs.list_files(layout.history_dir(self.root, check_model_name(name))):
             rid = uri.rsplit("/", 1)[-1].removesuffix(".json").partition("-")[2]
             if rid.startswith("publish-"):
                 published.add(rid.removeprefix("publish-"))
@@ -601,7 +611,11 @@ class ModelStore:
         return found
 
     def _read_history(self, name: str) -> list[dict]:
-        uris = [u for u in fs.list_files(fs.join(self._model_root(name), "history")) if u.endswith(".json")]
+        uris = [
+            u
+            for u in fs.list_files(layout.history_dir(self.root, check_model_name(name)))
+            if u.endswith(".json")
+        ]
         out = []
         for u in sorted(uris, key=lambda u: u.rsplit("/", 1)[-1]):
             rec = self._load_json(u, "history record")
@@ -701,9 +715,10 @@ class ModelStore:
             raise StoreError(f"publish of {name} {version}: uploaded files do not match the source: {diff}")
         published_at = now_iso()
         meta = {**metadata, "name": name, "version": version, "published_at": published_at, "files": manifest}
-        vroot = self._version_root(name, version)
         fs.write_text(
-            fs.join(vroot, "metadata.json"), json.dumps(meta, indent=2, sort_keys=True), if_generation_match=0
+            layout.version_metadata(self.root, name, version),
+            json.dumps(meta, indent=2, sort_keys=True),
+            if_generation_match=0,
         )
         marker = {
             "version": version,
@@ -713,7 +728,9 @@ class ModelStore:
             "run_id": run_id,
         }
         fs.write_text(
-            fs.join(vroot, COMMIT_MARKER), json.dumps(marker, sort_keys=True), if_generation_match=0
+            layout.version_commit(self.root, name, version),
+            json.dumps(marker, sort_keys=True),
+            if_generation_match=0,
         )
         self._write_record(name, self._publish_record(marker), f"publish-{version}")
         return version
@@ -735,7 +752,7 @@ class ModelStore:
         """
         if not is_version(version):
             return False
-        uri = fs.join(self._version_root(name, version), COMMIT_MARKER)
+        uri = layout.version_commit(self.root, name, _check_version(name, version))
         if not self.is_gcs and os.path.isdir(uri):
             raise CorruptStore(f"{uri}: commit marker is a directory, expected a JSON file")
         return fs.exists(uri)
@@ -752,9 +769,9 @@ class ModelStore:
 
     def models(self) -> list[str]:
         """Names of models with at least one committed version."""
-        base = fs.join(self.root, "models") + "/"
+        base = layout.models_root(self.root) + "/"
         names = set()
-        for uri in fs.list_files(fs.join(self.root, "models")):
+        for uri in fs.list_files(layout.models_root(self.root)):
             parts = uri[len(base) :].split("/")
             if len(parts) == 3 and parts[2] == COMMIT_MARKER and _NAME_RE.fullmatch(parts[0]):
                 names.add(parts[0])
@@ -769,7 +786,7 @@ class ModelStore:
                 is absolute or leaves the version directory.
         """
         self._require_committed(name, version)
-        uri = fs.join(self._version_root(name, version), "metadata.json")
+        uri = layout.version_metadata(self.root, name, _check_version(name, version))
         meta = self._load_json(uri, "version metadata")
         if meta.get("version") != version or meta.get("name") != name:
             raise CorruptStore(
@@ -853,9 +870,9 @@ class ModelStore:
         run(self._read_history, name)
         for version in run(self.versions, name) or []:
             run(self.verify if deep else self.metadata, name, version)
-            claim = fs.join(self._version_root(name, version), CLAIM_MARKER)
+            claim = layout.version_claim(self.root, name, version)
             run(lambda claim=claim: self._load_json(claim, "version claim", missing_ok=True))
-        for uri in fs.list_files(fs.join(self._model_root(name), "runs")):
+        for uri in fs.list_files(layout.runs_dir(self.root, check_model_name(name))):
             run(lambda uri=uri: self._load_json(uri, "run index"))
         marker_dirs = Path(self._model_root(name)).glob(f"v*/{COMMIT_MARKER}") if not self.is_gcs else []
         for p in marker_dirs:
@@ -886,13 +903,13 @@ class ModelStore:
 
     def _alias_names(self, name: str) -> list[str]:
         out = []
-        for uri in fs.list_files(fs.join(self._model_root(name), "aliases")):
+        for uri in fs.list_files(layout.aliases_dir(self.root, check_model_name(name))):
             base = uri.rsplit("/", 1)[-1]
             alias = base.removesuffix(".json")
             if base.endswith(".json") and _ALIAS_RE.fullmatch(alias) and not _VERSION_RE.fullmatch(alias):
                 out.append(alias)
         if not self.is_gcs:  # a directory where an alias file should be
-            adir = Path(self._model_root(name)) / "aliases"
+            adir = Path(layout.aliases_dir(self.root, name))
             if adir.is_dir():
                 for p in adir.iterdir():
                     if p.is_dir() and p.name.endswith(".json"):

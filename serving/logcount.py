@@ -6,7 +6,7 @@ compare answered rows with logged rows through this one function so they hold ac
 
 from __future__ import annotations
 
-from kfloop import fs
+from kfloop import fs, layout
 
 
 def count_logged_rows(log_root: str, model_name: str) -> int:
@@ -15,7 +15,7 @@ def count_logged_rows(log_root: str, model_name: str) -> int:
     ``.jsonl`` files count their non-empty lines, ``.parquet`` files their footer's row count (pyarrow needed
     only when such files exist). Other files (temporary uploads) are ignored.
     """
-    prefix = fs.join(log_root, "predictions", model_name)
+    prefix = layout.predictions(log_root, model_name)
     total = 0
     for uri in fs.list_files(prefix):
         if uri.endswith(".jsonl"):

@@ -28,7 +28,7 @@ import uuid
 
 import numpy as np
 
-from kfloop import clock, config, paired, records, store
+from kfloop import clock, config, layout, paired, records, store
 
 PROMOTE, REJECT, WAIT, NONE = "promote", "reject", "wait", "none"
 
@@ -87,15 +87,15 @@ def live_scores(
     """
     import pandas as pd
 
-    from kfloop import fs, predlog
     from kfloop import labels as L
+    from kfloop import predlog
 
     if end <= start:
         return LiveLog({})
     rep = predlog.ScanReport()
     cols = ["request_id", "row", "model_version", "probability", "timestamp"]
     parts = []
-    for n, root in enumerate((store_uri, fs.join(store_uri, shadow_log))):
+    for n, root in enumerate((store_uri, layout.shadow_root(store_uri, shadow_log))):
         for b in predlog.scan(root, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
             d = b.to_pydict()
             parts.append(
@@ -294,7 +294,7 @@ def comparison(scores: dict[str, Scores], canary: str, champion: str, cfg: confi
 
 def read_verdicts(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded canary verdict, oldest first (monitoring clock)."""
-    return records.read_all(store_uri, model_name, "canary", sort_key=lambda d: d.get("decided_at", ""))
+    return records.read_all(store_uri, model_name, layout.CANARY, sort_key=lambda d: d.get("decided_at", ""))
 
 
 def judge(
@@ -442,7 +442,7 @@ def _finish(
     }[action]
     out["summary"] = f"{head} ({verdict}): " + "; ".join(r["message"] for r in reasons)
     if record and store_uri:
-        out["record_uri"] = records.write(store_uri, out["model_name"], "canary", out["verdict_id"], out)
+        out["record_uri"] = records.write(store_uri, out["model_name"], layout.CANARY, out["verdict_id"], out)
     return out
 
 

@@ -22,9 +22,9 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kfloop import config, fs
+from kfloop import config, fs, layout
 
-FOLDER = "mirrored"
+FOLDER = layout.MIRRORED
 SCHEMA = pa.schema(
     [
         pa.field("request_id", pa.string(), nullable=False),
@@ -39,7 +39,7 @@ class MirrorError(ValueError):
 
 
 def _root(store_uri: str, model_name: str, shadow_log: str) -> str:
-    return fs.join(store_uri, shadow_log, FOLDER, model_name)
+    return layout.mirrored(store_uri, model_name, shadow_log)
 
 
 def record(
@@ -88,8 +88,7 @@ def record(
     sink = io.BytesIO()
     pq.write_table(table, sink)
     uri = fs.join(
-        _root(store_uri, model_name, shadow_log),
-        f"date={when.date().isoformat()}",
+        layout.date_partition(_root(store_uri, model_name, shadow_log), when.date()),
         f"{when:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet",
     )
     fs.write_bytes(uri, sink.getvalue(), if_generation_match=0)
@@ -131,7 +130,7 @@ def read(
     root = _root(store_uri, model_name, shadow_log)
     day, last = start.astimezone(dt.UTC).date(), (end + slack).astimezone(dt.UTC).date()
     while day <= last:
-        for uri in fs.list_files(fs.join(root, f"date={day.isoformat()}")):
+        for uri in fs.list_files(layout.date_partition(root, day)):
             name = uri.rsplit("/", 1)[-1]
             if not name.endswith(".parquet") or name.startswith("."):
                 continue

@@ -29,7 +29,7 @@ import datetime as dt
 import html
 import uuid
 
-from kfloop import clock, config, records
+from kfloop import clock, config, layout, records
 
 RETRAIN = "retrain"
 NO_RETRAIN = "no_retrain"
@@ -357,12 +357,14 @@ def _finish(base: dict, decision: str, reasons: list[dict]) -> dict:
 
 def record_decision(store_uri: str, model_name: str, decision: dict) -> str:
     """Appends a decision to the store; returns its URI."""
-    return records.write(store_uri, model_name, "decisions", decision["decision_id"], decision)
+    return records.write(store_uri, model_name, layout.DECISIONS, decision["decision_id"], decision)
 
 
 def read_decisions(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded decision, oldest first."""
-    return records.read_all(store_uri, model_name, "decisions", sort_key=lambda d: d.get("decided_at", ""))
+    return records.read_all(
+        store_uri, model_name, layout.DECISIONS, sort_key=lambda d: d.get("decided_at", "")
+    )
 
 
 def _fmt(value) -> str:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 from components.evaluate.result import EvaluationError
-from kfloop import contract, fs
+from kfloop import contract, fs, layout
 from kfloop.config import EvaluationConfig
 
 
@@ -145,5 +144,5 @@ def model_spec(model_dir: str, what: str):
 
 def champion_version_of(champion_uri: str) -> str | None:
     """The store version in a model-store URI ``.../models/<name>/<version>/model``, else None."""
-    m = re.search(r"/models/[^/]+/([^/]+)/model/?$", champion_uri)
-    return m.group(1) if m else None
+    found = layout.version_of_model_uri(champion_uri)
+    return found[1] if found else None

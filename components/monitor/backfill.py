@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from kfloop import clock, config, records
+from kfloop import clock, config, layout, records
 from kfloop import labels as L
 from kfloop import predlog as P
 
-KIND = "backfills"
+KIND = layout.BACKFILLS
 
 
 def _key_table(batches, names):

@@ -27,7 +27,7 @@ import datetime as dt
 import os
 import uuid
 
-from kfloop import clock, config, fs, records
+from kfloop import clock, config, fs, layout, records
 
 NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
@@ -372,13 +372,16 @@ def version_spec(store_uri: str, model_name: str, ref: str = "champion"):
 
 def record_run(store_uri: str, model_name: str, summary: dict) -> str:
     """Appends one monitoring summary to the store's series; returns its URI."""
-    return records.write(store_uri, model_name, "runs", summary["run_id"], summary)
+    return records.write(store_uri, model_name, layout.RUNS, summary["run_id"], summary)
 
 
 def read_runs(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded monitoring summary, oldest window first (the drift time series)."""
     return records.read_all(
-        store_uri, model_name, "runs", sort_key=lambda r: (r.get("window_end", ""), r.get("monitored_at", ""))
+        store_uri,
+        model_name,
+        layout.RUNS,
+        sort_key=lambda r: (r.get("window_end", ""), r.get("monitored_at", "")),
     )
 
 

@@ -35,7 +35,7 @@ import json
 import time
 import uuid
 
-from kfloop import clock, records
+from kfloop import clock, layout, records
 
 MODES = ("local", "cluster", "off")
 
@@ -116,7 +116,9 @@ class _Typed:
 
 def read_triggers(store_uri: str, model_name: str) -> list[dict]:
     """Every recorded trigger, oldest first."""
-    return records.read_all(store_uri, model_name, "triggers", sort_key=lambda t: t.get("started_at", ""))
+    return records.read_all(
+        store_uri, model_name, layout.TRIGGERS, sort_key=lambda t: t.get("started_at", "")
+    )
 
 
 def _run_name(decision_id: str | None) -> str:
@@ -275,13 +277,13 @@ def trigger(
             }
             record.update({"state": "submitting", "arguments": wanted})
             if record["decision_id"]:
-                records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
+                records.write(store_uri, model_name, layout.TRIGGERS, record["trigger_id"], record)
             done = start_run(job)
             record["arguments"], record["run"], record["started"] = done["arguments"], done["run"], True
             record["state"] = "started"
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["finished_at"] = clock.iso(clock.utc_now())
-    record["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], record)
+    record["record_uri"] = records.write(store_uri, model_name, layout.TRIGGERS, record["trigger_id"], record)
     return record
 
 
@@ -306,7 +308,7 @@ def mark_started(
     done = dict(record, state="started", started=True, run=dict(run), finished_at=clock.iso(clock.utc_now()))
     if seconds is not None:
         done["seconds"] = round(float(seconds), 3)
-    done["record_uri"] = records.write(store_uri, model_name, "triggers", record["trigger_id"], done)
+    done["record_uri"] = records.write(store_uri, model_name, layout.TRIGGERS, record["trigger_id"], done)
     return done
 
 

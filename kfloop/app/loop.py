@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from kfloop import clock, config, fs
+from kfloop import clock, config, fs, layout
 from kfloop.app import replay
 from kfloop.app.loop_summary import apply_canary, json_file, model_record, training_run_result
 from kfloop.app.plan import LoopConfig, Plan, PlanError, Window, parse_windows, plan
@@ -241,7 +241,7 @@ class _Loop:
 
         if kstore.ModelStore(self.store_uri).get_alias(self.model_name, kstore.CANARY) is None:
             return None
-        shadow = fs.join(self.store_uri, config.CanaryConfig().shadow_log)
+        shadow = layout.shadow_root(self.store_uri, config.CanaryConfig().shadow_log)
         return self.start_server("canary", log=True, log_uri=shadow)
 
     def mirror(self, rows, server: Server, request_ids: list[str]) -> dict:

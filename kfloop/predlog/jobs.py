@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kfloop import fs
+from kfloop import fs, layout
 from kfloop.predlog.schema import PREDICTIONS, LogError
 from kfloop.predlog.write import check_model_name, write_table
 
-STAGING = "_staging"
-COMMITS = "_commits"
+STAGING = layout.STAGING
+COMMITS = layout.COMMITS
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -40,7 +40,7 @@ def job_key(job_id: str) -> str:
 
 def commit_uri(log_root_uri: str, model_name: str, job_id: str) -> str:
     """``<root>/predictions/<model>/_commits/<job-key>.json``."""
-    return fs.join(log_root_uri, PREDICTIONS, model_name, COMMITS, f"{job_key(job_id)}.json")
+    return layout.batch_commit(log_root_uri, model_name, job_key(job_id))
 
 
 class BatchJob:
@@ -60,8 +60,8 @@ class BatchJob:
         self.attempt = attempt or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         if _KEY_UNSAFE.search(self.attempt) or self.attempt.startswith("."):
             raise LogError(f"attempt id {self.attempt!r} is not file-name safe")
-        self.model_root = fs.join(log_root_uri, PREDICTIONS, model_name)
-        self.staging_uri = fs.join(self.model_root, STAGING, self.key, self.attempt)
+        self.model_root = layout.predictions(log_root_uri, model_name)
+        self.staging_uri = layout.batch_staging(log_root_uri, model_name, self.key, self.attempt)
 
     def __repr__(self) -> str:
         return f"BatchJob({self.job_id!r}, attempt={self.attempt!r})"
@@ -154,9 +154,9 @@ def committed_job_files(
 ) -> list[tuple[dt.date, str]]:
     """``(date, uri)`` of the files of every committed batch job that fall on one of ``days``."""
     wanted = {d.isoformat() for d in days}
-    model_root = fs.join(log_root_uri, PREDICTIONS, model_name)
+    model_root = layout.predictions(log_root_uri, model_name)
     out = []
-    for uri in fs.list_files(fs.join(model_root, COMMITS)):
+    for uri in fs.list_files(layout.batch_commits(log_root_uri, model_name)):
         name = uri.rsplit("/", 1)[-1]
         if not name.endswith(".json") or name.startswith("."):
             continue

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-PREDICTIONS = "predictions"
-FEEDBACK = "feedback"
-KINDS = (PREDICTIONS, FEEDBACK)
+from kfloop import layout
+
+PREDICTIONS = layout.PREDICTIONS
+FEEDBACK = layout.FEEDBACK
+KINDS = layout.LOG_KINDS
 SOURCES = ("online", "batch")
 
 #: Metadata keys: a feature field's kind, the spec a prediction schema was built from.

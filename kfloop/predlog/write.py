@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kfloop import fs
+from kfloop import fs, layout
 from kfloop.predlog.schema import LogError, check_kind, schema_for
 
 #: Parquet writer settings (format 2.6 is read by pyarrow >= 8). Snappy, Parquet's default codec, read by
@@ -49,7 +49,7 @@ def _next_seq() -> int:
 def partition_uri(log_root_uri: str, kind: str, model_name: str, day: dt.date) -> str:
     """``<root>/<kind>/<model>/date=YYYY-MM-DD``."""
     check_kind(kind)
-    return fs.join(log_root_uri, kind, model_name, f"date={day.isoformat()}")
+    return layout.log_partition(log_root_uri, kind, model_name, day)
 
 
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -166,7 +166,7 @@ def write_table(
         folder = (
             partition_uri(log_root_uri, kind, model_name, date)
             if _base is None
-            else fs.join(_base, f"date={date.isoformat()}")
+            else layout.date_partition(_base, date)
         )
         uri = fs.join(folder, f"{writer}-{_next_seq():08d}{SUFFIX}")
         _publish(uri, parquet_bytes(part))
