@@ -38,6 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 3
 #: Limit passes per round: more chances for the limit than for the batch (a conservative ratio).
 PASSES_PER_ROUND = 2
+#: The bundled example this benchmark runs on (its spec names the features, the label and the model).
+TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
+TAXI_SCHEMA = ROOT / "examples" / "taxi" / "schema.pbtxt"
+#: The taxi example's time split (``make run``'s ``--cutoff``).
+TAXI_CUTOFF = "2015-01-01"
 sys.path.insert(0, str(ROOT))
 
 
@@ -47,7 +52,14 @@ def _model(workdir: Path, model_dir: str | None, split: dict) -> str:
     from training_image.trainer import HParams, train
 
     out = workdir / "model"
-    train(split["train"], split["eval"], str(out), HParams(epochs=3))
+    train(
+        split["train"],
+        split["eval"],
+        str(out),
+        HParams(epochs=3),
+        spec=str(TAXI_SPEC),
+        schema_uri=str(TAXI_SCHEMA),
+    )
     return str(out)
 
 
@@ -69,18 +81,20 @@ def main(argv=None) -> int:
 
     from components.batch_predict import batch_predict as B
     from examples.taxi import fetch as data
-    from kfloop import config, datasets, store
+    from kfloop import datasets, store
+    from kfloop import spec as kspec
     from kfloop.clean import ingest
 
+    spec = kspec.load(TAXI_SPEC)
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-batch-"))
     split = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}
-    ingest(str(data.fetch()), config.DEFAULT_CUTOFF, split["train"], split["eval"], split["live"])
+    ingest(str(data.fetch()), spec, TAXI_CUTOFF, split["train"], split["eval"], split["live"])
     model_dir = _model(work, args.model_dir, split)
     root = str(work / "store")
     ms = store.ModelStore(root)
-    version = ms.publish(config.MODEL_NAME, model_dir, {})
+    version = ms.publish(spec.name, model_dir, {})
 
-    live = datasets.read_dataset(split["live"]).drop(columns=["big_tipper"])
+    live = datasets.read_dataset(split["live"], spec).drop(columns=[spec.label.name])
     reps = -(-args.rows // len(live))
     frame = pd.concat([live] * reps, ignore_index=True).head(args.rows)
     csv = str(work / "input.csv")
@@ -91,8 +105,8 @@ def main(argv=None) -> int:
     )
 
     # limit: direct calls on the same rows, already read and encoded in memory (untimed), chunk by chunk
-    model = B.SavedModel(ms.fetch(config.MODEL_NAME, version, str(work / "fetched")))
-    chunks = [c for _, c in B.read_chunks(csv, args.chunk_rows)]
+    model = B.SavedModel(ms.fetch(spec.name, version, str(work / "fetched")))
+    chunks = [c for _, c in B.read_chunks(csv, args.chunk_rows, spec=spec)]
     model(chunks[0])  # warm-up
 
     def limit_pass() -> float:
@@ -110,7 +124,7 @@ def main(argv=None) -> int:
         result = B.score(
             path,
             root,
-            config.MODEL_NAME,
+            spec.name,
             version,
             parts,
             log_root=root,

@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
+#: The bundled example this benchmark runs on (its spec names the features, label and model).
+TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
+#: The taxi example's time split (``make run``'s ``--cutoff``).
+TAXI_CUTOFF = "2015-01-01"
 MODEL = "taxi-tips"
 START = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=2)
@@ -50,24 +54,32 @@ def _write(store: str, n: int) -> dict:
 
     from examples.taxi import fetch as data
     from kfloop import config, datasets, predlog
-    from kfloop import features as F
+    from kfloop import spec as kspec
     from kfloop.clean import clean
     from serving.log_queue import PredictionLog
 
-    frame = clean(pd.read_csv(str(data.fetch()), dtype=str, keep_default_na=False)).reset_index(drop=True)
-    cols = datasets.encode(frame)
+    spec = kspec.load(TAXI_SPEC)
+    raw = pd.read_csv(str(data.fetch()), dtype=str, keep_default_na=False)
+    frame = clean(raw, spec).reset_index(drop=True)
+    cols = datasets.encode(frame, spec)
     m = len(frame)
     rng = np.random.default_rng(0)
     cfg = config.ServingConfig()
     plog = PredictionLog(
-        store, MODEL, cfg.log_queue_size, cfg.log_flush_rows, cfg.log_flush_seconds, server_id="bench"
+        store,
+        MODEL,
+        cfg.log_queue_size,
+        cfg.log_flush_rows,
+        cfg.log_flush_seconds,
+        server_id="bench",
+        schema=spec,
     )
     versions = ["v0001", "v0002", "v0003"]
-    numeric = [f.name for f in F.features_of(F.Kind.NUMERIC)]
+    numeric = [f.name for f in spec.features_of(kspec.Kind.NUMERIC)]
     t0 = time.perf_counter()
     done = req = 0
     fb_ids, fb_rows, fb_labels = [], [], []
-    labels = frame[F.LABEL.name].fillna(0).astype(int).to_numpy()
+    labels = frame[spec.label.name].fillna(0).astype(int).to_numpy()
     waits = 0
     while done < n:
         k = int(min(n - done, rng.choice([1, 1, 1, 4, 16, 64])))
@@ -110,6 +122,7 @@ def _monitor(store: str, ref: str, beam_args: list[str]) -> dict:
     """Child: one monitoring run on the whole window; wall time and this process's peak RSS."""
     from components.monitor import monitor as M
     from components.monitor import reference as R
+    from kfloop import spec as kspec
 
     reference = R.load_reference(ref)
     t0 = time.perf_counter()
@@ -118,6 +131,7 @@ def _monitor(store: str, ref: str, beam_args: list[str]) -> dict:
         MODEL,
         START.isoformat(),
         (START + SPAN + dt.timedelta(minutes=1)).isoformat(),
+        spec=kspec.load(TAXI_SPEC),
         reference=reference,
         record=False,
         beam_pipeline_args=beam_args,
@@ -153,14 +167,15 @@ def main() -> int:
 
     from components.monitor.reference import build_reference
     from examples.taxi import fetch as data
-    from kfloop import config
+    from kfloop import spec as kspec
     from kfloop.clean import ingest
 
+    spec = kspec.load(TAXI_SPEC)
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-monitor-"))
     paths = {k: str(work / f"{k}.csv") for k in ("train", "eval", "live")}
-    ingest(str(data.fetch()), config.DEFAULT_CUTOFF, paths["train"], paths["eval"], paths["live"])
+    ingest(str(data.fetch()), spec, TAXI_CUTOFF, paths["train"], paths["eval"], paths["live"])
     ref = str(work / "reference")
-    build_reference(paths["train"], paths["eval"], ref)
+    build_reference(paths["train"], paths["eval"], ref, spec=spec)
     results = []
     try:
         for n in (int(x) for x in args.sizes.split(",")):

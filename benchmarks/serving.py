@@ -40,27 +40,30 @@ ROOT = Path(__file__).resolve().parents[1]
 # This file is called serving.py: keep its folder off sys.path so `import serving` finds the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+#: The bundled example whose rows drive the load (its spec names the features and the model).
+TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
 
 NAIVE_SERVER = r"""
 import sys, numpy as np, kserve, tensorflow as tf
-from kfloop import features as F
+from kfloop import contract
 
 class Naive(kserve.Model):
-    def __init__(self, name, path):
-        super().__init__(name)
-        self.sig = tf.saved_model.load(path).signatures["predict_raw"]
+    def __init__(self, path):
+        self.spec = contract.read_spec(path)
+        super().__init__(self.spec.name)
+        self.sig = tf.saved_model.load(path).signatures[contract.RAW_SIGNATURE]
         self.ready = True
 
     def predict(self, payload, headers=None):
         rows = payload["instances"]
         cols = {}
-        for f in F.MODEL_FEATURES:
+        for f in self.spec.model_features:
             vals = [f.missing if r[f.name] is None else r[f.name] for r in rows]
             cols[f.name] = np.array(vals, dtype=object if f.dtype == "string" else f.dtype)
-        return {"predictions": self.sig(**cols)["probability"].numpy().tolist()}
+        return {"predictions": self.sig(**cols)[contract.OUTPUT_KEY].numpy().tolist()}
 
 path, port = sys.argv[1], int(sys.argv[2])
-kserve.ModelServer(http_port=port, enable_grpc=False).start([Naive("taxi-tips", path)])
+kserve.ModelServer(http_port=port, enable_grpc=False).start([Naive(path)])
 """
 
 
@@ -206,21 +209,23 @@ def main() -> int:
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
 
     from examples.taxi import fetch as data
-    from kfloop import datasets
-    from kfloop import features as F
+    from kfloop import clean, contract, datasets
+    from kfloop import spec as kspec
 
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-serving-"))
     model_dir = args.model_dir
     if model_dir is None:
         from serving import demo_model
 
-        model_dir = demo_model.build(work / "model")
-    frame = datasets.read_dataset(str(data.fetch())).sample(3000, random_state=1).reset_index(drop=True)
+        model_dir = demo_model.build(work / "model", kspec.load(TAXI_SPEC))
+    spec = contract.read_spec(model_dir)  # the served model's features and name
+    frame = clean.clean(clean.read_raw(str(data.fetch())), spec)
+    frame = frame.sample(3000, random_state=1).reset_index(drop=True)
     import pandas as pd
 
     rows = [
         {k: None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
-        for rec in frame[[f.name for f in F.MODEL_FEATURES]].to_dict("records")
+        for rec in frame[list(spec.input_names)].to_dict("records")
     ]
 
     def v2(chunk: list[dict]) -> bytes:
@@ -231,11 +236,11 @@ def main() -> int:
                 "shape": [len(chunk)],
                 "data": [r[f.name] for r in chunk],
             }
-            for f in F.MODEL_FEATURES
+            for f in spec.model_features
         ]
         return json.dumps({"inputs": inputs}).encode()
 
-    v1_path, v2_path = "/v1/models/taxi-tips:predict", "/v2/models/taxi-tips/infer"
+    v1_path, v2_path = f"/v1/models/{spec.name}:predict", f"/v2/models/{spec.name}/infer"
     loads = {
         "1row": (v1_path, [json.dumps({"instances": [r]}).encode() for r in rows[:200]], 8),
         "v1big": (
@@ -296,8 +301,8 @@ def main() -> int:
     # In-process model-call rate at batch 1,000 (public signature call, tensors pre-built).
     import tensorflow as tf
 
-    sig = tf.saved_model.load(model_dir).signatures["predict_raw"]
-    cols = datasets.encode(frame.iloc[:1000])
+    sig = tf.saved_model.load(model_dir).signatures[contract.RAW_SIGNATURE]
+    cols = datasets.encode(frame.iloc[:1000], spec)
     tensors = {k: tf.constant(v) for k, v in cols.items()}
     sig(**tensors)
     n, t0 = 0, time.perf_counter()

@@ -49,7 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-MODEL = "taxi-tips"
+#: The bundled example whose rows make the load (and whose spec the demo model is built for).
+TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
+#: The store's model name of the soak (the server serves the store's only model).
+MODEL = "soak"
 PATH = f"/v1/models/{MODEL}:predict"
 
 LUA = r"""
@@ -204,9 +207,10 @@ def make_store(work: Path, model_dir: str | None) -> str:
     from kfloop.store import ModelStore
 
     if model_dir is None:
+        from kfloop import spec as kspec
         from serving import demo_model
 
-        model_dir = demo_model.build(work / "model")
+        model_dir = demo_model.build(work / "model", kspec.load(TAXI_SPEC))
     root = work / "store"
     store = ModelStore(str(root))
     version = store.publish(MODEL, model_dir, {"benchmark": "soak"})
@@ -218,13 +222,14 @@ def taxi_rows(n: int) -> list[dict]:
     import pandas as pd
 
     from examples.taxi import fetch as data
-    from kfloop import datasets
-    from kfloop import features as F
+    from kfloop import clean
+    from kfloop import spec as kspec
 
-    frame = datasets.read_dataset(str(data.fetch())).sample(n, random_state=3, replace=True)
+    spec = kspec.load(TAXI_SPEC)
+    frame = clean.clean(clean.read_raw(str(data.fetch())), spec).sample(n, random_state=3, replace=True)
     return [
         {k: None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
-        for rec in frame[[f.name for f in F.MODEL_FEATURES]].to_dict("records")
+        for rec in frame[list(spec.input_names)].to_dict("records")
     ]
 
 

@@ -30,6 +30,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+#: The bundled example this benchmark runs on, and its committed schema.
+TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
+TAXI_SCHEMA = ROOT / "examples" / "taxi" / "schema.pbtxt"
+#: The taxi example's time split (``make run``'s ``--cutoff``).
+TAXI_CUTOFF = "2015-01-01"
 
 
 def _replicate(frame, rows: int):
@@ -39,11 +44,11 @@ def _replicate(frame, rows: int):
     return pd.concat([frame] * reps, ignore_index=True).iloc[:rows]
 
 
-def _timed(batches, rows: int, schema, args: list[str]) -> tuple[float, int]:
+def _timed(batches, rows: int, schema, args: list[str], spec) -> tuple[float, int]:
     from kfloop.tfdv import ops as V
 
     start = time.perf_counter()
-    stats = V.statistics_from_batches(batches, schema=schema, beam_pipeline_args=args)
+    stats = V.statistics_from_batches(batches, spec=spec, schema=schema, beam_pipeline_args=args)
     elapsed = time.perf_counter() - start
     got = int(stats.datasets[0].num_examples)
     V.check_count(stats, rows)  # raises StatisticsCountError on a mismatch
@@ -68,14 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
     from examples.taxi import fetch as data
-    from kfloop import config
+    from kfloop import spec as kspec
     from kfloop.clean import ingest
     from kfloop.tfdv import ops as V
 
-    schema = V.load_schema()
+    spec = kspec.load(TAXI_SPEC)
+    schema = V.load_schema(TAXI_SCHEMA)
     with tempfile.TemporaryDirectory() as tmp:
         paths = [os.path.join(tmp, f"{k}.csv") for k in ("train", "eval", "live")]
-        ingest(str(data.fetch()), config.DEFAULT_CUTOFF, *paths)
+        ingest(str(data.fetch()), spec, TAXI_CUTOFF, *paths)
         import pandas as pd
 
         taxi = pd.concat([V.read_frame(p) for p in paths], ignore_index=True)
@@ -86,15 +92,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up: the first Beam/TFDV pipeline of a process pays one-off imports and setup.
     warm = _replicate(taxi, 20_000)
-    _timed(V.to_record_batches(warm, args.batch_rows), len(warm), schema, [])
+    _timed(V.to_record_batches(warm, args.batch_rows, spec=spec), len(warm), schema, [], spec)
 
     growth = {}
     for n in sizes:
         frame = _replicate(taxi, n)
         t0 = time.perf_counter()
-        batches = V.to_record_batches(frame, args.batch_rows)
+        batches = V.to_record_batches(frame, args.batch_rows, spec=spec)
         convert = time.perf_counter() - t0
-        secs, got = _timed(batches, n, schema, [])
+        secs, got = _timed(batches, n, schema, [], spec)
         growth[n] = secs
         print(
             f"in-memory  {n:>9,} rows: {secs:7.2f} s  {n / secs:>10,.0f} rows/s  num_examples={got:,} "
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if n == args.rows:
             mp_args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
-            mp_secs, mp_got = _timed(batches, n, schema, mp_args)
+            mp_secs, mp_got = _timed(batches, n, schema, mp_args, spec)
             print(
                 f"multi-proc {n:>9,} rows: {mp_secs:7.2f} s  {n / mp_secs:>10,.0f} rows/s  "
                 f"num_examples={mp_got:,} ({args.workers} workers)"
