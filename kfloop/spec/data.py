@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kfloop.spec import values as V
-from kfloop.spec.model import Kind, lines_seen
+from kfloop.spec.kinds import Kind
 
 if TYPE_CHECKING:
     from kfloop.spec.model import DatasetSpec
+
+
+def lines_seen(values: list) -> str:
+    """Up to ten values, repr'd, for a message (``none`` for none)."""
+    shown = ", ".join(repr(v) for v in values[:10])
+    return (shown + (", ..." if len(values) > 10 else "")) or "none"
 
 
 def label_values(spec: DatasetSpec, raw_frame):

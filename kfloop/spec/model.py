@@ -44,12 +44,6 @@ def _json_value(v: Any, where: str) -> None:
         raise ValueError(f"{where}: {v!r} is not a JSON value")
 
 
-def lines_seen(values: list) -> str:
-    """Up to ten values, repr'd, for a message (``none`` for none)."""
-    shown = ", ".join(repr(v) for v in values[:10])
-    return (shown + (", ..." if len(values) > 10 else "")) or "none"
-
-
 class DatasetSpec(Strict):
     """A dataset spec: what the data is, what the model predicts, how it is checked.
 
