@@ -21,9 +21,9 @@ counted (``kfloop_prediction_log_dropped_total``), as are rows whose write fails
 
 A background thread takes everything queued at each flush (``flush_rows`` rows or ``flush_seconds``) and
 sends it, pickled, to the **writer process** (:mod:`serving.log_writer`, started with the log), which turns it
-into one Arrow table, writes it as one snappy-compressed Parquet file per date and publishes it atomically
-(:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped counts come from these
-acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:
+into one Arrow table (:mod:`serving.log_tables`), writes it as one snappy-compressed Parquet file per date
+and publishes it atomically (:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped
+counts come from these acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:
 in the server's own interpreter it took the event loop's time (1,000-row requests ran at ~0.4-0.6x the
 log-off rate); in the writer process it runs beside it. If the writer process dies, its unacknowledged frames
 go back to the front of the queue and a new writer (with a fresh writer id) writes them. ``close()`` (SIGTERM) flushes what is queued,
@@ -54,7 +54,7 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
+from serving.log_tables import items_tables
 
 log = logging.getLogger("kfloop.serving.log_queue")
 
@@ -74,77 +74,6 @@ def _metrics():
             Counter("kfloop_prediction_log_written", "Prediction log records written"),
         )
     return _METRICS
-
-
-def _columns_of(raw, schema) -> dict:
-    """Decoded ``{feature: array}`` columns; V1 instance dicts (old callers, tests) are decoded here."""
-    if isinstance(raw, dict):
-        return raw
-    from kfloop import predlog
-
-    return predlog.columns_from_instances(raw, schema)
-
-
-def _schema_of(item):
-    return item[6] if len(item) > 6 else None
-
-
-def items_table(items: list, source: str = "online", schema=None):
-    """One Arrow table of one prediction log schema for queued items (all of that schema).
-
-    An item is ``(request ids, row counts, epochs, version, columns, probabilities, log schema)``: one
-    request (:meth:`PredictionLog.submit`) or one micro-batch of requests (:meth:`PredictionLog.submit_batch`).
-
-    Args:
-        items: The items.
-        source: ``online`` / ``batch``.
-        schema: The prediction schema (default: the first item's).
-    """
-    from kfloop import predlog
-
-    schema = schema if schema is not None else _schema_of(items[0])
-    if schema is None:
-        raise predlog.LogError("a prediction log item has no schema (the model's spec gives it)")
-    names = predlog.feature_names(schema)
-    ids_l, counts_l, epochs_l = [], [], []
-    for it in items:
-        ids_l.extend(it[0])
-        counts_l.extend(it[1])
-        epochs_l.extend(it[2])
-    counts = np.array(counts_l, dtype=np.int64)
-    n = int(counts.sum())
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    rows = np.arange(n, dtype=np.int64) - starts
-    cols = [_columns_of(it[4], schema) for it in items]
-    merged = {
-        name: (cols[0][name] if len(cols) == 1 else np.concatenate([np.asarray(c[name]) for c in cols]))
-        for name in names
-    }
-    probs = np.concatenate([np.asarray(it[5], dtype=np.float32).reshape(-1) for it in items])
-    ids = np.repeat(np.array([str(i) for i in ids_l], dtype=object), counts)
-    epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
-    item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))
-    versions = np.repeat(np.array([str(it[3]) for it in items], dtype=object), item_rows)
-    return predlog.prediction_table(
-        ids, epochs, versions, merged, probs, source=source, rows=rows, schema=schema
-    )
-
-
-def items_tables(items: list, source: str = "online", default_schema=None) -> list:
-    """The queued items as one table per prediction schema (items grouped by their schema, in order of
-    first appearance): each becomes its own files."""
-    groups: dict = {}
-    for it in items:
-        schema = _schema_of(it) if _schema_of(it) is not None else default_schema
-        key = id(schema)
-        for k, (sc, _) in groups.items():  # the same schema built twice (two versions of one spec)
-            if sc is schema or (
-                sc is not None and schema is not None and sc.equals(schema, check_metadata=True)
-            ):
-                key = k
-                break
-        groups.setdefault(key, (schema, []))[1].append(it)
-    return [items_table(its, source, schema) for schema, its in groups.values()]
 
 
 #: How often the sender thread hands what is queued to the writer process (one frame per interval).

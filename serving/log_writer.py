@@ -195,7 +195,7 @@ class Writer:
         """The held frames as one :class:`Batch` (None, and the rows reported dropped, if they cannot be
         made into the log's table)."""
         from kfloop import predlog
-        from serving.log_queue import items_tables
+        from serving.log_tables import items_tables
 
         ids = [fid for fid, _ in held]
         try:
