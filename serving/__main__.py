@@ -2,7 +2,7 @@
 
 Reuses kserve's model-server arguments (``--http_port``, ``--workers``, ...) and adds kfloop's::
 
-    python -m serving --store-uri gs://bucket/kfloop --model-name taxi-tips --model-ref champion
+    python -m serving --store-uri gs://bucket/kfloop --model-name my-model --model-ref champion
     python -m serving --model-dir /path/to/saved_model --http_port 8080
 
 Bad options end the process with one line on stderr and a non-zero exit. Shutdown on SIGTERM: readiness
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--store-uri", help="model store root (local dir or gs://bucket/prefix)")
     src.add_argument("--model-dir", help="serve this SavedModel directory directly (no store, no hot reload)")
-    # kserve's parser already has --model_name; --model-name is the same option, default taxi-tips.
+    # kserve's parser already has --model_name; --model-name is the same option. Default: the name in
+    # --model-dir's dataset spec, or the store's only model (resolved at start, see default_model_name).
     p.add_argument("--model-name", dest="model_name", help="model name in the store and the URL")
     p.add_argument("--model-ref", default="champion", help="alias (e.g. champion) or pinned version (v0003)")
     p.add_argument("--log-uri", help="prediction log root (default: --store-uri; none: not logged)")
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="uvicorn's access line per request (off: the prediction log records every prediction)",
     )
-    p.set_defaults(model_name=config.MODEL_NAME, enable_grpc=False)
+    p.set_defaults(model_name=None, enable_grpc=False)
     return p
 
 
@@ -244,8 +245,32 @@ def parse_args(argv: list[str] | None = None):
         raise _fail(
             f"--max-inflight-bytes ({args.max_inflight_bytes}) must be >= --max-body-bytes ({args.max_body_bytes})"
         )
-    _check_model_name(args.model_name)
+    if args.model_name is not None:  # None: resolved when the server starts (default_model_name)
+        _check_model_name(args.model_name)
     return args
+
+
+def default_model_name(args) -> str:
+    """The model name without ``--model-name``: the dataset spec's name of ``--model-dir``, or the only
+    model in ``--store-uri``; one line naming ``--model-name`` when there is no single one."""
+    from kfloop import contract, spec, store
+
+    if args.model_dir:
+        try:
+            name = contract.read_spec(str(args.model_dir).removeprefix("file://")).name
+        except (FileNotFoundError, spec.SpecError) as e:
+            raise _fail(f"--model-name is required: {e}") from None
+    else:
+        try:
+            models = store.ModelStore(args.store_uri).models()
+        except (store.StoreError, OSError):
+            models = []
+        if len(models) != 1:
+            held = f"the store holds: {', '.join(models)}" if models else "the store holds no model"
+            raise _fail(f"--model-name is required (the dataset spec's name; {held})")
+        name = models[0]
+    _check_model_name(name)
+    return name
 
 
 def _serving_config(args) -> config.ServingConfig:
@@ -379,6 +404,8 @@ def _model_server_class():
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.model_name is None:
+        args.model_name = default_model_name(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _configure_logging()
     model_server = _kserve_model_server()
@@ -389,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from serving import http
     from serving.log_queue import PredictionLog
-    from serving.model import ModelContractError, ModelSource, TaxiModel
+    from serving.model import ModelContractError, ModelSource, Predictor
 
     cfg = _serving_config(args)
     try:
@@ -407,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             if log_uri
             else None
         )
-        model = TaxiModel(args.model_name, source, cfg, plog, args.reload_interval)
+        model = Predictor(args.model_name, source, cfg, plog, args.reload_interval)
         if log_uri:  # POST /v1/models/<name>:feedback writes next to the prediction log
             model.feedback = _feedback(args, log_uri)
+            model.feedback.spec_of = model.current_spec  # labels are read by the served version's spec
         model.load()
     except (ModelContractError, FileNotFoundError, ValueError, LookupError) as e:
         raise _fail(str(e)) from None
