@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kfloop.app import cli
+from kfloop.app import checks, cli
 from tests import cli_cases
 from tests.conftest import TAXI_SPEC_PATH
 from tests.test_cli_errors import run_cli
@@ -128,7 +128,7 @@ def test_ingest_blocked_data_exits_3_like_validate(world, capsys):
         ],
         capsys,
     )
-    assert rc == cli.EXIT_BLOCKING
+    assert rc == checks.EXIT_BLOCKING
     _one_line(rc, err, "'fare'", "twelve")
 
 

@@ -30,21 +30,6 @@ CYCLE_ALLOW = {
     # monitor() runs the backfill at the end of a recorded run; backfill reads monitor's run records
     # (read_runs) and its auc: move those two below both (e.g. components/monitor/runs.py).
     "components.monitor.backfill -> components.monitor.monitor -> components.monitor.backfill",
-    # cli registers every command module (importlib over kfloop/app/commands/); the commands import cli's
-    # argument checks lazily (check_input_file, check_not_in_store, ..., Blocked, strip_ansi, load_spec,
-    # spec_misfit): move those into their own roof module (e.g. kfloop/app/checks.py) that cli and the
-    # commands import. One entry per command module that still reaches back into cli:
-    "kfloop.app.cli -> kfloop.app.commands.compile -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.ingest -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.init -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.monitor -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.predict -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.predict -> kfloop.app.commands.validate -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.run -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.schema -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.submit -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.train -> kfloop.app.cli",
-    "kfloop.app.cli -> kfloop.app.commands.validate -> kfloop.app.cli",
     # deploy drives the transitions through kube; kube imports deploy back for DeployError (lazily, in
     # _error): move the error below both (e.g. into kube, or a small errors module). Both under edit now.
     "kfloop.deploy -> kfloop.kube -> kfloop.deploy",

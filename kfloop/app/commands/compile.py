@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _compile(args: argparse.Namespace) -> int:
     from kfloop.app import compile as kc
-    from kfloop.app.cli import check_not_in_store
+    from kfloop.app.checks import check_not_in_store
 
     check_not_in_store(args.output_dir, "kfloop compile: --output-dir")
     try:

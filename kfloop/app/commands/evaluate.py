@@ -82,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             what = "is a file, expected a SavedModel directory" if os.path.exists(uri) else "does not exist"
             print(f"kfloop evaluate: {flag} {uri}: {what}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    from kfloop.app.cli import check_input_file
+    from kfloop.app.checks import check_input_file
 
     check_input_file(args.data, "kfloop evaluate: --data")  # before the models are read
     config = dataclasses.replace(

@@ -62,7 +62,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     from kfloop import clean as I
     from kfloop import datasets, fs
-    from kfloop.app.cli import (
+    from kfloop.app.checks import (
         Blocked,
         check_input_file,
         check_output_dir,

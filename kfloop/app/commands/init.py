@@ -199,7 +199,7 @@ def _init(args: argparse.Namespace) -> int:
     warnings.simplefilter("ignore", FutureWarning)
     from kfloop import fs
     from kfloop import spec as S
-    from kfloop.app.cli import check_input_file, check_output_dir, check_output_file
+    from kfloop.app.checks import check_input_file, check_output_dir, check_output_file
     from kfloop.clean import clean
     from kfloop.tfdv import ops
     from kfloop.tfdv import schema as kschema

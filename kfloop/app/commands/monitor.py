@@ -102,7 +102,7 @@ def _monitor(args: argparse.Namespace) -> int:
         _check_name(args)  # the store is read by the run on the cluster, with the cluster's credentials
         return _on_cluster(args)
     preflight(args)
-    from kfloop.app.cli import check_not_in_store
+    from kfloop.app.checks import check_not_in_store
 
     check_not_in_store(args.pipeline_root, "kfloop monitor: --pipeline-root", args.store_uri)
     trigger = args.trigger or "off"
@@ -143,7 +143,7 @@ def preflight(args: argparse.Namespace) -> None:
     their manifest (the monitor compares live data with the champion's).
     """
     from kfloop import fs, store
-    from kfloop.app.cli import check_input_file
+    from kfloop.app.checks import check_input_file
 
     if args.model_name:
         _check_name(args)
@@ -205,7 +205,7 @@ class _Tee(io.TextIOBase):
         *done, self._partial = (self._partial + s).split("\n")
         self.lines.extend(done)
         if self.echo is not None:
-            from kfloop.app.cli import strip_ansi
+            from kfloop.app.checks import strip_ansi
 
             for line in done:
                 text = strip_ansi(line).strip()

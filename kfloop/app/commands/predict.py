@@ -73,7 +73,7 @@ def _predict(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from components.batch_predict import batch_predict as B
     from kfloop import fs
-    from kfloop.app.cli import check_input_file, check_not_in_store, check_output_dir, check_output_file
+    from kfloop.app.checks import check_input_file, check_not_in_store, check_output_dir, check_output_file
     from kfloop.app.commands.validate import check_beam_args
 
     if args.chunk_rows < 1:
@@ -134,7 +134,7 @@ def _predict(args: argparse.Namespace) -> int:
             return EXIT_BLOCKING
         task, exc, message = _failure(log_path, e.reason)
         if exc == "BlockedInput":  # a raw value that cannot be cleaned: blocked, as `kfloop validate` says
-            from kfloop.app.cli import Blocked
+            from kfloop.app.checks import Blocked
 
             raise Blocked(f"kfloop predict: BLOCKED: {message} (nothing scored; log {log_path})") from None
         where = f"step {task} failed: " if task else ""

@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from kfloop import spec as kspec
     from kfloop.app import loop
-    from kfloop.app.cli import check_input_file, check_output_dir
+    from kfloop.app.checks import check_input_file, check_output_dir
 
     check_input_file(args.spec, "kfloop run: --spec")
     check_input_file(args.data, "kfloop run: --data")

@@ -43,7 +43,7 @@ def infer_text(data: str, spec, what: str = "kfloop schema infer") -> str:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
-    from kfloop.app.cli import spec_misfit
+    from kfloop.app.checks import spec_misfit
     from kfloop.clean import IngestError, clean, is_raw, spec_problems
     from kfloop.tfdv import ops
     from kfloop.tfdv import schema as kschema
@@ -82,7 +82,7 @@ def _infer(args: argparse.Namespace) -> int:
     import difflib
 
     from kfloop import fs
-    from kfloop.app.cli import check_input_file, load_spec
+    from kfloop.app.checks import check_input_file, load_spec
 
     spec = load_spec(args.spec, "kfloop schema infer: --spec")
     path = schema_file(args.schema, args.spec, "kfloop schema infer")

@@ -55,7 +55,7 @@ def check_package(package: str) -> None:
     Raises:
         SystemExit: one line naming the file.
     """
-    from kfloop.app.cli import check_input_file
+    from kfloop.app.checks import check_input_file
 
     if package.startswith("gs://"):
         return

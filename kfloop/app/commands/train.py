@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from kfloop.app.cli import check_not_in_store
+    from kfloop.app.checks import check_not_in_store
     from training_image.trainer import TrainError, run_from_args
 
     check_not_in_store(args.model_dir, "kfloop train: --model-dir")  # a store takes models via push

@@ -73,7 +73,7 @@ def _validate(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* libraries on import
     from kfloop import fs
-    from kfloop.app.cli import check_input_file, check_not_in_store, check_output_dir, load_spec
+    from kfloop.app.checks import check_input_file, check_not_in_store, check_output_dir, load_spec
     from kfloop.tfdv import ops
 
     spec = load_spec(args.spec, "kfloop validate: --spec")
@@ -185,7 +185,7 @@ def _ingest_raw(uri: str, spec, environment: str, ingested_uri: str):
     """
     from kfloop import clean as ingest
     from kfloop import datasets
-    from kfloop.app.cli import spec_misfit
+    from kfloop.app.checks import spec_misfit
     from kfloop.tfdv import ops
 
     print(
