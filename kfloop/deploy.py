@@ -30,6 +30,7 @@ from kfloop.kube import (  # noqa: F401 - the Kubernetes side, re-exported for c
     ISVC_PLURAL,
     ISVC_VERSION,
     Cluster,
+    DeployError,
     _restorable,
     rollout_state,
 )
@@ -46,10 +47,6 @@ MODES = ("local", "cluster")
 #: (KServe >= 0.16 also says ``Standard``) and those that mean Knative (``Knative`` is the new name).
 RAW_MODES = (RAW, "Standard")
 KNATIVE_MODES = (SERVERLESS, "Knative")
-
-
-class DeployError(RuntimeError):
-    """A deployment that cannot be done; the message says why and what to do."""
 
 
 class CanaryRefused(DeployError):

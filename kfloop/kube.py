@@ -3,7 +3,7 @@ the new generation Ready on a new ready revision, undo a rollout that does not g
 
 Every call is a ``get`` or a ``patch`` of ``serving.kserve.io/inferenceservices`` in one namespace (what
 ``manifests/base/rbac.yaml`` grants; ``tests/test_rbac.py`` records the calls). Errors are
-:class:`kfloop.deploy.DeployError`. Only the standard library is imported at module level (and
+:class:`DeployError` (defined here, below :mod:`kfloop.deploy`, which re-exports it). Only the standard library is imported at module level (and
 :mod:`kfloop.config`); the ``kubernetes`` client is imported when a :class:`Cluster` is made.
 """
 
@@ -17,9 +17,11 @@ ISVC_PLURAL = "inferenceservices"
 FIELD_MANAGER = "kfloop"
 
 
-def _error(message: str) -> Exception:
-    from kfloop.deploy import DeployError  # kfloop.deploy imports this module; the error lives there
+class DeployError(RuntimeError):
+    """A deployment that cannot be done; the message says why and what to do."""
 
+
+def _error(message: str) -> Exception:
     return DeployError(message)
 
 
@@ -108,8 +110,6 @@ class Cluster:
         before = self.get_isvc(meta["namespace"], meta["name"])
         applied = self._patch(obj)
         generation = int((applied.get("metadata") or {}).get("generation") or 0)
-        from kfloop.deploy import DeployError
-
         try:
             return self.wait_ready(meta["namespace"], meta["name"], generation, before)
         except DeployError as e:

@@ -30,9 +30,6 @@ CYCLE_ALLOW = {
     # monitor() runs the backfill at the end of a recorded run; backfill reads monitor's run records
     # (read_runs) and its auc: move those two below both (e.g. components/monitor/runs.py).
     "components.monitor.backfill -> components.monitor.monitor -> components.monitor.backfill",
-    # deploy drives the transitions through kube; kube imports deploy back for DeployError (lazily, in
-    # _error): move the error below both (e.g. into kube, or a small errors module). Both under edit now.
-    "kfloop.deploy -> kfloop.kube -> kfloop.deploy",
 }
 
 #: Modules over G.MAX_LINES lines with no `Size:` reason in their docstring, as (path, reason to split).
