@@ -34,6 +34,7 @@ version artifact :data:`REFERENCE` (:func:`reference`), written once through the
 Every argument that becomes a path segment is checked to be one (not empty, no ``/``, not ``.`` / ``..``,
 no NUL): a :class:`LayoutError` otherwise. Names are validated against their own rules (model names,
 aliases, versions) by their owners (:mod:`kfloop.store`, :mod:`kfloop.predlog`) before they get here.
+Size: one cohesive table of paths (a few lines and a docstring per path).
 Only the standard library and :mod:`kfloop.fs` are imported (this module also runs in the serving env).
 """
 
