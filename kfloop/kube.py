@@ -3,8 +3,10 @@ the new generation Ready on a new ready revision, undo a rollout that does not g
 
 Every call is a ``get`` or a ``patch`` of ``serving.kserve.io/inferenceservices`` in one namespace (what
 ``manifests/base/rbac.yaml`` grants; ``tests/test_rbac.py`` records the calls). Errors are
-:class:`DeployError` (defined here, below :mod:`kfloop.deploy`, which re-exports it). Only the standard library is imported at module level (and
-:mod:`kfloop.config`); the ``kubernetes`` client is imported when a :class:`Cluster` is made.
+:class:`DeployError`, defined here, the lowest of the deploy modules (:mod:`kfloop.isvc`,
+:mod:`kfloop.transitions` and :mod:`kfloop.deploy` import it; :mod:`kfloop.deploy` re-exports it). Only the
+standard library is imported at module level (and :mod:`kfloop.config`); the ``kubernetes`` client is
+imported when a :class:`Cluster` is made.
 """
 
 from __future__ import annotations
@@ -19,10 +21,6 @@ FIELD_MANAGER = "kfloop"
 
 class DeployError(RuntimeError):
     """A deployment that cannot be done; the message says why and what to do."""
-
-
-def _error(message: str) -> Exception:
-    return DeployError(message)
 
 
 class Cluster:
@@ -46,7 +44,7 @@ class Cluster:
                 try:
                     kconfig.load_kube_config()
                 except (kconfig.ConfigException, FileNotFoundError, TypeError) as e:
-                    raise _error(
+                    raise DeployError(
                         f"no Kubernetes cluster configured (in-cluster or kubeconfig): {e}"
                     ) from None
             api_client = client.ApiClient()
@@ -68,7 +66,9 @@ class Cluster:
         except ApiException as e:
             if e.status == 404:
                 return None
-            raise _error(f"reading InferenceService {namespace}/{name}: HTTP {e.status} {e.reason}") from None
+            raise DeployError(
+                f"reading InferenceService {namespace}/{name}: HTTP {e.status} {e.reason}"
+            ) from None
 
     def _patch(self, obj: dict) -> dict:
         from kubernetes.client.exceptions import ApiException
@@ -89,7 +89,7 @@ class Cluster:
             )
         except ApiException as e:
             detail = (e.body or b"")[:300] if isinstance(e.body, bytes) else str(e.body or "")[:300]
-            raise _error(
+            raise DeployError(
                 f"applying {obj['kind']} {meta['namespace']}/{meta['name']}: HTTP {e.status} {e.reason} {detail}"
             ) from None
 
@@ -114,9 +114,9 @@ class Cluster:
             return self.wait_ready(meta["namespace"], meta["name"], generation, before)
         except DeployError as e:
             if before is None:
-                raise _error(f"{e}; it was the first rollout, left in place for inspection") from None
+                raise DeployError(f"{e}; it was the first rollout, left in place for inspection") from None
             self._patch(_restorable(before))
-            raise _error(f"{e}; the previous spec was applied again") from None
+            raise DeployError(f"{e}; the previous spec was applied again") from None
 
     def wait_ready(self, namespace: str, name: str, generation: int, before: dict | None = None) -> dict:
         """Polls (``get``) until the InferenceService has observed ``generation``, is Ready, and its
@@ -144,7 +144,7 @@ class Cluster:
                 why = (
                     verdict if verdict.startswith("failed") else f"not Ready after {self.ready_timeout_s:g}s"
                 )
-                raise _error(
+                raise DeployError(
                     f"InferenceService {namespace}/{name} generation {generation}: {why} "
                     f"[{', '.join(conds) or 'no conditions'}]"
                 )

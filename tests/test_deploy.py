@@ -116,6 +116,51 @@ def test_local_deploy_promote_rollback(three_versions):
     assert ms.get_alias(NAME, "canary") is None
 
 
+def test_every_transition_records_its_moves_actions_and_reasons(three_versions):
+    """deploy / promote / reject_canary / rollback go through one transition step: each alias move it makes
+    (and the canary clear after it) is in the history under the operation's action, with its reason."""
+    root, ms, (v1, v2, v3) = three_versions
+    deploy.deploy(root, NAME, version=v1)
+    deploy.deploy(root, NAME, version=v2, canary_percent=20)
+    deploy.promote(root, NAME)
+    deploy.deploy(root, NAME, version=v3, canary_percent=20)
+    out = deploy.reject_canary(root, NAME, reason="latency")
+    assert (out.action, out.alias, out.previous, out.version, out.canary_percent) == (
+        "reject",
+        "canary",
+        v3,
+        v2,
+        100,
+    )
+    assert out.summary() == f"reject: moved canary {v3} -> {v2} [local: local server]"
+    deploy.deploy(root, NAME, version=v3, canary_percent=20)
+    deploy.deploy(root, NAME, version=v3, canary_percent=0)  # full: the canary at v3 is done
+    deploy.deploy(root, NAME, version=v1, canary_percent=20)
+    deploy.rollback(root, NAME)  # clears whatever canary is set
+    moves = [
+        (h["action"], h["alias"], h["from"], h["to"], h["reason"])
+        for h in ms.history(NAME)
+        if h["event"] == "alias"
+    ]
+    assert moves == [
+        ("deploy", "champion", None, v1, "deploy (100%)"),
+        ("deploy", "canary", None, v2, "deploy (20%)"),
+        ("promote", "champion", v1, v2, "promote canary"),
+        ("promote", "canary", v2, None, "promoted"),
+        ("deploy", "canary", None, v3, "deploy (20%)"),
+        ("reject", "canary", v3, None, "latency"),
+        ("deploy", "canary", None, v3, "deploy (20%)"),
+        ("deploy", "champion", v2, v3, "deploy (100%)"),
+        ("deploy", "canary", v3, None, "rolled out fully"),
+        ("deploy", "canary", None, v1, "deploy (20%)"),
+        ("rollback", "champion", v3, v2, f"rollback from {v3}"),
+        ("rollback", "canary", v1, None, "rollback"),
+    ]
+    assert ms.aliases(NAME) == {"champion": v2}
+    with pytest.raises(DeployError, match="no canary to roll back"):
+        deploy.reject_canary(root, NAME)
+
+
 def _patches(api) -> list[dict]:
     return [r for r in api.requests if r["method"] == "PATCH"]
 
