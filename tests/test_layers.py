@@ -43,8 +43,6 @@ SIZE_ALLOW = {
     ("components/canary/canary.py", "move the verdict rendering (to_markdown/to_html) out of the judging"),
     # every typed config of every stage, plus the deprecated taxi constants until their last users go
     ("kfloop/config.py", "drop the deprecated taxi constants; one config module per stage if still over"),
-    # deploy / promote / rollback / reject_canary repeat one skeleton (issue 25: one transition helper)
-    ("kfloop/deploy.py", "one transition helper behind deploy/promote/rollback/reject"),
     # recent requests, label decoding/memory, the label batcher and the endpoint in one module
     ("serving/feedback.py", "split the label batcher (writes) from decoding and the endpoint"),
     # admission/backpressure, JSON parsing, and the ASGI app with its routes
