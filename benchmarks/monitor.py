@@ -121,7 +121,7 @@ def _write(store: str, n: int) -> dict:
 def _monitor(store: str, ref: str, beam_args: list[str]) -> dict:
     """Child: one monitoring run on the whole window; wall time and this process's peak RSS."""
     from components.monitor import monitor as M
-    from components.monitor import reference as R
+    from kfloop import reference as R
     from kfloop import spec as kspec
 
     reference = R.load_reference(ref)
@@ -165,10 +165,10 @@ def main() -> int:
         print(json.dumps(out))
         return 0
 
-    from components.monitor.reference import build_reference
     from examples.taxi import fetch as data
     from kfloop import spec as kspec
     from kfloop.clean import ingest
+    from kfloop.reference import build_reference
 
     spec = kspec.load(TAXI_SPEC)
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-monitor-"))

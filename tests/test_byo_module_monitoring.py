@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from components.monitor import monitor as M
-from components.monitor import reference as R
 from kfloop import contract, predlog
+from kfloop import reference as R
 from kfloop import spec as S
 from kfloop.store import ModelStore
 from tests import byo_module_model as B

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.monitor import monitor as M
-from components.monitor import reference as R
 from components.monitor import stream
 from kfloop import datasets, fs, predlog
-from kfloop.predlog import write as predlog_write
+from kfloop import reference as R
 from kfloop.app import replay
+from kfloop.predlog import write as predlog_write
 
 MODEL = "taxi-tips"
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

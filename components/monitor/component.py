@@ -1,5 +1,5 @@
 """KFP wrappers of :func:`components.monitor.monitor.monitor` and of the reference it compares against
-(:func:`components.monitor.reference.build_reference`, run by the training pipeline before push)."""
+(:func:`kfloop.reference.build_reference`, run by the training pipeline before push)."""
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 
@@ -56,8 +56,8 @@ def monitor_op(
     import tempfile
 
     from components.monitor import monitor as M
-    from components.monitor.reference import champion_reference
     from kfloop import clock, config
+    from kfloop.reference import champion_reference
 
     window_end = window_end or clock.iso(clock.resolve(now, scheduled_time)[0])
     cfg = dataclasses.replace(config.MonitoringConfig(), min_examples=min_examples)
@@ -166,8 +166,8 @@ def reference_op(
     """
     import os
 
-    from components.monitor.reference import build_reference
     from kfloop import spec as kspec
+    from kfloop.reference import build_reference
 
     os.makedirs(reference.path, exist_ok=True)
     meta = build_reference(

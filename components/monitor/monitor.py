@@ -6,7 +6,7 @@ window_end`` (prediction time, UTC) and joins the feedback labels that have arri
 
 * TFDV statistics, validated against the training schema in the ``SERVING`` environment (anomalies);
 * drift against the champion's *training* statistics and skew against its *eval* statistics, stored with
-  its version at push time (:mod:`components.monitor.reference`): every feature's score is recorded (also
+  its version at push time (:mod:`kfloop.reference`): every feature's score is recorded (also
   below threshold), so the store keeps a per-feature time series;
 * live AUC where labels arrived.
 
@@ -170,7 +170,7 @@ def monitor(
         model_name: Model name.
         window_start: Inclusive start of the window (ISO, UTC, or epoch seconds).
         window_end: Exclusive end of the window.
-        reference_train: The champion's stored reference folder (:mod:`components.monitor.reference`), or
+        reference_train: The champion's stored reference folder (:mod:`kfloop.reference`), or
             the Dataset CSV it was trained on (the reference is then computed from it).
         reference_eval: With a training CSV: the eval CSV (skew reference; "" = no skew).
         spec: The champion's :class:`kfloop.spec.DatasetSpec` (stored with its version): features, label,
@@ -180,7 +180,7 @@ def monitor(
         record: Append the summary to ``monitoring/<model>/runs/`` in the store.
         live_uri: Also write the live dataset (CSV, with labels where arrived) there.
         champion_version: Recorded in the summary (which model the reference belongs to).
-        reference: A loaded :class:`~components.monitor.reference.Reference` (instead of
+        reference: A loaded :class:`~kfloop.reference.Reference` (instead of
             ``reference_train``).
         beam_pipeline_args: Beam options for the statistics pipeline (e.g. ``--runner=DataflowRunner``).
         staging_dir: Where the record batches are staged for the Beam workers (``gs://`` for a remote
@@ -196,7 +196,7 @@ def monitor(
     """
     import tempfile
 
-    from components.monitor import reference as R
+    from kfloop import reference as R
     from components.monitor import scoring, stream
     from kfloop.tfdv import ops as V
 

@@ -3,7 +3,7 @@
 * Anomalies: TFDV statistics of the live features, validated against the training schema in the
   ``SERVING`` environment (the label is absent from serving data).
 * Drift (live vs the champion's training data) and skew (live vs its eval data): every feature's TFDV
-  score, against the statistics stored with the champion (:mod:`components.monitor.reference`). Numeric features are clipped to the reference's quantiles first (see
+  score, against the statistics stored with the champion (:mod:`kfloop.reference`). Numeric features are clipped to the reference's quantiles first (see
   :class:`kfloop.config.MonitoringConfig` for why: TFDV's equal-width histograms follow each side's min
   and max, so without clipping a single outlier makes the score noise).
 """
@@ -19,28 +19,6 @@ from kfloop import config
 def _names(spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(model inputs, numeric model inputs)`` of a :class:`kfloop.spec.DatasetSpec`."""
     return spec.input_names, tuple(f.name for f in spec.features_of("numeric"))
-
-
-def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec):
-    """A copy of the model features of ``frame`` (those of ``spec``) with numeric columns clipped to
-    ``bounds``."""
-    model, _ = _names(spec)
-    out = frame[list(model)].copy()
-    for name, (lo, hi) in bounds.items():
-        out[name] = out[name].astype("float64").clip(lo, hi)
-    return out
-
-
-def clip_bounds(reference, quantile: float, spec) -> dict[str, tuple[float, float]]:
-    """``{numeric feature: (q, 1 - q) quantiles}`` of the reference (the spec's numeric model inputs with
-    values only)."""
-    _, numeric = _names(spec)
-    bounds = {}
-    for name in numeric:
-        col = reference[name].astype("float64").dropna()
-        if len(col):
-            bounds[name] = (float(col.quantile(quantile)), float(col.quantile(1.0 - quantile)))
-    return bounds
 
 
 def _scores(result: list[dict], spec) -> list[dict]:
@@ -149,7 +127,7 @@ def score_statistics(raw_stats, clipped_stats, reference, *, spec, cfg: config.M
         raw_stats: Live statistics (model features + event time), unclipped: validated against the schema
             in the ``SERVING`` environment.
         clipped_stats: Live statistics of the model features clipped to ``reference.bounds``.
-        reference: :class:`components.monitor.reference.Reference` (clipped train / eval statistics).
+        reference: :class:`kfloop.reference.Reference` (clipped train / eval statistics).
         spec: The model's :class:`kfloop.spec.DatasetSpec`: per-feature drift thresholds and modes
             (``trigger``: may cause a retrain; ``record``: recorded, marked ``ignored``; ``off``: skipped).
         cfg: Skew thresholds (skew is reported, never a trigger).

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 
 from kfloop import blessing as kblessing
-from kfloop import contract, fs, store
+from kfloop import contract, fs, layout, store
+from kfloop import reference as kreference
 
 
 class PushError(ValueError):
@@ -115,11 +116,12 @@ def push(
         metadata: Facts kept with the version (data window, schema hash, run id, code version, ...);
             the blessing and its metrics are added.
         actor: Who pushes (default: the pipeline's user / ``$KFLOOP_ACTOR``).
-        reference_dir: The monitoring reference (:func:`components.monitor.reference.build_reference`),
-            stored beside the published version before any alias points at it.
+        reference_dir: The monitoring reference (:func:`kfloop.reference.build_reference`), published
+            with the version (the store's write-once artifact ``reference``, before the commit marker).
 
     Raises:
-        PushError: unreadable blessing. store.StoreError: bad model directory or name.
+        PushError: unreadable blessing, or a reference folder without ``reference.json``.
+        store.StoreError: bad model directory or name.
     """
     blessing = read_blessing(blessing_path)
     ms = store.ModelStore(store_uri)
@@ -141,13 +143,18 @@ def push(
     meta["blessing"] = blessing
     meta.setdefault("metrics", blessing.get("metrics", {}))
     meta.update(contract_hashes(model_dir))
+    if reference_dir and not kreference.is_reference(reference_dir):
+        raise PushError(f"reference {reference_dir!r} has no reference.json (not a monitoring reference)")
     # Idempotent per run id: a KFP retry of this task finds the version its first attempt published
     # (ModelStore.publish with the same run_id) and finishes the alias step instead of publishing again.
-    version = ms.publish(model_name, model_dir, meta, actor=actor, run_id=meta.get("run_id") or None)
-    if reference_dir:  # the monitoring reference, beside the version before any alias points at it
-        from components.monitor.reference import store_reference
-
-        store_reference(store_uri, model_name, version, reference_dir)
+    version = ms.publish(
+        model_name,
+        model_dir,
+        meta,
+        actor=actor,
+        run_id=meta.get("run_id") or None,
+        artifacts={layout.REFERENCE: reference_dir} if reference_dir else None,
+    )
     return _take_alias(ms, model_name, version, actor)
 
 

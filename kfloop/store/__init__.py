@@ -5,6 +5,8 @@ Rooted at a local directory (the embedded default) or ``gs://bucket/prefix``. La
     models/<name>/<version>/_CLAIM           written first, write-once: the version is taken
     models/<name>/<version>/model/...        the SavedModel (with kfloop_metadata.json), write-once files
     models/<name>/<version>/metadata.json    data window, metrics, blessing, schema hash, run id, files
+    models/<name>/<version>/reference/...    a version artifact (write-once; the monitoring reference)
+    models/<name>/<version>/_artifacts/<a>.json  the artifact's manifest, written last
     models/<name>/<version>/_COMMITTED       written last: a version without it does not exist for readers
     models/<name>/aliases/<alias>.json       {"version", "updated_at", "previous", "reason", "actor", "move"}
     models/<name>/history/<time>-<id>.json   one record per alias attempt / publish / rejection
@@ -33,7 +35,8 @@ Integrity rules:
 Every path is built by :mod:`kfloop.layout`. Modules, by job: :mod:`~kfloop.store.names` (names, errors,
 checks), :mod:`~kfloop.store.roots` (which directory is a store), :mod:`~kfloop.store.base` (root, checked
 JSON reads, compare-and-swap), :mod:`~kfloop.store.versions` (claim, publish, read, fetch),
-:mod:`~kfloop.store.history` (records, reconciliation), :mod:`~kfloop.store.aliases` (aliases, resolve,
+:mod:`~kfloop.store.history` (records, reconciliation), :mod:`~kfloop.store.artifacts` (write-once
+folders kept with a version: the monitoring reference), :mod:`~kfloop.store.aliases` (aliases, resolve,
 rollback), :mod:`~kfloop.store.integrity` (verify, check). :class:`ModelStore` is all of them.
 
 Only the standard library is imported at module level (this package also runs in the serving env).
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 from kfloop import fs, layout  # noqa: F401  (kept as attributes: tests patch ``store.fs``)
 from kfloop.store.aliases import _Aliases
+from kfloop.store.artifacts import _Artifacts, check_artifact_name
 from kfloop.store.base import _Base
 from kfloop.store.history import _History
 from kfloop.store.integrity import _Integrity
@@ -69,7 +73,7 @@ from kfloop.store.roots import containing_store, is_store_root
 from kfloop.store.versions import _Versions
 
 
-class ModelStore(_Aliases, _Integrity, _Versions, _History, _Base):
+class ModelStore(_Aliases, _Artifacts, _Integrity, _Versions, _History, _Base):
     """A model store rooted at a local directory or ``gs://bucket/prefix``.
 
     Args:
@@ -92,6 +96,7 @@ __all__ = [
     "ModelNotFound",
     "ModelStore",
     "StoreError",
+    "check_artifact_name",
     "check_model_name",
     "containing_store",
     "default_actor",

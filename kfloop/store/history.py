@@ -62,7 +62,7 @@ class _History:
 
     @staticmethod
     def _publish_record(marker: dict) -> dict:
-        return {
+        rec = {
             "time": marker.get("committed_at") or now_iso(),
             "event": "publish",
             "version": marker["version"],
@@ -70,6 +70,9 @@ class _History:
             "files": marker.get("files"),
             "run_id": marker.get("run_id"),
         }
+        if marker.get("artifacts"):
+            rec["artifacts"] = marker["artifacts"]
+        return rec
 
     def _record_move(self, name: str, alias: str, obj: dict) -> dict:
         rec = self._move_record(alias, obj)

@@ -18,7 +18,8 @@ class _Integrity:
     """Reading every byte of a version or a model and naming what does not match."""
 
     def verify(self, name: str, version: str) -> dict:
-        """Checks a committed version's files against its manifest: present, sizes and sha256 digests.
+        """Checks a committed version's files (model and artifacts) against their manifests: present, sizes
+        and sha256 digests.
 
         Reads every byte (downloads on GCS). Returns the metadata.
 
@@ -49,6 +50,7 @@ class _Integrity:
         extra = sorted(set(got) - set(manifest))
         if extra:
             raise CorruptStore(f"{fs.join(model_uri, extra[0])}: not in the manifest of {name} {version}")
+        self.verify_artifacts(name, version)
         return meta
 
     def check(self, name: str, *, deep: bool = True) -> list[str]:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from kfloop import fs, layout
+from kfloop.store.artifacts import _manifest_of, check_artifact_name
 from kfloop.store.names import (
     _CLAIM_RETRIES,
     _NAME_RE,
@@ -102,6 +103,7 @@ class _Versions:
         *,
         actor: str = "",
         run_id: str | None = None,
+        artifacts: dict[str, str] | None = None,
     ) -> str:
         """Publishes a SavedModel directory as a new immutable version; returns the version (``v0001``).
 
@@ -118,6 +120,8 @@ class _Versions:
             metadata: JSON-serialisable facts about the model (data window, metrics, blessing, ...).
             actor: Who publishes (default: :func:`default_actor`).
             run_id: The pipeline run publishing (default: ``metadata["run_id"]``); makes a retry idempotent.
+            artifacts: ``{artifact name: directory}`` kept with the version (``{"reference": dir}``: the
+                monitoring reference), written once before the commit marker (:mod:`kfloop.store.artifacts`).
 
         Raises:
             StoreError: bad name, missing / empty model directory, non-JSON metadata, failed verification.
@@ -146,6 +150,10 @@ class _Versions:
             p.relative_to(src).as_posix(): {"size": p.stat().st_size, "sha256": _sha256_file(p)}
             for p in files
         }
+        artifacts = dict(artifacts or {})
+        for artifact, src_dir in artifacts.items():  # bad input: refused before anything is written
+            check_artifact_name(artifact)
+            _manifest_of(src_dir, f"artifact {artifact!r} of {name}")
         actor = actor or default_actor()
         self.reconcile(name)  # records a crashed publisher / mover left behind
 
@@ -165,8 +173,12 @@ class _Versions:
         if got != want:
             diff = sorted(set(got.items()) ^ set(want.items()))[:5]
             raise StoreError(f"publish of {name} {version}: uploaded files do not match the source: {diff}")
+        for artifact, src_dir in sorted(artifacts.items()):
+            self._write_artifact(name, version, artifact, src_dir, actor)
         published_at = now_iso()
         meta = {**metadata, "name": name, "version": version, "published_at": published_at, "files": manifest}
+        if artifacts:
+            meta["artifacts"] = sorted(artifacts)
         fs.write_text(
             layout.version_metadata(self.root, name, version),
             json.dumps(meta, indent=2, sort_keys=True),
@@ -179,6 +191,8 @@ class _Versions:
             "actor": actor,
             "run_id": run_id,
         }
+        if artifacts:
+            marker["artifacts"] = sorted(artifacts)
         fs.write_text(
             layout.version_commit(self.root, name, version),
             json.dumps(marker, sort_keys=True),

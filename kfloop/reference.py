@@ -1,8 +1,12 @@
 """The champion's reference for monitoring: statistics of its training and eval data, kept with its version.
 
 At push time the training pipeline computes, from the train / eval splits the model was trained and
-evaluated on, the monitoring reference (:func:`build_reference`) and push stores it beside the model
-(``models/<name>/<version>/reference/``, :func:`store_reference`):
+evaluated on, the monitoring reference (:func:`build_reference`) and push publishes it with the version,
+through the store's rules: the version artifact :data:`kfloop.layout.REFERENCE`
+(``models/<name>/<version>/reference/``, :func:`kfloop.layout.reference`), written once before the
+version's commit marker (:meth:`kfloop.store.ModelStore.publish` with ``artifacts=``), or once later for
+a committed version that has none (:func:`store_reference`; recorded in the model's history). Readers
+find it through the store (:func:`stored_reference`): files without the artifact's marker are not a reference.
 
 * ``reference.json``: the numeric clip bounds (the training split's ``[q, 1 - q]`` quantiles, see
   :class:`kfloop.config.MonitoringConfig`), the quantile, row counts;
@@ -10,8 +14,11 @@ evaluated on, the monitoring reference (:func:`build_reference`) and push stores
   skew references; computed with the validation statistics pipeline).
 
 The monitor then only reads these few hundred KB (:func:`champion_reference`), never the source data. A
-version pushed before references were stored (or whose reference is missing) is rebuilt once from the source
-with its recorded data window, as before.
+version without a stored reference is rebuilt (into the run's work directory) from the source with its
+recorded data window.
+
+This is a ground-floor module (push and monitor import it); the numeric clipping it shares with the
+monitor's scoring (:func:`clip_bounds`, :func:`clip_numeric`) lives here.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import json
 import os
 import tempfile
 
-from kfloop import config, fs
+from kfloop import config, fs, layout
 
 FILES = ("reference.json", "train_stats.pb", "eval_stats.pb")
 FORMAT = 1
@@ -29,6 +36,26 @@ FORMAT = 1
 
 class ReferenceError_(ValueError):
     """No champion, or its metadata has no data window; the message names the model and version."""
+
+
+def clip_numeric(frame, bounds: dict[str, tuple[float, float]], spec):
+    """A copy of the model features of ``frame`` (those of ``spec``) with numeric columns clipped to
+    ``bounds``."""
+    out = frame[list(spec.input_names)].copy()
+    for name, (lo, hi) in bounds.items():
+        out[name] = out[name].astype("float64").clip(lo, hi)
+    return out
+
+
+def clip_bounds(reference, quantile: float, spec) -> dict[str, tuple[float, float]]:
+    """``{numeric feature: (q, 1 - q) quantiles}`` of the reference (the spec's numeric model inputs with
+    values only)."""
+    bounds = {}
+    for name in (f.name for f in spec.features_of("numeric")):
+        col = reference[name].astype("float64").dropna()
+        if len(col):
+            bounds[name] = (float(col.quantile(quantile)), float(col.quantile(1.0 - quantile)))
+    return bounds
 
 
 @dataclasses.dataclass
@@ -67,15 +94,14 @@ def build_reference(
     Returns:
         The ``reference.json`` content.
     """
-    from components.monitor import scoring
     from kfloop import datasets
     from kfloop.tfdv import ops as V
 
     schema = V.load_schema(schema_path) if schema_path else V.spec_schema(spec)
     train = datasets.read_dataset(train_uri, spec)
-    bounds = scoring.clip_bounds(train, cfg.clip_quantile, spec)
+    bounds = clip_bounds(train, cfg.clip_quantile, spec)
     train_stats = V.compute_statistics(
-        scoring.clip_numeric(train, bounds, spec),
+        clip_numeric(train, bounds, spec),
         schema=schema,
         spec=spec,
         beam_pipeline_args=beam_pipeline_args,
@@ -94,7 +120,7 @@ def build_reference(
         evals = datasets.read_dataset(eval_uri, spec)
         if len(evals):
             eval_stats = V.compute_statistics(
-                scoring.clip_numeric(evals, bounds, spec),
+                clip_numeric(evals, bounds, spec),
                 schema=schema,
                 spec=spec,
                 beam_pipeline_args=beam_pipeline_args,
@@ -134,21 +160,38 @@ def load_reference(uri: str) -> Reference:
 
 
 def reference_uri(store_uri: str, model_name: str, version: str) -> str:
-    """``models/<name>/<version>/reference`` of a store."""
+    """Where a version's reference lives: ``models/<name>/<version>/reference`` (:func:`kfloop.layout.reference`)."""
     from kfloop import store as kstore
 
-    model_uri = kstore.ModelStore(store_uri).model_uri(model_name, version)
-    return model_uri.rstrip("/").rsplit("/", 1)[0] + "/reference"
+    return layout.reference(kstore.ModelStore(store_uri).root, kstore.check_model_name(model_name), version)
 
 
-def store_reference(store_uri: str, model_name: str, version: str, ref_dir: str) -> str:
-    """Copies a reference folder beside a version's model; returns its URI."""
-    out = reference_uri(store_uri, model_name, version)
-    for name in FILES:
-        src = fs.join(ref_dir, name)
-        if fs.exists(src):
-            fs.write_bytes(fs.join(out, name), fs.read_bytes(src))
-    return out
+def stored_reference(store_uri: str, model_name: str, version: str) -> str | None:
+    """The URI of a committed version's stored reference, or None when it has none.
+
+    Raises:
+        kfloop.store.CorruptStore: the reference's marker is not valid.
+    """
+    from kfloop import store as kstore
+
+    return kstore.ModelStore(store_uri).artifact_uri(model_name, version, layout.REFERENCE)
+
+
+def store_reference(store_uri: str, model_name: str, version: str, ref_dir: str, *, actor: str = "") -> str:
+    """Stores a reference folder with a committed version that has none (write-once, recorded in the
+    model's history); returns its URI. Push publishes it with the version instead (``artifacts=``).
+
+    Raises:
+        ReferenceError_: ``ref_dir`` is not a reference folder.
+        kfloop.store.StoreError: the version is not committed, or already has a reference.
+    """
+    if not is_reference(ref_dir):
+        raise ReferenceError_(f"reference {ref_dir!r} has no reference.json")
+    from kfloop import store as kstore
+
+    return kstore.ModelStore(store_uri).put_artifact(
+        model_name, version, layout.REFERENCE, ref_dir, actor=actor
+    )
 
 
 def reference_for(
@@ -208,8 +251,8 @@ def champion_reference(
         meta = st.metadata(model_name, version)
     except kstore.StoreError as e:
         raise ReferenceError_(f"no champion reference for model {model_name!r}: {e}") from None
-    stored = reference_uri(store_uri, model_name, version)
-    if is_reference(stored):
+    stored = stored_reference(store_uri, model_name, version)
+    if stored:
         ref = load_reference(stored)
         ref.version = version
         return ref
