@@ -401,7 +401,7 @@ def test_consecutive_chunks_share_a_log_file_and_a_gap_ends_it(monkeypatch):
         chunk = B.Chunk(first, {"fare": np.zeros(n, dtype=np.float32)}, {})
         return B.ScoredChunk(chunk, np.zeros(n, dtype=np.float32))
 
-    monkeypatch.setattr(B, "LOG_FILE_ROWS", 250)
+    monkeypatch.setattr("components.batch_predict.writing.LOG_FILE_ROWS", 250)
     rec = Recorder()
     fn = B._write_behind_class()(rec)
     fn.setup()
@@ -418,7 +418,7 @@ def test_a_job_writes_one_log_file_per_group_of_rows(batch_store, rows, tmp_path
     root, version = batch_store
     path = str(tmp_path / "in.csv")
     B.prepare_input(_write(rows, tmp_path), path, taxi_spec)
-    monkeypatch.setattr(B, "LOG_FILE_ROWS", 250)
+    monkeypatch.setattr("components.batch_predict.writing.LOG_FILE_ROWS", 250)
     log = str(tmp_path / "log")
     parts = str(tmp_path / "parts")
     result = B.score(path, root, MODEL, version, parts, log_root=log, chunk_rows=100, progress=False)

@@ -34,11 +34,6 @@ CYCLE_ALLOW = {
 
 #: Modules over G.MAX_LINES lines with no `Size:` reason in their docstring, as (path, reason to split).
 SIZE_ALLOW = {
-    # input preparation, chunk coding, range splitting/reading, the Beam model handler, write-behind output
-    (
-        "components/batch_predict/batch_predict.py",
-        "split chunk reading/ranges and the output writer from scoring",
-    ),
     # live scores, health, paired comparison, the verdict and its markdown/html rendering (501 lines)
     ("components/canary/canary.py", "move the verdict rendering (to_markdown/to_html) out of the judging"),
     # every typed config of every stage, plus the deprecated taxi constants until their last users go
