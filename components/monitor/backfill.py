@@ -21,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from components.monitor.runs import read_runs
 from kfloop import clock, config, layout, records
 from kfloop import labels as L
 from kfloop import predlog as P
+from kfloop.paired import auc
 
 KIND = layout.BACKFILLS
 
@@ -79,10 +81,8 @@ def window_labels(store_uri: str, model_name: str, start: dt.datetime, end: dt.d
 
 def _latest_by_window(store_uri: str, model_name: str) -> dict[tuple[str, str], dict]:
     """Newest figures per window: its monitoring run, overridden by later backfills of it."""
-    from components.monitor import monitor as M
-
     out: dict[tuple[str, str], dict] = {}
-    for run in M.read_runs(store_uri, model_name):
+    for run in read_runs(store_uri, model_name):
         if run.get("window_start") and run.get("window_end") and not run.get("backfill"):
             out[(run["window_start"], run["window_end"])] = {**run, "of_run": run.get("run_id")}
     for bf in read_backfills(store_uri, model_name):
@@ -116,8 +116,6 @@ def backfill_windows(
     Returns:
         The backfill records written (empty when no window's labels grew).
     """
-    from components.monitor import monitor as M
-
     now = now or clock.utc_now()
     out = []
     for (ws, we), last in sorted(_latest_by_window(store_uri, model_name).items()):
@@ -132,7 +130,7 @@ def backfill_windows(
             continue
         import numpy as np
 
-        live_auc = M.auc(labels, probs) if len(labels) >= cfg.min_labelled else None
+        live_auc = auc(labels, probs) if len(labels) >= cfg.min_labelled else None
         rec = {
             "backfill": True,
             "of_run": last.get("of_run"),

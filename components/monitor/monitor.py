@@ -27,7 +27,8 @@ import datetime as dt
 import os
 import uuid
 
-from kfloop import clock, config, fs, layout, records
+from components.monitor.runs import drift_series, read_runs, record_run  # noqa: F401 (re-exported)
+from kfloop import clock, config, fs
 
 NO_TRAFFIC = "no_traffic"
 TOO_FEW = "too_few"
@@ -196,8 +197,8 @@ def monitor(
     """
     import tempfile
 
-    from kfloop import reference as R
     from components.monitor import scoring, stream
+    from kfloop import reference as R
     from kfloop.tfdv import ops as V
 
     start = _instant(window_start, "window_start")
@@ -368,31 +369,6 @@ def version_spec(store_uri: str, model_name: str, ref: str = "champion"):
     schema_uri = contract.schema_uri(model_dir)
     schema_path = fs.local_copy(schema_uri) if fs.exists(schema_uri) else None
     return version, spec, schema_path
-
-
-def record_run(store_uri: str, model_name: str, summary: dict) -> str:
-    """Appends one monitoring summary to the store's series; returns its URI."""
-    return records.write(store_uri, model_name, layout.RUNS, summary["run_id"], summary)
-
-
-def read_runs(store_uri: str, model_name: str) -> list[dict]:
-    """Every recorded monitoring summary, oldest window first (the drift time series)."""
-    return records.read_all(
-        store_uri,
-        model_name,
-        layout.RUNS,
-        sort_key=lambda r: (r.get("window_end", ""), r.get("monitored_at", "")),
-    )
-
-
-def drift_series(runs: list[dict], kind: str = "drift") -> dict[str, list[tuple[str, float]]]:
-    """``{feature: [(window_end, value), ...]}`` over the runs (kind ``drift`` or ``skew``)."""
-    series: dict[str, list[tuple[str, float]]] = {}
-    for r in runs:
-        for s in r.get(kind) or []:
-            if s.get("value") is not None:
-                series.setdefault(s["feature"], []).append((r["window_end"], float(s["value"])))
-    return series
 
 
 @dataclasses.dataclass(frozen=True)
