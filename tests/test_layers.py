@@ -30,8 +30,6 @@ CYCLE_ALLOW: set[str] = set()
 
 #: Modules over G.MAX_LINES lines with no `Size:` reason in their docstring, as (path, reason to split).
 SIZE_ALLOW = {
-    # live scores, health, paired comparison, the verdict and its markdown/html rendering (501 lines)
-    ("components/canary/canary.py", "move the verdict rendering (to_markdown/to_html) out of the judging"),
     # every typed config of every stage, plus the deprecated taxi constants until their last users go
     ("kfloop/config.py", "drop the deprecated taxi constants; one config module per stage if still over"),
     # recent requests, label decoding/memory, the label batcher and the endpoint in one module
