@@ -2,6 +2,9 @@
 
 Change a number here and the pull request shows it. Components receive these values as typed pipeline
 parameters (so a run records what it used) with the defaults below.
+
+Size: one frozen, validated dataclass per stage (plus the image names); kept in one module on purpose, as
+the one reviewed place for every threshold and tunable.
 """
 
 from __future__ import annotations

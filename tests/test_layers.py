@@ -30,8 +30,6 @@ CYCLE_ALLOW: set[str] = set()
 
 #: Modules over G.MAX_LINES lines with no `Size:` reason in their docstring, as (path, reason to split).
 SIZE_ALLOW = {
-    # every typed config of every stage, plus the deprecated taxi constants until their last users go
-    ("kfloop/config.py", "drop the deprecated taxi constants; one config module per stage if still over"),
     # recent requests, label decoding/memory, the label batcher and the endpoint in one module
     ("serving/feedback.py", "split the label batcher (writes) from decoding and the endpoint"),
     # admission/backpressure, JSON parsing, and the ASGI app with its routes
