@@ -48,13 +48,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
 
 from serving import request as schema
 from serving.feedback_auth import Authenticator, Unauthorized
+from serving.label_batcher import LabelBatch, LabelBatcher, WriteFailed
 
 log = logging.getLogger("kfloop.serving.feedback")
 
@@ -167,15 +167,15 @@ class LabelMemory:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._ids: collections.OrderedDict[str, dict[int, tuple[int, _Batch]]] = collections.OrderedDict()
+        self._ids: collections.OrderedDict[str, dict[int, tuple[int, LabelBatch]]] = collections.OrderedDict()
         self.labels = 0
         self.forgotten = 0
 
-    def get(self, request_id: str, row: int) -> tuple[int, _Batch] | None:
+    def get(self, request_id: str, row: int) -> tuple[int, LabelBatch] | None:
         rows = self._ids.get(request_id)
         return None if rows is None else rows.get(row)
 
-    def put(self, request_id: str, row: int, label: int, batch: _Batch) -> None:
+    def put(self, request_id: str, row: int, label: int, batch: LabelBatch) -> None:
         rows = self._ids.setdefault(request_id, {})
         self._ids.move_to_end(request_id)
         if row not in rows:
@@ -186,7 +186,7 @@ class LabelMemory:
             self.labels -= len(old)
             self.forgotten += len(old)
 
-    def forget(self, keys: Sequence[tuple[str, int]], batch: _Batch) -> None:
+    def forget(self, keys: Sequence[tuple[str, int]], batch: LabelBatch) -> None:
         """Drops the entries of a batch that was not written (a retry is then a new label again)."""
         for rid, row in keys:
             rows = self._ids.get(rid)
@@ -195,141 +195,6 @@ class LabelMemory:
                 self.labels -= 1
                 if not rows:
                     del self._ids[rid]
-
-
-class WriteFailed(Exception):
-    """The batch holding a request's labels could not be written."""
-
-
-class _Batch:
-    """Labels waiting for one feedback log file, and the future their requests wait on."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None):
-        self.columns: dict[str, list] = {
-            k: [] for k in ("ids", "rows", "labels", "when", "arrival", "labeler")
-        }
-        self.keys: list[tuple[str, int]] = []
-        self.n = 0
-        self.future = loop.create_future() if loop is not None else None
-        if self.future is not None:  # read here, so a batch nobody waits for any more logs no warning
-            self.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-    def add(self, ids, rows, labels, when, arrival: float, labeler: str | None) -> None:
-        c = self.columns
-        c["ids"] += ids
-        c["rows"] += rows
-        c["labels"] += labels
-        c["when"] += when
-        c["arrival"] += [arrival] * len(ids)
-        c["labeler"] += [labeler] * len(ids)
-        self.keys += list(zip(ids, rows, strict=True))
-        self.n += len(ids)
-
-
-class LabelBatcher:
-    """Batches accepted labels into feedback log files, with an admission bound on the labels pending.
-
-    Runs on the server's event loop: :meth:`add` puts a request's labels into the open batch, which is sealed
-    after ``cfg.flush_seconds`` or at ``cfg.flush_labels`` labels, or at once when nothing was written for
-    ``cfg.flush_seconds`` and the writer is idle (a lone label waits for no timer), and written by one writer
-    task (in a worker thread), one batch at a time. :meth:`close` writes what is left, synchronously, at shutdown.
-
-    Args:
-        write: ``write(batch columns) -> uris``, the file writer.
-        cfg: :class:`kfloop.config.FeedbackConfig`.
-    """
-
-    def __init__(self, write, cfg):
-        self._write = write
-        self.cfg = cfg
-        self.pending = 0  # labels accepted and not yet written (open, sealed and being written)
-        self.written = 0
-        self.files = 0
-        self.failed = 0
-        self._open: _Batch | None = None
-        self._sealed: collections.deque[_Batch] = collections.deque()
-        self._timer: asyncio.TimerHandle | None = None
-        self._writer: asyncio.Task | None = None
-        self.on_failure = None  # callable(batch): forget the batch's labels
-        self._last_seal = -math.inf
-
-    def room(self, n: int) -> bool:
-        return self.pending + n <= self.cfg.max_pending_labels
-
-    def add(
-        self, ids, rows, labels, when, arrival: float, labeler: str | None, seal_now: bool = False
-    ) -> _Batch:
-        """Adds labels to the open batch; returns it (await ``batch.future``)."""
-        loop = asyncio.get_running_loop()
-        batch = self._open
-        if batch is None:
-            batch = self._open = _Batch(loop)
-            self._timer = loop.call_later(self.cfg.flush_seconds, self._seal)
-        batch.add(ids, rows, labels, when, arrival, labeler)
-        self.pending += len(ids)
-        idle = (self._writer is None or self._writer.done()) and not self._sealed
-        # Sparse labels are written at once; under load at most one file per flush_seconds.
-        quiet = time.monotonic() - self._last_seal >= self.cfg.flush_seconds
-        if batch.n >= self.cfg.flush_labels or seal_now or (idle and quiet):
-            self._seal()
-        return batch
-
-    def seal_open(self) -> None:
-        """Writes the open batch now instead of at its flush time (shutdown)."""
-        if self._open is not None:
-            self._seal()
-
-    def _seal(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._open = self._open, None
-        if batch is None:
-            return
-        self._last_seal = time.monotonic()
-        self._sealed.append(batch)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._sealed:
-            batch = self._sealed.popleft()
-            try:
-                uris = await loop.run_in_executor(None, self._write, batch.columns)
-            except Exception as e:
-                log.exception("feedback: writing %d labels failed", batch.n)
-                self.failed += batch.n
-                if self.on_failure is not None:
-                    self.on_failure(batch)
-                batch.future.set_exception(WriteFailed(str(e)))
-            else:
-                self.written += batch.n
-                self.files += len(uris)
-                batch.future.set_result(uris)
-            finally:
-                self.pending -= batch.n
-
-    def close(self) -> int:
-        """Writes every batch not written yet (the loop has stopped); returns the labels written."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        left = list(self._sealed) + ([self._open] if self._open is not None else [])
-        self._sealed.clear()
-        self._open = None
-        done = 0
-        for batch in left:
-            try:
-                self.files += len(self._write(batch.columns))
-            except Exception:
-                log.exception("feedback: at shutdown, writing %d labels failed", batch.n)
-                self.failed += batch.n
-                continue
-            done += batch.n
-            self.written += batch.n
-            self.pending -= batch.n
-        return done
 
 
 def _json_content_type(scope) -> None:
@@ -451,7 +316,7 @@ class Feedback:
             when.append(epoch)
         return ids, rows, labels, when
 
-    def reconcile(self, ids, rows, labels) -> tuple[list[int], list[_Batch]]:
+    def reconcile(self, ids, rows, labels) -> tuple[list[int], list[LabelBatch]]:
         """Splits validated items into new labels and repeats of accepted ones.
 
         Returns:
@@ -462,7 +327,7 @@ class Feedback:
                 of the same request (``field`` names the item's label).
         """
         new: list[int] = []
-        waits: dict[int, _Batch] = {}
+        waits: dict[int, LabelBatch] = {}
         first: dict[tuple[str, int], int] = {}
         for i, (rid, row, label) in enumerate(zip(ids, rows, labels, strict=True)):
             where = f"feedback[{i}].label"

@@ -43,17 +43,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import json
 import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
+from serving.log_supervision import WriterProcess, WriterSupervision
 from serving.log_tables import items_tables
 
 log = logging.getLogger("kfloop.serving.log_queue")
@@ -102,24 +100,7 @@ class LogSlot:
             self.log._reserved -= self.n
 
 
-#: Least time between two starts of a writer process (one that dies at once is not restarted in a loop).
-RESTART_BACKOFF_S = 0.5
-
-
-class _Writer:
-    """One writer process (:mod:`serving.log_writer`) and the frames sent to it and not yet acknowledged."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-        self.inflight = 0
-        self.pending: dict[int, tuple[list, int]] = {}  # frame id -> (items, rows), until acknowledged
-        self.progress_at = time.monotonic()  # last line from the writer (or first frame after a quiet spell)
-        self.dead = False  # its acknowledgements ended: its pending frames went back to the queue
-        self.cpu_s = 0.0
-        self.acks: threading.Thread | None = None
-
-
-class PredictionLog:
+class PredictionLog(WriterSupervision):
     """Bounded, non-blocking prediction logger: a sender thread here, the Parquet writes in another process.
 
     Args:
@@ -190,7 +171,7 @@ class PredictionLog:
         self._dropped_reported = 0
         self._dropped_counter, self._written_counter = _metrics()
         self.writer_process = writer_process
-        self._writer: _Writer | None = None
+        self._writer: WriterProcess | None = None
         if writer_process:
             self._writer = self._start_writer()
         # The sender wakes for the first queued row (then hands over every SEND_INTERVAL_S); the in-thread
@@ -444,140 +425,6 @@ class PredictionLog:
         with self._cond:
             self.dropped += n
         self._dropped_counter.inc(n)
-
-    # -- the writer process ----------------------------------------------------------------------------
-
-    def _start_writer(self) -> _Writer | None:
-        from serving import log_writer  # noqa: F401 - fail here, not in the child, if it is missing
-
-        package_parent = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        cmd = [
-            sys.executable,
-            "-m",
-            "serving.log_writer",
-            "--root",
-            self.root_uri,
-            "--model-name",
-            self.model_name,
-            "--writer-id",
-            self.server_id,
-            "--source",
-            self.source,
-            "--flush-rows",
-            str(self.flush_rows),
-            "--flush-seconds",
-            repr(self.flush_seconds),
-        ]
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-        except OSError:
-            log.exception("prediction log: the writer process could not start")
-            return None
-        self.writers_started += 1
-        self._last_start = time.monotonic()
-        w = _Writer(proc)
-        w.acks = threading.Thread(target=self._read_acks, args=(w,), name="prediction-log-acks", daemon=True)
-        w.acks.start()
-        return w
-
-    def _send(self, items: list, n: int) -> None:
-        from serving.log_writer import encode_frame
-
-        w = self._writer
-        if w is None or w.dead or w.proc.poll() is not None:
-            if w is not None:
-                log.error("prediction log: the writer process exited (%s); starting a new one", w.proc.poll())
-            wait = self._last_start + RESTART_BACKOFF_S - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            w = self._writer = self._start_writer()
-        if w is None:
-            with self._cond:
-                self._inflight -= n
-            self._count_dropped(n)
-            return
-        fid = next(self._frame_ids)
-        try:
-            frame = memoryview(encode_frame(items, fid))
-        except Exception:  # an item that does not pickle: no writer will take it
-            log.exception("prediction log: %d records could not be encoded; dropped", n)
-            with self._cond:
-                self._inflight -= n
-            self._count_dropped(n)
-            return
-        with self._cond:
-            if not w.pending:
-                w.progress_at = time.monotonic()  # the stall clock starts with the first held frame
-            w.pending[fid] = (items, n)
-            w.inflight += n
-        try:
-            while frame:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
-                frame = frame[w.proc.stdin.write(frame) :]
-        except Exception:  # a dead pipe: the frame goes back to the queue, for the next writer
-            log.warning("prediction log: the writer process is gone; %d records go to the next one", n)
-            with self._cond:
-                back = w.pending.pop(fid, None)  # None: the acknowledgement reader already took it back
-                if back is not None:
-                    w.inflight -= n
-                    self._requeue([back])
-
-    def _requeue(self, frames: list) -> None:
-        """Puts unacknowledged frames back at the head of the queue (the caller holds the lock)."""
-        n = sum(rows for _, rows in frames)
-        self._inflight -= n
-        if self._closing:  # no writer will come after this one
-            self.dropped += n
-            self._dropped_counter.inc(n)
-            log.error("prediction log: the writer process ended with %d records not written", n)
-            return
-        for items, _ in reversed(frames):
-            self._items.extendleft(reversed(items))
-        self._queued_rows += n
-        self._cond.notify()
-
-    def _read_acks(self, w: _Writer) -> None:
-        """Counts the writer's acknowledgements; at its end, the frames it did not acknowledge go back to
-        the queue (the next writer writes them), or are dropped once the log is closing."""
-        try:
-            for line in w.proc.stdout:
-                try:
-                    ack = json.loads(line)
-                    frames = [int(f) for f in ack.get("frames") or ()]
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    log.error("prediction log: unreadable line from the writer: %r", line[:200])
-                    continue
-                w.progress_at = time.monotonic()
-                w.cpu_s = float(ack.get("cpu_s") or w.cpu_s)
-                if ack.get("retry"):
-                    self._set_write_error(str(ack.get("error")))
-                    continue
-                with self._cond:
-                    n = 0
-                    for f in frames:
-                        got = w.pending.pop(f, None)
-                        n += got[1] if got is not None else 0
-                    w.inflight -= n
-                    self._inflight -= n
-                if ack.get("heartbeat"):
-                    continue
-                if ack.get("ok"):
-                    self._set_write_error(None)
-                    self._count_written(n, int(ack.get("files") or 0))
-                else:
-                    self._count_dropped(n)
-                    log.error("prediction log: writing %d records failed; dropped (%s)", n, ack.get("error"))
-        finally:
-            with self._cond:
-                w.dead = True
-                frames = list(w.pending.values())
-                w.pending.clear()
-                w.inflight = 0
-                if frames:
-                    self._requeue(frames)
-                self._writers_cpu += w.cpu_s
-                w.cpu_s = 0.0
 
 
 def default_server_id() -> str:

@@ -29,16 +29,7 @@ LAYER_ALLOW = {
 CYCLE_ALLOW: set[str] = set()
 
 #: Modules over G.MAX_LINES lines with no `Size:` reason in their docstring, as (path, reason to split).
-SIZE_ALLOW = {
-    # recent requests, label decoding/memory, the label batcher and the endpoint in one module
-    ("serving/feedback.py", "split the label batcher (writes) from decoding and the endpoint"),
-    # admission/backpressure, JSON parsing, and the ASGI app with its routes
-    ("serving/http.py", "split Admission/Ticket (backpressure) from the routes"),
-    # the request-path queue, its sender thread and the writer-process supervision
-    ("serving/log_queue.py", "split the writer-process supervision from the queue"),
-    # loaded model/metadata, version source, the micro-batcher and the kserve Predictor
-    ("serving/model.py", "split the Batcher and ModelSource from the kserve Predictor"),
-}
+SIZE_ALLOW: set[tuple[str, str]] = set()
 
 # ----------------------------------------------------------------------------------------------- real tree
 
