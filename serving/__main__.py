@@ -303,9 +303,9 @@ def _is_shadow(args) -> bool:
         return True
     if not (args.store_uri and args.log_uri):
         return False
-    from kfloop import fs
+    from kfloop import layout
 
-    shadow = fs.join(args.store_uri, config.CanaryConfig().shadow_log)
+    shadow = layout.shadow_root(args.store_uri, config.CanaryConfig().shadow_log)
     return args.log_uri.rstrip("/") == shadow.rstrip("/")
 
 

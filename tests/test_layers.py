@@ -19,11 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------------------------------------ allowlists
 
 #: Arrows the floors forbid, as (importer, imported).
-LAYER_ALLOW = {
-    # push writes the monitoring reference beside the version with monitor's store_reference (issue 25: the
-    # reference is written through the store's rules, a ground-floor store/layout function push calls).
-    ("components.push.push", "components.monitor.reference"),
-}
+LAYER_ALLOW: set[tuple[str, str]] = set()
 
 #: Import cycles, as the chain the checker prints (rotated to start at the smallest module).
 CYCLE_ALLOW: set[str] = set()

@@ -72,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from components.batch_predict import batch_predict as B
-    from kfloop import fs
+    from kfloop import fs, layout
     from kfloop.app.checks import check_input_file, check_not_in_store, check_output_dir, check_output_file
     from kfloop.app.commands.validate import check_beam_args
 
@@ -147,7 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     print(
         f"scored {summary.get('rows', '?')} rows with {version} at {summary.get('rows_per_second', '?')} rows/s "
         f"-> {args.output}"
-        + ("" if args.no_log else f"; logged under {fs.join(args.store_uri, 'predictions')}")
+        + ("" if args.no_log else f"; logged under {layout.predictions(args.store_uri, args.model_name)}")
     )
     return 0
 
