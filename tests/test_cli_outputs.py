@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kfloop.app import checks, cli
+from kfloop.app import checks
 from tests import cli_cases
 from tests.conftest import TAXI_SPEC_PATH
 from tests.test_cli_errors import run_cli

@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from kfloop import config, datasets
+from kfloop import config, contract, datasets
 from kfloop.app.local import run_pipeline
 from kfloop.blessing import read_blessing
-from kfloop import contract
 from kfloop.store import ModelStore
 from pipelines import training
 
