@@ -46,6 +46,12 @@ def champion(tmp_path_factory):
     Path(store_uri).mkdir()
 
     argv = ["models", "publish", paths["module"], "--spec", paths["spec"], "--schema", paths["schema"]]
+    argv += [
+        "--train",
+        paths["train"],
+        "--eval",
+        paths["eval"],
+    ]  # its monitoring reference, published with it
     assert cli([*argv, "--store", store_uri]) == 0
     ms = ModelStore(store_uri)
     (version,) = ms.versions(NAME)
@@ -55,12 +61,7 @@ def champion(tmp_path_factory):
     assert json.loads(Path(blessing).read_text())["blessed"]
     assert cli(["models", "push", version, "--blessing", blessing, "--store", store_uri, "--name", NAME]) == 0
     assert ms.aliases(NAME) == {"champion": version}
-
-    # The reference of its train / eval data, stored beside the version (what push(reference_dir=) does).
-    stored_schema = contract.schema_uri(ms.model_uri(NAME, version))
-    ref_dir = str(d / "reference")
-    R.build_reference(paths["train"], paths["eval"], ref_dir, spec=spec, schema_path=stored_schema)
-    R.store_reference(store_uri, NAME, version, ref_dir)
+    assert R.stored_reference(store_uri, NAME, version)  # published with the version, write-once
     return store_uri, version, paths
 
 

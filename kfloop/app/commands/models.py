@@ -98,6 +98,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     pu.add_argument(
         "--model", dest="name", default=None, help="model name in the store (default: the spec's)"
     )
+    pu.add_argument(
+        "--train",
+        metavar="CSV",
+        help="the training split it learned from (Dataset form): its monitoring reference (TFDV statistics, "
+        "clip bounds) is built and published with the version, so the monitor can judge drift against it",
+    )
+    pu.add_argument(
+        "--eval", metavar="CSV", help="the eval split (Dataset form), for the reference (optional)"
+    )
     pu.add_argument("--json", action="store_true", help="print the result as JSON")
     pu.set_defaults(func=_publish)
 
@@ -216,6 +225,16 @@ def _publish(args: argparse.Namespace) -> int:
     if args.schema and not fs.exists(args.schema):
         print(f"kfloop models publish: --schema {args.schema}: does not exist", file=sys.stderr)
         return 2
+    for flag, uri in (("--train", args.train), ("--eval", args.eval)):
+        if uri and not fs.exists(uri):
+            print(f"kfloop models publish: {flag} {uri}: does not exist", file=sys.stderr)
+            return 2
+    if args.eval and not args.train:
+        print(
+            "kfloop models publish: --eval needs --train (the reference is the training data's)",
+            file=sys.stderr,
+        )
+        return 2
     problems = contract.check_model(args.model_dir, spec)
     for p in problems:
         print(f"kfloop models publish: {p}", file=sys.stderr)
@@ -247,12 +266,26 @@ def _publish(args: argparse.Namespace) -> int:
             **hashes,
         }
         fs.write_text(str(staging / contract.METADATA_FILE), json.dumps(metadata, indent=2))
+        artifacts = None
+        if args.train:
+            from kfloop import layout
+            from kfloop.reference import build_reference
+
+            ref_dir = str(Path(tmp) / "reference")
+            build_reference(args.train, args.eval or "", ref_dir, spec=spec, schema_path=schema or None)
+            artifacts = {layout.REFERENCE: ref_dir}
         try:
             ms = store.ModelStore(args.store)
-            version = ms.publish(args.name, str(staging), {"source": "published", "metrics": {}, **hashes})
+            version = ms.publish(
+                args.name,
+                str(staging),
+                {"source": "published", "metrics": {}, **hashes},
+                artifacts=artifacts,
+            )
         except store.StoreError as e:
             raise SystemExit(f"kfloop models publish: {e}") from None
     result = {"version": version, "model_uri": ms.model_uri(args.name, version), "aliases": [], **hashes}
+    result["reference"] = bool(artifacts)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -261,6 +294,11 @@ def _publish(args: argparse.Namespace) -> int:
             f"next: kfloop evaluate --store {args.store} --name {args.name} --version {version} --data EVAL_CSV "
             f"[--baseline CHAMPION_DIR] --blessing B.json, then kfloop models push {version} --blessing B.json"
         )
+        if not artifacts:
+            print(
+                "note: no monitoring reference (pass --train [--eval]): as champion, the scheduled monitor "
+                "cannot judge drift for this version"
+            )
     return 0
 
 
