@@ -43,8 +43,12 @@ def read_dataset(uri: str, spec: DatasetSpec):
 
 
 def write_dataset(frame, uri: str) -> None:
-    """Writes a DataFrame as a Dataset CSV (missing values as empty cells), atomically."""
-    fs.write_text(uri, frame.to_csv(index=False, na_rep=""))
+    """Writes a DataFrame as a Dataset CSV (missing values as empty cells), atomically.
+
+    Lines end in CRLF (RFC 4180): with a bare LF terminator Python's csv writer leaves a value holding a
+    carriage return unquoted, and reading the file back would split its row in two.
+    """
+    fs.write_text(uri, frame.to_csv(index=False, na_rep="", lineterminator="\r\n"))
 
 
 def encode(frame, spec: DatasetSpec, features: tuple[Feature, ...] | None = None) -> dict:

@@ -332,13 +332,13 @@ class _LiveCsv:
 
     def add(self, table, labels) -> None:
         _live_frame(table, labels, self.spec)[list(self.spec.dataset_columns)].to_csv(
-            self._f, index=False, header=self._header, na_rep=""
-        )
+            self._f, index=False, header=self._header, na_rep="", lineterminator="\r\n"
+        )  # CRLF, as kfloop.datasets.write_dataset (a value holding a carriage return stays quoted)
         self._header = False
 
     def close(self) -> None:
         if self._header:
-            self._f.write(",".join(self.spec.dataset_columns) + "\n")
+            self._f.write(",".join(self.spec.dataset_columns) + "\r\n")
         self._f.close()
 
 

@@ -150,9 +150,8 @@ def raw_datasets(spec, min_size: int = 1, max_size: int = 8, carriage_returns: b
     value (strings that differ only in case or blanks included). Strings are not padded and are not a
     missing token (those are not values a CSV can carry).
 
-    Strings hold no carriage return unless ``carriage_returns``: ``kfloop.datasets.write_dataset`` writes
-    a value with a bare ``"\r"`` unquoted (pandas ``to_csv`` with ``"\n"`` line ends), so the Dataset file
-    reads back with the row split in two (tests/test_spec_props.py holds that case, xfail strict).
+    Strings hold carriage returns only with ``carriage_returns`` (the Dataset-file round trip asks for them:
+    ``kfloop.datasets.write_dataset`` once wrote such a value unquoted and the row came back split).
     """
     import csv
     import datetime as dt
