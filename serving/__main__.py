@@ -262,13 +262,9 @@ def default_model_name(args) -> str:
             raise _fail(f"--model-name is required: {e}") from None
     else:
         try:
-            models = store.ModelStore(args.store_uri).models()
-        except (store.StoreError, OSError):
-            models = []
-        if len(models) != 1:
-            held = f"the store holds: {', '.join(models)}" if models else "the store holds no model"
-            raise _fail(f"--model-name is required (the dataset spec's name; {held})")
-        name = models[0]
+            name = store.only_model(args.store_uri)
+        except store.StoreError as e:
+            raise _fail(str(e)) from None
     _check_model_name(name)
     return name
 

@@ -81,6 +81,23 @@ class ModelStore(_Aliases, _Artifacts, _Integrity, _Versions, _History, _Base):
     """
 
 
+def only_model(root_uri: str, flag: str = "--model-name") -> str:
+    """The one model a store holds: the name a command takes when it is given none.
+
+    Raises:
+        StoreError: the store holds no model or several (or cannot be read); the message says ``flag`` is
+            required and what the store holds.
+    """
+    try:
+        models = ModelStore(root_uri).models()
+    except (StoreError, OSError):
+        models = []
+    if len(models) != 1:
+        held = f"the store holds: {', '.join(models)}" if models else "the store holds no model"
+        raise StoreError(f"{flag} is required: the dataset spec's name ({held})")
+    return models[0]
+
+
 __all__ = [
     "ANY",
     "CANARY",
@@ -103,4 +120,5 @@ __all__ = [
     "is_store_root",
     "is_version",
     "now_iso",
+    "only_model",
 ]

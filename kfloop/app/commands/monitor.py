@@ -175,16 +175,12 @@ def _check_name(args: argparse.Namespace) -> None:
     from kfloop import store
 
     if not args.model_name:
-        models: list[str] = []
-        if not args.host:
-            try:
-                models = store.ModelStore(args.store_uri).models()
-            except (store.StoreError, OSError):
-                models = []
-        if len(models) != 1:
-            held = f" (the store holds: {', '.join(models)})" if models else ""
-            raise SystemExit(f"kfloop monitor: --model-name is required: the dataset spec's name{held}")
-        args.model_name = models[0]
+        if args.host:  # the store is the cluster's: not read from here
+            raise SystemExit("kfloop monitor: --model-name is required: the dataset spec's name")
+        try:
+            args.model_name = store.only_model(args.store_uri)
+        except store.StoreError as e:
+            raise SystemExit(f"kfloop monitor: {e}") from None
     try:
         store.check_model_name(args.model_name)
     except store.StoreError as e:

@@ -156,15 +156,10 @@ def _check_name(args: argparse.Namespace) -> None:
     """Checks ``--model-name``; without one, takes the store's only model."""
     from kfloop import store
 
-    if not args.model_name:
-        try:
-            models = store.ModelStore(args.store_uri).models()
-        except (store.StoreError, OSError):
-            models = []
-        if len(models) != 1:
-            held = f" (the store holds: {', '.join(models)})" if models else " (the store holds no model)"
-            raise SystemExit(f"kfloop predict: --model-name is required: the dataset spec's name{held}")
-        args.model_name = models[0]
+    try:
+        args.model_name = args.model_name or store.only_model(args.store_uri)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop predict: {e}") from None
     try:
         store.check_model_name(args.model_name)
     except store.StoreError as e:

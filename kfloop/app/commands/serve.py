@@ -116,13 +116,9 @@ def _default_name(args: argparse.Namespace) -> str:
         except (FileNotFoundError, spec.SpecError) as e:
             raise SystemExit(f"kfloop serve: --model-name is required: {e}") from None
     try:
-        models = store.ModelStore(args.store_uri).models()
-    except (store.StoreError, OSError):
-        models = []
-    if len(models) != 1:
-        held = f" (the store holds: {', '.join(models)})" if models else " (the store holds no model)"
-        raise SystemExit(f"kfloop serve: --model-name is required: the dataset spec's name{held}")
-    return models[0]
+        return store.only_model(args.store_uri)
+    except store.StoreError as e:
+        raise SystemExit(f"kfloop serve: {e}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
