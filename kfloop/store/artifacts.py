@@ -38,12 +38,17 @@ def check_artifact_name(artifact: str) -> str:
 
 
 def _manifest_of(src_dir: str, what: str) -> tuple[Path, dict]:
+    """``(local folder, {relative path: {"size", "sha256"}})`` of a non-empty source folder.
+
+    Raises:
+        StoreError: ``"<what> '<src_dir>' does not exist or is not a directory"`` / ``"... is empty"``.
+    """
     src = Path(fs.local_copy(str(src_dir)))
     if not src.is_dir():
-        raise StoreError(f"{what}: {str(src_dir)!r} does not exist or is not a directory")
+        raise StoreError(f"{what} {str(src_dir)!r} does not exist or is not a directory")
     files = sorted(p for p in src.rglob("*") if p.is_file())
     if not files:
-        raise StoreError(f"{what}: {str(src_dir)!r} is empty")
+        raise StoreError(f"{what} {str(src_dir)!r} is empty")
     return src, {
         p.relative_to(src).as_posix(): {"size": p.stat().st_size, "sha256": _sha256_file(p)} for p in files
     }
@@ -59,7 +64,7 @@ class _Artifacts:
             StoreError: bad source, an artifact already written, or stored files that differ from the source.
         """
         what = f"artifact {artifact!r} of {name} {version}"
-        src, manifest = _manifest_of(src_dir, what)
+        src, manifest = _manifest_of(src_dir, f"{what}:")
         marker_uri = layout.artifact_marker(self.root, name, version, artifact)
         if fs.exists(marker_uri):
             raise StoreError(f"{what} is written already ({marker_uri}); artifacts are write-once")
@@ -72,11 +77,7 @@ class _Artifacts:
                     raise StoreError(
                         f"{what}: {rel} exists with other content (an interrupted write); refusing it"
                     ) from None
-        got = self._stat_files(base)
-        want = {rel: m["size"] for rel, m in manifest.items()}
-        if got != want:
-            diff = sorted(set(got.items()) ^ set(want.items()))[:5]
-            raise StoreError(f"{what}: stored files do not match the source: {diff}")
+        self._check_uploaded(base, manifest, f"{what}: stored files do not match the source")
         marker = {
             "artifact": artifact,
             "version": version,

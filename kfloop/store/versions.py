@@ -94,6 +94,15 @@ class _Versions:
             return {}
         return {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
+    def _check_uploaded(self, prefix: str, manifest: dict, what: str) -> None:
+        """Raises :class:`StoreError` (``"<what>: [differences]"``) unless the files under ``prefix`` are
+        exactly the manifest's, by size."""
+        got = self._stat_files(prefix)
+        want = {rel: m["size"] for rel, m in manifest.items()}
+        if got != want:
+            diff = sorted(set(got.items()) ^ set(want.items()))[:5]
+            raise StoreError(f"{what}: {diff}")
+
     # --------------------------------------------------------------------------------------- publish
     def publish(
         self,
@@ -138,22 +147,13 @@ class _Versions:
             done = self._published_by_run(name, run_id)
             if done:
                 return done
-        src = Path(fs.local_copy(str(model_dir)))
-        if not src.is_dir():
-            raise StoreError(f"model directory {str(model_dir)!r} does not exist or is not a directory")
-        files = sorted(p for p in src.rglob("*") if p.is_file())
-        if not files:
-            raise StoreError(f"model directory {str(model_dir)!r} is empty")
+        src, manifest = _manifest_of(model_dir, "model directory")
         if not (src / "saved_model.pb").is_file():
             raise StoreError(f"model directory {str(model_dir)!r} has no saved_model.pb (not a SavedModel)")
-        manifest = {
-            p.relative_to(src).as_posix(): {"size": p.stat().st_size, "sha256": _sha256_file(p)}
-            for p in files
-        }
         artifacts = dict(artifacts or {})
         for artifact, src_dir in artifacts.items():  # bad input: refused before anything is written
             check_artifact_name(artifact)
-            _manifest_of(src_dir, f"artifact {artifact!r} of {name}")
+            _manifest_of(src_dir, f"artifact {artifact!r} of {name}:")
         actor = actor or default_actor()
         self.reconcile(name)  # records a crashed publisher / mover left behind
 
@@ -168,11 +168,9 @@ class _Versions:
                 raise StoreError(
                     f"publish of {name} {version}: {rel} already exists in the claimed version directory"
                 ) from None
-        got = self._stat_files(model_uri)
-        want = {rel: m["size"] for rel, m in manifest.items()}
-        if got != want:
-            diff = sorted(set(got.items()) ^ set(want.items()))[:5]
-            raise StoreError(f"publish of {name} {version}: uploaded files do not match the source: {diff}")
+        self._check_uploaded(
+            model_uri, manifest, f"publish of {name} {version}: uploaded files do not match the source"
+        )
         for artifact, src_dir in sorted(artifacts.items()):
             self._write_artifact(name, version, artifact, src_dir, actor)
         published_at = now_iso()
