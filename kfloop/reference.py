@@ -100,13 +100,13 @@ def build_reference(
     schema = V.load_schema(schema_path) if schema_path else V.spec_schema(spec)
     train = datasets.read_dataset(train_uri, spec)
     bounds = clip_bounds(train, cfg.clip_quantile, spec)
-    train_stats = V.compute_statistics(
-        clip_numeric(train, bounds, spec),
-        schema=schema,
-        spec=spec,
-        beam_pipeline_args=beam_pipeline_args,
-    )
-    V.write_statistics(train_stats, fs.join(out_uri, "train_stats.pb"))
+
+    def write_statistics(frame, name: str) -> None:  # of the frame clipped to the training bounds
+        clipped = clip_numeric(frame, bounds, spec)
+        stats = V.compute_statistics(clipped, schema=schema, spec=spec, beam_pipeline_args=beam_pipeline_args)
+        V.write_statistics(stats, fs.join(out_uri, name))
+
+    write_statistics(train, "train_stats.pb")
     meta = {
         "format": FORMAT,
         "clip_quantile": cfg.clip_quantile,
@@ -119,13 +119,7 @@ def build_reference(
     if eval_uri:
         evals = datasets.read_dataset(eval_uri, spec)
         if len(evals):
-            eval_stats = V.compute_statistics(
-                clip_numeric(evals, bounds, spec),
-                schema=schema,
-                spec=spec,
-                beam_pipeline_args=beam_pipeline_args,
-            )
-            V.write_statistics(eval_stats, fs.join(out_uri, "eval_stats.pb"))
+            write_statistics(evals, "eval_stats.pb")
             meta["eval_rows"] = len(evals)
     fs.write_text(fs.join(out_uri, "reference.json"), json.dumps(meta, indent=1, sort_keys=True))
     return meta
