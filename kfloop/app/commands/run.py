@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from kfloop import spec as kspec
     from kfloop.app import loop
-    from kfloop.app.checks import check_input_file, check_output_dir
+    from kfloop.app.checks import check_input_file, check_output_dir, spec_misfit
 
     check_input_file(args.spec, "kfloop run: --spec")
     check_input_file(args.data, "kfloop run: --data")
@@ -115,10 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         spec = kspec.load(args.spec)
     except kspec.SpecError as e:
         raise SystemExit(f"kfloop run: {e}") from None
-    problems = _sample_problems(args.data, spec)
-    if problems:  # before anything runs: one line naming the spec key
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise SystemExit(f"kfloop run: {args.spec} does not fit --data {args.data}: {problems[0]}{more}")
+    spec_misfit(_sample_problems(args.data, spec), "kfloop run: --spec")  # before anything runs
     cfg = _config(args)
     workdir = args.workdir or f"runs/loop-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     try:
