@@ -338,6 +338,7 @@ def test_the_training_pipeline_runs_on_what_init_wrote(stops_init, stops_sample,
         source=str(stops_sample),
         store_uri=store_uri,
         model_name=spec.name,
+        schema=str(path.parent / "schema.pbtxt"),  # init's schema validates the training window, as proposed
         deploy_mode="local",
         epochs=3,
     )
@@ -350,3 +351,6 @@ def test_the_training_pipeline_runs_on_what_init_wrote(stops_init, stops_sample,
     served = tf.saved_model.load(version_dir).signatures[contract.RAW_SIGNATURE]
     assert set(served.structured_input_signature[1]) == set(spec.input_names)
     assert contract.check_model(version_dir, stored) == []
+    from kfloop.tfdv.schema import load_schema
+
+    assert load_schema(contract.schema_uri(version_dir)) == load_schema(path.parent / "schema.pbtxt")

@@ -299,12 +299,20 @@ def from_spec(schema, spec: DatasetSpec, stats=None):
     return schema
 
 
-def infer_schema(stats, spec: DatasetSpec):
-    """Infers a schema from training statistics with TFDV and applies :func:`from_spec` to it."""
+def infer_schema(stats, spec: DatasetSpec, *, presence_floors: bool = True):
+    """Infers a schema from training statistics with TFDV and applies :func:`from_spec` to it.
+
+    Args:
+        stats: The training statistics.
+        spec: The dataset spec.
+        presence_floors: Whether a nullable column's observed presence becomes its floor (:func:`from_spec`);
+            False for statistics of a whole file rather than of a training window (``kfloop init``): a
+            floor read off all rows refuses a window that has none (a column recorded only from a date on).
+    """
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.infer_schema(stats, infer_feature_shape=False)
-    return from_spec(schema, spec, stats)
+    return from_spec(schema, spec, stats if presence_floors else None)
 
 
 def spec_schema(spec: DatasetSpec):

@@ -226,12 +226,7 @@ def _init(args: argparse.Namespace) -> int:
         stats = ops.compute_statistics(cleaned, spec=spec)
     except Exception as e:  # one line naming the cause; nothing written
         raise SystemExit(f"kfloop init: the sample cannot be cleaned with the proposed spec: {e}") from None
-    inferred = kschema.infer_schema(stats, spec)
-    for feat in inferred.feature:  # a presence floor read off the whole file refuses a window that has none
-        if spec.feature(feat.name).nullable:
-            feat.presence.ClearField("min_fraction")
-            feat.presence.min_count = 0
-    schema = kschema.to_text(inferred, spec)
+    schema = kschema.to_text(kschema.infer_schema(stats, spec, presence_floors=False), spec)
     fs.write_text(spec_uri, text)
     fs.write_text(schema_uri, schema)
     drawn = f"{len(frame):,} rows drawn from the {total:,}" if total > len(frame) else f"all {total:,} rows"
