@@ -59,7 +59,7 @@ def _pipeline_inputs(func) -> set[str]:
 
 
 class _Loop:
-    def __init__(self, workdir: Path, source: str, spec, cfg: LoopConfig, progress):
+    def __init__(self, workdir: Path, source: str, spec, cfg: LoopConfig, progress, schema: str = ""):
         from kfloop import spec as kspec
 
         self.workdir, self.source, self.spec, self.cfg = workdir, source, spec, cfg
@@ -68,6 +68,9 @@ class _Loop:
         self.spec_path = str(workdir / "spec.yaml")  # what every training run of this loop gets
         fs.write_text(self.spec_path, kspec.dump(spec))
         self.schema_path = ""  # the first training run's reviewed schema ("" = the spec's own)
+        if schema:  # a copy: the run does not depend on the user's file
+            self.schema_path = str(workdir / "schema.pbtxt")
+            fs.write_text(self.schema_path, fs.read_text(schema))
         self.progress = progress
         self.t0 = time.perf_counter()
         self.steps: list[dict] = []
@@ -328,10 +331,7 @@ def run_loop(
         raise LoopError(f"workdir {work} is not empty (the loop starts from a fresh store)")
     work.mkdir(parents=True, exist_ok=True)
     source = str(Path(source).resolve())
-    loop = _Loop(work, source, spec, cfg, progress)
-    if schema:
-        loop.schema_path = str(work / "schema.pbtxt")  # a copy: the run does not depend on the user's file
-        fs.write_text(loop.schema_path, fs.read_text(schema))
+    loop = _Loop(work, source, spec, cfg, progress, schema)
     started = _iso_now()
     outcome: list[str] = []
     try:
