@@ -19,7 +19,7 @@ from functools import partial
 
 from kfloop import config, datasets, fs
 from kfloop import row_checks as checks
-from kfloop.spec import DatasetSpec, Kind, SpecDataError, TimeFormat
+from kfloop.spec import DatasetSpec, Kind, SpecDataError, Task, TimeFormat
 
 
 class IngestError(ValueError):
@@ -83,6 +83,11 @@ def _present_text(series):
     return text[text != ""]
 
 
+def _index_texts(spec: DatasetSpec) -> list[str]:
+    """The Dataset-form label values of a class task as text: ``0``, ``1`` (binary), ``0``..``K-1``."""
+    return [str(i) for i in range(spec.n_classes)]
+
+
 def is_raw(frame, spec: DatasetSpec) -> bool:
     """Whether a CSV (read as text, e.g. a sample of its first rows) is in raw form rather than Dataset form.
 
@@ -91,7 +96,10 @@ def is_raw(frame, spec: DatasetSpec) -> bool:
     1. A column the spec excludes is present (Dataset form never has one): raw.
     2. The label column is absent and the columns its derivation reads are all present (the label is
        still to be derived): raw. (Data without the label and its sources is judged by the rules below.)
-    3. A label value is not 0 or 1: raw (a ``yes``/``no`` label).
+    3. A label value is not 0 or 1 (binary), not a class index 0..K-1 (multiclass): raw (a ``yes``/``no``
+       label, a class name). A regression label is a number in both forms (this rule does not apply); so
+       are integer classes, which makes a multiclass file whose classes are ``0..K-1`` in order the same
+       in both forms.
     4. With a time column whose format is not epoch seconds: a time value that is not an integer is raw
        (an ISO time, or epoch milliseconds with a fraction); with ``epoch_millis`` the magnitude of the
        values is not used, so an epoch-millisecond file whose label is already 0/1 counts as Dataset form
@@ -112,7 +120,7 @@ def is_raw(frame, spec: DatasetSpec) -> bool:
     if label not in cols:
         if spec.derive_inputs and all(c in cols for c in spec.derive_inputs):
             return True
-    elif not _present_text(frame[label]).isin(["0", "1"]).all():
+    elif spec.task is not Task.REGRESSION and not _present_text(frame[label]).isin(_index_texts(spec)).all():
         return True
     if (
         spec.time is not None
@@ -154,7 +162,7 @@ def spec_problems(raw, spec: DatasetSpec, *, with_label: bool = True) -> list[st
         key = "label.derive" if lab.derive is not None else "label.column"
         absent = [c for c in sources if c not in cols and c not in spec.input_names]  # features: clean's
         problems.extend(f"{key}: {c!r} is not a column of the data" for c in absent)
-        if lab.derive is None and lab.column in cols:
+        if spec.task is Task.BINARY and lab.derive is None and lab.column in cols:
             text = _text(raw, lab.column)
             present = text[~(text.isin(_tokens(spec)) | (text == ""))]
             values = spec.label_values(pd.DataFrame({lab.column: present}))
@@ -177,8 +185,14 @@ def spec_problems(raw, spec: DatasetSpec, *, with_label: bool = True) -> list[st
 
 
 def dataset_form(spec: DatasetSpec) -> DatasetSpec:
-    """The spec that reads Dataset form: epoch-second times, a 0/1 label (positive class 1), empty = missing."""
-    label = spec.label_spec.model_copy(update={"derive": None, "positive": 1})
+    """The spec that reads Dataset form: epoch-second times, empty = missing, and the label as Dataset form
+    writes it: 0/1 (positive class 1), class indices (classes ``0..K-1``), or the regression number."""
+    if spec.task is Task.BINARY:
+        label = spec.label_spec.model_copy(update={"derive": None, "positive": 1})
+    elif spec.task is Task.MULTICLASS:
+        label = spec.label_spec.model_copy(update={"classes": tuple(range(spec.n_classes))})
+    else:
+        label = spec.label_spec
     update: dict = {"label_spec": label, "missing_values": ("",), "exclude": ()}
     if spec.time is not None:
         update["time"] = spec.time.model_copy(update={"format": TimeFormat.EPOCH_SECONDS})
@@ -326,17 +340,19 @@ def clean(
             raise IngestError(outside.message.replace(repr(outside.value), repr(value), 1))
         out[time_name] = seconds.astype("Int64")
     label = read.label.name
+    label_dtype = "Float64" if read.task is Task.REGRESSION else "Int64"
     if not has_label:
-        out[label] = pd.array([pd.NA] * len(raw), dtype="Int64")
+        out[label] = pd.array([pd.NA] * len(raw), dtype=label_dtype)
     elif read.label_spec.derive is not None:
         frame = _derive_frame(raw, out, read, missing_of)
         out[label] = _converted(lambda: read.label_values(frame)).astype("Int64")
     else:
         text = _text(raw, read.label_spec.column)
         if form == "dataset":
-            _numbers(label, text, missing_of(text), integer=True)  # names a stray value's line
+            # names a stray value's line
+            _numbers(label, text, missing_of(text), integer=read.task is not Task.REGRESSION)
         frame = pd.DataFrame({read.label_spec.column: text.where(~missing_of(text), None)})
-        out[label] = _converted(lambda: read.label_values(frame)).astype("Int64")
+        out[label] = _converted(lambda: read.label_values(frame)).astype(label_dtype)
     return out[list(read.dataset_columns)]
 
 

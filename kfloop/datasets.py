@@ -23,7 +23,7 @@ _INT_KINDS = (Kind.CATEGORICAL_INT, Kind.BOOLEAN, Kind.TIMESTAMP, Kind.LABEL)
 def read_dataset(uri: str, spec: DatasetSpec):
     """Reads a Dataset CSV (local path or ``gs://``) into a pandas DataFrame with proper dtypes.
 
-    Numeric columns are float (NaN = missing); categorical-int, boolean, timestamp and label columns are
+    Numeric columns and a regression label are float (NaN = missing); categorical-int, boolean, timestamp and label columns are
     pandas nullable ``Int64``; strings are ``object`` with NaN for missing. Columns the spec does not
     know are kept as text.
     """
@@ -35,7 +35,7 @@ def read_dataset(uri: str, spec: DatasetSpec):
             kind = spec.feature(name).kind
         except KeyError:
             continue
-        if kind == Kind.NUMERIC:
+        if kind in (Kind.NUMERIC, Kind.TARGET):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
         elif kind in _INT_KINDS:
             frame[name] = pd.to_numeric(frame[name]).astype("Int64")
@@ -79,7 +79,8 @@ def encode(frame, spec: DatasetSpec, features: tuple[Feature, ...] | None = None
 
 def to_examples(frame, spec: DatasetSpec, with_label: bool = True) -> list[bytes]:
     """Serializes Dataset-form rows as ``tf.Example`` protos (absent key = missing value), for TFMA and
-    serving_default: floats for numeric features, bytes for strings, int64 for the rest."""
+    serving_default: floats for numeric features and a regression label, bytes for strings, int64 for the
+    rest (a class label: 0/1 or the class index)."""
     import pandas as pd
     import tensorflow as tf
 
@@ -93,7 +94,7 @@ def to_examples(frame, spec: DatasetSpec, with_label: bool = True) -> list[bytes
             v = cols[f.name][i]
             if pd.isna(v):
                 continue
-            if f.kind == Kind.NUMERIC:
+            if f.kind in (Kind.NUMERIC, Kind.TARGET):
                 fmap[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
             elif f.kind == Kind.CATEGORICAL_STR:
                 fmap[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode()]))

@@ -44,7 +44,7 @@ _NON_FINITE_TOKEN = re.compile(r"[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
 #: Kinds whose Dataset-form columns hold numbers (the label and booleans are 0/1 there; a Dataset CSV may come
 #: from elsewhere than kfloop).
-_NUMERIC_KINDS = (Kind.NUMERIC, Kind.CATEGORICAL_INT, Kind.BOOLEAN, Kind.TIMESTAMP, Kind.LABEL)
+_NUMERIC_KINDS = (Kind.NUMERIC, Kind.CATEGORICAL_INT, Kind.BOOLEAN, Kind.TIMESTAMP, Kind.LABEL, Kind.TARGET)
 
 #: The event times accepted when the caller configures none: from the Unix epoch to the wall clock plus a day.
 #: Nothing dataset-specific: a negative time (a sentinel, a 1967 clock) or one far in the future (milliseconds

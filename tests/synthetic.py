@@ -1,6 +1,7 @@
 """A small synthetic dataset that is nothing like the taxi data, and its spec (for the data-floor tests).
 
-It has an ISO-8601 time column with a zone, a ``yes``/``no`` label, ``NA`` as its missing-value token (and
+Besides the binary ``churned`` it carries a regression label (``minutes``) and a multiclass one (``goal``),
+with a spec per task (:data:`SPECS`). It has an ISO-8601 time column with a zone, a ``yes``/``no`` label, ``NA`` as its missing-value token (and
 empty cells), an excluded id column, a boolean (``true``/``false``), a string categorical with a domain, a
 categorical int and a nullable string column. Deterministic: the same ``rows`` and ``seed`` give the same
 file.
@@ -35,7 +36,24 @@ drift:
   default: {threshold: 0.1, mode: trigger}
 """
 
-HEADER = ["visit_id", "when", "age", "plan", "visits", "member", "city", "churned"]
+#: The same data with a regression label (``minutes``: the next visit's length) and a multiclass label
+#: (``goal``: what the member trains for); each spec excludes the other tasks' labels.
+REGRESSION_SPEC_YAML = (
+    SPEC_YAML.replace("name: synthetic-visits", "name: synthetic-minutes\ntask: regression")
+    .replace('label: {column: churned, positive: "yes"}', "label: {column: minutes}")
+    .replace("exclude: [visit_id]", "exclude: [visit_id, churned, goal]")
+)
+GOALS = ["strength", "cardio", "mobility", "weight"]
+MULTICLASS_SPEC_YAML = (
+    SPEC_YAML.replace("name: synthetic-visits", "name: synthetic-goals\ntask: multiclass")
+    .replace(
+        'label: {column: churned, positive: "yes"}', f"label: {{column: goal, classes: [{', '.join(GOALS)}]}}"
+    )
+    .replace("exclude: [visit_id]", "exclude: [visit_id, churned, minutes]")
+)
+SPECS = {"binary": SPEC_YAML, "regression": REGRESSION_SPEC_YAML, "multiclass": MULTICLASS_SPEC_YAML}
+
+HEADER = ["visit_id", "when", "age", "plan", "visits", "member", "city", "churned", "minutes", "goal"]
 CITIES = ["Lyon", "Oslo", "Quito", "Perth", "Dakar"]
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -62,6 +80,20 @@ def rows(n: int, seed: int = 7) -> list[list[str]]:
                 "yes" if rng.random() < risk else "no",
             ]
         )
+        minutes = 30 + (0 if age > 60 else 0.4 * (60 - age)) + {"basic": 0, "plus": 10, "pro": 25}[plan]
+        scores = [
+            (1.5 if plan == "pro" else 0) + (1.0 if age < 35 else 0),  # strength
+            (1.2 if plan == "plus" else 0) + 0.5,  # cardio
+            (2.0 if age > 60 else 0),  # mobility
+            (1.0 if plan == "basic" else 0) + 0.3,  # weight
+        ]
+        weights = [2.718**x for x in scores]
+        out[-1].extend(
+            [
+                "NA" if rng.random() < 0.02 else f"{minutes + rng.gauss(0, 8):.1f}",
+                rng.choices(GOALS, weights)[0],
+            ]
+        )
     return out
 
 
@@ -70,11 +102,12 @@ def csv_text(n: int, seed: int = 7) -> str:
     return "\n".join(",".join(r) for r in [HEADER, *rows(n, seed)]) + "\n"
 
 
-def write(folder: Path, rows: int = 400, seed: int = 7) -> tuple[Path, Path]:
-    """Writes ``spec.yaml`` and ``visits.csv`` into ``folder``; returns their paths."""
+def write(folder: Path, rows: int = 400, seed: int = 7, task: str = "binary") -> tuple[Path, Path]:
+    """Writes ``spec.yaml`` (of ``task``: binary, regression or multiclass) and ``visits.csv`` into
+    ``folder``; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     spec_path, data = folder / "spec.yaml", folder / "visits.csv"
-    spec_path.write_text(SPEC_YAML)
+    spec_path.write_text(SPECS[task])
     data.write_text(csv_text(rows, seed))
     return spec_path, data

@@ -8,7 +8,11 @@ import math
 
 
 class Kind(str, enum.Enum):
-    """How a column is interpreted (``timestamp`` and ``label`` are kfloop's own, never a column kind)."""
+    """How a column is interpreted (``timestamp``, ``label`` and ``target`` are kfloop's own, never a column kind).
+
+    ``label`` is a class label (binary 0/1, or a multiclass class index); ``target`` is a regression label
+    (a number in the label's own units).
+    """
 
     NUMERIC = "numeric"
     CATEGORICAL_INT = "categorical_int"
@@ -16,6 +20,7 @@ class Kind(str, enum.Enum):
     BOOLEAN = "boolean"
     TIMESTAMP = "timestamp"
     LABEL = "label"
+    TARGET = "target"
 
     @classmethod
     def _missing_(cls, value):
@@ -27,9 +32,16 @@ COLUMN_KINDS = (Kind.NUMERIC, Kind.CATEGORICAL_INT, Kind.CATEGORICAL_STR, Kind.B
 
 
 class Task(str, enum.Enum):
-    """What the model predicts."""
+    """What the model predicts (the spec's ``task``).
+
+    * ``binary``: the probability of the positive class (``label.positive`` or ``label.derive``).
+    * ``regression``: a number in the label's units (``label.column`` holds numbers).
+    * ``multiclass``: one probability per class of ``label.classes``, in that order.
+    """
 
     BINARY = "binary"
+    REGRESSION = "regression"
+    MULTICLASS = "multiclass"
 
 
 class TimeFormat(str, enum.Enum):
@@ -55,6 +67,7 @@ _DTYPE = {
     Kind.BOOLEAN: "int64",
     Kind.TIMESTAMP: "int64",
     Kind.LABEL: "int64",
+    Kind.TARGET: "float32",
 }
 _MISSING = {
     Kind.NUMERIC: math.nan,
@@ -63,6 +76,7 @@ _MISSING = {
     Kind.BOOLEAN: -1,
     Kind.TIMESTAMP: -1,
     Kind.LABEL: -1,
+    Kind.TARGET: math.nan,
 }
 
 

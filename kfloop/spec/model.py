@@ -167,6 +167,7 @@ class DatasetSpec(Strict):
             if name in first:
                 problems.append(Located(path, f"{role} {name!r} is also a feature (columns[{first[name]}])"))
 
+        problems.extend(self._task_label_problems())
         clash(("label", "column"), self.label_spec.column, "label column")
         if self.time is not None:
             clash(("time", "column"), self.time.column, "time column")
@@ -193,6 +194,44 @@ class DatasetSpec(Strict):
         if problems:
             raise Problems(problems)
         return self
+
+    def _task_label_problems(self) -> list[Located]:
+        lab, task = self.label_spec, self.task
+        out: list[Located] = []
+        if task is Task.BINARY:
+            if lab.derive is None and lab.positive is None:
+                out.append(
+                    Located(
+                        ("label", "positive"),
+                        "required without label.derive (the label value meaning class 1)",
+                    )
+                )
+            if lab.classes is not None:
+                out.append(
+                    Located(
+                        ("label", "classes"), "only a multiclass task has classes (binary: label.positive)"
+                    )
+                )
+            return out
+        for key in ("derive", "positive"):
+            if getattr(lab, key) is not None:
+                hint = (
+                    "label.classes lists the classes"
+                    if task is Task.MULTICLASS
+                    else "the column holds numbers"
+                )
+                out.append(Located(("label", key), f"not allowed with task {task.value} ({hint})"))
+        if task is Task.MULTICLASS and lab.classes is None:
+            out.append(
+                Located(
+                    ("label", "classes"), "required with task multiclass (the class values, in a fixed order)"
+                )
+            )
+        if task is Task.REGRESSION and lab.classes is not None:
+            out.append(
+                Located(("label", "classes"), "not allowed with task regression (the column holds numbers)")
+            )
+        return out
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DatasetSpec):
@@ -245,17 +284,42 @@ class DatasetSpec(Strict):
 
     @functools.cached_property
     def label(self) -> Feature:
-        """The label feature: 0/1, named ``label.column``."""
+        """The label feature, named ``label.column``: 0/1 (binary), the class index 0..K-1 in ``classes``
+        order (multiclass, kind ``label``), or the number itself (regression, kind ``target``)."""
         lab = self.label_spec
-        text = lab.description or (
-            f"1 when {lab.derive}, else 0"
-            if lab.derive is not None
-            else f"1 when {lab.column} is {lab.positive!r}"
-        )
+        if self.task is Task.REGRESSION:
+            text = lab.description or f"The value of {lab.column}"
+        elif self.task is Task.MULTICLASS:
+            text = lab.description or f"The index of {lab.column} in {list(lab.classes or ())}"
+        else:
+            text = lab.description or (
+                f"1 when {lab.derive}, else 0"
+                if lab.derive is not None
+                else f"1 when {lab.column} is {lab.positive!r}"
+            )
         d = self.drift.default
-        return Feature(
-            lab.column, Kind.LABEL, False, text, drift_threshold=d.threshold, drift_mode=d.mode.value
-        )
+        kind = Kind.TARGET if self.task is Task.REGRESSION else Kind.LABEL
+        return Feature(lab.column, kind, False, text, drift_threshold=d.threshold, drift_mode=d.mode.value)
+
+    @property
+    def classes(self) -> tuple:
+        """The class values of a multiclass task, in model order (``()`` for binary and regression)."""
+        return tuple(self.label_spec.classes or ()) if self.task is Task.MULTICLASS else ()
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: K (multiclass), 2 (binary), 0 (regression)."""
+        return {Task.BINARY: 2, Task.REGRESSION: 0}.get(self.task, len(self.classes))
+
+    def class_name(self, index: int):
+        """The class value of class index ``index`` (multiclass), as the spec writes it.
+
+        Raises:
+            IndexError: no such class (or the task is not multiclass).
+        """
+        if not 0 <= int(index) < len(self.classes):
+            raise IndexError(f"class index {index} is not in 0..{len(self.classes) - 1} ({self.task.value})")
+        return self.classes[int(index)]
 
     @functools.cached_property
     def input_names(self) -> tuple[str, ...]:

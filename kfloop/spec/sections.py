@@ -251,11 +251,16 @@ def derive_names(expr: str) -> tuple[str, ...]:
 
 
 class LabelSpec(Strict):
-    """The label (``label``): a raw column and its positive class, or a derivation over raw columns."""
+    """The label (``label``): a raw column and, per task, its positive class, a derivation or the classes.
+
+    Which keys a task takes is checked by the spec as a whole (it knows the task): binary needs ``positive``
+    or ``derive``; multiclass needs ``classes``; regression takes neither.
+    """
 
     column: str
     derive: str | None = None
     positive: str | int | None = None
+    classes: tuple[str | int, ...] | None = None
     description: str | None = None
 
     _check_column = field_validator("column", mode="before")(column_name)
@@ -278,10 +283,35 @@ class LabelSpec(Strict):
             raise ValueError(f"positive must be a string or an integer, got {v!r}")
         return v
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _check_classes(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list | tuple) or len(v) < 3:
+            raise ValueError(
+                f"classes must be a list of at least 3 class values (two classes: task binary with"
+                f" label.positive), got {v!r}"
+            )
+        kinds = set()
+        for i, x in enumerate(v):
+            if isinstance(x, bool):
+                raise Located(
+                    (i,), f"{str(x).lower()} is a YAML boolean: quote the class as the data writes it"
+                )
+            if not isinstance(x, str | int):
+                raise Located((i,), f"a class must be a string or an integer, got {x!r}")
+            if x in v[:i]:
+                raise Located((i,), f"class {x!r} is listed twice")
+            kinds.add(type(x))
+        if len(kinds) > 1:
+            raise ValueError(
+                "classes must be all strings or all integers (quote numbers to make them strings)"
+            )
+        return tuple(v)
+
     @model_validator(mode="after")
-    def _positive_xor_derive(self) -> LabelSpec:
-        if self.derive is None and self.positive is None:
-            raise Located(("positive",), "required without label.derive (the label value meaning class 1)")
+    def _positive_or_derive(self) -> LabelSpec:
         if self.derive is not None and self.positive is not None:
             raise Located(("positive",), "not allowed with label.derive (derive gives the class itself)")
         return self

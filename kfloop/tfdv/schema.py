@@ -120,8 +120,10 @@ def to_text(schema, spec: DatasetSpec) -> str:
 
 
 def _categorical_ints(spec: DatasetSpec):
-    """Features stored as categorical INT: categorical ints, booleans and the label."""
-    return (*spec.features_of(Kind.CATEGORICAL_INT), *spec.features_of(Kind.BOOLEAN), spec.label)
+    """Features stored as categorical INT: categorical ints, booleans and a class label (not a regression
+    label: it is a FLOAT)."""
+    label = (spec.label,) if spec.label.kind is Kind.LABEL else ()
+    return (*spec.features_of(Kind.CATEGORICAL_INT), *spec.features_of(Kind.BOOLEAN), *label)
 
 
 def hints(spec: DatasetSpec):
@@ -175,12 +177,13 @@ def from_spec(schema, spec: DatasetSpec, stats=None):
 
     * Columns: the schema holds the Dataset columns only (``spec.dataset_columns``); excluded, raw-only
       and unknown columns are dropped.
-    * Types from kinds: numeric → FLOAT; categorical int, boolean, the label → INT with
+    * Types from kinds: numeric and a regression label → FLOAT; categorical int, boolean, a class label → INT with
       ``int_domain.is_categorical`` (statistics carry top values, drift uses L-infinity); the time column →
       INT; categorical string → BYTES.
     * Ranges: a numeric ``range`` becomes ``float_domain`` min / max (either end may be open); a
       categorical-int ``range`` becomes ``int_domain`` min / max, and so does an integer ``domain`` (TFDV's
-      int domain is a range: its smallest and largest value); booleans and the label are 0..1.
+      int domain is a range: its smallest and largest value); booleans and a binary label are 0..1, a
+      multiclass label (the class index) 0..K-1.
     * String domains: a categorical string with a ``domain`` in the spec gets exactly that domain (and the
       spec's ``min_domain_mass`` as ``distribution_constraints``, so a small unseen share is allowed); one
       without keeps no domain (inference would reject every value unseen in training).
@@ -242,8 +245,10 @@ def from_spec(schema, spec: DatasetSpec, stats=None):
             if feat.WhichOneof("domain_info") not in (None, "int_domain"):
                 feat.ClearField(feat.WhichOneof("domain_info"))
             feat.int_domain.is_categorical = True
-            if f.kind in (Kind.BOOLEAN, Kind.LABEL):
+            if f.kind is Kind.BOOLEAN:
                 feat.int_domain.min, feat.int_domain.max = 0, 1
+            elif f.kind is Kind.LABEL:  # 0/1, or the class index 0..K-1
+                feat.int_domain.min, feat.int_domain.max = 0, spec.n_classes - 1
             elif f.range is not None:
                 lo, hi = f.range
                 if lo is not None:
@@ -256,7 +261,7 @@ def from_spec(schema, spec: DatasetSpec, stats=None):
             feat.type = schema_pb2.INT
             if feat.WhichOneof("domain_info") is not None:
                 feat.ClearField(feat.WhichOneof("domain_info"))
-        elif f.kind is Kind.NUMERIC:
+        elif f.kind in (Kind.NUMERIC, Kind.TARGET):
             feat.type = schema_pb2.FLOAT
             if feat.WhichOneof("domain_info") not in (None, "float_domain"):
                 feat.ClearField(feat.WhichOneof("domain_info"))
@@ -280,11 +285,11 @@ def from_spec(schema, spec: DatasetSpec, stats=None):
         feat.value_count.min = 1
         feat.value_count.max = 1
         del feat.not_in_environment[:]
-        if f.kind is Kind.LABEL:
+        if f.kind in (Kind.LABEL, Kind.TARGET):
             feat.not_in_environment.append(SERVING)
         feat.ClearField("drift_comparator")
         feat.ClearField("skew_comparator")
-        if f.kind not in (Kind.LABEL, Kind.TIMESTAMP) and f.drift_mode != DriftMode.OFF.value:
+        if f.kind not in (Kind.LABEL, Kind.TARGET, Kind.TIMESTAMP) and f.drift_mode != DriftMode.OFF.value:
             if f.kind is Kind.NUMERIC:
                 feat.drift_comparator.jensen_shannon_divergence.threshold = f.drift_threshold
             else:

@@ -77,7 +77,7 @@ def _column_values(name: str, series, spec: DatasetSpec | None):
     integral = bool(np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)))
     if kind == Kind.CATEGORICAL_STR:
         return present.astype(str).to_numpy(dtype=object), valid
-    if kind == Kind.NUMERIC or (kind is None and not integral) or not integral:
+    if kind in (Kind.NUMERIC, Kind.TARGET) or (kind is None and not integral) or not integral:
         return as_float.astype(np.float32), valid
     return as_float.astype(np.int64), valid
 
