@@ -12,12 +12,23 @@ what KServe's storage initializer downloads) holds:
 ``schema.pbtxt``            the TFDV schema of its training data (the monitoring reference)
 ==========================  ==============================================================================
 
-Signatures (both return ``{OUTPUT_KEY: float32[batch]}``, the probability of the positive class):
+Signatures (both return ``{output_key(spec): float32}``, the key and shape per the spec's task, see
+:data:`OUTPUT_KEYS`):
 
 - ``RAW_SIGNATURE`` (``predict_raw``): one 1-D tensor per model feature, named after it, dtype from the
   spec; missing values as the spec's sentinels (NaN, -1, "").
 - ``EXAMPLES_SIGNATURE`` (``serving_default``): ``examples``, a 1-D string tensor of serialized
   ``tf.Example``s.
+
+Outputs per task:
+
+- binary: ``probability`` float32 [batch], the probability of the positive class, in [0, 1].
+- regression: ``prediction`` float32 [batch], finite, in the label's own units.
+- multiclass: ``probabilities`` float32 [batch, K] (K = ``spec.n_classes``), a softmax in ``spec.classes``
+  order: every value in [0, 1], every row sums to 1.
+
+In a ``tf.Example`` the label is int64 for binary (0/1) and multiclass (the class index), float for
+regression.
 
 Checks and encodings (:func:`check_model`, :func:`encode_inputs`, :func:`synthetic_inputs`) import numpy,
 pandas and TensorFlow inside the functions: at module level only the standard library is imported, so both
@@ -32,14 +43,42 @@ RAW_SIGNATURE = "predict_raw"
 EXAMPLES_SIGNATURE = "serving_default"
 #: Name of the input of :data:`EXAMPLES_SIGNATURE`.
 EXAMPLES_INPUT = "examples"
-#: The output key of both signatures.
+#: The output key of both signatures of a binary model (kept for callers that only know binary models;
+#: use :func:`output_key` for a spec of any task).
 OUTPUT_KEY = "probability"
+#: The output key of both signatures per task (``spec.task.value``).
+OUTPUT_KEYS = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
+#: Rows of a multiclass output must sum to 1 within this.
+SUM_TOLERANCE = 1e-3
 #: Provenance and metrics of an export, written last.
 METADATA_FILE = "kfloop_metadata.json"
 #: The dataset spec the model was trained on.
 SPEC_FILE = "spec.yaml"
 #: The TFDV schema of the model's training data.
 SCHEMA_FILE = "schema.pbtxt"
+
+
+def task_of(spec_or_task) -> str:
+    """The task name (``"binary"``, ``"regression"``, ``"multiclass"``) of a spec, a Task or a task name.
+
+    Raises:
+        ValueError: not a task kfloop knows.
+    """
+    task = getattr(spec_or_task, "task", spec_or_task)
+    name = getattr(task, "value", task)
+    if name not in OUTPUT_KEYS:
+        raise ValueError(f"task {name!r} is not one of {', '.join(OUTPUT_KEYS)}")
+    return name
+
+
+def output_key(spec_or_task) -> str:
+    """The output key of both signatures for a spec (or a Task / task name): :data:`OUTPUT_KEYS`."""
+    return OUTPUT_KEYS[task_of(spec_or_task)]
+
+
+def output_shape(spec) -> list:
+    """The output's shape for a spec, ``None`` = the batch: ``[None]``, or ``[None, K]`` (multiclass)."""
+    return [None, spec.n_classes] if task_of(spec) == "multiclass" else [None]
 
 
 def spec_uri(model_dir: str) -> str:
@@ -130,10 +169,16 @@ def input_specs(spec) -> dict[str, str]:
 
 
 def signature_description(spec) -> dict:
-    """The two signatures' inputs and outputs for a spec (JSON-ready, as the metadata records them)."""
+    """The two signatures' inputs and outputs for a spec (JSON-ready, as the metadata records them).
+
+    Outputs are ``{key: "float32"}`` (the key per task); a multiclass spec adds ``output_shape``
+    ``[-1, K]``.
+    """
+    outputs = {output_key(spec): "float32"}
+    extra = {"output_shape": [-1, spec.n_classes]} if task_of(spec) == "multiclass" else {}
     return {
-        EXAMPLES_SIGNATURE: {"inputs": {EXAMPLES_INPUT: "string"}, "outputs": {OUTPUT_KEY: "float32"}},
-        RAW_SIGNATURE: {"inputs": input_specs(spec), "outputs": {OUTPUT_KEY: "float32"}},
+        EXAMPLES_SIGNATURE: {"inputs": {EXAMPLES_INPUT: "string"}, "outputs": dict(outputs), **extra},
+        RAW_SIGNATURE: {"inputs": input_specs(spec), "outputs": dict(outputs), **extra},
     }
 
 
@@ -200,8 +245,11 @@ def check_model(model_dir: str, spec, rows: int = 8) -> list[str]:
 
     Checked: both signatures present; :data:`RAW_SIGNATURE` takes exactly one input per model feature,
     named after it, with the spec's dtype and a 1-D shape; :data:`EXAMPLES_SIGNATURE` takes
-    :data:`EXAMPLES_INPUT` (1-D string); both return :data:`OUTPUT_KEY` as float32; a call of each on a
-    few synthetic rows (missing sentinels included) returns finite probabilities in [0, 1], one per row.
+    :data:`EXAMPLES_INPUT` (1-D string); both return :func:`output_key` of the spec's task as float32; a
+    call of each on a few synthetic rows (missing sentinels included) returns, per task: binary finite
+    probabilities in [0, 1], one per row; regression finite numbers, one per row; multiclass one row of
+    ``spec.n_classes`` finite probabilities in [0, 1] per row, each row summing to 1 (within
+    :data:`SUM_TOLERANCE`). Every line names the signature and the output.
 
     Args:
         model_dir: The SavedModel directory (local or ``gs://``).
@@ -228,34 +276,60 @@ def check_model(model_dir: str, spec, rows: int = 8) -> list[str]:
     for name in (RAW_SIGNATURE, EXAMPLES_SIGNATURE):
         if name not in sigs:
             problems.append(f"signature {name!r} is missing (has: {', '.join(sorted(sigs)) or 'none'})")
+    task = task_of(spec)
+    key = output_key(spec)
+    k = spec.n_classes if task == "multiclass" else None
 
     def outputs_ok(name, fn) -> bool:
         outs = fn.structured_outputs
-        if OUTPUT_KEY not in outs:
+        if key not in outs:
+            others = [v for t, v in OUTPUT_KEYS.items() if t != task and v in outs]
+            hint = f"; {others[0]!r} is the output of a {task_of_key(others[0])} model" if others else ""
             problems.append(
-                f"signature {name!r}: no output {OUTPUT_KEY!r} (returns: {', '.join(sorted(outs))})"
+                f"signature {name!r}: no output {key!r} (the {task} output; returns: "
+                f"{', '.join(sorted(outs))}{hint})"
             )
             return False
-        if outs[OUTPUT_KEY].dtype != tf.float32:
+        out = outs[key]
+        if out.dtype != tf.float32:
             problems.append(
-                f"signature {name!r}: output {OUTPUT_KEY!r} is {_tf_dtype_name(outs[OUTPUT_KEY].dtype)}, "
-                "expected float32"
+                f"signature {name!r}: output {key!r} is {_tf_dtype_name(out.dtype)}, expected float32"
             )
+        want_rank = 2 if k else 1
+        if out.shape.rank is not None and out.shape.rank != want_rank:
+            problems.append(
+                f"signature {name!r}: output {key!r} has shape {out.shape.as_list()}, expected "
+                f"{'[batch, ' + str(k) + ']' if k else '[batch]'} for a {task} model"
+            )
+            return False
+        if k and out.shape.rank == 2 and out.shape[1] is not None and out.shape[1] != k:
+            problems.append(
+                f"signature {name!r}: output {key!r} has {out.shape[1]} columns, the spec has {k} classes "
+                f"({', '.join(map(str, spec.classes))})"
+            )
+            return False
         return True
 
-    def probabilities(name, result, n) -> None:
-        p = np.asarray(result[OUTPUT_KEY], dtype=np.float64)
-        if p.shape != (n,):
+    def values_ok(name, result, n) -> None:
+        p = np.asarray(result[key], dtype=np.float64)
+        want = (n, k) if k else (n,)
+        if p.shape != want:
             problems.append(
-                f"signature {name!r}: output {OUTPUT_KEY!r} has shape {list(p.shape)} for {n} rows, "
-                f"expected [{n}]"
+                f"signature {name!r}: output {key!r} has shape {list(p.shape)} for {n} rows, "
+                f"expected {list(want)}"
             )
         elif not np.isfinite(p).all():
-            problems.append(f"signature {name!r}: output {OUTPUT_KEY!r} is not finite on synthetic rows")
-        elif (p < 0).any() or (p > 1).any():
+            problems.append(f"signature {name!r}: output {key!r} is not finite on synthetic rows")
+        elif task != "regression" and ((p < 0).any() or (p > 1).any()):
             problems.append(
-                f"signature {name!r}: output {OUTPUT_KEY!r} is outside [0, 1] "
+                f"signature {name!r}: output {key!r} is outside [0, 1] "
                 f"(min {p.min():.4g}, max {p.max():.4g}) on synthetic rows"
+            )
+        elif k and p.size and np.abs(p.sum(axis=1) - 1.0).max() > SUM_TOLERANCE:
+            sums = p.sum(axis=1)
+            problems.append(
+                f"signature {name!r}: output {key!r} rows do not sum to 1 (sums from {sums.min():.4g} "
+                f"to {sums.max():.4g} on synthetic rows; a softmax over the {k} classes does)"
             )
 
     data = synthetic_inputs(spec, rows)
@@ -292,7 +366,7 @@ def check_model(model_dir: str, spec, rows: int = 8) -> list[str]:
             except Exception as e:
                 problems.append(f"signature {RAW_SIGNATURE!r}: fails on synthetic rows ({type(e).__name__})")
             else:
-                probabilities(RAW_SIGNATURE, result, len(next(iter(data.values()))) if data else 0)
+                values_ok(RAW_SIGNATURE, result, len(next(iter(data.values()))) if data else 0)
     if EXAMPLES_SIGNATURE in sigs:
         fn = sigs[EXAMPLES_SIGNATURE]
         args = fn.structured_input_signature[1]
@@ -311,8 +385,13 @@ def check_model(model_dir: str, spec, rows: int = 8) -> list[str]:
                     f"signature {EXAMPLES_SIGNATURE!r}: fails on synthetic rows ({type(e).__name__})"
                 )
             else:
-                probabilities(EXAMPLES_SIGNATURE, result, len(examples))
+                values_ok(EXAMPLES_SIGNATURE, result, len(examples))
     return problems
+
+
+def task_of_key(key: str) -> str:
+    """The task whose output key ``key`` is (:data:`OUTPUT_KEYS`); ``"unknown"`` for another key."""
+    return next((t for t, v in OUTPUT_KEYS.items() if v == key), "unknown")
 
 
 def examples_from_inputs(spec, inputs: dict, labels=None) -> list[bytes]:
@@ -321,13 +400,15 @@ def examples_from_inputs(spec, inputs: dict, labels=None) -> list[bytes]:
     Args:
         spec: The dataset spec.
         inputs: ``{feature: array}`` with the missing-value sentinels.
-        labels: Optional 0/1 labels (None entries absent), stored under the label's name.
+        labels: Optional labels (None entries absent), stored under the label's name: int64 for binary
+            (0/1) and multiclass (the class index), float for regression.
     """
     import math
 
     import tensorflow as tf
 
     n = len(next(iter(inputs.values()))) if inputs else 0
+    float_label = task_of(spec) == "regression"
     out = []
     for i in range(n):
         fmap = {}
@@ -342,7 +423,11 @@ def examples_from_inputs(spec, inputs: dict, labels=None) -> list[bytes]:
             elif int(v) != f.missing:
                 fmap[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
         if labels is not None and labels[i] is not None:
-            fmap[spec.label.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(labels[i])]))
+            if float_label:
+                value = tf.train.Feature(float_list=tf.train.FloatList(value=[float(labels[i])]))
+            else:
+                value = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(labels[i])]))
+            fmap[spec.label.name] = value
         out.append(tf.train.Example(features=tf.train.Features(feature=fmap)).SerializeToString())
     return out
 
@@ -353,5 +438,6 @@ def to_examples(frame, spec, with_label: bool = True) -> list[bytes]:
 
     labels = None
     if with_label and spec.label.name in frame.columns:
-        labels = [None if pd.isna(v) else int(v) for v in frame[spec.label.name].tolist()]
+        cast = float if task_of(spec) == "regression" else int
+        labels = [None if pd.isna(v) else cast(v) for v in frame[spec.label.name].tolist()]
     return examples_from_inputs(spec, encode_inputs(frame, spec), labels)
