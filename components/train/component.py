@@ -28,7 +28,8 @@ def train_op(
 
     Args:
         train_data: Training split (Dataset CSV) from ingest.
-        eval_data: Evaluation split (Dataset CSV); early stopping watches its AUC.
+        eval_data: Evaluation split (Dataset CSV); early stopping watches the task's metric on it (binary
+            AUC, regression RMSE, multiclass log loss).
         spec: The dataset spec (YAML text or a URI): inputs, label and ``trainer``.
         schema_uri: The TFDV schema that validated the training data (path, ``gs://`` URI or the text
             proto), stored with the model; "" = the schema the spec alone implies
@@ -40,7 +41,7 @@ def train_op(
         batch_size: Rows per batch (>= 1).
         hidden_units: Comma-separated hidden layer sizes ("" = linear model).
         dropout: Dropout rate in [0, 1).
-        early_stopping_patience: Epochs without eval-AUC gain before stopping (0 = off).
+        early_stopping_patience: Epochs without gain of the task's eval metric before stopping (0 = off).
         seed: Random seed (weights, dropout, shuffling).
         mixed_precision: mixed_float16 on GPUs (ignored on CPU).
         checkpoint_dir: BackupAndRestore directory; "" = next to the model artifact under the pipeline
@@ -48,7 +49,9 @@ def train_op(
 
     Returns:
         model: The model directory (SavedModel, ``spec.yaml``, ``schema.pbtxt``, ``kfloop_metadata.json``).
-        metrics: Final eval ``auc``, ``loss``, ``accuracy`` and run facts.
+        metrics: The task's final eval metrics (binary ``auc``, ``loss``, ``accuracy``; regression ``rmse``,
+            ``mae``, ``r2`` in label units; multiclass ``accuracy``, ``log_loss``), their ``train_`` values
+            and run facts.
         report: Self-contained HTML training curves.
     """
     from pathlib import Path
@@ -57,6 +60,7 @@ def train_op(
     from kfloop import contract
     from kfloop import spec as kspec
     from training_image.trainer import HParams, parse_hidden_units, train
+    from training_image.trainer.fit import TRAIN_METRICS
 
     dataset_spec = kspec.load(spec)
     hp = None
@@ -96,9 +100,14 @@ def train_op(
         spec=dataset_spec,
         schema_uri=str(schema_file),
     )
+    # On the model artifact: the task's two headline metrics (binary auc, loss; regression rmse, mae;
+    # multiclass accuracy, log_loss).
+    headline = TRAIN_METRICS[dataset_spec.task.value]
     data = result.metadata["data"]
-    for name in ("auc", "loss", "accuracy", "train_auc", "train_loss", "best_epoch", "epochs_run"):
-        metrics.log_metric(name, result.metrics[name])
+    # The task's metrics (binary auc/loss/accuracy, regression rmse/mae/r2, multiclass accuracy/log_loss),
+    # their train_ values, best_epoch and epochs_run.
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
     metrics.log_metric("train_rows", data["train_rows"])
     metrics.log_metric("eval_rows", data["eval_rows"])
     model.metadata.update(
@@ -109,8 +118,8 @@ def train_op(
             "trainer": dataset_spec.trainer,
             "spec_sha256": result.metadata["spec_sha256"],
             "schema_sha256": result.metadata["schema_sha256"] or "",
-            "auc": result.metrics["auc"],
-            "loss": result.metrics["loss"],
+            "task": dataset_spec.task.value,
+            **{k: result.metrics[k] for k in headline},
             "train_window_start": data["train_window"]["start"],
             "train_window_end": data["train_window"]["end"],
             "device": result.device,

@@ -57,12 +57,16 @@ def _svg_chart(title: str, series: dict[str, list[float]], width: int = 520, hei
 
 
 def render_report(history: dict[str, list[float]], metrics: dict, metadata: dict | None = None) -> str:
-    """The training report: loss and AUC curves (train vs eval), final metrics, hyperparameters, data.
+    """The training report: the task's curves (train vs eval), final metrics, hyperparameters, data.
+
+    Curves per task (``metadata["task"]``, binary when absent): binary loss and AUC; regression loss
+    (standardised label), RMSE and MAE (label units); multiclass log loss and accuracy.
 
     Args:
         history: Keras history (``loss``, ``val_loss``, ``auc``, ``val_auc``, ...), one value per epoch.
-        metrics: Final metrics (``auc``, ``loss``, ...).
-        metadata: The model's ``kfloop_metadata.json`` content (hyperparameters, data, libraries).
+        metrics: Final metrics of the task (binary ``auc``, ``loss``, ...; regression ``rmse``, ``mae``,
+            ``r2``; multiclass ``accuracy``, ``log_loss``).
+        metadata: The model's ``kfloop_metadata.json`` content (task, hyperparameters, data, libraries).
 
     Returns:
         A complete HTML document.
@@ -72,20 +76,33 @@ def render_report(history: dict[str, list[float]], metrics: dict, metadata: dict
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
         for k, v in metrics.items()
     )
+    task = metadata.get("task", "binary")
+    loss_name = (metadata.get("hyperparameters") or {}).get("loss")
+    if task == "regression":
+        units = "label units"
+        loss_title = f"Loss ({'Huber' if loss_name == 'huber' else 'mean squared error'}, standardised label)"
+        curves = [("RMSE (" + units + ")", "rmse"), ("MAE (" + units + ")", "mae")]
+    elif task == "multiclass":
+        loss_title = "Log loss (sparse categorical cross-entropy)"
+        curves = [("Accuracy", "accuracy")]
+    else:
+        loss_title = "Loss (binary cross-entropy)"
+        curves = [("AUC", "auc")]
     sections = [
-        _svg_chart(
-            "Loss (binary cross-entropy)",
-            {"train": history.get("loss", []), "eval": history.get("val_loss", [])},
+        _svg_chart(loss_title, {"train": history.get("loss", []), "eval": history.get("val_loss", [])}),
+        *(
+            _svg_chart(title, {"train": history.get(key, []), "eval": history.get(f"val_{key}", [])})
+            for title, key in curves
         ),
-        _svg_chart("AUC", {"train": history.get("auc", []), "eval": history.get("val_auc", [])}),
     ]
-    details = {k: metadata[k] for k in ("hyperparameters", "data", "training", "libraries") if k in metadata}
+    keys = ("task", "classes", "label_scaling", "hyperparameters", "data", "training", "libraries")
+    details = {k: metadata[k] for k in keys if metadata.get(k) not in (None, [])}
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>kfloop training report</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
         "th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}pre{background:#f6f6f6;padding:8px}</style>"
         "</head><body>\n<h1>Training report</h1>\n"
-        f"<h2>Final eval metrics</h2><table>{rows}</table>\n<h2>Curves</h2>\n"
+        f"<h2>Final eval metrics ({html.escape(str(task))})</h2><table>{rows}</table>\n<h2>Curves</h2>\n"
         + "\n".join(sections)
         + "\n<h2>Run</h2><pre>"
         + html.escape(json.dumps(details, indent=2, default=str))

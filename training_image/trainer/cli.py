@@ -37,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(
                 flag, default=None, help=f"comma-separated (default {','.join(map(str, default))})"
             )
+        elif f.name == "loss":
+            p.add_argument(
+                flag, default=None, help="training loss (default: the task's; regression: mse|huber)"
+            )
+        elif f.name == "huber_delta":
+            p.add_argument(
+                flag, type=float, default=None, help="Huber delta, standardised units (default 1.0)"
+            )
         else:
             p.add_argument(flag, type=type(default), default=None, help=f"(default {default})")
     p.add_argument("-v", "--verbose", type=int, default=2, help="Keras fit verbosity (0, 1, 2)")

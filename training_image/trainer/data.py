@@ -1,7 +1,8 @@
 """Training data: Dataset-form CSVs read and checked against the spec, preprocessing statistics, tf.data.
 
 A Dataset-form CSV (kfloop's normalized artifact) has the spec's ``dataset_columns``: the time column as
-integer epoch seconds (if any), the model features, the label as 0/1; missing = an empty cell.
+integer epoch seconds (if any), the model features, the label (binary 0/1, multiclass the class index
+0..K-1, regression the number); missing = an empty cell.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from training_image.trainer.hparams import HParams, TrainError
 
 def read_split(uri: str, spec, what: str):
     """Reads a Dataset CSV and checks it against the spec: every model feature and the label present,
-    values of the feature's type, labels 0/1. Rows without a label are dropped.
+    values of the feature's type, labels of the task (binary 0/1, multiclass 0..K-1, regression finite
+    numbers). Rows without a label are dropped.
 
-    Numeric columns become float64 (NaN = missing); categorical ints, booleans, the time column and the
-    label pandas ``Int64``; categorical strings ``object`` with NaN for missing.
+    Numeric columns and a regression label become float64 (NaN = missing); categorical ints, booleans, the
+    time column and a class label pandas ``Int64``; categorical strings ``object`` with NaN for missing.
 
     Raises:
         TrainError: the file is missing, lacks a column, holds a value of the wrong type (naming column and
             CSV line), or has no labelled rows.
     """
+    import numpy as np
     import pandas as pd
 
     try:
@@ -52,8 +55,22 @@ def read_split(uri: str, spec, what: str):
             )
         frame[f.name] = values.astype("float64") if f.dtype == "float32" else values.astype("Int64")
     values = frame[label]
-    if (values.notna() & ~values.isin([0, 1])).any():
-        raise TrainError(f"{what} data {uri!r}: column {label!r} has a value other than 0/1")
+    task = spec.task.value
+    if task == "regression":
+        wrong = values.notna() & ~np.isfinite(values.astype("float64").fillna(0.0))
+        expected = "a finite number"
+    else:
+        allowed = [0, 1] if task == "binary" else list(range(spec.n_classes))
+        wrong = values.notna() & ~values.isin(allowed)
+        expected = "0/1" if task == "binary" else f"a class index 0..{spec.n_classes - 1}"
+    if wrong.any():
+        row = int(wrong.to_numpy().nonzero()[0][0])
+        if task == "binary":
+            raise TrainError(f"{what} data {uri!r}: column {label!r} has a value other than 0/1")
+        raise TrainError(
+            f"{what} data {uri!r}: column {label!r} has {values.iloc[row]!r} at CSV line {row + 2} "
+            f"(expected {expected}: the {task} label in Dataset form)"
+        )
     for f in spec.features_of("boolean"):
         if (frame[f.name].notna() & ~frame[f.name].isin([0, 1])).any():
             raise TrainError(f"{what} data {uri!r}: boolean column {f.name!r} has a value other than 0/1")
@@ -100,18 +117,50 @@ def feature_stats(train, spec, hp: HParams) -> dict:
     return stats
 
 
-def make_dataset(frame, spec, hp: HParams, training: bool, batch_size: int | None = None):
+def label_scaling(train, spec) -> dict | None:
+    """``{"mean", "std"}`` of a regression label on the training split (the model learns the standardised
+    label; the export turns its output back into label units); None for the other tasks. A constant label
+    gets std 1."""
+
+    if spec.task.value != "regression":
+        return None
+    y = train[spec.label.name].astype("float64").to_numpy()
+    std = float(y.std())
+    return {"mean": float(y.mean()), "std": std if std > 1e-12 else 1.0}
+
+
+def labels_of(frame, spec, scaling: dict | None = None):
+    """The label column as the Keras model learns it (numpy): binary float32 0/1 (shape [n]); multiclass
+    int64 class indices (shape [n]); regression the label standardised with ``scaling``, float32 [n, 1]."""
+    import numpy as np
+
+    col = frame[spec.label.name]
+    task = spec.task.value
+    if task == "multiclass":
+        return col.astype("int64").to_numpy(dtype=np.int64)
+    if task == "regression":
+        y = col.astype("float64").to_numpy(dtype=np.float64)
+        if scaling is not None:
+            y = (y - scaling["mean"]) / scaling["std"]
+        return y.astype(np.float32).reshape(-1, 1)
+    return col.astype("int64").to_numpy(dtype=np.float32)
+
+
+def make_dataset(
+    frame, spec, hp: HParams, training: bool, batch_size: int | None = None, scaling: dict | None = None
+):
     """A ``tf.data`` pipeline of ``({feature: tensor}, label)`` batches; shuffled (seeded) when training.
+
+    The labels are :func:`labels_of` (a regression label standardised with ``scaling``).
 
     The rows stay in memory as one tensor per column; the pipeline shuffles row *indices* and gathers
     whole batches (one vectorised gather per column), which is much cheaper than shuffling many-field
     elements one by one. Batches are prefetched.
     """
-    import numpy as np
     import tensorflow as tf
 
     columns = {k: tf.constant(v) for k, v in contract.encode_inputs(frame, spec).items()}
-    labels = tf.constant(frame[spec.label.name].astype("int64").to_numpy(dtype=np.float32))
+    labels = tf.constant(labels_of(frame, spec, scaling))
     ds = tf.data.Dataset.range(len(frame))
     if training:
         ds = ds.shuffle(min(hp.shuffle_buffer, len(frame)), seed=hp.seed, reshuffle_each_iteration=True)

@@ -10,6 +10,16 @@ class TrainError(ValueError):
     """Bad input to the trainer (hyperparameters or data); the message names the field or column."""
 
 
+#: The losses of each task (the first is the default).
+LOSSES = {
+    "binary": ("binary_crossentropy",),
+    "regression": ("mse", "huber"),
+    "multiclass": ("sparse_categorical_crossentropy",),
+}
+#: Huber's delta when ``loss: huber`` does not give one (standardised label units).
+DEFAULT_HUBER_DELTA = 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class HParams:
     """Typed hyperparameters of the trainer, validated on construction.
@@ -20,7 +30,9 @@ class HParams:
         batch_size: Rows per (global) batch, >= 1.
         hidden_units: Sizes of the hidden Dense layers, each >= 1 (may be empty: a linear model).
         dropout: Dropout rate after each hidden layer, in [0, 1).
-        early_stopping_patience: Epochs without eval-AUC improvement before stopping; 0 = no early stop.
+        early_stopping_patience: Epochs without improvement of the task's eval metric before stopping
+            (binary: ``val_auc``, max; regression: ``val_rmse``, min; multiclass: ``val_loss``, the log
+            loss, min); 0 = no early stop.
         embedding_dim: Categorical vocabularies larger than this are embedded with this many dims,
             smaller ones are one-hot encoded; >= 1.
         min_category_count: A category needs this many training rows to get its own vocabulary entry
@@ -29,6 +41,11 @@ class HParams:
         shuffle_buffer: tf.data shuffle buffer (rows), >= 1.
         seed: Seed of weights init, dropout and shuffling.
         mixed_precision: Use ``mixed_float16`` (GPU only; ignored with a log line on CPU).
+        loss: The training loss; None = the task's default (:data:`LOSSES`: binary
+            ``binary_crossentropy``; regression ``mse`` or ``huber``; multiclass
+            ``sparse_categorical_crossentropy``). Checked against the task by :meth:`loss_for`.
+        huber_delta: Huber's delta in standardised label units (the regression label is standardised
+            with the training split's mean and std), > 0; only with ``loss: huber`` (default 1.0).
     """
 
     learning_rate: float = 0.003
@@ -43,6 +60,8 @@ class HParams:
     shuffle_buffer: int = 10_000
     seed: int = 42
     mixed_precision: bool = False
+    loss: str | None = None
+    huber_delta: float | None = None
 
     def __post_init__(self):
         def bad(field: str, value, rule: str):
@@ -76,6 +95,33 @@ class HParams:
             bad("clip_quantile", self.clip_quantile, "must be in [0, 0.5)")
         if not isinstance(self.mixed_precision, bool):
             bad("mixed_precision", self.mixed_precision, "must be true or false")
+        known = sorted({x for losses in LOSSES.values() for x in losses})
+        if self.loss is not None and self.loss not in known:
+            bad("loss", self.loss, f"must be one of {', '.join(known)}")
+        if self.huber_delta is not None and (
+            not is_num(self.huber_delta) or not math.isfinite(self.huber_delta) or self.huber_delta <= 0
+        ):
+            bad("huber_delta", self.huber_delta, "must be a finite number > 0")
+
+    def loss_for(self, task) -> str:
+        """The loss for a task (``spec.task`` or its value): :attr:`loss`, or the task's default.
+
+        Raises:
+            TrainError: the loss is not one of the task's, or ``huber_delta`` is given without
+                ``loss: huber``; the message names the key.
+        """
+        task = getattr(task, "value", task)
+        allowed = LOSSES[task]
+        loss = self.loss or allowed[0]
+        if loss not in allowed:
+            raise TrainError(
+                f"hyperparameter loss={self.loss!r}: not a loss of task {task} (use: {', '.join(allowed)})"
+            )
+        if self.huber_delta is not None and loss != "huber":
+            raise TrainError(
+                f"hyperparameter huber_delta={self.huber_delta!r}: applies to loss huber only (loss is {loss})"
+            )
+        return loss
 
     def to_dict(self) -> dict:
         """JSON-ready hyperparameters."""

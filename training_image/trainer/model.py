@@ -1,4 +1,9 @@
-"""The built-in Keras model: raw feature inputs (one per spec feature) -> probability of the positive class.
+"""The built-in Keras model: raw feature inputs (one per spec feature) -> the task's output.
+
+The head per task (named after the contract's output key, :func:`kfloop.contract.output_key`): binary one
+sigmoid unit (``probability``); regression one linear unit (``prediction``, the *standardised* label: the
+export turns it into label units); multiclass a softmax over ``spec.n_classes`` units
+(``probabilities``).
 
 Preprocessing lives inside the model (imputation + missing indicators, clipping and normalisation of
 numeric features, 0/1 plus a missing indicator for booleans, lookups with an out-of-vocabulary bucket for
@@ -19,7 +24,8 @@ def model_name(spec) -> str:
 
 
 def build_model(spec, stats: dict, hp: HParams):
-    """The Keras functional model of a spec's features with the training split's ``stats``."""
+    """The Keras functional model of a spec's features with the training split's ``stats`` (the head per
+    ``spec.task``, see the module docstring)."""
     import keras
     from keras import layers, ops
 
@@ -64,5 +70,11 @@ def build_model(spec, stats: dict, hp: HParams):
         x = layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
         if hp.dropout:
             x = layers.Dropout(hp.dropout, seed=hp.seed + i, name=f"dropout_{i}")(x)
-    out = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    task = spec.task.value
+    if task == "regression":
+        out = layers.Dense(1, dtype="float32", name="prediction")(x)
+    elif task == "multiclass":
+        out = layers.Dense(spec.n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    else:
+        out = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
     return keras.Model(inputs=inputs, outputs=out, name=model_name(spec))
