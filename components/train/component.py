@@ -28,8 +28,7 @@ def train_op(
 
     Args:
         train_data: Training split (Dataset CSV) from ingest.
-        eval_data: Evaluation split (Dataset CSV); early stopping watches the task's metric on it (binary
-            AUC, regression RMSE, multiclass log loss).
+        eval_data: Evaluation split (Dataset CSV); early stopping watches the task's AUC / RMSE / log loss.
         spec: The dataset spec (YAML text or a URI): inputs, label and ``trainer``.
         schema_uri: The TFDV schema that validated the training data (path, ``gs://`` URI or the text
             proto), stored with the model; "" = the schema the spec alone implies
@@ -49,9 +48,7 @@ def train_op(
 
     Returns:
         model: The model directory (SavedModel, ``spec.yaml``, ``schema.pbtxt``, ``kfloop_metadata.json``).
-        metrics: The task's final eval metrics (binary ``auc``, ``loss``, ``accuracy``; regression ``rmse``,
-            ``mae``, ``r2`` in label units; multiclass ``accuracy``, ``log_loss``), their ``train_`` values
-            and run facts.
+        metrics: The task's final eval metrics (``auc`` / ``rmse`` / ``log_loss``, ...) and run facts.
         report: Self-contained HTML training curves.
     """
     from pathlib import Path
