@@ -314,3 +314,33 @@ def test_models_check_accepts_each_task_and_refuses_another_tasks_model(
         "signature 'predict_raw': no output 'probabilities' (the multiclass output; returns: prediction"
         in err
     )
+
+
+def test_the_train_component_logs_the_tasks_metrics(regression, tmp_path):
+    """train_op's function itself (no KFP run: a few seconds): metrics, model metadata and report."""
+    from kfp import dsl
+
+    from components.train.component import train_op
+
+    model = dsl.Model(uri=str(tmp_path / "model"))
+    metrics, report = dsl.Metrics(uri=str(tmp_path / "metrics")), dsl.HTML(uri=str(tmp_path / "report.html"))
+    train_op.python_func(
+        train_data=dsl.Dataset(uri=regression["train"]),
+        eval_data=dsl.Dataset(uri=regression["eval"]),
+        model=model,
+        metrics=metrics,
+        report=report,
+        spec=synthetic.SPECS["regression"],
+        epochs=1,
+        batch_size=64,
+        hidden_units="8",
+        early_stopping_patience=0,
+    )
+    assert {"rmse", "mae", "r2", "train_rmse", "train_mae", "best_epoch", "epochs_run"} <= set(
+        metrics.metadata
+    )
+    assert "auc" not in metrics.metadata and metrics.metadata["rmse"] > 100  # label units (minutes x 1000)
+    assert model.metadata["task"] == "regression"
+    assert model.metadata["rmse"] == metrics.metadata["rmse"] and "auc" not in model.metadata
+    assert contract.check_model(model.path, regression["spec"]) == []
+    assert "RMSE (label units)" in Path(report.path).read_text()
