@@ -26,6 +26,28 @@ SERVING_IMAGE = f"{IMAGE_REGISTRY}/kfloop-serving:{IMAGE_TAG}"
 DEFAULT_EVAL_FRACTION = 0.2
 
 
+#: What output drift does (:attr:`MonitoringConfig.output_drift_mode`).
+OUTPUT_DRIFT_MODES = ("record", "trigger")
+
+
+def _finite(cfg, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
+    """Checks that ``cfg.<name>`` is a finite number within the bounds.
+
+    Raises:
+        ValueError: naming ``<Class>.<name>``, the bounds and the value.
+    """
+    import math
+
+    v = getattr(cfg, name)
+    where = f"{type(cfg).__name__}.{name}"
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"{where} must be a finite number, got {v!r}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise ValueError(f"{where} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+    if hi is not None and (v >= hi if hi_open else v > hi):
+        raise ValueError(f"{where} must be {'<' if hi_open else '<='} {hi}, got {v!r}")
+
+
 def _epoch_seconds(value: str, what: str) -> int:
     """An ISO date / datetime (UTC unless it says otherwise) or integer epoch seconds, as epoch seconds.
 
@@ -141,6 +163,22 @@ class EvaluationConfig:
         min_slice_examples: Slices with fewer examples are reported as too small, never a veto.
         max_slice_auc_regression: Per slice (judged only with a champion and enough examples of both
             classes), the challenger may lose at most this much AUC.
+        min_r2: Regression value floor: the challenger's R² on the eval rows (1 - MSE / variance of the
+            label, unitless) must reach this. 0.05: a model must explain at least 5% of the label's
+            variance, i.e. clearly beat predicting the mean (R² 0); a delay or price model that cannot is
+            broken (a lost feature, a label in the wrong units), while a noisy target may honestly sit
+            well below 0.5, so the floor only catches "no better than the mean".
+        max_log_loss_ratio: Multiclass value floor: the challenger's log loss (nats) on the eval rows must
+            be at most this x the log loss of predicting the training split's class frequencies for every
+            row (:func:`kfloop.metrics.prior_log_loss`). 0.95: a model at least 5% better than the class
+            prior; one that is not has learnt nothing from the features.
+        max_slice_rmse_increase: Regression, per slice (with a champion and ``min_slice_examples``): the
+            challenger's RMSE may exceed the champion's by at most this fraction of the champion's RMSE.
+            Relative, because RMSE is in the label's units (minutes, dollars); 0.10 matches the looseness
+            of the binary slice check (0.05 AUC out of the ~0.5 of AUC above chance).
+        max_slice_accuracy_drop: Multiclass, per slice: the challenger's accuracy (a fraction of rows)
+            may be at most this much below the champion's. 0.05, like ``max_slice_auc_regression``: a
+            slice of 50 rows moves by more than that on noise alone, so only a clear loss vetoes.
 
     The evaluation slices are the dataset spec's (``slices``).
     """
@@ -149,6 +187,16 @@ class EvaluationConfig:
     max_auc_regression: float = 0.01
     min_slice_examples: int = 50
     max_slice_auc_regression: float = 0.05
+    min_r2: float = 0.05
+    max_log_loss_ratio: float = 0.95
+    max_slice_rmse_increase: float = 0.10
+    max_slice_accuracy_drop: float = 0.05
+
+    def __post_init__(self):
+        _finite(self, "min_r2", hi=1.0, hi_open=True)
+        _finite(self, "max_log_loss_ratio", lo=0.0, lo_open=True)
+        _finite(self, "max_slice_rmse_increase", lo=0.0)
+        _finite(self, "max_slice_accuracy_drop", lo=0.0, hi=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,10 +216,21 @@ class ComparisonConfig:
     of two similar models is about +-0.01 AUC (an unpaired one about +-0.02). A margin of 0.01 AUC is the
     tolerance the loop always had, now required *with* 95% confidence instead of on point estimates.
 
+    Per task the interval is of the task's metric, oriented so that > 0 means the challenger is better
+    (binary: AUC challenger - champion; regression: MSE champion - challenger; multiclass: log loss
+    champion - challenger), and the margin is :meth:`margin_for` the task.
+
     Attributes:
         method: ``delong`` (fast, analytic) or ``bootstrap`` (paired resampling of rows, seeded).
         confidence: Two-sided confidence level of the interval.
-        margin: Non-inferiority margin in AUC.
+        margin: Non-inferiority margin in AUC (binary).
+        regression_margin: Regression non-inferiority margin as a fraction of the champion's MSE (the
+            margin is ``regression_margin x champion MSE``, in squared label units). Relative because MSE
+            is in squared label units (minutes², dollars²) that no fixed number fits; 0.02 (2% of the
+            MSE, about 1% of the RMSE): a small tolerance, in the spirit of the binary 0.01 AUC.
+        multiclass_margin: Multiclass non-inferiority margin in nats of log loss (mean per row). 0.01
+            nats: about 1% of the log loss of a useful 5-class model (the uniform prior over 5 classes is
+            ln 5 = 1.61 nats), a small tolerance like the binary 0.01 AUC, in the task's own unit.
         min_rows: Fewer (labelled) rows are never judged.
         at_limit: What an undecided comparison becomes when no more rows will come: ``worse`` (the
             challenger has not earned promotion; the champion stays) or ``non_inferior``.
@@ -186,6 +245,42 @@ class ComparisonConfig:
     at_limit: str = "worse"
     bootstrap_samples: int = 1000
     seed: int = 0
+    regression_margin: float = 0.02
+    multiclass_margin: float = 0.01
+
+    def __post_init__(self):
+        _finite(self, "regression_margin", lo=0.0)
+        _finite(self, "multiclass_margin", lo=0.0)
+
+    def margin_for(self, task, champion_value: float | None = None) -> float:
+        """The non-inferiority margin of ``task``, in the unit of its metric (AUC, squared label units, nats).
+
+        Args:
+            task: ``binary``, ``regression`` or ``multiclass`` (a string or ``kfloop.spec.Task``).
+            champion_value: The champion's value of the task's metric; regression needs its MSE (the margin
+                is relative to it); ignored otherwise.
+
+        Raises:
+            ValueError: an unknown task, or regression without a finite champion MSE >= 0.
+        """
+        import math
+
+        name = getattr(task, "value", task)
+        if name == "binary":
+            return self.margin
+        if name == "multiclass":
+            return self.multiclass_margin
+        if name == "regression":
+            ok = isinstance(champion_value, int | float) and not isinstance(champion_value, bool)
+            if not ok or not math.isfinite(champion_value) or champion_value < 0:
+                raise ValueError(
+                    f"ComparisonConfig.margin_for('regression') needs the champion's MSE (a finite number"
+                    f" >= 0), got {champion_value!r}"
+                )
+            return self.regression_margin * float(champion_value)
+        raise ValueError(
+            f"ComparisonConfig.margin_for: unknown task {task!r} (binary, regression, multiclass)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +343,21 @@ class MonitoringConfig:
             plus the writer's publish); a run that comes sooner closes its window at ``scan time -
             close_after_seconds`` and the next run starts there, so a row that reaches the log late still
             falls in a window.
+        max_live_rmse_increase: Regression: retrain when the live RMSE (labels arrived) exceeds the
+            champion's eval RMSE by more than this fraction of it. Relative (RMSE is in label units); 0.25:
+            with ``min_labelled`` = 100 rows the live RMSE itself varies by ~10-15% on noise, so only a
+            clear degradation triggers (the binary analogue: 0.7 live AUC against ~0.8 at evaluation).
+        max_live_accuracy_drop: Multiclass: retrain when the live accuracy (a fraction of rows) falls more
+            than this below the champion's eval accuracy. Absolute; 0.05, like the slice check: at 500
+            labelled rows the live accuracy's standard error is ~0.02, so only a real drop triggers (at the
+            ``min_labelled`` floor of 100 rows it is ~0.045 and a window near the limit may trigger on noise).
+        output_drift_threshold: Jensen-Shannon divergence (as the numeric drift check computes it) of the distribution of the
+            model's output in live traffic vs the champion's eval predictions (binary: the probability;
+            regression: the prediction; multiclass: the predicted class). 0.1: the numeric drift
+            threshold of the data gate (``ValidationConfig.drift_jsd``), applied to one more column.
+        output_drift_mode: ``record`` (default: output drift is reported, never a trigger by itself; the
+            output moves whenever the inputs drift, which the per-feature drift already judges) or
+            ``trigger`` (output drift above the threshold triggers retraining).
     """
 
     drift_linf: float = 0.075
@@ -266,6 +376,20 @@ class MonitoringConfig:
     max_backoff_hours: float = 24.0 * 30
     new_data_rows: int = 500
     close_after_seconds: float = 10.0
+    max_live_rmse_increase: float = 0.25
+    max_live_accuracy_drop: float = 0.05
+    output_drift_threshold: float = 0.1
+    output_drift_mode: str = "record"
+
+    def __post_init__(self):
+        _finite(self, "max_live_rmse_increase", lo=0.0)
+        _finite(self, "max_live_accuracy_drop", lo=0.0, hi=1.0)
+        _finite(self, "output_drift_threshold", lo=0.0, hi=1.0)
+        if self.output_drift_mode not in OUTPUT_DRIFT_MODES:
+            raise ValueError(
+                f"MonitoringConfig.output_drift_mode must be one of {OUTPUT_DRIFT_MODES}, "
+                f"got {self.output_drift_mode!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
