@@ -1,17 +1,36 @@
-"""Comparing two models on the same rows: AUC difference with a confidence interval, and the verdict.
+"""Comparing two models on the same rows: the task's metric, its difference with an interval, the verdict.
 
 Every place the loop compares a challenger with the champion (evaluate's change threshold, the canary
 verdict) calls :func:`compare` and :func:`verdict`, so the statistics and the policy live in one place.
 
-* :func:`compare` with ``paired=True`` (both models scored the same rows): DeLong's test for two correlated
-  ROC curves (DeLong, DeLong & Clarke-Pearson 1988, in the O(n log n) form of Sun & Xu 2014), or a paired
-  bootstrap (rows resampled with a seeded RNG, percentile interval). With ``paired=False`` (each model
-  scored its own rows, e.g. a traffic split) the two AUCs are independent and their variances add.
-* :func:`verdict` applies :class:`kfloop.config.ComparisonConfig`: ``better`` when the interval of
-  ``challenger - champion`` lies above 0; ``non_inferior`` when its lower end lies above ``-margin``;
-  ``worse`` when its upper end lies below 0 (and it is not non-inferior); otherwise ``undecided``. Too few
-  rows (or a single class) is ``undecided`` too. At the collection limit an undecided comparison is
-  decided by ``cfg.at_limit``.
+The metric per task (``diff`` is always oriented so that **> 0 means the challenger is better**):
+
+=============  ============  ==============================  ==============================================
+task           ``metric``    ``diff``                        interval
+=============  ============  ==============================  ==============================================
+binary         ``auc``       AUC challenger - champion       DeLong, or a paired bootstrap
+regression     ``mse``       MSE champion - challenger       mean of the per-row differences of squared
+                                                             errors (Student t), or a paired bootstrap
+multiclass     ``log_loss``  log loss champion - challenger  the same on per-row -log p[label] (nats)
+=============  ============  ==============================  ==============================================
+
+``secondary`` carries a second statistic with its own interval, computed the same way: regression ``mae``
+(absolute errors, champion - challenger), multiclass ``accuracy`` (per-row correctness of the arg-max class,
+challenger - champion).
+
+* :func:`compare` with ``paired=True`` (both models scored the same rows). Binary: DeLong's test for two
+  correlated ROC curves (DeLong, DeLong & Clarke-Pearson 1988, in the O(n log n) form of Sun & Xu 2014), or
+  a paired bootstrap (rows resampled with a seeded RNG, percentile interval). Regression and multiclass:
+  the metrics are means of per-row losses, so the difference is the mean of the per-row differences and
+  its interval the Student t interval of that mean (``method`` recorded as ``t`` when ``cfg.method`` is
+  ``delong``), or the seeded paired bootstrap's percentile interval. With ``paired=False`` (each model
+  scored its own rows, e.g. a traffic split) the two estimates are independent and their variances add
+  (DeLong's unpaired form; for means, Welch's t interval with the Welch-Satterthwaite degrees of freedom).
+* :func:`verdict` applies :class:`kfloop.config.ComparisonConfig`: ``better`` when the interval of ``diff``
+  lies above 0; ``non_inferior`` when its lower end lies above ``-margin`` (``cfg.margin_for(task, champion
+  value)``); ``worse`` when its upper end lies below 0 (and it is not non-inferior); otherwise
+  ``undecided``. Too few rows (or a single class, binary) is ``undecided`` too. At the collection limit an
+  undecided comparison is decided by ``cfg.at_limit``.
 
 Only numpy and the standard library are imported.
 """
@@ -19,6 +38,7 @@ Only numpy and the standard library are imported.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 
 import numpy as np
@@ -32,27 +52,55 @@ UNDECIDED = "undecided"
 #: Verdict -> what the loop does with the challenger.
 ACTION = {BETTER: "promote", NON_INFERIOR: "promote", WORSE: "reject", UNDECIDED: "wait"}
 
+TASKS = ("binary", "regression", "multiclass")
+#: Task -> (metric, higher_is_better, units) of the primary statistic.
+PRIMARY = {
+    "binary": ("auc", True, "AUC"),
+    "regression": ("mse", False, "squared label units"),
+    "multiclass": ("log_loss", False, "nats"),
+}
+#: Task -> (metric, higher_is_better, units) of the secondary statistic (binary has none).
+SECONDARY = {
+    "regression": ("mae", False, "label units"),
+    "multiclass": ("accuracy", True, "fraction of rows"),
+}
+#: Probabilities are clipped to at least this before the log (a confident miss costs 34.5 nats, not inf).
+LOG_LOSS_EPS = 1e-15
+#: How far a multiclass row's probabilities may sum from 1 (float32 softmax rounding is ~1e-7).
+SUM_TOLERANCE = 1e-3
+
 
 class ComparisonError(ValueError):
-    """Bad comparison input (lengths, labels, method); the message names it."""
+    """Bad comparison input (lengths, shapes, labels, method, task); the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """AUC of challenger and champion, their difference and its interval.
+    """The task's metric for challenger and champion, their oriented difference and its interval.
 
     Attributes:
-        metric: Always ``auc``.
-        challenger: Challenger AUC (None: undefined, a single class).
-        champion: Champion AUC.
-        diff: ``challenger - champion``.
-        low: Lower end of the ``confidence`` interval of ``diff``.
+        metric: ``auc`` (binary), ``mse`` (regression) or ``log_loss`` (multiclass).
+        challenger: Challenger's value of ``metric`` (None: undefined, a single class or no rows).
+        champion: Champion's value.
+        diff: The difference oriented so that > 0 means the challenger is better: ``challenger -
+            champion`` when ``higher_is_better`` (AUC), ``champion - challenger`` for a loss (MSE, log loss).
+        low: Lower end of the ``confidence`` interval of ``diff`` (None: fewer than 2 rows a side).
         high: Upper end.
         confidence: Two-sided confidence level of the interval.
         rows: Rows compared (per model when unpaired: ``rows`` = challenger rows + champion rows).
-        positives: Positive labels among them.
-        method: ``delong`` or ``bootstrap``.
+        positives: Binary: positive labels among them. Regression and multiclass: 0 (see
+            ``class_counts``).
+        method: ``delong`` or ``bootstrap`` (binary); ``t`` or ``bootstrap`` (regression, multiclass).
         paired: Both models scored the same rows.
+        task: ``binary``, ``regression`` or ``multiclass``.
+        higher_is_better: Whether a higher ``metric`` value is better (AUC yes; MSE, log loss no).
+        units: Unit of ``metric``, ``diff`` and the interval: ``AUC``, ``squared label units``, ``nats``.
+        secondary: Regression and multiclass: the second statistic, JSON-ready: ``metric`` (``mae`` |
+            ``accuracy``), ``challenger``, ``champion``, ``diff`` (oriented the same way: > 0 = challenger
+            better), ``low``, ``high``, ``higher_is_better``, ``units`` (``label units`` | ``fraction of
+            rows``); None for binary.
+        class_counts: Multiclass: labels per class index 0..K-1 among the rows compared (both sides when
+            unpaired); ``()`` for binary and regression.
     """
 
     metric: str
@@ -66,15 +114,43 @@ class Comparison:
     positives: int
     method: str
     paired: bool
+    task: str = "binary"
+    higher_is_better: bool = True
+    units: str = "AUC"
+    secondary: dict | None = None
+    class_counts: tuple[int, ...] = ()
 
     def interval_text(self) -> str:
         if self.diff is None:
             return "no interval (a single class or no rows)"
+        if self.low is None or self.high is None:
+            return f"{_num(self.diff, self.task, True)} (no interval: too few rows)"
         pct = f"{self.confidence * 100:g}%"
-        return f"{self.diff:+.4f} [{self.low:+.4f}, {self.high:+.4f}] ({pct}, {self.method})"
+        lo, hi = _num(self.low, self.task, True), _num(self.high, self.task, True)
+        return f"{_num(self.diff, self.task, True)} [{lo}, {hi}] ({pct}, {self.method})"
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """All fields, JSON-ready: non-finite numbers as None, ``class_counts`` as a list."""
+        d = dataclasses.asdict(self)
+        for k in ("challenger", "champion", "diff", "low", "high"):
+            d[k] = _finite_or_none(d[k])
+        d["class_counts"] = [int(x) for x in self.class_counts]
+        if self.secondary is not None:
+            d["secondary"] = {
+                k: _finite_or_none(v) if k in ("challenger", "champion", "diff", "low", "high") else v
+                for k, v in self.secondary.items()
+            }
+        return d
+
+
+def _finite_or_none(v):
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def _num(v: float, task: str, signed: bool = False) -> str:
+    """4 decimals (AUC, nats, accuracy); 4 significant digits for regression (label units of any scale)."""
+    fmt = ".4g" if task == "regression" else ".4f"
+    return format(v, ("+" if signed else "") + fmt)
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
@@ -111,6 +187,25 @@ def _z(confidence: float) -> float:
     return statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
+def t_quantile(confidence: float, df: float) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``df`` degrees of freedom.
+
+    Exact for ``df`` <= 2 (Cauchy at 1, closed form at 2); above, the Cornish-Fisher expansion around the
+    normal quantile (Abramowitz & Stegun 26.7.5; error < 1e-3 at df 3, < 1e-5 from df 10).
+    """
+    p = 0.5 + confidence / 2.0
+    if df < 2:  # a fractional Welch df below 2 gets df 1's (wider) quantile
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    z = _z(confidence)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
 def _check(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y)
     s = np.asarray(s, dtype=np.float64)
@@ -123,33 +218,218 @@ def _check(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(bool), s
 
 
+def _numbers(x, what: str) -> np.ndarray:
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ComparisonError(f"{what} must be numbers") from None
+
+
+def _check_regression(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Regression labels (floats) and predictions of one side: 1-d, one length, finite."""
+    y = _numbers(y, f"{what}: labels")
+    s = _numbers(s, f"{what}: predictions")
+    if y.ndim != 1 or s.shape != y.shape:
+        raise ComparisonError(
+            f"{what}: labels {y.shape} and predictions {s.shape} must be 1-d of one length (regression)"
+        )
+    if not np.isfinite(y).all():
+        raise ComparisonError(f"{what}: labels must be finite numbers (regression)")
+    if not np.isfinite(s).all():
+        raise ComparisonError(f"{what}: predictions must be finite (regression)")
+    return y, s
+
+
+def _check_multiclass(y, p, what: str, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and [n, K] probabilities of one side; ``k``: the other side's K, which must match."""
+    y = _numbers(y, f"{what}: labels")
+    p = _numbers(p, f"{what}: probabilities")
+    if y.ndim != 1:
+        raise ComparisonError(f"{what}: labels {y.shape} must be 1-d (class indices)")
+    if p.ndim != 2 or p.shape[0] != y.size or p.shape[1] < 2:
+        raise ComparisonError(
+            f"{what}: probabilities {p.shape} must be [n, K] with n = {y.size} labels and K >= 2 classes"
+        )
+    if k is not None and p.shape[1] != k:
+        raise ComparisonError(f"{what}: probabilities have {p.shape[1]} classes, the challenger's {k}")
+    kk = p.shape[1]
+    if not np.isfinite(p).all():
+        raise ComparisonError(f"{what}: probabilities must be finite")
+    if ((p < 0) | (p > 1)).any():
+        raise ComparisonError(f"{what}: probabilities must lie in [0, 1]")
+    if y.size and np.abs(p.sum(axis=1) - 1.0).max() > SUM_TOLERANCE:
+        row = int(np.argmax(np.abs(p.sum(axis=1) - 1.0)))
+        raise ComparisonError(
+            f"{what}: probabilities of a row must sum to 1 (row {row} sums to {p[row].sum():.6g})"
+        )
+    if y.size and (~np.isfinite(y) | (y != np.round(y)) | (y < 0) | (y > kk - 1)).any():
+        bad = y[~np.isfinite(y) | (y != np.round(y)) | (y < 0) | (y > kk - 1)][0]
+        raise ComparisonError(f"{what}: labels must be class indices in 0..{kk - 1}, got {bad!r}")
+    return y.astype(np.int64), p
+
+
+def _task(task) -> str:
+    name = getattr(task, "value", task)
+    if name not in TASKS:
+        raise ComparisonError(f"comparison task {task!r}: use one of {', '.join(TASKS)}")
+    return name
+
+
 def compare(
     labels,
     challenger,
     champion,
     *,
+    task="binary",
     champion_labels=None,
     paired: bool = True,
     cfg: ComparisonConfig = ComparisonConfig(),
 ) -> Comparison:
-    """AUC of challenger vs champion with an interval of the difference.
+    """The task's metric of challenger vs champion with an interval of the (oriented) difference.
 
     Args:
-        labels: 0/1 labels of the challenger's rows (paired: of both models' rows).
-        challenger: The challenger's scores of those rows.
-        champion: The champion's scores (paired: of the same rows, same order).
+        labels: Labels of the challenger's rows (paired: of both models' rows): binary 0/1, regression
+            floats, multiclass class indices 0..K-1.
+        challenger: The challenger's outputs for those rows: binary probabilities (any scores) [n],
+            regression predictions [n], multiclass probabilities [n, K] (rows sum to 1).
+        champion: The champion's outputs (paired: of the same rows, same order).
+        task: ``binary`` (default), ``regression`` or ``multiclass`` (a string or ``kfloop.spec.Task``).
         champion_labels: Unpaired only: the labels of the champion's rows.
         paired: Whether both models scored the same rows.
         cfg: ``method``, ``confidence``, ``bootstrap_samples``, ``seed``.
 
     Returns:
-        A :class:`Comparison`; AUCs and interval are None when a side has a single class.
+        A :class:`Comparison`; values and interval are None when a side has a single class (binary) or no
+        rows, the interval alone when a side has a single row.
 
     Raises:
-        ComparisonError: mismatched lengths, labels other than 0/1, non-finite scores, unknown method.
+        ComparisonError: unknown task or method, mismatched lengths or shapes, labels outside the task's
+            values, non-finite outputs; the message names which.
     """
+    name = _task(task)
     if cfg.method not in ("delong", "bootstrap"):
         raise ComparisonError(f"comparison method {cfg.method!r}: use 'delong' or 'bootstrap'")
+    if name == "binary":
+        return _compare_binary(labels, challenger, champion, champion_labels, paired, cfg)
+    if paired and champion_labels is not None:
+        raise ComparisonError("paired comparison: champion_labels must not be given (same rows)")
+    if not paired and champion_labels is None:
+        raise ComparisonError(
+            "unpaired comparison: champion_labels (the champion's rows' labels) are required"
+        )
+    counts: tuple[int, ...] = ()
+    if name == "regression":
+        y, a = _check_regression(labels, challenger, "challenger")
+        yb, b = (
+            (y, _check_regression(labels, champion, "champion")[1])
+            if paired
+            else (_check_regression(champion_labels, champion, "champion"))
+        )
+        la, lb = (a - y) ** 2, (b - yb) ** 2
+        sa, sb = np.abs(a - y), np.abs(b - yb)
+    else:
+        y, a = _check_multiclass(labels, challenger, "challenger")
+        k = a.shape[1]
+        yb, b = (
+            (y, _check_multiclass(labels, champion, "champion", k)[1])
+            if paired
+            else (_check_multiclass(champion_labels, champion, "champion", k))
+        )
+        la, lb = _row_log_loss(y, a), _row_log_loss(yb, b)
+        sa, sb = _row_correct(y, a), _row_correct(yb, b)
+        both = y if paired else np.concatenate([y, yb])
+        counts = tuple(int(c) for c in np.bincount(both, minlength=k))
+    metric, hib, units = PRIMARY[name]
+    rows = int(y.size + (0 if paired else yb.size))
+    method = "t" if cfg.method == "delong" else "bootstrap"
+    chal, champ, diff, low, high = _mean_difference(la, lb, hib, paired, cfg)
+    s_metric, s_hib, s_units = SECONDARY[name]
+    s = _mean_difference(sa, sb, s_hib, paired, cfg)
+    secondary = dict(zip(("challenger", "champion", "diff", "low", "high"), s, strict=True))
+    secondary = {"metric": s_metric, **secondary, "higher_is_better": s_hib, "units": s_units}
+    return Comparison(
+        metric=metric,
+        challenger=chal,
+        champion=champ,
+        diff=diff,
+        low=low,
+        high=high,
+        confidence=cfg.confidence,
+        rows=rows,
+        positives=0,
+        method=method,
+        paired=paired,
+        task=name,
+        higher_is_better=hib,
+        units=units,
+        secondary=secondary,
+        class_counts=counts,
+    )
+
+
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per-row log loss in nats: -ln p[label], the probability clipped to [LOG_LOSS_EPS, 1]."""
+    chosen = p[np.arange(y.size), y] if y.size else np.zeros(0)
+    return -np.log(np.clip(chosen, LOG_LOSS_EPS, 1.0))
+
+
+def _row_correct(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per row 1.0 where the arg-max class (the first of ties) is the label, else 0.0."""
+    return (np.argmax(p, axis=1) == y).astype(np.float64) if y.size else np.zeros(0)
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool, paired: bool, cfg):
+    """Means of per-row values ``a`` (challenger) and ``b`` (champion), oriented difference and interval.
+
+    Returns:
+        ``(mean a, mean b, diff, low, high)``; ``diff = ±(mean a - mean b)`` with the sign making > 0 mean
+        the challenger is better; all None without rows, the interval None below 2 rows a side.
+    """
+    if a.size == 0 or b.size == 0:
+        return None, None, None, None, None
+    sign = 1.0 if higher_is_better else -1.0
+    ma, mb = float(a.mean()), float(b.mean())
+    d = sign * (a - b) if paired else None
+    diff = float(d.mean()) if paired else sign * (ma - mb)
+    if a.size < 2 or b.size < 2:
+        return ma, mb, diff, None, None
+    if cfg.method == "bootstrap":
+        low, high = _bootstrap_means(d, sign * a, sign * b, paired, cfg)
+        return ma, mb, diff, low, high
+    if paired:
+        var, df = float(np.var(d, ddof=1)) / d.size, d.size - 1
+    else:
+        va, vb = float(np.var(a, ddof=1)) / a.size, float(np.var(b, ddof=1)) / b.size
+        var = va + vb
+        den = va**2 / (a.size - 1) + vb**2 / (b.size - 1)
+        df = var**2 / den if den > 0 else math.inf  # Welch-Satterthwaite
+    half = (t_quantile(cfg.confidence, df) if math.isfinite(df) else _z(cfg.confidence)) * math.sqrt(var)
+    return ma, mb, diff, diff - half, diff + half
+
+
+def _bootstrap_means(d, a, b, paired: bool, cfg: ComparisonConfig) -> tuple[float, float]:
+    """Percentile interval of the mean of ``d`` (paired) or of ``mean a - mean b`` over seeded resamples."""
+    rng = np.random.default_rng(cfg.seed)
+    out = []
+    n = max(a.size, b.size)
+    chunk = max(1, int(4_000_000 // n))
+    done = 0
+    while done < cfg.bootstrap_samples:
+        k = min(chunk, cfg.bootstrap_samples - done)
+        if paired:
+            out.append(d[rng.integers(0, d.size, size=(k, d.size))].mean(axis=1))
+        else:
+            ia = rng.integers(0, a.size, size=(k, a.size))
+            ib = rng.integers(0, b.size, size=(k, b.size))
+            out.append(a[ia].mean(axis=1) - b[ib].mean(axis=1))
+        done += k
+    m = np.concatenate(out)
+    alpha = (1.0 - cfg.confidence) / 2.0
+    return float(np.quantile(m, alpha)), float(np.quantile(m, 1.0 - alpha))
+
+
+def _compare_binary(labels, challenger, champion, champion_labels, paired: bool, cfg) -> Comparison:
+    """AUC of challenger vs champion (DeLong or bootstrap), as this module always computed it."""
     y, a = _check(labels, challenger, "challenger")
     if paired:
         if champion_labels is not None:
@@ -246,39 +526,73 @@ def verdict(
     evaluation); an undecided comparison then becomes ``cfg.at_limit`` (``worse``: the champion stays
     unless the challenger earned promotion; ``non_inferior``: it is promoted).
 
-    The message names the metric, both values, the interval, the rows and the rule that decided.
+    The margin is ``cfg.margin_for(c.task, c.champion)``: AUC (binary), ``regression_margin`` x the
+    champion's MSE (regression), nats (multiclass). The message names the metric, both values, the oriented
+    difference with its interval and units, the rows and the rule that decided.
     """
     few = c.rows < cfg.min_rows
-    if c.diff is None or few or not np.isfinite(c.low):
-        why = f"only {c.rows} rows (< min_rows {cfg.min_rows})" if few else "AUC undefined (a single class)"
-        if c.diff is not None and not few:
+    no_interval = c.diff is not None and (c.low is None or not math.isfinite(c.low))
+    if c.diff is None or few or no_interval:
+        if few:
+            why = f"only {c.rows} rows (< min_rows {cfg.min_rows})"
+        elif no_interval:
             why = "no finite interval"
+        else:
+            why = "AUC undefined (a single class)" if c.task == "binary" else "no rows"
         out = UNDECIDED
         if at_limit:
             out = cfg.at_limit
             why += f"; at the limit: {out} by the stated rule (at_limit={cfg.at_limit!r})"
         return out, f"{_values(c)}: {why}"
-    margin = cfg.margin
+    margin = cfg.margin_for(c.task, c.champion)
+    shown = _margin_text(c, cfg, margin)
     if c.low > 0:
         out, rule = BETTER, "interval above 0: challenger better"
     elif c.low >= -margin:
-        out, rule = NON_INFERIOR, f"interval above -{margin}: not worse than the margin"
+        out, rule = NON_INFERIOR, f"interval above -{shown}: not worse than the margin"
     elif c.high < 0:
         out, rule = WORSE, "interval below 0: challenger worse"
     else:
-        out, rule = UNDECIDED, f"interval spans -{margin} and 0: undecided"
+        out, rule = UNDECIDED, f"interval spans -{shown} and 0: undecided"
         if at_limit:
             out = cfg.at_limit
             rule += f"; at the limit: {out} by the stated rule (at_limit={cfg.at_limit!r})"
     return out, f"{_values(c)}: {rule}"
 
 
+def _margin_text(c: Comparison, cfg: ComparisonConfig, margin: float) -> str:
+    if c.task == "regression":
+        return f"{margin:.4g} ({cfg.regression_margin:g} x the champion's MSE)"
+    if c.task == "multiclass":
+        return f"{margin:g} nats"
+    return f"{margin}"
+
+
 def _values(c: Comparison) -> str:
     def f(v):
-        return "n/a" if v is None else f"{v:.4f}"
+        return "n/a" if v is None else _num(v, c.task)
 
     kind = "paired rows" if c.paired else "rows (unpaired)"
-    return (
-        f"AUC challenger {f(c.challenger)} vs champion {f(c.champion)}, diff {c.interval_text()} "
-        f"on {c.rows} {kind} ({c.positives} positive)"
+    if c.task == "binary":
+        return (
+            f"AUC challenger {f(c.challenger)} vs champion {f(c.champion)}, diff {c.interval_text()} "
+            f"on {c.rows} {kind} ({c.positives} positive)"
+        )
+    name = {"mse": "MSE", "log_loss": "log loss"}[c.metric]
+    text = (
+        f"{name} challenger {f(c.challenger)} vs champion {f(c.champion)} (lower is better), "
+        f"diff champion - challenger (> 0: challenger better) {c.interval_text()} {c.units} "
+        f"on {c.rows} {kind}"
     )
+    s = c.secondary
+    if s and s.get("diff") is not None:
+        s_name = {"mae": "MAE", "accuracy": "accuracy"}[s["metric"]]
+        order = "challenger - champion" if s["higher_is_better"] else "champion - challenger"
+        iv = _num(s["diff"], c.task, True)
+        if s.get("low") is not None:
+            iv += f" [{_num(s['low'], c.task, True)}, {_num(s['high'], c.task, True)}]"
+        text += (
+            f" ({s_name} challenger {f(s['challenger'])} vs champion {f(s['champion'])}, "
+            f"{order} {iv} {s['units']})"
+        )
+    return text
