@@ -11,7 +11,14 @@ find it through the store (:func:`stored_reference`): files without the artifact
 * ``reference.json``: the numeric clip bounds (the training split's ``[q, 1 - q]`` quantiles, see
   :class:`kfloop.config.MonitoringConfig`), the quantile, row counts;
 * ``train_stats.pb`` / ``eval_stats.pb``: TFDV statistics of the clipped train / eval splits (the drift and
-  skew references; computed with the validation statistics pipeline).
+  skew references; computed with the validation statistics pipeline);
+* ``reference.json``'s ``output`` (when the model's eval predictions were given, :func:`output_reference`):
+  the distribution of the model's output on the eval split, the label-free reference of the monitor's
+  output drift (binary: the probability, regression: the predicted value, both as a histogram of
+  :data:`OUTPUT_BINS` equal-width bins between the eval predictions' clip quantiles; multiclass: the
+  predicted-class counts and the mean probabilities), with the model's metrics on those rows
+  (:func:`kfloop.metrics.task_metrics`). A reference without it (older versions) has ``output`` None:
+  output drift is then reported as unavailable.
 
 The monitor then only reads these few hundred KB (:func:`champion_reference`), never the source data. A
 version without a stored reference is rebuilt (into the run's work directory) from the source with its
@@ -32,6 +39,11 @@ from kfloop import config, fs, layout
 
 FILES = ("reference.json", "train_stats.pb", "eval_stats.pb")
 FORMAT = 1
+
+#: Bins of the output histogram (binary probability, regression prediction).
+OUTPUT_BINS = 20
+#: The model's output per task: the SavedModel's output key and the prediction log's column (contract 2, 4).
+OUTPUT_KEYS = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
 
 
 class ReferenceError_(ValueError):
@@ -69,6 +81,11 @@ class Reference:
     meta: dict
     version: str | None = None
 
+    @property
+    def output(self) -> dict | None:
+        """The eval predictions' distribution (:func:`output_reference`); None for a reference without it."""
+        return self.meta.get("output") or None
+
 
 def build_reference(
     train_uri: str,
@@ -79,6 +96,8 @@ def build_reference(
     cfg: config.MonitoringConfig = config.MonitoringConfig(),
     schema_path: str | None = None,
     beam_pipeline_args=(),
+    model_dir: str | None = None,
+    eval_outputs=None,
 ) -> dict:
     """Computes the monitoring reference of a model's train / eval Dataset CSVs into ``out_uri`` (a folder).
 
@@ -90,9 +109,15 @@ def build_reference(
         cfg: Monitoring thresholds (the clip quantile).
         schema_path: The model's TFDV schema (None: the schema the spec alone implies).
         beam_pipeline_args: Beam options for the statistics (DirectRunner when empty).
+        model_dir: The model's SavedModel: its outputs on the eval split (:func:`score_frame`) become the
+            reference's ``output`` (output drift, the eval metrics).
+        eval_outputs: The model's outputs on the eval rows instead ([n], or [n, K] for multiclass).
 
     Returns:
         The ``reference.json`` content.
+
+    Raises:
+        ReferenceError_: ``eval_outputs`` do not fit the eval split (rows, shape, values).
     """
     from kfloop import datasets
     from kfloop.tfdv import ops as V
@@ -121,8 +146,119 @@ def build_reference(
         if len(evals):
             write_statistics(evals, "eval_stats.pb")
             meta["eval_rows"] = len(evals)
+            if eval_outputs is None and model_dir:
+                eval_outputs = score_frame(model_dir, evals, spec)
+            if eval_outputs is not None:
+                meta["output"] = output_reference(
+                    spec, eval_outputs, evals[spec.label.name], cfg.clip_quantile
+                )
     fs.write_text(fs.join(out_uri, "reference.json"), json.dumps(meta, indent=1, sort_keys=True))
     return meta
+
+
+def score_frame(model_dir: str, frame, spec, batch_rows: int = 8192):
+    """The outputs of a SavedModel's raw signature on a Dataset frame: [n] (binary, regression), [n, K]."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kfloop import contract
+
+    sig = tf.saved_model.load(model_dir).signatures[contract.RAW_SIGNATURE]
+    cols = contract.encode_inputs(frame, spec)
+    key = OUTPUT_KEYS[spec.task.value]
+    out = []
+    for lo in range(0, len(frame), batch_rows):
+        tensors = {
+            f.name: tf.constant(cols[f.name][lo : lo + batch_rows], dtype=getattr(tf, f.dtype))
+            for f in spec.model_features
+        }
+        out.append(np.asarray(sig(**tensors)[key].numpy(), dtype=np.float64))
+    k = spec.n_classes if spec.task.value == "multiclass" else 0
+    return np.concatenate(out) if out else np.zeros((0, k) if k else 0)
+
+
+def _edges(lo: float, hi: float, bins: int):
+    import numpy as np
+
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+
+
+def output_counts(output: dict, outputs):
+    """Counts of ``outputs`` in the bins of an :func:`output_reference` (the same clipping and bins).
+
+    Returns:
+        int64 counts: per histogram bin (binary, regression), per predicted class (multiclass).
+    """
+    import numpy as np
+
+    x = np.asarray(outputs, dtype=np.float64)
+    if output["kind"] == "classes":
+        k = len(output["counts"])
+        return np.bincount(np.argmax(x, axis=1), minlength=k).astype(np.int64) if len(x) else np.zeros(k, int)
+    edges = np.asarray(output["edges"], dtype=np.float64)
+    clipped = np.clip(x.reshape(-1), edges[0], edges[-1])
+    idx = np.clip(np.searchsorted(edges, clipped, side="right") - 1, 0, len(edges) - 2)
+    return np.bincount(idx, minlength=len(edges) - 1).astype(np.int64)
+
+
+def output_reference(spec, outputs, labels, quantile: float, bins: int = OUTPUT_BINS) -> dict:
+    """The eval predictions' distribution kept with a version (``reference.json``'s ``output``).
+
+    Args:
+        spec: The model's dataset spec (task, classes).
+        outputs: The model's outputs on the eval rows: [n] probabilities / predictions, or [n, K].
+        labels: The eval rows' Dataset-form labels (for the eval metrics; missing ones are left out).
+        quantile: Numeric outputs are clipped to their ``[q, 1 - q]`` quantiles (as numeric features are).
+        bins: Histogram bins (binary, regression).
+
+    Raises:
+        ReferenceError_: outputs of another length or shape than the task's, or not finite.
+    """
+    import numpy as np
+    import pandas as pd
+
+    task = spec.task.value
+    x = np.asarray(outputs, dtype=np.float64)
+    y = pd.to_numeric(pd.Series(labels).reset_index(drop=True), errors="coerce").to_numpy(dtype=np.float64)
+    k = spec.n_classes
+    want = (len(y), k) if task == "multiclass" else (len(y),)
+    if x.shape != want or not np.isfinite(x).all():
+        raise ReferenceError_(f"eval outputs {x.shape} must be finite, of shape {want} ({task})")
+    out: dict = {"task": task, "rows": len(x), "measure": "jensen_shannon_divergence"}
+    if task == "multiclass":
+        out.update(kind="classes", classes=[str(c) for c in spec.classes])
+        out["mean_probabilities"] = [float(v) for v in x.mean(axis=0)] if len(x) else [None] * k
+    else:
+        lo, hi = (float(np.quantile(x, quantile)), float(np.quantile(x, 1 - quantile))) if len(x) else (0, 1)
+        out.update(kind="histogram", bounds=[lo, hi], edges=[float(e) for e in _edges(lo, hi, bins)])
+        out["mean"] = float(x.mean()) if len(x) else None
+    out["counts"] = [int(c) for c in output_counts(out, x)]
+    from kfloop import metrics
+
+    keep = ~np.isnan(y)
+    try:
+        out["eval_metrics"] = metrics.task_metrics(task, y[keep], x[keep], spec.classes)
+    except metrics.MetricsError as e:
+        raise ReferenceError_(f"eval outputs: {e}") from None
+    return out
+
+
+def jensen_shannon(a, b) -> float | None:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of two count vectors over the same bins; None when a
+    side is empty."""
+    import numpy as np
+
+    p, q = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if p.sum() <= 0 or q.sum() <= 0:
+        return None
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl(u):
+        nz = u > 0
+        return float((u[nz] * np.log2(u[nz] / m[nz])).sum())
+
+    return min(max(0.5 * kl(p) + 0.5 * kl(q), 0.0), 1.0)
 
 
 def is_reference(uri: str) -> bool:
@@ -275,6 +411,7 @@ def champion_reference(
         eval_fraction=float(meta.get("eval_fraction", config.DEFAULT_EVAL_FRACTION)),
     )
     out = os.path.join(workdir, "reference")
+    model_dir = st.model_uri(model_name, version)
     build_reference(
         paths["train"],
         paths["eval"],
@@ -283,6 +420,7 @@ def champion_reference(
         cfg=cfg,
         schema_path=schema_path,
         beam_pipeline_args=beam_pipeline_args,
+        model_dir=model_dir if fs.exists(fs.join(model_dir, "saved_model.pb")) else None,
     )
     ref = load_reference(out)
     ref.version = version

@@ -1,7 +1,7 @@
 """KFP wrappers of :func:`components.monitor.monitor.monitor` and of the reference it compares against
 (:func:`kfloop.reference.build_reference`, run by the training pipeline before push)."""
 
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components._kfp import component
 
@@ -148,9 +148,11 @@ def reference_op(
     eval_data: Input[Dataset],
     reference: Output[Artifact],
     report: Output[Markdown],
+    model: Input[Model] = None,
     beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
 ):
-    """The monitoring reference of a model: TFDV statistics of its (clipped) train and eval splits.
+    """The monitoring reference of a model: TFDV statistics of its (clipped) train and eval splits, and the
+    distribution of its output on the eval split (output drift; when ``model`` is given).
 
     Push stores it beside the model version; the monitor compares live traffic against it.
 
@@ -158,6 +160,7 @@ def reference_op(
         spec: The dataset spec (YAML text or URI): which features are numeric (clipped).
         train_data: The training split (Dataset CSV).
         eval_data: The eval split (Dataset CSV).
+        model: The trained SavedModel: its eval predictions are kept (output drift, eval metrics).
         beam_pipeline_args: Beam options of the statistics pipeline.
 
     Returns:
@@ -176,6 +179,7 @@ def reference_op(
         reference.path,
         spec=kspec.load(spec),
         beam_pipeline_args=list(beam_pipeline_args),
+        model_dir=model.path if model is not None else None,
     )
     reference.metadata.update({k: meta[k] for k in ("train_rows", "eval_rows", "clip_quantile")})
     lines = [
@@ -188,6 +192,13 @@ def reference_op(
         "| feature | clip low | clip high |",
         "|---|---|---|",
         *(f"| {k} | {lo:.6g} | {hi:.6g} |" for k, (lo, hi) in sorted(meta["bounds"].items())),
+    ]
+    out = meta.get("output")
+    lines += [
+        "",
+        f"Model output on the eval split ({out['task']}, {out['rows']} rows): kept for output drift."
+        if out
+        else "No model given: no eval predictions kept (output drift unavailable for this version).",
     ]
     with open(report.path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -8,15 +8,18 @@ window_end`` (prediction time, UTC) and joins the feedback labels that have arri
 * drift against the champion's *training* statistics and skew against its *eval* statistics, stored with
   its version at push time (:mod:`kfloop.reference`): every feature's score is recorded (also
   below threshold), so the store keeps a per-feature time series;
-* live AUC where labels arrived.
+* the task's live metric where labels arrived (binary AUC; regression RMSE and MAE; multiclass accuracy
+  and log loss) and its retrain rule, stated (``performance``, :mod:`components.monitor.live`);
+* the drift of the model's output (label-free, every task) vs the champion's eval predictions kept with
+  its reference (``output_drift``; unavailable for a reference without them).
 
 Each run is appended to the store as ``monitoring/<model>/runs/<window_end>-<run id>.json`` (one object
 per run; a prefix of small immutable files works the same on a local disk and on GCS, where objects cannot
 be appended to). :func:`read_runs` returns the series.
 
 An empty window or a missing log directory is a ``no_traffic`` result, never an error. A bad row (empty
-id, probability not in [0, 1], a non-finite feature, a duplicate ``(request_id, row)``, a timestamp outside
-its date partition, a label not 0 / 1) is skipped and counted by reason; a corrupt or truncated file is
+id, an output that is not the task's, a non-finite feature, a duplicate ``(request_id, row)``, a timestamp
+outside its date partition, a label that is not the task's) is skipped and counted by reason; a corrupt or truncated file is
 skipped and named in the summary. Neither reaches the statistics.
 """
 
@@ -49,9 +52,12 @@ def _instant(value, what: str) -> dt.datetime:
 
 def _live_frame(table, labels, spec):
     """A bucket's rows as the live dataset: the spec's ``dataset_columns`` (event time = prediction time,
-    label where arrived) plus ``probability``, ``model_version``, ``request_id``, ``row``."""
+    label where arrived) plus the output column (``probability`` / ``prediction`` / ``probabilities``, a
+    list per row), ``model_version``, ``request_id``, ``row``."""
     import numpy as np
     import pandas as pd
+
+    from components.monitor import stream
 
     frame = table.select(list(spec.input_names)).to_pandas()
     if spec.event_time is not None:
@@ -62,10 +68,15 @@ def _live_frame(table, labels, spec):
             frame[f.name] = frame[f.name].astype("float64")
         elif f.kind in ("categorical_int", "boolean"):
             frame[f.name] = frame[f.name].astype("Int64")
-    label = pd.array(np.where(labels >= 0, labels, 0).astype("int64"), dtype="Int64")
-    label[labels < 0] = pd.NA
-    frame[spec.label.name] = label
-    frame["probability"] = table.column("probability").combine_chunks().to_numpy().astype("float64")
+    has = ~np.isnan(labels)
+    if spec.task.value == "regression":
+        frame[spec.label.name] = pd.array(labels, dtype="Float64")
+    else:
+        label = pd.array(np.where(has, labels, 0).astype("int64"), dtype="Int64")
+        label[~has] = pd.NA
+        frame[spec.label.name] = label
+    out = stream.outputs_of(table, spec)
+    frame[stream.output_column(spec)] = list(out) if out.ndim == 2 else out
     frame["model_version"] = table.column("model_version").to_pandas()
     frame["request_id"] = table.column("request_id").to_pandas()
     frame["row"] = table.column("row").combine_chunks().to_numpy()
@@ -102,7 +113,7 @@ def read_live(store_uri: str, model_name: str, window_start, window_end, horizon
             on_rows=lambda t, lab: parts.append(_live_frame(t, lab, spec)),
         )
     if not parts:
-        cols = [*spec.dataset_columns, "probability", "model_version", "request_id", "row"]
+        cols = [*spec.dataset_columns, stream.output_column(spec), "model_version", "request_id", "row"]
         return pd.DataFrame(columns=cols), ws
     frame = pd.concat(parts, ignore_index=True)
     order = [spec.event_time.name] if spec.event_time is not None else []
@@ -188,8 +199,11 @@ def monitor(
             runner; default: a temporary local folder).
 
     Returns:
-        A JSON-ready dict: ``status`` (``ok`` / ``no_traffic`` / ``too_few``), counts, ``live_auc``,
-        ``anomalies``, ``drift``, ``skew`` (every feature), bad records by reason, corrupt files by name.
+        A JSON-ready dict: ``status`` (``ok`` / ``no_traffic`` / ``too_few``), ``task``, counts, the live
+        metrics (``live_metrics``; top level ``live_auc``, regression ``live_rmse`` / ``live_mae``,
+        multiclass ``live_accuracy`` / ``live_log_loss``), ``performance`` (the task's retrain rule,
+        stated), ``output_drift``, ``anomalies``, ``drift``, ``skew`` (every feature), bad records by
+        reason, corrupt files by name.
 
     Raises:
         MonitorError: a window bound is not a time, the window is empty or reversed, or a reference is
@@ -197,6 +211,7 @@ def monitor(
     """
     import tempfile
 
+    from components.monitor import live as LV
     from components.monitor import scoring, stream
     from kfloop import reference as R
     from kfloop.tfdv import ops as V
@@ -243,6 +258,7 @@ def monitor(
                 bounds=reference.bounds,
                 stage_dir=staging_dir or tmp,
                 on_rows=live.add if live else None,
+                output_ref=reference.output,
             )
         finally:
             if live:
@@ -253,7 +269,9 @@ def monitor(
         bad = [f"{r}: {n}" for r, n in ws.bad_predictions.most_common()]
         bad += [f"feedback {r}: {n}" for r, n in ws.bad_feedback.most_common()]
         bad += [f"corrupt file {u}: {why}" for u, why in ws.corrupt_files]
+        task = spec.task.value
         summary: dict = {
+            "task": task,
             "run_id": run_id(end),
             "model_name": model_name,
             "champion_version": champion_version or reference.version,
@@ -274,8 +292,8 @@ def monitor(
             "log_files": {"predictions": ws.files, "feedback": ws.feedback_files},
             "model_versions": dict(ws.model_versions),
             "live_auc": None,
-            "label_rate": ws.positives / ws.labelled_rows if ws.labelled_rows else None,
-            "mean_probability": ws.probability_sum / ws.rows if ws.rows else None,
+            "label_rate": ws.positives / ws.labelled_rows if ws.labelled_rows and task == "binary" else None,
+            "mean_probability": ws.probability_sum / ws.rows if ws.rows and task == "binary" else None,
             "anomalies": [],
             "drift": [],
             "skew": [],
@@ -289,8 +307,21 @@ def monitor(
             summary["status"] = NO_TRAFFIC
         else:
             summary["status"] = OK if ws.rows >= cfg.min_examples else TOO_FEW
-            if ws.labelled_rows >= cfg.min_labelled:
-                summary["live_auc"] = ws.live_auc()
+            enough = ws.labelled_rows >= cfg.min_labelled
+            metrics = {k: v if enough or k == "n" else None for k, v in LV.live_metrics(ws).items()}
+            summary["live_metrics"] = metrics
+            for k in ("auc", "rmse", "mae", "accuracy", "log_loss"):
+                if k in metrics:
+                    summary[f"live_{k}"] = metrics[k]
+            version = champion_version or reference.version
+            champ = LV.champion_metrics(store_uri, model_name, version, reference) if task != "binary" else {}
+            summary["champion_eval_metrics"] = champ or None
+            summary["performance"] = LV.performance(task, metrics, champ, cfg, enough)
+            summary["output_drift"] = LV.output_drift(reference.output, ws.output_counts, cfg, ws)
+            if task == "regression":
+                summary["mean_prediction"] = metrics["mean_prediction"] if enough else ws.output_sum / ws.rows
+            elif task == "multiclass":
+                summary["mean_probabilities"] = [float(v) / ws.rows for v in ws.probability_sums]
             schema = V.load_schema(schema_path)
             raw_stats, clipped_stats = scoring.statistics(
                 paths, spec=spec, schema=schema, beam_pipeline_args=beam_pipeline_args
@@ -304,7 +335,9 @@ def monitor(
         # late labels of earlier windows: recompute their live metrics (components/monitor/backfill.py)
         from components.monitor import backfill
 
-        summary["backfills"] = backfill.backfill_windows(store_uri, model_name, before=start, cfg=cfg)
+        summary["backfills"] = backfill.backfill_windows(
+            store_uri, model_name, before=start, cfg=cfg, spec=spec
+        )
         summary["record_uri"] = record_run(store_uri, model_name, summary)
     return summary
 

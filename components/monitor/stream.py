@@ -7,8 +7,10 @@ is skipped and counted with its reason, never raised. Good rows are spilled, has
 ``(request_id, row)``, into ``buckets`` local Arrow files (predictions and feedback alike).
 
 Pass 2 takes one bucket at a time: duplicate ``(request_id, row)`` predictions are dropped (and counted),
-the bucket's labels are joined (a later label for the same key wins: a correction), the live-AUC
-histograms and counters are updated, and the rows go on as TFDV record batches (one list value per cell,
+the bucket's labels are joined (the first label for a key is kept: :mod:`kfloop.labels`), the live
+metric's counters of the task are updated (binary: the live-AUC histograms; regression: squared and
+absolute errors; multiclass: correct rows and log loss) and the model's output is counted in the bins of
+the champion's eval predictions (output drift), and the rows go on as TFDV record batches (one list value per cell,
 null = missing; numeric features also clipped to the reference's quantiles, as extra columns) into staged
 Arrow IPC files for the statistics pipeline. Memory holds one log file or one bucket (``rows / buckets``), whatever the window.
 """
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 
 from kfloop import labels as L
 from kfloop import predlog as P
+from kfloop import reference as R
 
 #: Spill partitions: pass 2 holds about ``rows / BUCKETS`` rows.
 BUCKETS = 64
@@ -48,14 +51,60 @@ def _np(arr) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
 
 
+def output_column(spec) -> str:
+    """The prediction log's output column of a spec's task (``probability``, ``prediction``,
+    ``probabilities``)."""
+    return R.OUTPUT_KEYS[_task(spec)]
+
+
+def _task(spec) -> str:
+    return spec.task.value if spec is not None else "binary"
+
+
+def outputs_of(table, spec) -> np.ndarray:
+    """The model outputs of checked prediction rows: float64 [n] (binary, regression) or [n, K]."""
+    col = table.column(output_column(spec))
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+        k = spec.n_classes
+        return _np(col.flatten()).astype(np.float64).reshape(-1, k)
+    return _np(col).astype(np.float64)
+
+
+def _bad_outputs(batch: pa.RecordBatch, spec) -> tuple[np.ndarray, str]:
+    """Rows whose output is not one of the task's (reason text per task)."""
+    task = _task(spec)
+    col = batch.column(batch.schema.get_field_index(output_column(spec)))
+    if task == "multiclass":
+        k = spec.n_classes
+        bad = ~_np(col.is_valid())
+        if pa.types.is_list(col.type):
+            bad |= _np(pc.fill_null(pc.list_value_length(col), 0)) != k
+        vals = np.full((len(col), k), np.nan)
+        ok = np.flatnonzero(~bad)
+        if ok.size:
+            flat = _np(pc.fill_null(col.take(pa.array(ok)).flatten().cast(pa.float64()), np.nan))
+            vals[ok] = flat.reshape(-1, k)
+        with np.errstate(invalid="ignore"):
+            bad |= ~(((vals >= 0) & (vals <= 1)).all(axis=1) & (np.abs(vals.sum(axis=1) - 1) <= 1e-3))
+        return bad, f"probabilities not a distribution over the {k} classes"
+    v = _np(pc.fill_null(col.cast(pa.float64()), np.nan))
+    if task == "regression":
+        return ~np.isfinite(v), "prediction not a finite number"
+    with np.errstate(invalid="ignore"):
+        return ~((v >= 0.0) & (v <= 1.0)), "probability not a number in [0, 1]"
+
+
 def check_predictions(
-    batch: pa.RecordBatch, counts: collections.Counter, numeric: tuple[str, ...] = ()
+    batch: pa.RecordBatch, counts: collections.Counter, numeric: tuple[str, ...] = (), spec=None
 ) -> pa.RecordBatch:
     """The good rows of a prediction batch; every bad row is counted in ``counts`` by reason.
 
-    Bad: an empty ``request_id`` or ``model_version``, a negative ``row``, a probability that is not a
-    number in [0, 1] (NaN, infinite, null), a non-finite value (NaN that is not null, infinity) of one of
-    the ``numeric`` features (the spec's numeric model inputs).
+    Bad: an empty ``request_id`` or ``model_version``, a negative ``row``, an output that is not the
+    task's (``spec``'s; None: binary): a probability that is not a number in [0, 1] (NaN, infinite, null),
+    a regression prediction that is not finite, multiclass probabilities that are not K numbers in [0, 1]
+    summing to 1; a non-finite value (NaN that is not null, infinity) of one of the ``numeric`` features
+    (the spec's numeric model inputs).
     """
     bad = np.zeros(batch.num_rows, dtype=bool)
     rid = batch.column(batch.schema.get_field_index("request_id"))
@@ -68,12 +117,8 @@ def check_predictions(
     )
     row = batch.column(batch.schema.get_field_index("row"))
     bad |= _mask_reason(counts, ~_np(pc.fill_null(pc.greater_equal(row, 0), False)) & ~bad, "negative row")
-    p = _np(
-        pc.fill_null(batch.column(batch.schema.get_field_index("probability")).cast(pa.float64()), np.nan)
-    )
-    with np.errstate(invalid="ignore"):
-        bad_p = ~((p >= 0.0) & (p <= 1.0))
-    bad |= _mask_reason(counts, bad_p & ~bad, "probability not a number in [0, 1]")
+    bad_p, why = _bad_outputs(batch, spec)
+    bad |= _mask_reason(counts, bad_p & ~bad, why)
     for name in numeric:
         if name not in batch.schema.names:
             continue
@@ -84,8 +129,9 @@ def check_predictions(
     return batch.filter(pa.array(~bad))
 
 
-def check_feedback(batch: pa.RecordBatch, counts: collections.Counter) -> pa.RecordBatch:
-    """The good rows of a feedback batch (empty request id, negative row, label not 0 / 1 are counted)."""
+def check_feedback(batch: pa.RecordBatch, counts: collections.Counter, spec=None) -> pa.RecordBatch:
+    """The good rows of a feedback batch (empty request id, negative row, a label that is not the task's
+    are counted): binary 0 / 1, multiclass a class index 0..K-1, regression a finite number."""
     bad = np.zeros(batch.num_rows, dtype=bool)
     rid = batch.column(batch.schema.get_field_index("request_id"))
     bad |= _mask_reason(
@@ -93,11 +139,25 @@ def check_feedback(batch: pa.RecordBatch, counts: collections.Counter) -> pa.Rec
     )
     row = batch.column(batch.schema.get_field_index("row"))
     bad |= _mask_reason(counts, ~_np(pc.fill_null(pc.greater_equal(row, 0), False)) & ~bad, "negative row")
-    lab = _np(pc.fill_null(batch.column(batch.schema.get_field_index("label")).cast(pa.int64()), -1))
-    bad |= _mask_reason(counts, ~np.isin(lab, (0, 1)) & ~bad, "label not 0 or 1")
+    task = _task(spec)
+    lab = _np(pc.fill_null(batch.column(batch.schema.get_field_index("label")).cast(pa.float64()), np.nan))
+    if task == "regression":
+        bad_l, why = ~np.isfinite(lab), "label not a finite number"
+    elif task == "multiclass":
+        k = spec.n_classes
+        bad_l, why = ~np.isin(lab, np.arange(k)), f"label not a class index in 0..{k - 1}"
+    else:
+        bad_l, why = ~np.isin(lab, (0, 1)), "label not 0 or 1"
+    bad |= _mask_reason(counts, bad_l & ~bad, why)
     if not bad.any():
         return batch
     return batch.filter(pa.array(~bad))
+
+
+def _feedback_schema(spec) -> pa.Schema:
+    """The feedback log schema of the spec's task (its ``label`` typed per task)."""
+    make = getattr(P, "feedback_schema", None)  # kfloop.predlog's per-task schema (issue 26)
+    return make(spec) if make is not None else P.FEEDBACK_SCHEMA
 
 
 def _bucket_of(batch: pa.RecordBatch, buckets: int) -> np.ndarray:
@@ -168,6 +228,19 @@ class WindowStats:
     labels: L.Provenance = dataclasses.field(default_factory=L.Provenance)
     pos_hist: np.ndarray | None = None
     neg_hist: np.ndarray | None = None
+    task: str = "binary"
+    #: Regression: sums of the outputs, labels, squared and absolute errors (labelled rows for the last 3).
+    output_sum: float = 0.0
+    label_sum: float = 0.0
+    sq_err_sum: float = 0.0
+    abs_err_sum: float = 0.0
+    #: Multiclass: correct labelled rows, their log loss (nats), labels and summed probabilities per class.
+    correct: int = 0
+    log_loss_sum: float = 0.0
+    class_labels: np.ndarray | None = None
+    probability_sums: np.ndarray | None = None
+    #: Output drift: the live outputs in the bins of the champion's eval predictions (None: no reference).
+    output_counts: np.ndarray | None = None
 
     def live_auc(self) -> float | None:
         """ROC AUC of the labelled rows (ties within one histogram bin count half); None without both
@@ -267,6 +340,7 @@ def process_window(
     spill_dir: str | None = None,
     buckets: int = BUCKETS,
     on_rows=None,
+    output_ref: dict | None = None,
 ) -> tuple[WindowStats, list[str], list[str]]:
     """Streams one window: checks, dedupes, joins labels, counts and stages the TFDV batches.
 
@@ -281,30 +355,39 @@ def process_window(
         spill_dir: Local folder for the bucket files (default: a temporary folder, removed).
         buckets: Number of hash partitions.
         on_rows: Called with each bucket's deduplicated, labelled table (e.g. to write the live dataset).
+        output_ref: The champion's eval-output reference (:attr:`kfloop.reference.Reference.output`):
+            the live outputs are counted in its bins (``stats.output_counts``); None: not counted.
 
     Returns:
         ``(stats, paths)``: counters and the staged files of the TFDV batches (raw and clipped columns).
     """
-    ws = WindowStats()
-    ws.pos_hist = np.zeros(AUC_BINS, dtype=np.int64)
-    ws.neg_hist = np.zeros(AUC_BINS, dtype=np.int64)
+    ws = WindowStats(task=_task(spec))
+    if ws.task == "binary":
+        ws.pos_hist = np.zeros(AUC_BINS, dtype=np.int64)
+        ws.neg_hist = np.zeros(AUC_BINS, dtype=np.int64)
+    elif ws.task == "multiclass":
+        ws.class_labels = np.zeros(spec.n_classes, dtype=np.int64)
+        ws.probability_sums = np.zeros(spec.n_classes, dtype=np.float64)
+    if output_ref is not None:
+        ws.output_counts = np.zeros(len(output_ref["counts"]), dtype=np.int64)
     staged = _Stage(stage_dir, "live")
     numeric = tuple(f.name for f in spec.features_of("numeric"))
     with tempfile.TemporaryDirectory(prefix="kfloop-monitor-", dir=spill_dir) as tmp:
         preds = _Spill(tmp, "p", P.prediction_schema(spec), buckets)
-        fb_schema = pa.schema([P.FEEDBACK_SCHEMA.field(c) for c in L.feedback_columns(P.FEEDBACK_SCHEMA)])
+        fb_full = _feedback_schema(spec)
+        fb_schema = pa.schema([fb_full.field(c) for c in L.feedback_columns(fb_full)])
         fbs = _Spill(tmp, "f", fb_schema, buckets)
         rep = P.ScanReport()
         try:
             for batch in P.scan(store_uri, model_name, P.PREDICTIONS, start, end, schema=spec, report=rep):
-                good = check_predictions(batch, ws.bad_predictions, numeric)
+                good = check_predictions(batch, ws.bad_predictions, numeric, spec)
                 if good.num_rows:
                     preds.add(good, _bucket_of(good, buckets))
             frep = P.ScanReport()
             for batch in P.scan(
                 store_uri, model_name, P.FEEDBACK, start, feedback_end, columns=fb_schema.names, report=frep
             ):
-                good = check_feedback(batch, ws.bad_feedback)
+                good = check_feedback(batch, ws.bad_feedback, spec)
                 if good.num_rows:
                     fbs.add(good, _bucket_of(good, buckets))
         finally:
@@ -324,7 +407,7 @@ def process_window(
                 continue
             table, labels = _dedupe_and_join(table, fbs.read(b), ws)
             fbs.remove(b)
-            _count(table, labels, ws)
+            _count(table, labels, ws, spec, output_ref)
             if on_rows is not None:
                 on_rows(table, labels)
             staged.add(tfdv_batches(table, spec, bounds))
@@ -333,8 +416,8 @@ def process_window(
 
 def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa.Table, np.ndarray]:
     """Drops repeated ``(request_id, row)`` predictions (first kept, the rest counted) and returns the label
-    of each row (-1 = none arrived; the first arrival is kept, later contradicting labels are counted in
-    ``ws.labels``: :func:`kfloop.labels.first_labels`)."""
+    of each row as float64 (NaN = none arrived; the first arrival is kept, later contradicting labels are
+    counted in ``ws.labels``: :func:`kfloop.labels.first_labels`)."""
     import pandas as pd
 
     keys = pd.DataFrame(
@@ -349,7 +432,7 @@ def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa
         table = table.filter(pa.array(~dup))
         keys = keys[~dup].reset_index(drop=True)
     if fb.num_rows == 0:
-        return table, np.full(table.num_rows, -1, dtype=np.int8)
+        return table, np.full(table.num_rows, np.nan)
     f = pd.DataFrame(
         {
             "request_id": fb.column("request_id").to_pandas(),
@@ -362,20 +445,36 @@ def _dedupe_and_join(table: pa.Table, fb: pa.Table, ws: WindowStats) -> tuple[pa
         f[L.LABELER] = fb.column(L.LABELER).to_pandas()
     f = L.first_labels(f, ws.labels)
     joined = keys.merge(f[["request_id", "row", "label"]], on=["request_id", "row"], how="left", sort=False)
-    return table, joined["label"].fillna(-1).to_numpy(dtype=np.int8)
+    return table, joined["label"].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _count(table: pa.Table, labels: np.ndarray, ws: WindowStats) -> None:
-    probs = _np(table.column("probability").combine_chunks()).astype(np.float64)
+def _count(table: pa.Table, labels: np.ndarray, ws: WindowStats, spec=None, output_ref=None) -> None:
+    out = outputs_of(table, spec)
     ws.rows += table.num_rows
-    ws.probability_sum += float(probs.sum())
     for v, n in zip(
         *np.unique(_np(table.column("model_version").combine_chunks()), return_counts=True), strict=True
     ):
         ws.model_versions[str(v)] += int(n)
-    has = labels >= 0
+    has = ~np.isnan(labels)
     ws.labelled_rows += int(has.sum())
+    if output_ref is not None:
+        ws.output_counts += R.output_counts(output_ref, out)
+    if ws.task == "regression":
+        e = out[has] - labels[has]
+        ws.output_sum += float(out.sum())
+        ws.label_sum += float(labels[has].sum())
+        ws.sq_err_sum += float((e**2).sum())
+        ws.abs_err_sum += float(np.abs(e).sum())
+        return
+    if ws.task == "multiclass":
+        y, p = labels[has].astype(np.int64), out[has]
+        ws.probability_sums += out.sum(axis=0)
+        ws.class_labels += np.bincount(y, minlength=len(ws.class_labels))
+        ws.correct += int((np.argmax(p, axis=1) == y).sum())
+        ws.log_loss_sum += float(-np.log(np.clip(p[np.arange(y.size), y], 1e-15, 1.0)).sum())
+        return
+    ws.probability_sum += float(out.sum())
     ws.positives += int((labels == 1).sum())
-    idx = np.minimum((probs * AUC_BINS).astype(np.int64), AUC_BINS - 1)
+    idx = np.minimum((out * AUC_BINS).astype(np.int64), AUC_BINS - 1)
     ws.pos_hist += np.bincount(idx[labels == 1], minlength=AUC_BINS)
     ws.neg_hist += np.bincount(idx[labels == 0], minlength=AUC_BINS)
