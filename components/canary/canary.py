@@ -10,7 +10,9 @@ that arrived, per model version (:func:`live_scores`, the one place this step re
    back;
 2. **comparison** (:mod:`kfloop.paired`): paired on the rows both versions scored (a shadow canary, as in
    the local loop), else unpaired on each version's own rows (a KServe traffic split); the policy of
-   :class:`kfloop.config.ComparisonConfig`: better / not worse than the margin → promote; worse → roll
+   :class:`kfloop.config.ComparisonConfig`, in the metric of the champion's task (``paired.compare(task=)``:
+   binary AUC, regression MSE, multiclass log loss; the difference oriented so that > 0 means the canary
+   is better, the margin ``margin_for(task)``): better / not worse than the margin → promote; worse → roll
    back; undecided → keep waiting, until :class:`kfloop.config.CanaryConfig`'s limit (labelled rows or
    monitoring runs), where ``at_limit`` decides.
 
@@ -42,12 +44,13 @@ from kfloop import clock, config, layout, paired, store
 
 @dataclasses.dataclass
 class Scores:
-    """What one model version scored: request rows, probabilities, labels (NaN: not arrived).
+    """What one model version scored: request rows, outputs, labels (NaN: not arrived).
 
     Attributes:
         ids: ``(request_id, row)`` of each scored row, once (a repeated answer is dropped, first kept).
-        probs: Probability of each row.
-        labels: Arrived label of each row (NaN: none).
+        probs: The output of each row: binary probability, regression prediction [n]; multiclass
+            probabilities [n, K].
+        labels: Arrived label of each row (NaN: none): 0/1, the value, or the class index.
         retries: Rows answered again by the same version in the same log (a client retry with the same
             ``X-Request-Id``): dropped, not a failure.
         doubled: Rows this version answered in both logs (main and shadow): a server meant to serve the
@@ -78,6 +81,7 @@ def live_scores(
     *,
     horizon_days: float = config.MonitoringConfig().feedback_horizon_days,
     shadow_log: str = config.CanaryConfig().shadow_log,
+    spec=None,
 ) -> LiveLog:
     """Per model version, the rows logged in ``[start, end)`` and their arrived labels.
 
@@ -87,7 +91,8 @@ def live_scores(
     shadow canary's answers to copies of the same requests); labels from the main log's feedback, joined
     on ``(request_id, row)`` when they arrived within ``horizon_days`` after the window. A row answered
     again by the same version in the same log (a client retry) keeps its first answer by time; labels
-    follow :mod:`kfloop.labels` (first arrival kept, conflicts counted).
+    follow :mod:`kfloop.labels` (first arrival kept, conflicts counted). ``spec`` (the champion's dataset
+    spec; None: binary) says which output column is read and what a label is.
 
     Returns:
         A :class:`LiveLog`.
@@ -96,11 +101,14 @@ def live_scores(
 
     from kfloop import labels as L
     from kfloop import predlog
+    from kfloop.reference import OUTPUT_KEYS
 
     if end <= start:
         return LiveLog({})
+    task = spec.task.value if spec is not None else "binary"
+    out_col = OUTPUT_KEYS[task]
     rep = predlog.ScanReport()
-    cols = ["request_id", "row", "model_version", "probability", "timestamp"]
+    cols = ["request_id", "row", "model_version", out_col, "timestamp"]
     parts = []
     for n, root in enumerate((store_uri, layout.shadow_root(store_uri, shadow_log))):
         for b in predlog.scan(root, model_name, predlog.PREDICTIONS, start, end, cols, report=rep):
@@ -111,7 +119,7 @@ def live_scores(
                         "request_id": [str(r) for r in d["request_id"]],
                         "row": [int(r) for r in d["row"]],
                         "version": [str(v) for v in d["model_version"]],
-                        "p": np.asarray(d["probability"], dtype=np.float64),
+                        "p": list(np.asarray(d[out_col], dtype=np.float64)),
                         "ts": [t.timestamp() for t in d["timestamp"]],
                         "log": n,
                     }
@@ -125,13 +133,13 @@ def live_scores(
         for b in predlog.scan(store_uri, model_name, predlog.FEEDBACK, start, fb_end, fcols, report=frep)
     ]
     prov = L.Provenance(feedback_files=frep.files)
-    labels: dict[tuple[str, int], int] = {}
+    labels: dict[tuple[str, int], float] = {}
     if fparts:
         f = pd.concat(fparts, ignore_index=True)
         f["ts"] = f["timestamp"].astype("int64")
         f = L.first_labels(f, prov)
         keys = zip(f["request_id"].astype(str), f["row"].astype(int), strict=True)
-        labels = dict(zip(keys, f["label"].astype(int), strict=True))
+        labels = dict(zip(keys, f["label"].astype(float if task == "regression" else int), strict=True))
     out = {}
     if parts:
         frame = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
@@ -144,7 +152,10 @@ def live_scores(
             g = g[once.to_numpy()]
             ids = list(zip(g["request_id"], g["row"].astype(int), strict=True))
             ys = [labels.get(k, np.nan) for k in ids]
-            out[str(v)] = Scores(ids, g["p"].to_numpy(), np.asarray(ys, dtype=np.float64), retries, doubled)
+            probs = np.asarray(g["p"].tolist(), dtype=np.float64)
+            if task == "multiclass":
+                probs = probs.reshape(-1, spec.n_classes)
+            out[str(v)] = Scores(ids, probs, np.asarray(ys, dtype=np.float64), retries, doubled)
     prov.labelled_rows = sum(int((~np.isnan(s.labels)).sum()) for s in out.values())
     return LiveLog(out, len(rep.corrupt) + len(frep.corrupt), prov.as_dict())
 
@@ -278,25 +289,52 @@ def health(
     return out, notes
 
 
-def _labelled(s: Scores) -> tuple[np.ndarray, np.ndarray, list]:
+def _labelled(s: Scores, task: str = "binary") -> tuple[np.ndarray, np.ndarray, list]:
     keep = ~np.isnan(s.labels)
-    return s.labels[keep].astype(int), s.probs[keep], [i for i, k in zip(s.ids, keep, strict=True) if k]
+    y = s.labels[keep] if task == "regression" else s.labels[keep].astype(int)
+    return y, s.probs[keep], [i for i, k in zip(s.ids, keep, strict=True) if k]
 
 
-def comparison(scores: dict[str, Scores], canary: str, champion: str, cfg: config.ComparisonConfig):
-    """The paired (shadow) or unpaired (traffic split) comparison of canary vs champion."""
-    can = scores.get(canary) or Scores([], np.zeros(0), np.zeros(0))
-    cham = scores.get(champion) or Scores([], np.zeros(0), np.zeros(0))
-    ya, pa, ia = _labelled(can)
-    yb, pb, ib = _labelled(cham)
+def comparison(
+    scores: dict[str, Scores], canary: str, champion: str, cfg: config.ComparisonConfig, task: str = "binary"
+):
+    """The paired (shadow) or unpaired (traffic split) comparison of canary vs champion in the task's
+    metric (:func:`kfloop.paired.compare`)."""
+    empty = np.zeros((0, 2)) if task == "multiclass" else np.zeros(0)
+    can = scores.get(canary) or Scores([], empty, np.zeros(0))
+    cham = scores.get(champion) or Scores([], empty, np.zeros(0))
+    if task == "multiclass":  # a side without rows keeps the other's K (the comparison says "no rows")
+        k = max(can.probs.shape[1], cham.probs.shape[1])
+        can = can if len(can.ids) else Scores([], np.zeros((0, k)), np.zeros(0))
+        cham = cham if len(cham.ids) else Scores([], np.zeros((0, k)), np.zeros(0))
+    ya, pa, ia = _labelled(can, task)
+    yb, pb, ib = _labelled(cham, task)
     common = set(ia) & set(ib)
     if common:
         pos_b = {k: n for n, k in enumerate(ib)}
         keys = [k for k in ia if k in common and k in pos_b]
         ka = [n for n, k in enumerate(ia) if k in common]
         kb = [pos_b[k] for k in keys]
-        return paired.compare(ya[ka], pa[ka], pb[kb], cfg=cfg)
-    return paired.compare(ya, pa, pb, champion_labels=yb, paired=False, cfg=cfg)
+        return paired.compare(ya[ka], pa[ka], pb[kb], task=task, cfg=cfg)
+    return paired.compare(ya, pa, pb, task=task, champion_labels=yb, paired=False, cfg=cfg)
+
+
+def champion_task(ms: store.ModelStore, model_name: str, champion: str):
+    """The dataset spec stored with the champion's version (None: it has none; judged as binary)."""
+    from kfloop import contract
+    from kfloop.spec import SpecError
+
+    try:
+        return contract.read_spec(ms.model_uri(model_name, champion))
+    except (FileNotFoundError, SpecError, store.StoreError):
+        return None
+
+
+def _margin(c, cfg: config.ComparisonConfig):
+    try:
+        return cfg.margin_for(c.task, c.champion)
+    except ValueError:  # regression without a champion MSE (no rows): no margin to state
+        return None
 
 
 def judge(
@@ -361,6 +399,8 @@ def judge(
     since = canary_since(ms, model_name, canary) or end - dt.timedelta(days=1)
     from components.canary import mirror
 
+    spec = champion_task(ms, model_name, champion)
+    task = spec.task.value if spec is not None else "binary"
     live = live_scores(
         store_uri,
         model_name,
@@ -368,10 +408,12 @@ def judge(
         end,
         horizon_days=mon_cfg.feedback_horizon_days,
         shadow_log=canary_cfg.shadow_log,
+        spec=spec,
     )
     scores, bad = live.scores, live.corrupt
     mirrored = mirror.read(store_uri, model_name, since, end, shadow_log=canary_cfg.shadow_log)
     base.update(
+        task=task,
         window_start=clock.iso(since),
         window_end=clock.iso(end),
         rows={v: len(s.ids) for v, s in scores.items()},
@@ -390,7 +432,7 @@ def judge(
     if sick:
         action, verdict, reasons = REJECT, "unhealthy", sick
     else:
-        c = comparison(scores, canary, champion, cmp_cfg)
+        c = comparison(scores, canary, champion, cmp_cfg, task)
         base["comparison"] = c.to_dict()
         small = (
             not c.paired
@@ -407,14 +449,18 @@ def judge(
             f"limit: {canary_cfg.max_rows} labelled rows or {canary_cfg.max_checks} waiting checks "
             f"(this is check {len(earlier) + 1})"
         )
+        margin = _margin(c, cmp_cfg)
+        cmp_reason = _reason(
+            "comparison",
+            f"{c.metric}_diff",
+            c.diff,
+            None if margin is None else -margin,
+            f"canary {canary} vs champion {champion}: {message}",
+        )
+        if task != "binary":  # the binary record stays as it was
+            cmp_reason["units"] = c.units
         reasons = [
-            _reason(
-                "comparison",
-                "auc_diff",
-                c.diff,
-                -cmp_cfg.margin,
-                f"canary {canary} vs champion {champion}: {message}",
-            ),
+            cmp_reason,
             _reason("limit", "rows", c.rows, canary_cfg.max_rows, limit + (" - reached" if at_limit else "")),
         ]
         if c.rows == 0:

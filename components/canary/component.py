@@ -44,7 +44,8 @@ def canary_op(
 
     Returns:
         verdict: The verdict JSON (``action``, ``verdict``, ``reasons``, ``comparison``...).
-        metrics: Both AUCs, the interval, rows (KFP dashboard).
+        metrics: Both values of the task's metric (``auc`` / ``mse`` / ``log_loss``), the oriented
+            difference and its interval, rows (KFP dashboard).
         report: The verdict as Markdown.
         page: The same as HTML.
     """
@@ -74,8 +75,9 @@ def canary_op(
         json.dump(result, f, indent=1, sort_keys=True)
     verdict.metadata.update({"action": result["action"], "verdict": result["verdict"]})
     c = result.get("comparison") or {}
-    names = {"challenger": "auc_canary", "champion": "auc_champion", "diff": "auc_diff"}
-    names.update(low="auc_diff_low", high="auc_diff_high")
+    m = c.get("metric", "auc")  # the task's metric: auc, mse, log_loss
+    names = {"challenger": f"{m}_canary", "champion": f"{m}_champion", "diff": f"{m}_diff"}
+    names.update(low=f"{m}_diff_low", high=f"{m}_diff_high")
     for key, name in names.items():
         if c.get(key) is not None:
             metrics.log_metric(name, round(c[key], 6))

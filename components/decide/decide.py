@@ -6,7 +6,12 @@ Input is one monitoring summary (:func:`components.monitor.monitor.monitor`). Tr
   a feature whose drift mode is ``record`` is marked ``ignored`` by the monitor and never triggers, an
   ``off`` one is not in the summary);
 * ``anomaly``: a blocking schema anomaly of the live data (``SERVING`` environment), if enabled;
-* ``performance``: live AUC (where labels arrived) below ``min_live_auc``.
+* ``performance``: the task's live metric (where labels arrived) against its rule: binary live AUC below
+  ``min_live_auc``; regression and multiclass as the monitor judged them (its ``performance``: live RMSE
+  above the champion's eval RMSE x (1 + ``max_live_rmse_increase``), live accuracy below the champion's
+  eval accuracy - ``max_live_accuracy_drop``); the reason carries the metric's name and ``units``;
+* ``drift`` of the model output (feature ``(output)``), when the monitor's ``output_drift`` crossed its
+  threshold and its mode is ``trigger`` (``record``, the default, reports it only).
 
 A window with no traffic, or fewer than ``min_examples`` predictions, is reported and never acted upon. When
 triggers fire within ``cooldown_hours`` of the last decision that started a retraining, the decision is
@@ -85,6 +90,17 @@ def triggers(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
                         f"{a['feature']}: {a['type']}: {a.get('description', '')}",
                     )
                 )
+    od = summary.get("output_drift") or {}
+    if od.get("exceeded") and not od.get("ignored"):
+        out.append(
+            _reason("drift", "(output)", od["measure"], od["value"], od["threshold"], od.get("message", ""))
+        )
+    task = summary.get("task") or "binary"
+    if task != "binary":
+        perf = summary.get("performance") or {}
+        if perf.get("exceeded"):
+            out.append(_performance(perf))
+        return out
     live_auc = summary.get("live_auc")
     if live_auc is not None and live_auc < cfg.min_live_auc:
         out.append(
@@ -98,6 +114,20 @@ def triggers(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
             )
         )
     return out
+
+
+def _performance(perf: dict) -> dict:
+    """The reason of a regression / multiclass ``performance`` record (metric name and units kept)."""
+    r = _reason(
+        "performance",
+        "(model)",
+        f"live_{perf['metric']}",
+        perf["value"],
+        perf["threshold"],
+        perf["message"],
+    )
+    r["units"] = perf.get("units")
+    return r
 
 
 def last_retrain(decisions: list[dict]) -> dict | None:
@@ -196,6 +226,8 @@ def decide(
         "retrain": False,
         "labelled_rows": summary.get("labelled_rows", 0),
         "label_provenance": summary.get("label_provenance"),  # where the live metric's labels came from
+        "task": summary.get("task") or "binary",
+        "live_metrics": summary.get("live_metrics"),
         "outcomes_seen": len(known_outcomes),
     }
     history = list(history)
@@ -321,7 +353,11 @@ def _closest(summary: dict, cfg: config.MonitoringConfig) -> list[dict]:
                 f"highest {m}: {s['feature']} {s['value']:.4f} <= {s['threshold']}",
             )
         )
-    if summary.get("live_auc") is not None:
+    perf = summary.get("performance") or {}
+    if (summary.get("task") or "binary") != "binary":
+        if perf.get("value") is not None:
+            out.append(_performance(perf))
+    elif summary.get("live_auc") is not None:
         auc = summary["live_auc"]
         out.append(
             _reason(
@@ -401,6 +437,12 @@ def to_markdown(decision: dict, summary: dict | None = None) -> str:
             )
     if summary and summary.get("live_auc") is not None:
         lines += ["", f"Live AUC: {summary['live_auc']:.4f} on {summary['labelled_rows']} labelled rows."]
+    perf = (summary or {}).get("performance") or {}
+    if perf and perf.get("task") != "binary":
+        lines += ["", f"Performance ({perf['rule']}): {perf['message']}."]
+    od = (summary or {}).get("output_drift") or {}
+    if od:
+        lines += ["", f"Output drift: {od.get('message')}."]
     return "\n".join(lines) + "\n"
 
 
