@@ -6,7 +6,8 @@ their kinds, the label and the event-time column come from it.
 * :func:`replay` sends rows to a running KServe server over HTTP (V1 ``:predict``, one ``X-Request-Id``
   per request); the server scores them and writes the prediction log itself.
 * After the predictions, the ground truth that "arrives later" (the spec's label, once it is known) goes
-  back to the same server through its feedback endpoint, ``POST /v1/models/<name>:feedback``
+  back to the same server, as the task's label type (binary 0/1, multiclass the class value as the data
+  writes it, regression the number), through its feedback endpoint, ``POST /v1/models/<name>:feedback``
   (:mod:`serving.feedback`), keyed by request id and row; the server writes the feedback log.
 * :func:`write_feedback` writes feedback directly in the feedback log format of :mod:`kfloop.predlog`
   (``feedback/<model>/date=.../*.parquet``), for tests that build logs without a server.
@@ -76,7 +77,8 @@ def write_prediction_log(
         model_name: Model name (the log's directory).
         spec: The model's dataset spec (the log's feature columns).
         records: Dicts with ``request_id``, ``row``, ``timestamp`` (ISO), ``model_name``, ``model_version``,
-            ``features`` and ``probability`` (see :func:`prediction_records`).
+            ``features`` and the task's output (``probability``, ``prediction`` or ``probabilities``: see
+            :func:`prediction_records`).
         server_id: The writer's id (first part of the file name).
 
     Returns:
@@ -94,12 +96,23 @@ def write_prediction_log(
         np.array([clock.parse(r["timestamp"]).timestamp() for r in records]),
         np.array([str(r["model_version"]) for r in records], dtype=object),
         predlog.columns_from_instances([r["features"] for r in records], spec),
-        [float(r["probability"]) for r in records],
+        [r[_OUTPUT[spec.task.value]] for r in records],
         source=records[0].get("source", "online"),
         rows=[int(r["row"]) for r in records],
         schema=predlog.prediction_schema(spec),
     )
     return predlog.write_table(store_uri, model_name, predlog.PREDICTIONS, table, writer_id=server_id)
+
+
+#: The record key (and log column) of the model output per task (contract 4).
+_OUTPUT = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
+
+
+def _output_value(spec, p):
+    """One row's output as a record holds it: a float, or K floats (multiclass)."""
+    if spec.task.value == "multiclass":
+        return [float(v) for v in p]
+    return float(p)
 
 
 def prediction_records(
@@ -113,7 +126,11 @@ def prediction_records(
     step_ms: int = 1,
     request_id: str | None = None,
 ) -> list[dict]:
-    """Contract-4 records for the rows of ``frame`` (one request; timestamps ``start + i*step_ms``)."""
+    """Contract-4 records for the rows of ``frame`` (one request; timestamps ``start + i*step_ms``).
+
+    ``probabilities`` are the model's outputs per row: binary probabilities, regression predictions,
+    multiclass K probabilities in ``spec.classes`` order (the record key is the task's output column).
+    """
     start = start or clock.utc_now()
     rid = request_id or str(uuid.uuid4())
     return [
@@ -124,7 +141,7 @@ def prediction_records(
             "model_name": model_name,
             "model_version": str(model_version),
             "features": inst,
-            "probability": float(p),
+            _OUTPUT[spec.task.value]: _output_value(spec, p),
         }
         for i, (inst, p) in enumerate(zip(instances(frame, spec), probabilities, strict=True))
     ]
@@ -137,36 +154,50 @@ def write_feedback(
     *,
     when: dt.datetime | None = None,
     source: str = "replay",
+    spec=None,
 ) -> str | None:
     """Writes arrived ground truth: one feedback log file (:data:`kfloop.predlog.FEEDBACK_SCHEMA`).
 
     Args:
         store_uri: Root of the model store.
         model_name: Model name.
-        labels: ``(request_id, row, label)`` triples; label 0 or 1. Rows without a known label are skipped
-            by the caller (they never "arrive").
+        labels: ``(request_id, row, label)`` triples in the log's form: binary 0 or 1, multiclass the
+            class index, regression a finite number. Rows without a known label are skipped by the caller
+            (they never "arrive").
         when: Arrival time (default now).
         source: First part of the file name.
+        spec: The model's dataset spec (its task; None: binary).
 
     Returns:
         The URI written, or ``None`` when ``labels`` is empty.
 
     Raises:
-        ValueError: a label is not 0 or 1 (names the request and row).
+        ValueError: a label is not of the task's type (names the request and row).
     """
     if not labels:
         return None
     from kfloop import predlog
 
     when = when or clock.utc_now()
+    task = spec.task.value if spec is not None else "binary"
+    allowed = {"binary": (0, 1), "multiclass": tuple(range(spec.n_classes)) if spec is not None else ()}
     for rid, row, label in labels:
-        if isinstance(label, bool) or not isinstance(label, int) or label not in (0, 1):
-            raise ValueError(f"feedback label for request {rid!r} row {row} must be 0 or 1, got {label!r}")
+        if task == "regression":
+            ok = not isinstance(label, bool) and isinstance(label, int | float) and math.isfinite(label)
+            want = "a finite number"
+        else:
+            ok = not isinstance(label, bool) and isinstance(label, int) and label in allowed[task]
+            want = "0 or 1" if task == "binary" else f"a class index in 0..{spec.n_classes - 1}"
+        if not ok:
+            raise ValueError(f"feedback label for request {rid!r} row {row} must be {want}, got {label!r}")
+    cast = float if task == "regression" else int
+    kwargs = {"spec": spec} if task != "binary" else {}  # the label's log type per task (kfloop.predlog)
     table = predlog.feedback_table(
         [rid for rid, _, _ in labels],
         [row for _, row, _ in labels],
-        [int(lab) for _, _, lab in labels],
+        [cast(lab) for _, _, lab in labels],
         when.timestamp(),
+        **kwargs,
     )
     (uri,) = predlog.write_table(store_uri, model_name, predlog.FEEDBACK, table, writer_id=source)
     return uri
@@ -217,6 +248,8 @@ def send_feedback(
 ) -> int:
     """Posts ``(request_id, row, label)`` triples to ``POST /v1/models/<name>:feedback``; returns requests.
 
+    Each label is sent as it is: binary 0/1, a multiclass class value, a regression number.
+
     Raises:
         ReplayError: the server refused a feedback request (status and its message).
     """
@@ -225,7 +258,7 @@ def send_feedback(
     for lo in range(0, len(labels), FEEDBACK_BATCH):
         part = labels[lo : lo + FEEDBACK_BATCH]
         body = json.dumps(
-            {"feedback": [{"request_id": r, "row": int(i), "label": int(y)} for r, i, y in part]}
+            {"feedback": [{"request_id": r, "row": int(i), "label": y} for r, i, y in part]}
         ).encode()
         rid = f"feedback-{uuid.uuid4().hex[:8]}"
         try:
@@ -304,11 +337,11 @@ def replay(
             result.requests += 1
             result.rows += len(batch)
             result.request_ids.append(rid)
-            result.probabilities.extend(_probability(p) for p in preds)
+            result.probabilities.extend(_output(p, spec) for p in preds)
             for i in range(len(batch)):
                 label = labels[lo + i]
                 if label is not None and not _isna(label):
-                    arrived.append((rid, i, int(label)))
+                    arrived.append((rid, i, feedback_label(spec, label)))
         if feedback and arrived:
             result.feedback_requests = send_feedback(conn, model_name, arrived, url)
             result.feedback_rows = len(arrived)
@@ -323,10 +356,26 @@ def _isna(value) -> bool:
     return value is None or value != value or getattr(value, "__class__", None).__name__ == "NAType"
 
 
-def _probability(pred) -> float:
-    """The probability out of one V1 prediction (a number, or a dict with ``probability``)."""
+def feedback_label(spec, label):
+    """A Dataset-form label as the feedback endpoint takes it: binary 0/1 (int), multiclass the class value
+    as the data writes it (``spec.class_name`` of the index), regression the number (float)."""
+    task = spec.task.value
+    if task == "regression":
+        return float(label)
+    if task == "multiclass":
+        return spec.class_name(int(label))
+    return int(label)
+
+
+def _output(pred, spec=None):
+    """The output of one V1 prediction: binary a probability (a number, or a dict with ``probability``),
+    regression the number, multiclass the K probabilities in class order (from ``{"class", "probabilities":
+    {class: p}}``)."""
+    if spec is not None and spec.task.value == "multiclass" and isinstance(pred, dict):
+        probs = pred.get("probabilities") or {}
+        return [float(probs[str(c)]) for c in spec.classes]
     if isinstance(pred, dict):
-        pred = pred.get("probability")
+        pred = pred.get("probability", pred.get("prediction"))
     if isinstance(pred, list):
         pred = pred[0]
     return float(pred)
