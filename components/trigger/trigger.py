@@ -204,7 +204,8 @@ def trigger(
             the uploaded version ``pipelines/<id>/versions/<id>`` to run; required there.
 
     Returns:
-        ``{"started": bool, "state", "mode", "decision", "reason", "arguments", "run": {...},
+        ``{"started": bool, "state", "mode", "decision", "reason", "task", "triggers" (the firing reasons:
+        kind, feature, measure, value, threshold, units), "arguments", "run": {...},
         "started_at", "finished_at", "seconds"}``. Local mode: ``state`` is ``requested`` (the loop driver
         starts the run and calls :func:`mark_started`); cluster: ``started`` with the KFP run id.
 
@@ -222,6 +223,13 @@ def trigger(
         "decision": decision.get("decision"),
         "decision_id": decision.get("decision_id"),
         "reason": decision.get("summary", ""),
+        "task": decision.get("task") or "binary",
+        # what fired, with the task's metric names and units (e.g. live_rmse in label units)
+        "triggers": [
+            {k: r.get(k) for k in ("kind", "feature", "measure", "value", "threshold", "units") if k in r}
+            for r in decision.get("reasons") or []
+            if r.get("kind") in ("drift", "anomaly", "performance")
+        ],
         "started": False,
         "started_at": clock.iso(clock.utc_now()),
         "run": {},

@@ -152,6 +152,30 @@ def tally(loop: dict) -> dict:
     return out
 
 
+#: Per task: the live / eval metric the report shows, its label and units, and the chart's top.
+_TASK_METRIC = {
+    "binary": ("auc", "AUC", "", 1.0),
+    "regression": ("rmse", "RMSE", " (label units)", None),
+    "multiclass": ("accuracy", "accuracy", " (fraction of rows)", 1.0),
+}
+_CMP_NAMES = {"auc": "AUC", "mse": "MSE", "log_loss": "log loss"}
+
+
+def _task(loop: dict) -> str:
+    """The loop's task: its spec's, else its first monitoring summary's, else binary."""
+    task = (loop.get("spec") or {}).get("task")
+    for w in loop.get("windows", []):
+        task = task or (w.get("summary") or {}).get("task")
+    return task if task in _TASK_METRIC else "binary"
+
+
+def _eval_value(m: dict, key: str, metric: str):
+    """A model record's eval value of the task's metric (binary: its ``eval_auc`` fields)."""
+    if metric == "auc":
+        return m.get(key)
+    return (m.get("eval_metrics" if key == "eval_auc" else "champion_eval_metrics") or {}).get(metric)
+
+
 def _title(loop: dict) -> str:
     """What the loop ran on, from its dataset spec: ``<name>: <description>`` (the name alone without one)."""
     spec = loop.get("spec") or {}
@@ -202,6 +226,8 @@ def render(loop: dict) -> str:
         )
     parts.append(_table(["at (s)", "took", "step", "what happened"], rows))
 
+    metric, shown, units, top = _TASK_METRIC[_task(loop)]
+    live_key = f"live_{metric}"
     windows = loop.get("windows", [])
     if windows:
         parts.append("<h2>Monitoring windows</h2>")
@@ -221,7 +247,7 @@ def render(loop: dict) -> str:
                     str(s.get("rows")),
                     str(s.get("labelled_rows")),
                     _E(", ".join(f"{k}: {v}" for k, v in (s.get("model_versions") or {}).items())),
-                    _fmt(s.get("live_auc")),
+                    _fmt(s.get(live_key)),
                     _E(", ".join(crossed) or "none"),
                     f"<span class='{cls}'>{_E(d.get('decision', ''))}</span>",
                 ]
@@ -234,7 +260,7 @@ def render(loop: dict) -> str:
                     "predictions",
                     "labels",
                     "served by",
-                    "live AUC",
+                    f"live {shown}{units}",
                     "drift crossed",
                     "decision",
                 ],
@@ -275,8 +301,8 @@ def render(loop: dict) -> str:
                 [
                     _E(m.get("version") or "(not pushed)"),
                     _E(m.get("trained_on", "")),
-                    _fmt(m.get("eval_auc")),
-                    _fmt(m.get("champion_eval_auc")),
+                    _fmt(_eval_value(m, "eval_auc", metric)),
+                    _fmt(_eval_value(m, "champion_eval_auc", metric)),
                     _E("blessed" if m.get("blessed") else "not blessed"),
                     _E("; ".join(m.get("reasons", [])[:4])),
                     _E(m.get("fate", "")),
@@ -287,8 +313,8 @@ def render(loop: dict) -> str:
                 [
                     "version",
                     "training window",
-                    "eval AUC",
-                    "champion's AUC (same eval)",
+                    f"eval {shown}{units}",
+                    f"champion's {shown} (same eval)",
                     "blessing",
                     "evaluation reasons",
                     "fate",
@@ -299,21 +325,21 @@ def render(loop: dict) -> str:
         live = {}
         for w in windows:
             for v in w["summary"].get("model_versions") or {}:
-                live.setdefault(v, []).append(w["summary"].get("live_auc"))
+                live.setdefault(v, []).append(w["summary"].get(live_key))
         if windows:
             series = {}
             for w_i, w in enumerate(windows):
                 versions = w["summary"].get("model_versions") or {}
                 main = max(versions, key=versions.get) if versions else None
                 if main:
-                    series.setdefault(main, [None] * len(windows))[w_i] = w["summary"].get("live_auc")
+                    series.setdefault(main, [None] * len(windows))[w_i] = w["summary"].get(live_key)
             parts.append(
                 line_chart(
                     series,
                     [w["label"] for w in windows],
-                    title="live AUC by serving version",
+                    title=f"live {shown} by serving version{units}",
                     width=520,
-                    y_max=1.0,
+                    y_max=top,
                 )
             )
 
@@ -344,10 +370,14 @@ def render(loop: dict) -> str:
     if canaries:
         parts.append("<h2>Canary verdicts (monitoring pipeline)</h2>")
         rows = []
+        first = next((c["comparison"] for c in canaries if c.get("comparison")), {})
+        name = _CMP_NAMES.get(first.get("metric", "auc"), first.get("metric"))
+        cmp_note = "" if name == "AUC" else f" ({first.get('units', '')}; > 0: canary better)"
         for c in canaries:
             cmp_ = c.get("comparison") or {}
+            fmt = "+.4g" if cmp_.get("task") == "regression" else "+.4f"
             interval = (
-                f"{cmp_['diff']:+.4f} [{cmp_['low']:+.4f}, {cmp_['high']:+.4f}] ({cmp_['confidence'] * 100:g}%)"
+                f"{cmp_['diff']:{fmt}} [{cmp_['low']:{fmt}}, {cmp_['high']:{fmt}}] ({cmp_['confidence'] * 100:g}%)"
                 if cmp_.get("diff") is not None and cmp_.get("low") is not None
                 else "n/a"
             )
@@ -369,9 +399,9 @@ def render(loop: dict) -> str:
                     "window",
                     "canary vs champion",
                     "rows",
-                    "canary AUC",
-                    "champion AUC",
-                    "AUC diff, interval",
+                    f"canary {name}",
+                    f"champion {name}",
+                    f"{name} diff, interval{cmp_note}",
                     "verdict",
                     "why",
                 ],

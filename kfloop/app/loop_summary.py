@@ -47,7 +47,8 @@ def training_run_result(run_root: Path) -> dict:
 
 
 def model_record(result: dict, cutoff: str, window_start: str, champion_before) -> dict:
-    """One trained model of the loop: its version, eval AUC, blessing reasons and fate.
+    """One trained model of the loop: its version, eval AUC (binary) or the task's ``eval_metrics``, blessing
+    reasons and fate.
 
     Args:
         result: :func:`training_run_result` of its training run.
@@ -81,6 +82,12 @@ def model_record(result: dict, cutoff: str, window_start: str, champion_before) 
             None,
         ),
         "failed_reasons": failed,
+        # the task's metrics (binary keeps eval_auc above): the blessing's eval_metrics (issue 26)
+        "task": blessing.get("task") or "binary",
+        "eval_metrics": blessing.get("eval_metrics") or blessing.get("metrics") or {},
+        "champion_eval_metrics": blessing.get("champion_eval_metrics")
+        or blessing.get("champion_metrics")
+        or {},
     }
 
 
