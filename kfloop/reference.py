@@ -193,7 +193,7 @@ def output_counts(output: dict, outputs):
 
     x = np.asarray(outputs, dtype=np.float64)
     if output["kind"] == "classes":
-        k = len(output["counts"])
+        k = len(output["classes"])
         return np.bincount(np.argmax(x, axis=1), minlength=k).astype(np.int64) if len(x) else np.zeros(k, int)
     edges = np.asarray(output["edges"], dtype=np.float64)
     clipped = np.clip(x.reshape(-1), edges[0], edges[-1])
