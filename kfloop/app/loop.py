@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kfloop import clock, config, fs, layout
 from kfloop.app import replay
-from kfloop.app.loop_summary import apply_canary, json_file, model_record, training_run_result
+from kfloop.app.loop_summary import apply_canary, headline, json_file, model_record, training_run_result
 from kfloop.app.plan import LoopConfig, Plan, PlanError, Window, parse_windows, plan
 from kfloop.app.servers import LoopError, Server, free_port, redirected, serving_python
 
@@ -359,7 +359,7 @@ def _drive(loop: _Loop, p: Plan, outcome: list[str]) -> None:
         m = loop.train(p.history_cutoff, "", "history")
         if not m["version"]:
             raise LoopError(f"the first model was not pushed: {m['fate']}")
-        st["detail"] = f"{m['version']} eval AUC {m['eval_auc']:.4f}, {m['fate']}"
+        st["detail"] = f"{m['version']} {headline(m)}, {m['fate']}"
     with loop.step("start server", "local KServe server on the champion") as st:
         server = loop.start_server("champion", log=True)
         st["detail"] = f"{server.url} serving {server.version()}"

@@ -91,6 +91,21 @@ def model_record(result: dict, cutoff: str, window_start: str, champion_before) 
     }
 
 
+#: The headline eval metric of a model record per task: (key in ``eval_metrics``, its name).
+HEADLINE = {"binary": ("auc", "AUC"), "regression": ("rmse", "RMSE"), "multiclass": ("accuracy", "accuracy")}
+
+
+def headline(model: dict) -> str:
+    """``eval <metric> <value>`` of a model record (:func:`model_record`): binary its AUC (4 places as
+    before), regression its RMSE in label units, multiclass its accuracy; ``eval <metric> -`` when absent."""
+    task = model.get("task") or "binary"
+    key, name = HEADLINE.get(task, HEADLINE["binary"])
+    value = model.get("eval_auc") if task == "binary" else (model.get("eval_metrics") or {}).get(key)
+    if not isinstance(value, int | float):
+        return f"eval {name} -"
+    return f"eval {name} {value:.4f}" if task != "regression" else f"eval {name} {value:.4g}"
+
+
 def apply_canary(models: list[dict], verdict: dict) -> str | None:
     """Notes a canary verdict on the model it judged; returns the fate it gives ("promote" / "reject"), if
     any."""

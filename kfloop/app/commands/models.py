@@ -16,6 +16,9 @@ import json
 import os
 import sys
 
+#: The metric ``models list`` shows per task (a key of the version's ``metrics``).
+_HEADLINE = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
+
 
 def store_arg(p: argparse.ArgumentParser) -> None:
     """Adds ``--store`` (default ``$KFLOOP_STORE_URI``) and ``--name``."""
@@ -132,7 +135,11 @@ def _list(args: argparse.Namespace) -> int:
                     "version": v,
                     "aliases": sorted(a for a, av in aliases.items() if av == v),
                     "published_at": meta.get("published_at"),
+                    "task": meta.get("task") or "binary",
                     "auc": (meta.get("metrics") or {}).get("auc"),
+                    # the task's headline metric (binary: AUC; regression: RMSE; multiclass: accuracy)
+                    "metric": _HEADLINE.get(meta.get("task") or "binary", "auc"),
+                    "value": (meta.get("metrics") or {}).get(_HEADLINE.get(meta.get("task") or "binary")),
                     "run_id": meta.get("run_id"),
                 }
             )
@@ -149,11 +156,16 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no committed versions of {args.name!r} in {ms.root}")
         return 0
-    print(f"{'VERSION':<8} {'ALIASES':<18} {'PUBLISHED':<28} {'AUC':<7} RUN")
+    metrics = {r["metric"] for r in rows}
+    title = metrics.pop().upper() if len(metrics) == 1 else "METRIC"
+    title = {"ACCURACY": "ACC"}.get(title, title)
+    print(f"{'VERSION':<8} {'ALIASES':<18} {'PUBLISHED':<28} {title:<7} RUN")
     for r in rows:
-        auc = f"{r['auc']:.4f}" if isinstance(r["auc"], int | float) else "-"
+        value = "-"
+        if isinstance(r["value"], int | float):
+            value = f"{r['value']:.4g}" if r["metric"] == "rmse" else f"{r['value']:.4f}"
         print(
-            f"{r['version']:<8} {','.join(r['aliases']) or '-':<18} {r['published_at'] or '-':<28} {auc:<7} "
+            f"{r['version']:<8} {','.join(r['aliases']) or '-':<18} {r['published_at'] or '-':<28} {value:<7} "
             f"{r['run_id'] or '-'}"
         )
     return 0
