@@ -74,6 +74,7 @@ def window_labels(
             start,
             start + dt.timedelta(days=horizon_days),
             ["request_id", "row", "label", "timestamp", "delay_s"],
+            schema=P.feedback_schema(spec),
         ),
         ["request_id", "row", "label", "timestamp", "delay_s"],
     )

@@ -384,8 +384,15 @@ def process_window(
                 if good.num_rows:
                     preds.add(good, _bucket_of(good, buckets))
             frep = P.ScanReport()
-            for batch in P.scan(
-                store_uri, model_name, P.FEEDBACK, start, feedback_end, columns=fb_schema.names, report=frep
+            for batch in P.scan(  # the task's label type: a file of another task is skipped and named
+                store_uri,
+                model_name,
+                P.FEEDBACK,
+                start,
+                feedback_end,
+                columns=fb_schema.names,
+                schema=fb_full,
+                report=frep,
             ):
                 good = check_feedback(batch, ws.bad_feedback, spec)
                 if good.num_rows:

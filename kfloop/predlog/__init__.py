@@ -18,7 +18,7 @@ A staged attempt is a hive-partitioned dataset by itself (``pyarrow.dataset`` / 
 ``partitioning="hive"``); :func:`log_files` gives every committed file of a window for such readers.
 
 Each file is one compressed (snappy) Parquet file per written batch and date, with plain Arrow types only
-(``string``, ``int8/32/64``, ``float32``, ``timestamp[us, UTC]``) and Parquet format 2.6, so that the same file
+(``string``, ``int8/32/64``, ``float32/64``, ``list<float32>``, ``timestamp[us, UTC]``) and Parquet format 2.6, so that the same file
 is readable as it is by pyarrow 10 (the pipeline image), a current pyarrow (the serving image),
 ``pyarrow.dataset``, pandas, DuckDB and a BigQuery external table with hive partitioning (``date`` comes
 from the path; it is not a column of the files).
@@ -26,10 +26,14 @@ from the path; it is not a column of the files).
 * Predictions (:func:`prediction_schema` of the predicting model's dataset spec): one row per predicted
   row: ``request_id``, ``row``, ``timestamp`` (prediction time), ``model_version``, ``source`` (``online`` /
   ``batch``), every model feature of the spec as a typed nullable column (a missing value is null, the same
-  for V1 and V2; booleans as int64 0/1), and ``probability``. Every file holds the rows of one spec (its
-  name and digest are in the file's schema metadata); readers take the features a file has.
-* Feedback (:data:`FEEDBACK_SCHEMA`): ``request_id``, ``row``, ``label`` (0/1), ``timestamp`` (label arrival),
-  ``prediction_timestamp``, ``delay_s``, ``labeler``.
+  for V1 and V2; booleans as int64 0/1), and the model's output per the spec's task
+  (:data:`OUTPUT_COLUMNS`): binary ``probability`` float32, regression ``prediction`` float32, multiclass
+  ``probabilities`` ``list<float32>`` of K in the spec's class order. Every file holds the rows of one spec
+  (its name and digest are in the file's schema metadata, and for regression / multiclass the task and
+  classes: ``kfloop.task``, ``kfloop.classes``); readers take the features a file has.
+* Feedback (:func:`feedback_schema` of the task; binary :data:`FEEDBACK_SCHEMA`): ``request_id``, ``row``,
+  ``label`` (binary int8 0/1, multiclass int32 class index, regression float64), ``timestamp`` (label
+  arrival), ``prediction_timestamp``, ``delay_s``, ``labeler``.
 
 A file becomes visible whole or not at all (:func:`write_table`: local tmp + rename, GCS
 ``if_generation_match=0``). :func:`scan` lists only the window's date partitions, filters on ``timestamp`` and
@@ -66,24 +70,37 @@ from kfloop.predlog.read import (
 from kfloop.predlog.schema import (
     ARROW_TYPES,
     BASE_PREDICTION_SCHEMA,
+    CLASSES_KEY,
     FEEDBACK,
     FEEDBACK_SCHEMA,
     FIXED_COLUMNS,
     KIND_KEY,
     KINDS,
+    LABEL_TYPES,
     OPTIONAL_COLUMNS,
+    OUTPUT_COLUMNS,
+    OUTPUT_FIELDS,
     PREDICTIONS,
     SOURCES,
     SPEC_DIGEST_KEY,
     SPEC_NAME_KEY,
+    TASK_KEY,
+    TASKS,
     LogError,
+    as_feedback_schema,
     as_prediction_schema,
     feature_field,
     feature_fields,
     feature_names,
+    feedback_schema,
     normalize_prediction_schema,
+    output_column,
     prediction_schema,
+    prediction_task,
+    schema_classes,
+    schema_task,
     spec_digest,
+    task_name,
 )
 from kfloop.predlog.write import (
     COMPRESSION,
@@ -100,6 +117,7 @@ from kfloop.predlog.write import (
 __all__ = [
     "ARROW_TYPES",
     "BASE_PREDICTION_SCHEMA",
+    "CLASSES_KEY",
     "COMMITS",
     "COMPRESSION",
     "FEEDBACK",
@@ -107,7 +125,10 @@ __all__ = [
     "FIXED_COLUMNS",
     "KINDS",
     "KIND_KEY",
+    "LABEL_TYPES",
     "OPTIONAL_COLUMNS",
+    "OUTPUT_COLUMNS",
+    "OUTPUT_FIELDS",
     "PARQUET_VERSION",
     "PREDICTIONS",
     "SOURCES",
@@ -115,9 +136,12 @@ __all__ = [
     "SPEC_NAME_KEY",
     "STAGING",
     "SUFFIX",
+    "TASKS",
+    "TASK_KEY",
     "BatchJob",
     "LogError",
     "ScanReport",
+    "as_feedback_schema",
     "as_prediction_schema",
     "check_model_name",
     "columns_from_instances",
@@ -130,20 +154,26 @@ __all__ = [
     "feature_field",
     "feature_fields",
     "feature_names",
+    "feedback_schema",
     "feedback_table",
     "fs",
     "job_key",
     "list_files",
     "log_files",
     "normalize_prediction_schema",
+    "output_column",
     "parquet_bytes",
     "partition_uri",
     "prediction_schema",
     "prediction_table",
+    "prediction_task",
     "read_commit",
     "read_file",
     "scan",
+    "schema_classes",
+    "schema_task",
     "spec_digest",
+    "task_name",
     "window_dates",
     "write_table",
 ]

@@ -21,9 +21,13 @@ from kfloop.predlog.schema import (
     OPTIONAL_COLUMNS,
     PREDICTIONS,
     LogError,
+    as_feedback_schema,
     as_prediction_schema,
     check_kind,
     normalize_prediction_schema,
+    prediction_task,
+    schema_classes,
+    schema_task,
 )
 from kfloop.predlog.write import SUFFIX, partition_uri
 
@@ -92,6 +96,9 @@ def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
         got = got.value_type
     if got == want:
         return True
+    if pa.types.is_list(want):  # multiclass probabilities: any list of floats (item name, width, layout)
+        lists = pa.types.is_list(got) or pa.types.is_large_list(got) or pa.types.is_fixed_size_list(got)
+        return lists and _same_kind(got.value_type, want.value_type)
     if pa.types.is_string(want):
         return pa.types.is_string(got) or pa.types.is_large_string(got) or str(got) == "string_view"
     if pa.types.is_integer(want):
@@ -160,6 +167,22 @@ def _field(schema: pa.Schema, name: str) -> pa.Field:
     return schema.field(i)
 
 
+def _check_task(file_schema: pa.Schema, target: pa.Schema, kind: str) -> None:
+    """Raises :class:`LogError` when a file is of another task than the schema it is read as (predictions:
+    its output column or, multiclass, its recorded classes; feedback: its ``kfloop.task``)."""
+    if kind == PREDICTIONS:
+        want = prediction_task(target)
+        got = prediction_task(file_schema)
+        if got == want and want == "multiclass":
+            a, b = schema_classes(file_schema), schema_classes(target)
+            if a is not None and b is not None and list(a) != list(b):
+                raise LogError(f"the file's classes {list(a)} are not the schema's {list(b)}")
+    else:
+        want, got = schema_task(target), schema_task(file_schema)
+    if got != want:
+        raise LogError(f"a {got} {kind} file, read as {want}")
+
+
 def scan(
     log_root_uri: str,
     model_name: str,
@@ -192,9 +215,13 @@ def scan(
         columns: Columns to read (default: all of the schema, or of each file; ``timestamp`` is always
             read). Predictions without ``schema``: a name that is not a fixed column is a feature column,
             typed as the file has it.
-        schema: Predictions only: the prediction schema (or :class:`kfloop.spec.DatasetSpec`) to conform
-            every file to (a file lacking one of its requested columns is skipped). None: each file is read
-            with the features it has, so batches of files written for different specs differ in schema.
+        schema: Predictions: the prediction schema (or :class:`kfloop.spec.DatasetSpec`) to conform
+            every file to (a file lacking one of its requested columns, or of another task, is skipped).
+            None: each file is read with the features and the output column it has, so batches of files
+            written for different specs differ in schema. Feedback: the spec (or its ``Task`` / task name,
+            or a feedback schema) whose label type every file must have (a file of another task's label
+            type is skipped); None: each file is read with its own task's label type (its ``kfloop.task``
+            metadata; none: binary int8).
         on_corrupt: Called with ``(uri, reason)`` for each skipped file.
         report: Counts files, rows and skipped files.
         batch_rows: Largest batch yielded.
@@ -212,11 +239,12 @@ def scan(
     if kind == PREDICTIONS:
         target = as_prediction_schema(schema) if schema is not None else None
     else:
-        target = FEEDBACK_SCHEMA
+        target = as_feedback_schema(schema) if schema is not None else None
     wanted = list(columns) if columns is not None else None
-    if target is not None:
-        wanted = wanted if wanted is not None else list(target.names)
-        unknown = [c for c in wanted if c not in target.names]
+    names = target.names if target is not None else (FEEDBACK_SCHEMA.names if kind != PREDICTIONS else None)
+    if names is not None:
+        wanted = wanted if wanted is not None else list(names)
+        unknown = [c for c in wanted if c not in names]
         if unknown:
             raise LogError(f"unknown {kind} log columns {unknown}")
     s_us = round(_utc(start).timestamp() * 1e6)
@@ -231,7 +259,13 @@ def scan(
     for day, uri in list_files(log_root_uri, model_name, kind, start, end, on_corrupt=skipped):
         try:
             f = _open(uri)
-            ref = target if target is not None else normalize_prediction_schema(f.schema_arrow)
+            if target is not None:
+                _check_task(f.schema_arrow, target, kind)
+                ref = target
+            elif kind == PREDICTIONS:
+                ref = normalize_prediction_schema(f.schema_arrow)
+            else:
+                ref = as_feedback_schema(f.schema_arrow)
             cols = wanted if wanted is not None else list(ref.names)
             read_cols = cols if "timestamp" in cols else [*cols, "timestamp"]
             want_schema = pa.schema([_field(ref, c) for c in read_cols], metadata=ref.metadata)
