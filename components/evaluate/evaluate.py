@@ -48,13 +48,21 @@ from components.evaluate.inputs import (
     model_spec,
     slice_keys,
 )
-from components.evaluate.paired_comparison import paired_overall, predict_examples
+from components.evaluate.paired_comparison import (
+    add_r2,
+    comparison_config,
+    paired_overall,
+    predict_examples,
+    slice_members,
+)
 from components.evaluate.policy import decide
 from components.evaluate.result import (
     CHALLENGER,
     CHAMPION,
     METRICS,
     OVERALL,
+    TASK_METRICS,
+    UNITS,
     Evaluation,
     EvaluationError,
     SliceRow,
@@ -150,13 +158,55 @@ def evaluate(
     return _evaluate(*args, Path(workdir), blessing_path, report_path)
 
 
+def _training_class_prior(model_dir: str, spec, labels) -> dict:
+    """The class frequencies the multiclass value floor compares with, and their log loss on ``labels``.
+
+    The training split's (``train_class_rates`` in the model's ``kfloop_metadata.json``, as the kfloop
+    trainer writes it) when the model directory has them for K classes; else the eval rows' own.
+    """
+    import numpy as np
+
+    from kfloop import metrics as km
+
+    k = spec.n_classes
+    rates, source = None, "eval"
+    try:
+        meta = json.loads(fs.read_text(contract.metadata_uri(model_dir)))
+        found = (meta.get("data") or {}).get("train_class_rates")
+        if isinstance(found, list) and len(found) == k and sum(found) > 0:
+            rates, source = [float(x) for x in found], "training"
+    except (FileNotFoundError, json.JSONDecodeError, TypeError, ValueError, AttributeError):
+        pass
+    if rates is None:
+        counts = np.bincount(labels.astype(int), minlength=k)
+        rates = (counts / counts.sum()).tolist()
+    return {"source": source, "rates": rates, "log_loss": km.prior_log_loss(rates, labels)}
+
+
+def _units(task: str, label: str) -> dict:
+    """Units of the task's metrics (``label units`` named after the label column)."""
+    names = set(TASK_METRICS[task]) | {"mse"}
+    out = {m: UNITS[m].replace("label units", f"label units ({label})") for m in names if m in UNITS}
+    if task == "binary":
+        out.update({"mean_label": "fraction of rows", "mean_prediction": "probability", "auc": "AUC"})
+        out.pop("mse", None)
+    if task == "regression":
+        out["r2"] = "unitless (1 - MSE / variance of the label)"
+    if task == "multiclass":
+        out.update({"macro_f1": "unitless", "recall[*]": "fraction of the class's rows"})
+    return out
+
+
 def _evaluate(spec, eval_uri, model_uri, champion_uri, config, scratch: Path, blessing_path, report_path):
     import warnings
 
+    import numpy as np
     import tensorflow as tf
 
+    from kfloop import metrics as km
+
     model_dir = fs.local_copy(model_uri, str(scratch / "challenger") if fs.is_gcs(model_uri) else None)
-    check_saved_model(model_dir, "model")
+    check_saved_model(model_dir, "model", None)
     if spec is None:
         spec = model_spec(model_dir, f"model {model_uri!r}")
     elif fs.exists(contract.spec_uri(model_dir)):
@@ -167,6 +217,16 @@ def _evaluate(spec, eval_uri, model_uri, champion_uri, config, scratch: Path, bl
                 f"{', '.join(trained_on.input_names)}; label {trained_on.label.name!r}), not on spec "
                 f"{spec.name!r}"
             )
+        if (trained_on.task, trained_on.classes) != (spec.task, spec.classes):
+            raise EvaluationError(
+                f"model {model_uri!r} was trained for task {trained_on.task.value}"
+                f"{' with classes ' + str(list(trained_on.classes)) if trained_on.classes else ''}, spec "
+                f"{spec.name!r} is task {spec.task.value}"
+                f"{' with classes ' + str(list(spec.classes)) if spec.classes else ''}"
+            )
+    task = spec.task.value
+    key = contract.output_key(spec)
+    check_saved_model(model_dir, "model", key)
     slicing = slice_keys(spec)
     frame, dropped = load_eval_frame(eval_uri, spec)
     champion_dir = None
@@ -174,13 +234,35 @@ def _evaluate(spec, eval_uri, model_uri, champion_uri, config, scratch: Path, bl
         champion_dir = fs.local_copy(
             champion_uri, str(scratch / "champion") if fs.is_gcs(champion_uri) else None
         )
-        check_saved_model(champion_dir, "champion")
+        check_saved_model(champion_dir, "champion", key)
 
     examples_path = str(scratch / "eval.tfrecord")
     examples = contract.to_examples(frame, spec, with_label=True)
     with tf.io.TFRecordWriter(examples_path) as w:
         for ex in examples:
             w.write(ex)
+
+    # Both models score the same rows TFMA evaluates: our metrics of the task and the paired interval.
+    labels = frame[spec.label.name].to_numpy(dtype=np.float64 if task == "regression" else np.int64)
+    challenger_out = predict_examples(model_dir, examples, key)
+    champion_out = predict_examples(champion_dir, examples, key) if champion_dir is not None else None
+    try:
+        eval_metrics = km.task_metrics(task, labels, challenger_out, spec.classes)
+        champion_eval_metrics = (
+            km.task_metrics(task, labels, champion_out, spec.classes) if champion_out is not None else None
+        )
+    except km.MetricsError as e:
+        raise EvaluationError(f"model outputs ({key!r}) on the eval rows: {e}") from None
+    prior = _training_class_prior(model_dir, spec, labels) if task == "multiclass" else None
+    cmp_cfg = comparison_config(config)
+    value_bound = margin = None  # TFMA's own thresholds of the task (the cross-check), point estimates
+    if task == "regression":
+        var = float(np.var(labels))
+        value_bound = (1.0 - config.min_r2) * var if var > 0 else None  # MSE at R² = min_r2
+        margin = cmp_cfg.regression_margin
+    elif task == "multiclass":
+        value_bound = config.max_log_loss_ratio * prior["log_loss"] if prior["log_loss"] is not None else None
+        margin = cmp_cfg.multiclass_margin
 
     with warnings.catch_warnings():
         # numpy's divide-by-zero warnings from TFMA's confusion matrices on single-class slices.
@@ -193,24 +275,42 @@ def _evaluate(spec, eval_uri, model_uri, champion_uri, config, scratch: Path, bl
             str(scratch / "tfma"),
             label=spec.label.name,
             slices=slicing,
+            task=task,
+            output_key=key,
+            classes=spec.classes,
+            value_bound=value_bound,
+            margin=margin,
         )
+    if task == "regression":
+        add_r2(slices, slice_members(examples, slicing), labels, challenger_out, champion_out)
     paired_result = None
     if champion_dir is not None:
-        # The same rows TFMA just evaluated, scored by both models: the paired interval of the change.
-        labels = frame[spec.label.name].astype(int).to_numpy()
-        paired_result = paired_overall(
-            labels, predict_examples(model_dir, examples), predict_examples(champion_dir, examples), config
-        )
-    reasons = decide(slices, config, champion_dir is not None, paired_result)
+        paired_result = paired_overall(labels, challenger_out, champion_out, config, task)
+    reasons = decide(
+        slices,
+        config,
+        champion_dir is not None,
+        paired_result,
+        task=task,
+        eval_metrics=eval_metrics,
+        prior=prior,
+    )
     overall = slices[0]
     # Round-tripped through JSON so that the returned dict equals the file (tuples -> lists, NaN -> null).
     blessing = _json_ready(
         {
             "blessed": all(r["passed"] for r in reasons),
+            "task": task,
+            "classes": list(spec.classes),
             "reasons": reasons,
             "champion_version": champion_version_of(champion_uri) if champion_uri else None,
+            "eval_metrics": eval_metrics,
+            "champion_eval_metrics": champion_eval_metrics,
+            "units": _units(task, spec.label.name),
             "metrics": dict(overall.challenger),
             "champion_metrics": dict(overall.champion) if overall.champion is not None else None,
+            "confusion_matrix": confusion,
+            "class_prior": prior,
             "slices": [
                 {
                     "slice": s.slice,

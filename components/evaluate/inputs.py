@@ -48,7 +48,8 @@ def load_eval_frame(eval_uri: str, spec):
 
     Raises:
         EvaluationError: missing file / columns, a value of the wrong type, the spec's label column missing
-            or not 0/1, no labelled rows.
+            not of the task's values (binary 0/1, multiclass a class index, regression a finite number), no
+            labelled rows.
     """
     import pandas as pd
 
@@ -86,11 +87,22 @@ def load_eval_frame(eval_uri: str, spec):
             )
         frame[f.name] = values.astype("float64") if f.dtype == "float32" else values.astype("Int64")
     has_label = frame[label].notna()
-    bad = has_label & ~frame[label].isin([0, 1])
+    task = spec.task.value
+    if task == "binary":
+        bad, want = has_label & ~frame[label].isin([0, 1]), "must be 0 or 1"
+    elif task == "multiclass":
+        k = spec.n_classes
+        bad = has_label & ~frame[label].isin(range(k))
+        want = f"must be a class index 0..{k - 1} ({', '.join(map(str, spec.classes))})"
+    else:
+        import numpy as np
+
+        bad = has_label & ~np.isfinite(frame[label].astype("float64"))
+        want = "must be a finite number"
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
         raise EvaluationError(
-            f"eval data {eval_uri!r}: label {label!r} must be 0 or 1, got {frame[label].iloc[row]!r} "
+            f"eval data {eval_uri!r}: label {label!r} {want}, got {frame[label].iloc[row]!r} "
             f"(CSV line {row + 2})"
         )
     kept = frame[has_label].reset_index(drop=True)
@@ -99,8 +111,11 @@ def load_eval_frame(eval_uri: str, spec):
     return kept, int((~has_label).sum())
 
 
-def check_saved_model(path: str, what: str) -> None:
+def check_saved_model(path: str, what: str, output_key: str | None = contract.OUTPUT_KEY) -> None:
     """Checks that ``path`` is a SavedModel with the contract's tf.Example signature (TFMA calls it).
+
+    ``output_key``: the output the signature must return (:func:`kfloop.contract.output_key` of the spec);
+    None: any (the spec, and so the task, is not known yet).
 
     Reads ``saved_model.pb`` only (no graph loading), so a wrong directory fails fast and clearly.
     """
@@ -121,10 +136,13 @@ def check_saved_model(path: str, what: str) -> None:
     if name not in sigs:
         raise EvaluationError(f"{what} {path!r} has no {name!r} signature (has: {', '.join(sigs)})")
     sig = sigs[name]
-    if list(sig.inputs) != [contract.EXAMPLES_INPUT] or contract.OUTPUT_KEY not in sig.outputs:
+    if list(sig.inputs) != [contract.EXAMPLES_INPUT] or (
+        output_key is not None and output_key not in sig.outputs
+    ):
+        returns = f" {output_key!r}" if output_key is not None else " its output"
         raise EvaluationError(
-            f"{what} {path!r}: {name} must take {contract.EXAMPLES_INPUT!r} and return "
-            f"{contract.OUTPUT_KEY!r} (takes {list(sig.inputs)}, returns {list(sig.outputs)})"
+            f"{what} {path!r}: {name} must take {contract.EXAMPLES_INPUT!r} and return{returns} "
+            f"(takes {list(sig.inputs)}, returns {list(sig.outputs)})"
         )
 
 

@@ -1,4 +1,5 @@
-"""``kfloop evaluate``: TFMA champion-vs-challenger comparison and the blessing verdict.
+"""``kfloop evaluate``: TFMA champion-vs-challenger comparison and the blessing verdict, for any task of
+the spec (binary, regression, multiclass: each with its own value floor, paired check and slice check).
 
 The challenger is a model directory (``--model``) or a version of a model store (``--store``, ``--version``,
 ``--name``: e.g. one put there by ``kfloop models publish``, which must pass this before it may become
@@ -53,6 +54,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--min-slice-examples", type=int, default=d.min_slice_examples, help=f"default {d.min_slice_examples}"
     )
+    for flag, name, what in (
+        ("--min-r2", "min_r2", "regression: minimum overall R²"),
+        (
+            "--max-log-loss-ratio",
+            "max_log_loss_ratio",
+            "multiclass: log loss at most this x the class prior's",
+        ),
+        (
+            "--max-slice-rmse-increase",
+            "max_slice_rmse_increase",
+            "regression: relative RMSE increase per slice",
+        ),
+        ("--max-slice-accuracy-drop", "max_slice_accuracy_drop", "multiclass: accuracy drop per slice"),
+    ):
+        p.add_argument(
+            flag, type=float, default=getattr(d, name), help=f"{what} (default {getattr(d, name)})"
+        )
     p.add_argument("--json", action="store_true", help="print the blessing JSON instead of the table")
     p.set_defaults(func=_evaluate)
 
@@ -85,13 +103,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     from kfloop.app.checks import check_input_file
 
     check_input_file(args.data, "kfloop evaluate: --data")  # before the models are read
-    config = dataclasses.replace(
-        EvaluationConfig(),
-        auc_floor=args.auc_floor,
-        max_auc_regression=args.max_auc_regression,
-        max_slice_auc_regression=args.max_slice_auc_regression,
-        min_slice_examples=args.min_slice_examples,
-    )
+    try:
+        config = dataclasses.replace(
+            EvaluationConfig(),
+            auc_floor=args.auc_floor,
+            max_auc_regression=args.max_auc_regression,
+            max_slice_auc_regression=args.max_slice_auc_regression,
+            min_slice_examples=args.min_slice_examples,
+            min_r2=args.min_r2,
+            max_log_loss_ratio=args.max_log_loss_ratio,
+            max_slice_rmse_increase=args.max_slice_rmse_increase,
+            max_slice_accuracy_drop=args.max_slice_accuracy_drop,
+        )
+    except ValueError as e:  # EvaluationConfig names the field and its bounds
+        print(f"kfloop evaluate: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         result = evaluate(
             args.data,
