@@ -12,18 +12,25 @@ overall thresholds too; its verdict is recorded as ``tfma_validation_ok`` as a c
 
 The dataset spec gives the label and the slices: passed in, or read from the challenger's model directory
 (``spec.yaml``), so a store version or a model published with ``kfloop models publish`` is evaluated
-as it is. Checks (thresholds from :class:`kfloop.config.EvaluationConfig`):
+as it is. Checks per task (``spec.task``; thresholds from :class:`kfloop.config.EvaluationConfig`):
 
-* ``auc_floor`` (value): the challenger's overall AUC must reach it. Always applied.
-* ``max_auc_regression`` (change): with a champion, a *paired* comparison on the eval rows both models
+* binary: ``auc_floor`` (value): the challenger's overall AUC must reach it. Always applied.
+  ``max_auc_regression`` (change): with a champion, a *paired* comparison on the eval rows both models
   scored (:func:`kfloop.paired.compare`: DeLong interval of challenger AUC - champion AUC, policy of
   :class:`kfloop.config.ComparisonConfig` with ``margin = max_auc_regression``): ``better`` or
   ``non_inferior`` passes, ``worse`` fails, ``undecided`` passes and says so (the eval rows are fixed, so
   the canary decides on live traffic). The reason shows both AUCs, the interval and the rows. TFMA's
   point-estimate change threshold (same epsilon) stays in the TFMA config as the cross-check.
-* ``max_slice_auc_regression`` (change): with a champion, the same per slice of the spec's
-  ``slices``, but only for slices with at least ``min_slice_examples`` examples and both
-  classes present; other slices are reported as not judged (never a silent veto).
+  ``max_slice_auc_regression`` (change): with a champion, the same per slice of the spec's ``slices``, but
+  only for slices with at least ``min_slice_examples`` examples and both classes present; other slices
+  are reported as not judged (never a silent veto).
+* regression (TFMA: MAE, MSE / RMSE, mean label, mean prediction and their calibration per slice; R² ours
+  from the scored rows): ``min_r2`` (value); the paired interval of the MSE change (squared label units,
+  margin ``regression_margin`` x the champion's MSE); ``max_slice_rmse_increase`` per judged slice.
+* multiclass (TFMA: accuracy, log loss, the arg-max confusion matrix giving macro-F1 and per-class recall
+  in ``spec.classes`` order): ``max_log_loss_ratio`` (value, x the log loss of the training class
+  frequencies); the paired interval of the log-loss change (nats, margin ``multiclass_margin``);
+  ``max_slice_accuracy_drop`` per judged slice.
 
 Modules by job: :mod:`.inputs` (data, models, slices), :mod:`.tfma_run` (the TFMA run),
 :mod:`.paired_comparison` (the paired interval), :mod:`.policy` (the blessing policy), :mod:`.eval_report`
