@@ -12,6 +12,8 @@ def test_component_defaults_follow_config():
     assert params["max_auc_regression"].default == cfg.max_auc_regression
     assert params["min_slice_examples"].default == cfg.min_slice_examples
     assert params["max_slice_auc_regression"].default == cfg.max_slice_auc_regression
+    for name in ("min_r2", "max_log_loss_ratio", "max_slice_rmse_increase", "max_slice_accuracy_drop"):
+        assert params[name].default == getattr(cfg, name), name
     assert "slice_features" not in params  # the slices are the spec's
     assert params["spec"].default == ""  # "" = the spec stored with the challenger
     assert params["champion_uri"].default == ""
