@@ -362,3 +362,33 @@ def test_cli_names_a_bad_task_threshold(tmp_path, capsys):
     code = cli(["evaluate", "--model", str(tmp_path), "--data", str(data), "--max-log-loss-ratio", "0"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("kfloop evaluate: ") and "max_log_loss_ratio" in err
+
+
+def test_the_evaluate_component_logs_the_tasks_metrics(multiclass, tmp_path):
+    """evaluate_op's function itself (no KFP run): metrics, the K x K confusion matrix, the verdict."""
+    from kfp import dsl
+
+    from components.evaluate.component import evaluate_op
+
+    out = {
+        "blessing": dsl.Artifact(uri=str(tmp_path / "blessing")),
+        "metrics": dsl.Metrics(uri=str(tmp_path / "metrics")),
+        "classification": dsl.ClassificationMetrics(uri=str(tmp_path / "classification")),
+        "report": dsl.HTML(uri=str(tmp_path / "report.html")),
+    }
+    (blessed,) = evaluate_op.python_func(
+        eval_data=dsl.Dataset(uri=str(multiclass["folder"] / "eval.csv")),
+        model=dsl.Model(uri=multiclass["good"]),
+        champion_uri=multiclass["bad"],
+        **out,
+    )
+    b = read_blessing(out["blessing"].path)
+    assert blessed is True and b["blessed"] and out["blessing"].metadata["task"] == "multiclass"
+    logged = out["metrics"].metadata
+    assert logged["accuracy"] == pytest.approx(multiclass["better"].blessing["metrics"]["accuracy"])
+    assert {"log_loss", "macro_f1", "recall[weight]", "champion_log_loss"} <= set(logged)
+    assert logged["log_loss_change"] == pytest.approx(b["paired"]["comparison"]["diff"], abs=1e-6)
+    assert logged["log_loss_change_low"] > 0 and "auc" not in logged and "auc_change" not in logged
+    cm = out["classification"].metadata["confusionMatrix"]
+    assert [c["displayName"] for c in cm["annotationSpecs"]] == synthetic.GOALS
+    assert cm["rows"] == [{"row": r} for r in b["confusion_matrix"]]
