@@ -198,21 +198,27 @@ def test_the_sample_is_drawn_uniformly_in_file_order(churn, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("values", "positive", "expected"),
+    ("values", "positive", "task", "expected"),
     [
-        (lambda i: f"{i * 1.5:.1f}", None, "has 240 numeric values"),
-        (lambda i: str(i % 4), None, "this looks like a multiclass task"),
-        (lambda i: ["red", "green", "blue"][i % 3], None, "has 3 values ('blue', 'green', 'red')"),
-        (lambda i: ["cat", "dog"][i % 2], None, "values 'cat', 'dog': which one is the positive class"),
-        (lambda i: ["cat", "dog"][i % 2], "bird", "--positive 'bird' is not a value of label 'churned'"),
+        (lambda i: f"{i * 1.5:.1f}", None, "binary", "--task binary: label 'churned' has 240 numeric values"),
+        (lambda i: str(i % 4), None, "binary", "(it looks like a multiclass task)"),
+        (lambda i: ["red", "green", "blue"][i % 3], None, "binary", "has 3 values ('blue', 'green', 'red')"),
+        (lambda i: ["cat", "dog"][i % 2], None, None, "values 'cat', 'dog': which one is the positive class"),
+        (
+            lambda i: ["cat", "dog"][i % 2],
+            "bird",
+            None,
+            "--positive 'bird' is not a value of label 'churned'",
+        ),
     ],
 )
-def test_labels_refused(churn, values, positive, expected):
+def test_labels_refused(churn, values, positive, task, expected):
+    """Binary labels (the tasks' own refusals are in test_init_tasks.py)."""
     cols = dict(churn, churned=[values(i) for i in range(ROWS)])
     with pytest.raises(InitRefused) as e:
-        propose(_frame(cols), "churned", positive=positive)
+        propose(_frame(cols), "churned", positive=positive, task=task)
     assert expected in e.value.message and e.value.code == 2
-    if positive is None and "numeric" in expected:
+    if "numeric" in expected:
         assert "regression task" in e.value.message
 
 
@@ -260,7 +266,7 @@ def test_cli_refuses_an_existing_output_and_changes_nothing(written):
 @pytest.mark.parametrize(
     ("label", "values", "extra", "expected"),
     [
-        ("churned", lambda i: str(i), [], "--label 'churned' has 240 numeric values"),
+        ("churned", lambda i: str(i), ["--task", "binary"], "--task binary: label 'churned' has 240 numeric"),
         ("churned", lambda i: ["a", "b"][i % 2], [], "which one is the positive class (1) is not obvious"),
         ("churned", lambda i: ["a", "b"][i % 2], ["--positive", "c"], "--positive 'c' is not a value"),
         ("nope", lambda i: "x", [], "--label 'nope' is not a column of the data"),

@@ -6,10 +6,13 @@ the reason for one; a guess the data refuses raises :class:`InitRefused` (one li
 * Missing-value tokens: the empty cell always; ``NA``, ``N/A``, ``n/a``, ``#N/A``, ``null``, ``NULL``,
   ``None``, ``NaN``, ``nan`` wherever they fill some (not all) cells of a column; ``?`` and ``-`` only in
   columns whose other values are numbers.
-* The label must have exactly two values: a numeric label with more looks like regression (integers with
-  at most :data:`MAX_INT_CATEGORIES` values: multiclass), a text label with more like multiclass. The
-  positive class is the one given, or the obvious one of a pair (true/false, yes/no, t/f, y/n, 1/0,
-  positive/negative, pos/neg); otherwise it is refused naming the values.
+* The task, from the label's present values (``--task`` overrides it; a label that does not fit the chosen
+  task is refused naming it): two values are binary; numbers with more values are a regression, unless they
+  are integers with at most :data:`MAX_INT_CATEGORIES` values (multiclass); text with 3 to
+  :data:`MAX_CLASSES` values is multiclass (more is refused without ``--task multiclass``). Multiclass
+  classes are sorted (integers numerically). A binary positive class is the one given, or the obvious one
+  of a pair (true/false, yes/no, t/f, y/n, 1/0, positive/negative, pos/neg); otherwise it is refused
+  naming the values.
 * Time: numbers are epoch seconds, or epoch milliseconds when larger than 10^11; other values must be ISO
   8601 (with or without a zone). Without ``--time``, the first column whose every value is an ISO 8601
   date or time is proposed.
@@ -21,6 +24,10 @@ the reason for one; a guess the data refuses raises :class:`InitRefused` (one li
   counts as a value) marks the positive rows: it is held by at least :data:`LEAK_COVERAGE` of them and is
   at least :data:`LEAK_RATIO` times as frequent among them as among the other rows (a record made because
   the outcome happened, like a second search decided with the first).
+  Per task: the checks above are binary; multiclass has the per-value purity check only (the majority
+  class of each value); regression has a numeric column whose Pearson correlation with the label exceeds
+  :data:`LEAK_CORRELATION` in absolute value. A leak that is no such rule (a later-known duration, a
+  timestamp of the outcome) is for the person reviewing the spec to exclude.
 * Kinds: values that are all true/false, yes/no, t/f or 1/0 tokens are ``boolean``; integers with at most
   :data:`MAX_INT_CATEGORIES` distinct values ``categorical_int``; other numbers ``numeric``; other text
   ``categorical_string``. Ranges, domains and the presence share of nullable columns are not guessed (one
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import NamedTuple
 
 #: Rows sampled (uniformly, seeded) from the file: every guess is made on them; memory stays bounded.
 SAMPLE_ROWS = 100_000
@@ -40,6 +48,12 @@ CHUNK_ROWS = 50_000
 MAX_INT_CATEGORIES = 20
 #: Fewer present values than this: no id or leak guess is made on a column.
 MIN_ROWS = 20
+#: Text labels with more values than this are not guessed to be multiclass (``--task multiclass`` takes them).
+MAX_CLASSES = 20
+#: The tasks ``--task`` takes.
+TASKS = ("binary", "regression", "multiclass")
+#: A numeric column more correlated than this (in absolute value) with a regression label is a leak.
+LEAK_CORRELATION = 0.99
 #: A value held by at least this share of the positive rows ...
 LEAK_COVERAGE = 0.2
 #: ... and at least this many times as frequent among them as among the others marks a leak.
@@ -179,28 +193,92 @@ def _shown(distinct) -> str:
     return ", ".join(repr(v) for v in distinct[:10]) + (", ..." if len(distinct) > 10 else "")
 
 
-def label(name: str, values, positive: str | None):
-    """``(positive class for the spec, the 0/1 labels of the present values)``.
+class LabelGuess(NamedTuple):
+    """What ``init`` makes of the label: the task and its facts, and the labels of the present values."""
+
+    task: str
+    #: Binary: the positive class for the spec (None otherwise).
+    positive: str | int | None
+    #: Multiclass: the classes in model order (``()`` otherwise).
+    classes: tuple
+    #: Binary 0/1, multiclass class index, regression the number, per present value (for the leak checks).
+    labels: object
+
+
+def task_label(name: str, values, task: str | None = None, positive: str | None = None) -> LabelGuess:
+    """The task (``task``, or the one the label's present values look like) and the label's facts for it.
 
     Raises:
-        InitRefused: not binary (says which task it looks like), or the positive class is ambiguous / absent.
+        InitRefused: a single value; a text label with too many values to guess multiclass; ``--positive``
+            with another task than binary; a label that does not fit the chosen ``--task`` (names it).
+    """
+    distinct = sorted(set(values))
+    shown = _shown(distinct)
+    as_numbers = numbers(values)
+    numeric = bool(as_numbers.notna().all())
+    ints = numeric and bool(values.str.fullmatch(_INT).all())
+    if len(distinct) < 2:
+        raise InitRefused(f"--label {name!r} has a single value ({shown}): there is nothing to learn")
+    what = f"{len(distinct)} {'numeric ' if numeric else ''}values ({shown})"
+    if len(distinct) == 2:
+        guessed = "binary"
+    elif numeric and not (ints and len(distinct) <= MAX_INT_CATEGORIES):
+        guessed = "regression"
+    elif numeric or len(distinct) <= MAX_CLASSES:
+        guessed = "multiclass"
+    else:
+        guessed = None
+    if task is None:
+        if guessed is None:
+            raise InitRefused(
+                f"--label {name!r} has {what}: more than {MAX_CLASSES} classes is not guessed to be a "
+                "multiclass task; pass --task multiclass to take every value as a class"
+            )
+        task = guessed
+    if positive is not None and task != "binary":
+        raise InitRefused(f"--positive is only for --task binary (label {name!r} is taken as {task})")
+    if task == "binary":
+        if len(distinct) != 2:
+            raise InitRefused(
+                f"--task binary: label {name!r} has {what}, not two"
+                + (f" (it looks like a {guessed} task)" if guessed else "")
+            )
+        positive_value, labels = label(name, values, positive)
+        return LabelGuess(task, positive_value, (), labels)
+    if task == "regression":
+        import numpy as np
+
+        bad = values[as_numbers.isna() | ~np.isfinite(as_numbers.astype(float))]
+        if len(bad):
+            raise InitRefused(
+                f"--task regression: label {name!r} holds values that are not finite numbers "
+                f"(e.g. {bad.iloc[0]!r})"
+            )
+        return LabelGuess(task, None, (), as_numbers.astype(float))
+    if task == "multiclass":
+        classes = tuple(sorted({int(v) for v in values})) if ints else tuple(distinct)
+        if len(classes) < 3:
+            raise InitRefused(
+                f"--task multiclass: label {name!r} has {what}; a multiclass task needs three classes at "
+                "least (two: --task binary)"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        labels = (values.map(int) if ints else values).map(index).astype(int)
+        return LabelGuess(task, None, classes, labels)
+    raise InitRefused(f"--task {task!r} is not a task ({', '.join(TASKS)})")
+
+
+def label(name: str, values, positive: str | None):
+    """``(positive class for the spec, the 0/1 labels of the present values)`` of a binary label.
+
+    Raises:
+        InitRefused: not two values, or the positive class is ambiguous / absent.
     """
     distinct = sorted(set(values))
     shown = _shown(distinct)
     numeric = bool(numbers(values).notna().all())
-    if len(distinct) > 2:
-        if numeric:
-            ints = values.str.fullmatch(_INT).all()
-            task = "multiclass" if ints and len(distinct) <= MAX_INT_CATEGORIES else "regression"
-            what = f"{len(distinct)} numeric values ({shown})"
-        else:
-            task, what = "multiclass", f"{len(distinct)} values ({shown})"
-        raise InitRefused(
-            f"--label {name!r} has {what}: this looks like a {task} task; kfloop supports binary labels "
-            "(two values) for now"
-        )
-    if len(distinct) < 2:
-        raise InitRefused(f"--label {name!r} has a single value ({shown}): there is nothing to learn")
+    if len(distinct) != 2:
+        raise InitRefused(f"--label {name!r} has {len(distinct)} values ({shown}), not two")
     if positive is None:
         lowered = [v.lower() for v in distinct]
         pair = next((p for p in _POSITIVE_PAIRS if set(p) == set(lowered)), None)
@@ -248,14 +326,17 @@ def _marks_positive(values, labels) -> str | None:
     return None
 
 
-def leaks(values, labels, kind: str) -> str | None:
+def leaks(values, labels, kind: str, task: str = "binary") -> str | None:
     """Why a column predicts the label (too) well; None when it does not.
 
     Args:
         values: The column (``""`` where missing), on the rows whose label is present.
-        labels: Their 0/1 labels.
+        labels: Their labels (binary 0/1, multiclass class indices, regression numbers).
         kind: The column's guessed kind.
+        task: The task (the checks per task are in the module's docstring).
     """
+    if task != "binary":
+        return _leaks_other(values, labels, kind, task)
     present = values != ""
     v, y = values[present], labels[present]
     if len(v) >= MIN_ROWS and v.nunique() >= 2:
@@ -274,6 +355,28 @@ def leaks(values, labels, kind: str) -> str | None:
     if kind != "numeric" and (why := _marks_positive(values, labels)):
         return why
     return None if present.all() else _marks_positive(values.where(~present, "<present>"), labels)
+
+
+def _leaks_other(values, labels, kind: str, task: str) -> str | None:
+    """:func:`leaks` of a regression (correlation) or multiclass (per-value purity) label."""
+    present = values != ""
+    v, y = values[present], labels[present]
+    if len(v) < MIN_ROWS or v.nunique() < 2:
+        return None
+    if task == "regression":
+        if kind != "numeric":
+            return None
+        corr = float(numbers(v).astype(float).corr(y.astype(float)))
+        return f"correlation {corr:.3f} with the label" if abs(corr) > LEAK_CORRELATION else None
+    if v.nunique() * 2 > len(v):
+        return None
+    majority = y.groupby(v).agg(lambda s: s.value_counts(normalize=True).max())
+    counts = v.value_counts()
+    purity = float((majority * counts.reindex(majority.index)).sum() / counts.sum())
+    base = float(y.value_counts(normalize=True).max())
+    if purity >= 0.99 and (1 - purity) <= 0.1 * (1 - base):
+        return f"its values give the label with {purity:.1%} purity"
+    return None
 
 
 def id_like(name: str, values, rows: int) -> str | None:

@@ -10,8 +10,12 @@ Excluded from the model inputs: id-like columns, label leaks, columns with one v
 columns with no value in the sample, date/time columns other than the event time (kfloop has no time
 feature kind), and columns whose names are not identifiers (they are dropped; rename them to use them).
 
+The task is proposed from the label (two values: binary; numbers with many values: regression; a few
+classes: multiclass, the classes sorted; :func:`kfloop.app.init_guess.task_label` says how); ``--task``
+chooses it, and a label that does not fit the chosen task is refused naming it.
+
 Exit codes: 0 written; 1 an output exists (pass ``--overwrite``) or the data cannot be read; 2 bad usage,
-a label that is not binary, an ambiguous positive class, a time column that does not parse.
+a label that does not fit the task, an ambiguous positive class, a time column that does not parse.
 """
 
 from __future__ import annotations
@@ -37,14 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="propose a dataset spec and TFDV schema for a CSV (review them, then kfloop run --spec)",
         description="Samples a CSV and writes a proposed dataset spec (spec.yaml, with review comments) and "
         "TFDV schema (schema.pbtxt) into --output: column kinds guessed, missing-value tokens found, id-like "
-        "and label-leaking columns excluded, the time column and its format found. Prints one line per "
-        "guessed or excluded column.",
-        epilog="exit codes: 0 written; 1 an output exists or unreadable data; 2 bad usage, a label that is "
-        "not binary, an ambiguous positive class, a time column that does not parse",
+        "and label-leaking columns excluded, the time column and its format found, the task proposed from "
+        "the label. Prints one line per guessed or excluded column.",
+        epilog="exit codes: 0 written; 1 an output exists or unreadable data; 2 bad usage, a label that does "
+        "not fit the task, an ambiguous positive class, a time column that does not parse",
     )
     p.add_argument("--data", required=True, help="the CSV (local path or gs://)")
-    p.add_argument("--label", required=True, help="the label column (binary)")
-    p.add_argument("--positive", help="the label value meaning class 1 (default: yes/true/1 when obvious)")
+    p.add_argument("--label", required=True, help="the label column")
+    p.add_argument(
+        "--task",
+        choices=G.TASKS,
+        help="the task (default: from the label: two values binary, many numbers regression, a few classes "
+        "multiclass)",
+    )
+    p.add_argument(
+        "--positive", help="binary: the label value meaning class 1 (default: yes/true/1 when obvious)"
+    )
     p.add_argument("--time", help="the event-time column (default: the first column of ISO 8601 times)")
     p.add_argument("--output", default=".", help="folder for spec.yaml and schema.pbtxt (default: .)")
     p.add_argument("--name", help="model name (default: from the file name)")
@@ -65,7 +77,7 @@ def _check_column(frame, option: str, col: str | None) -> None:
         raise InitRefused(f"{option} {col!r}: {e}") from None
 
 
-def _excluded(col: str, values, rows: int, labels, present_label) -> tuple[str | None, str, str]:
+def _excluded(col: str, values, rows: int, labels, present_label, task) -> tuple[str | None, str, str]:
     """``(why excluded or None, kind, what the sample holds)`` of one candidate feature."""
     if not (values != "").any():
         return "no value in the sample", "categorical_string", ""
@@ -77,26 +89,34 @@ def _excluded(col: str, values, rows: int, labels, present_label) -> tuple[str |
     why = G.id_like(col, values, rows)
     if why:
         return f"id-like: {why}", kind, held
-    leak = G.leaks(values[present_label], labels, kind)
+    leak = G.leaks(values[present_label], labels, kind, task)
     return (f"label leak: {leak}" if leak else None), kind, held
 
 
-def propose(frame, label: str, positive: str | None = None, time: str | None = None, name: str = "dataset"):
+def propose(
+    frame,
+    label: str,
+    positive: str | None = None,
+    time: str | None = None,
+    name: str = "dataset",
+    task: str | None = None,
+):
     """The proposed spec YAML (with review comments) and the review lines, from a sample.
 
     Args:
         frame: The sample as stripped strings (``dtype=str``, no NaN).
         label: The label column.
-        positive: The positive class, as the data writes it (None: guess when obvious).
+        positive: The positive class (binary), as the data writes it (None: guess when obvious).
         time: The time column (None: propose the first ISO 8601 column, if any).
         name: The model name.
+        task: ``binary`` / ``regression`` / ``multiclass`` (None: proposed from the label).
 
     Returns:
         ``(yaml_text, review_lines)``.
 
     Raises:
-        InitRefused: the label or time column is missing, not binary / ambiguous, or does not parse; or no
-            column is left as a model input.
+        InitRefused: the label or time column is missing, the label does not fit the task (or the
+            positive class is ambiguous), the time does not parse; or no column is left as a model input.
     """
     from kfloop.spec.sections import column_name
 
@@ -108,8 +128,15 @@ def propose(frame, label: str, positive: str | None = None, time: str | None = N
     tokens = G.tokens(frame)
     missing = frame.isin(tokens)
     present_label = ~missing[label]
-    positive_value, labels = G.label(label, frame[label][present_label], positive)
+    guess = G.task_label(label, frame[label][present_label], task, positive)
+    labels = guess.labels
     review: list[str] = []
+    if not present_label.all():
+        share = _missing(float((~present_label).mean())).lstrip("; ")
+        review.append(
+            f"  label     {label}: {share} in the sample (the schema requires a label: drop those rows "
+            "before training)"
+        )
     time_fmt, time_note = None, ""
     if time is None:
         for col in frame.columns:
@@ -130,7 +157,7 @@ def propose(frame, label: str, positive: str | None = None, time: str | None = N
             review.append(f"  dropped   {col!r}: not an identifier (rename the column to use it)")
             continue
         values = frame[col].where(~missing[col], "")
-        why, kind, held = _excluded(col, values, rows, labels, present_label)
+        why, kind, held = _excluded(col, values, rows, labels, present_label, guess.task)
         if why:
             excluded.append((col, why))
             review.append(f"  excluded  {col}: {why}")
@@ -142,8 +169,16 @@ def propose(frame, label: str, positive: str | None = None, time: str | None = N
         raise InitRefused("no column is left as a model input (every other column was excluded)")
     slices = [c for c, k, *_ in columns if k in ("categorical_string", "categorical_int", "boolean")]
     slices = [c for c in slices if 2 <= frame[c][~missing[c]].nunique() <= MAX_SLICE_VALUES][:1]
-    text = _yaml(name, tokens, label, positive_value, time, time_fmt, excluded, columns, slices, rows)
+    review.insert(0, f"  task      {guess.task} ({_task_note(guess, task)})")
+    text = _yaml(name, tokens, label, guess, time, time_fmt, excluded, columns, slices, rows)
     return text, review
+
+
+def _task_note(guess, chosen: str | None) -> str:
+    how = "--task" if chosen else "proposed from the label; pass --task to choose another"
+    if guess.task == "multiclass":
+        return f"{len(guess.classes)} classes; {how}"
+    return how
 
 
 def _missing(share: float) -> str:
@@ -160,20 +195,36 @@ def _q(value) -> str:
     return value if plain else json.dumps(value)
 
 
-def _yaml(name, tokens, label, positive, time, time_fmt, excluded, columns, slices, rows) -> str:
+def _label_line(label: str, guess) -> str:
+    if guess.task == "regression":
+        lo, hi = float(guess.labels.min()), float(guess.labels.max())
+        return (
+            f"label: {{column: {_q(label)}}}   # review: a number to predict ({lo:g}..{hi:g} in the sample)"
+        )
+    if guess.task == "multiclass":
+        classes = ", ".join(_q(c) for c in guess.classes)
+        return (
+            f"label: {{column: {_q(label)}, classes: [{classes}]}}   # review: the classes, in the model's "
+            "order (sorted: put them in their natural order)"
+        )
+    positive = guess.positive
+    positive_text = str(positive) if isinstance(positive, int) else json.dumps(positive)
+    return f"label: {{column: {_q(label)}, positive: {positive_text}}}   # review: the value meaning 1"
+
+
+def _yaml(name, tokens, label, guess, time, time_fmt, excluded, columns, slices, rows) -> str:
     out = [
         f"# Proposed by `kfloop init` from {rows:,} rows: REVIEW every guess below, then commit this file",
         "# with schema.pbtxt. Kinds, nullability, the missing-value tokens, the label's positive class and",
         "# the excluded columns are guesses; ranges and domains are not guessed (add `range: [min, max]` or",
         "# `domain: [...]` where you know them; the comments show what the sample holds).",
         f"name: {name}",
-        "task: binary",
+        f"task: {guess.task}",
         f"missing_values: [{', '.join(json.dumps(t) for t in tokens)}]   # review: tokens that mean 'missing'",
     ]
     if time is not None:
         out.append(f"time: {{column: {_q(time)}, format: {time_fmt}}}   # review: the event time")
-    positive_text = str(positive) if isinstance(positive, int) else json.dumps(positive)
-    out.append(f"label: {{column: {_q(label)}, positive: {positive_text}}}   # review: the value meaning 1")
+    out.append(_label_line(label, guess))
     if excluded:
         out.append("exclude:   # never model inputs; review each reason")
         out.extend(f"  - {_q(c)}   # {why}" for c, why in excluded)
@@ -212,7 +263,9 @@ def _init(args: argparse.Namespace) -> int:
             uri, "kfloop init: --output", overwrite=args.overwrite, inputs={"--data": args.data}
         )
     frame, total = G.sample(args.data)
-    text, review = propose(frame, args.label, args.positive, args.time, G.model_name(args.data, args.name))
+    text, review = propose(
+        frame, args.label, args.positive, args.time, G.model_name(args.data, args.name), task=args.task
+    )
     try:
         spec = S.loads(text, origin=spec_uri)
     except S.SpecError as e:  # a guess the spec refuses (e.g. a bad --name): one line, nothing written

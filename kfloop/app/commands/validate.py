@@ -169,6 +169,10 @@ def _how_labelled(spec) -> str:
     lab = spec.label_spec
     if lab.derive is not None:
         return f"deriving {lab.column} ({lab.derive})"
+    if spec.task.value == "regression":
+        return f"reading {lab.column} (a number)"
+    if spec.task.value == "multiclass":
+        return f"labelling {lab.column} (the index of its class in {list(spec.classes)})"
     return f"labelling {lab.column} (1 when {lab.positive!r})"
 
 
