@@ -72,7 +72,7 @@ def test_cli_fetches_an_example_by_name_and_refuses_an_unknown_one(tmp_path, tax
     from kfloop.app import cli
     from kfloop.app.commands import data as command
 
-    assert {"taxi", "mpls_stops"} <= set(command.examples())
+    assert {"taxi", "mpls_stops", "flights", "diamonds"} <= set(command.examples())
     wheel = _wheel(tmp_path, taxi_csv.read_bytes())
     argv = ["data", "fetch", "taxi", "--data-dir", str(tmp_path / "d"), "--wheel", str(wheel)]
     assert cli.main(argv) == 0

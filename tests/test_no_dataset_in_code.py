@@ -33,6 +33,11 @@ ALLOWED = {
     # mpls_stops' dispatch reason; in code the usual name of one found problem (a spec error, a bad request
     # field, a validation finding), never that column.
     "problem": "the usual variable / attribute name of one error found (spec, request, validation)",
+    # diamonds' label (the cut grade); in code the cut point of a time range or of the row order (the plan's
+    # and clean's history cutoff), never that column.
+    "cut": "the cut point of a time range or of the row order (the plan, clean's split)",
+    # diamonds' colour grade; in code the colour of an HTML heading or plot line, never that column.
+    "color": "the colour of an HTML report's heading or plot line (canary, decide, train and loop reports)",
 }
 
 
@@ -112,6 +117,8 @@ def test_the_examples_have_columns_to_look_for():
     columns = spec_columns()
     assert {"trip_miles", "big_tipper", "tips", "trip_start_timestamp"} <= set(columns)  # taxi
     assert {"vehicleSearch", "idNum", "policePrecinct"} <= set(columns)  # mpls_stops
+    assert {"arr_delay", "dep_delay", "tailnum", "origin_airport", "time_hour"} <= set(columns)  # flights
+    assert {"cut", "clarity", "carat", "x_mm", "price"} <= set(columns)  # diamonds
     assert set(ALLOWED) <= set(columns), "an allowlisted word is no column any more: drop it"
 
 

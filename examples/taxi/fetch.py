@@ -1,40 +1,25 @@
-"""Getting the Chicago taxi CSV: out of the ``tfx`` wheel, checked by sha256, cached on disk."""
+"""Getting the Chicago taxi CSV: out of the ``tfx`` wheel, checked by sha256, cached on disk.
+
+The CSV ships as it is in the wheel (no transformation); :mod:`examples.fetching` reads and verifies it.
+The wheel is one given on the command line or one ``pip download`` gets (never the installed ``tfx``).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
+
+from examples import fetching
+from examples.fetching import FetchError, data_dir
+
+__all__ = ["FetchError", "data_dir", "extract_csv", "fetch", "is_valid"]
 
 TFX_VERSION = "1.21.0"
 MEMBER = "tfx/examples/chicago_taxi_pipeline/data/simple/data.csv"
 SHA256 = "cdaf0b5931442ef47693f408f25a37af710aca23fccb90a78f00930e89548805"
 FILENAME = "chicago_taxi.csv"
-DEFAULT_DATA_DIR = "data"
-
-
-class FetchError(RuntimeError):
-    """The taxi CSV could not be fetched or did not verify; the message is one readable line."""
-
-
-def data_dir(explicit: str | None = None) -> Path:
-    """The data directory: ``explicit``, else ``$KFLOOP_DATA_DIR``, else ``./data``."""
-    return Path(explicit or os.environ.get("KFLOOP_DATA_DIR") or DEFAULT_DATA_DIR)
-
-
-def _download_wheel(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
-    cmd += ["--dest", str(dest), f"tfx=={TFX_VERSION}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = list(dest.glob("tfx-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise FetchError(f"could not download tfx=={TFX_VERSION} with pip (offline?): {last}")
-    return wheels[0]
+EXAMPLE = fetching.Example(
+    MEMBER, SHA256, FILENAME, SHA256, package="tfx", version=TFX_VERSION, installed=False
+)
 
 
 def extract_csv(wheel: Path, target: Path, sha256: str = SHA256) -> Path:
@@ -45,25 +30,13 @@ def extract_csv(wheel: Path, target: Path, sha256: str = SHA256) -> Path:
     Raises:
         FetchError: the wheel lacks the file, or its checksum differs.
     """
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            payload = z.read(MEMBER)
-    except (KeyError, zipfile.BadZipFile) as e:
-        raise FetchError(f"{wheel} does not hold {MEMBER}: {e}") from None
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != sha256:
-        raise FetchError(f"checksum mismatch for {MEMBER}: expected sha256 {sha256}, got {digest}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, target)
-    return target
+    payload = fetching.read_member(MEMBER, sha256, wheel, package="tfx", version=TFX_VERSION, installed=False)
+    return fetching.write_verified(payload, target, sha256)
 
 
 def is_valid(path: Path, sha256: str = SHA256) -> bool:
     """Whether ``path`` exists and has the expected checksum."""
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    return fetching.is_valid(path, sha256)
 
 
 def fetch(directory: str | None = None, wheel: str | None = None, force: bool = False) -> Path:
@@ -77,10 +50,4 @@ def fetch(directory: str | None = None, wheel: str | None = None, force: bool = 
     Raises:
         FetchError: download failed or checksum mismatch (nothing half-written).
     """
-    target = data_dir(directory) / FILENAME
-    if not force and is_valid(target):
-        return target
-    if wheel:
-        return extract_csv(Path(wheel), target)
-    with tempfile.TemporaryDirectory(prefix="kfloop-tfx-") as tmp:
-        return extract_csv(_download_wheel(Path(tmp)), target)
+    return EXAMPLE.fetch(directory, wheel, force)
