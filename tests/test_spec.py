@@ -283,7 +283,12 @@ BAD = [
     (with_line(17, "trainer: my_trainer"), 17, "trainer", "'keras' or 'package.module:function'"),
     (with_line(1, "name: Churn_Model"), 1, "name", "DNS-1123 label"),
     (with_line(1, "name: " + "a" * 64), 1, "name", "DNS-1123 label"),
-    (with_line(2, "task: ordinal"), 2, "task", "unknown task 'ordinal' (expected binary, regression, multiclass)"),
+    (
+        with_line(2, "task: ordinal"),
+        2,
+        "task",
+        "unknown task 'ordinal' (expected binary, regression, multiclass)",
+    ),
     (with_line(4, "time: {column: ts, format: unix}"), 4, "time.format", "unknown time format 'unix'"),
     (with_line(1, None), 1, "name", "required key missing"),
     (with_line(17, "name: again"), 17, "name", "duplicate key 'name' (also line 1)"),
