@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     from examples.taxi import fetch as data
     from kfloop import datasets, store
     from kfloop import spec as kspec
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
 
     spec = kspec.load(TAXI_SPEC)
     work = Path(tempfile.mkdtemp(prefix="kfloop-bench-batch-"))

@@ -167,7 +167,7 @@ def main() -> int:
 
     from examples.taxi import fetch as data
     from kfloop import spec as kspec
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
     from kfloop.reference import build_reference
 
     spec = kspec.load(TAXI_SPEC)

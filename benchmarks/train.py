@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from examples.taxi import fetch as data
     from kfloop import contract
     from kfloop import spec as kspec
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
     from training_image import trainer
     from training_image.trainer import distribute, model
 

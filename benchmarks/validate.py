@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from examples.taxi import fetch as data
     from kfloop import spec as kspec
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
     from kfloop.tfdv import ops as V
 
     spec = kspec.load(TAXI_SPEC)

@@ -39,11 +39,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 
 import numpy as np
 
 from kfloop.config import ComparisonConfig
+from kfloop.paired_losses import (  # noqa: F401 (LOG_LOSS_EPS, SUM_TOLERANCE, t_quantile: re-exported)
+    LOG_LOSS_EPS,
+    SUM_TOLERANCE,
+    ComparisonError,
+    bootstrap_means,
+    check_multiclass,
+    check_regression,
+    mean_difference,
+    row_correct,
+    row_log_loss,
+    t_quantile,
+    z_quantile,
+)
 
 BETTER = "better"
 NON_INFERIOR = "non_inferior"
@@ -64,14 +76,6 @@ SECONDARY = {
     "regression": ("mae", False, "label units"),
     "multiclass": ("accuracy", True, "fraction of rows"),
 }
-#: Probabilities are clipped to at least this before the log (a confident miss costs 34.5 nats, not inf).
-LOG_LOSS_EPS = 1e-15
-#: How far a multiclass row's probabilities may sum from 1 (float32 softmax rounding is ~1e-7).
-SUM_TOLERANCE = 1e-3
-
-
-class ComparisonError(ValueError):
-    """Bad comparison input (lengths, shapes, labels, method, task); the message names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,29 +187,6 @@ def _delong_parts(y: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray, np.n
     return float(a), v10, v01
 
 
-def _z(confidence: float) -> float:
-    return statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0)
-
-
-def t_quantile(confidence: float, df: float) -> float:
-    """The two-sided ``confidence`` quantile of Student's t with ``df`` degrees of freedom.
-
-    Exact for ``df`` <= 2 (Cauchy at 1, closed form at 2); above, the Cornish-Fisher expansion around the
-    normal quantile (Abramowitz & Stegun 26.7.5; error < 1e-3 at df 3, < 1e-5 from df 10).
-    """
-    p = 0.5 + confidence / 2.0
-    if df < 2:  # a fractional Welch df below 2 gets df 1's (wider) quantile
-        return math.tan(math.pi * (p - 0.5))
-    if df == 2:
-        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    z = _z(confidence)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
-
-
 def _check(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y)
     s = np.asarray(s, dtype=np.float64)
@@ -216,56 +197,6 @@ def _check(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(s).all():
         raise ComparisonError(f"{what}: scores must be finite")
     return y.astype(bool), s
-
-
-def _numbers(x, what: str) -> np.ndarray:
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ComparisonError(f"{what} must be numbers") from None
-
-
-def _check_regression(y, s, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Regression labels (floats) and predictions of one side: 1-d, one length, finite."""
-    y = _numbers(y, f"{what}: labels")
-    s = _numbers(s, f"{what}: predictions")
-    if y.ndim != 1 or s.shape != y.shape:
-        raise ComparisonError(
-            f"{what}: labels {y.shape} and predictions {s.shape} must be 1-d of one length (regression)"
-        )
-    if not np.isfinite(y).all():
-        raise ComparisonError(f"{what}: labels must be finite numbers (regression)")
-    if not np.isfinite(s).all():
-        raise ComparisonError(f"{what}: predictions must be finite (regression)")
-    return y, s
-
-
-def _check_multiclass(y, p, what: str, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Class indices and [n, K] probabilities of one side; ``k``: the other side's K, which must match."""
-    y = _numbers(y, f"{what}: labels")
-    p = _numbers(p, f"{what}: probabilities")
-    if y.ndim != 1:
-        raise ComparisonError(f"{what}: labels {y.shape} must be 1-d (class indices)")
-    if p.ndim != 2 or p.shape[0] != y.size or p.shape[1] < 2:
-        raise ComparisonError(
-            f"{what}: probabilities {p.shape} must be [n, K] with n = {y.size} labels and K >= 2 classes"
-        )
-    if k is not None and p.shape[1] != k:
-        raise ComparisonError(f"{what}: probabilities have {p.shape[1]} classes, the challenger's {k}")
-    kk = p.shape[1]
-    if not np.isfinite(p).all():
-        raise ComparisonError(f"{what}: probabilities must be finite")
-    if ((p < 0) | (p > 1)).any():
-        raise ComparisonError(f"{what}: probabilities must lie in [0, 1]")
-    if y.size and np.abs(p.sum(axis=1) - 1.0).max() > SUM_TOLERANCE:
-        row = int(np.argmax(np.abs(p.sum(axis=1) - 1.0)))
-        raise ComparisonError(
-            f"{what}: probabilities of a row must sum to 1 (row {row} sums to {p[row].sum():.6g})"
-        )
-    if y.size and (~np.isfinite(y) | (y != np.round(y)) | (y < 0) | (y > kk - 1)).any():
-        bad = y[~np.isfinite(y) | (y != np.round(y)) | (y < 0) | (y > kk - 1)][0]
-        raise ComparisonError(f"{what}: labels must be class indices in 0..{kk - 1}, got {bad!r}")
-    return y.astype(np.int64), p
 
 
 def _task(task) -> str:
@@ -319,32 +250,32 @@ def compare(
         )
     counts: tuple[int, ...] = ()
     if name == "regression":
-        y, a = _check_regression(labels, challenger, "challenger")
+        y, a = check_regression(labels, challenger, "challenger")
         yb, b = (
-            (y, _check_regression(labels, champion, "champion")[1])
+            (y, check_regression(labels, champion, "champion")[1])
             if paired
-            else (_check_regression(champion_labels, champion, "champion"))
+            else (check_regression(champion_labels, champion, "champion"))
         )
         la, lb = (a - y) ** 2, (b - yb) ** 2
         sa, sb = np.abs(a - y), np.abs(b - yb)
     else:
-        y, a = _check_multiclass(labels, challenger, "challenger")
+        y, a = check_multiclass(labels, challenger, "challenger")
         k = a.shape[1]
         yb, b = (
-            (y, _check_multiclass(labels, champion, "champion", k)[1])
+            (y, check_multiclass(labels, champion, "champion", k)[1])
             if paired
-            else (_check_multiclass(champion_labels, champion, "champion", k))
+            else (check_multiclass(champion_labels, champion, "champion", k))
         )
-        la, lb = _row_log_loss(y, a), _row_log_loss(yb, b)
-        sa, sb = _row_correct(y, a), _row_correct(yb, b)
+        la, lb = row_log_loss(y, a), row_log_loss(yb, b)
+        sa, sb = row_correct(y, a), row_correct(yb, b)
         both = y if paired else np.concatenate([y, yb])
         counts = tuple(int(c) for c in np.bincount(both, minlength=k))
     metric, hib, units = PRIMARY[name]
     rows = int(y.size + (0 if paired else yb.size))
     method = "t" if cfg.method == "delong" else "bootstrap"
-    chal, champ, diff, low, high = _mean_difference(la, lb, hib, paired, cfg)
+    chal, champ, diff, low, high = mean_difference(la, lb, hib, paired, cfg)
     s_metric, s_hib, s_units = SECONDARY[name]
-    s = _mean_difference(sa, sb, s_hib, paired, cfg)
+    s = mean_difference(sa, sb, s_hib, paired, cfg)
     secondary = dict(zip(("challenger", "champion", "diff", "low", "high"), s, strict=True))
     secondary = {"metric": s_metric, **secondary, "higher_is_better": s_hib, "units": s_units}
     return Comparison(
@@ -365,67 +296,6 @@ def compare(
         secondary=secondary,
         class_counts=counts,
     )
-
-
-def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per-row log loss in nats: -ln p[label], the probability clipped to [LOG_LOSS_EPS, 1]."""
-    chosen = p[np.arange(y.size), y] if y.size else np.zeros(0)
-    return -np.log(np.clip(chosen, LOG_LOSS_EPS, 1.0))
-
-
-def _row_correct(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per row 1.0 where the arg-max class (the first of ties) is the label, else 0.0."""
-    return (np.argmax(p, axis=1) == y).astype(np.float64) if y.size else np.zeros(0)
-
-
-def _mean_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool, paired: bool, cfg):
-    """Means of per-row values ``a`` (challenger) and ``b`` (champion), oriented difference and interval.
-
-    Returns:
-        ``(mean a, mean b, diff, low, high)``; ``diff = ±(mean a - mean b)`` with the sign making > 0 mean
-        the challenger is better; all None without rows, the interval None below 2 rows a side.
-    """
-    if a.size == 0 or b.size == 0:
-        return None, None, None, None, None
-    sign = 1.0 if higher_is_better else -1.0
-    ma, mb = float(a.mean()), float(b.mean())
-    d = sign * (a - b) if paired else None
-    diff = float(d.mean()) if paired else sign * (ma - mb)
-    if a.size < 2 or b.size < 2:
-        return ma, mb, diff, None, None
-    if cfg.method == "bootstrap":
-        low, high = _bootstrap_means(d, sign * a, sign * b, paired, cfg)
-        return ma, mb, diff, low, high
-    if paired:
-        var, df = float(np.var(d, ddof=1)) / d.size, d.size - 1
-    else:
-        va, vb = float(np.var(a, ddof=1)) / a.size, float(np.var(b, ddof=1)) / b.size
-        var = va + vb
-        den = va**2 / (a.size - 1) + vb**2 / (b.size - 1)
-        df = var**2 / den if den > 0 else math.inf  # Welch-Satterthwaite
-    half = (t_quantile(cfg.confidence, df) if math.isfinite(df) else _z(cfg.confidence)) * math.sqrt(var)
-    return ma, mb, diff, diff - half, diff + half
-
-
-def _bootstrap_means(d, a, b, paired: bool, cfg: ComparisonConfig) -> tuple[float, float]:
-    """Percentile interval of the mean of ``d`` (paired) or of ``mean a - mean b`` over seeded resamples."""
-    rng = np.random.default_rng(cfg.seed)
-    out = []
-    n = max(a.size, b.size)
-    chunk = max(1, int(4_000_000 // n))
-    done = 0
-    while done < cfg.bootstrap_samples:
-        k = min(chunk, cfg.bootstrap_samples - done)
-        if paired:
-            out.append(d[rng.integers(0, d.size, size=(k, d.size))].mean(axis=1))
-        else:
-            ia = rng.integers(0, a.size, size=(k, a.size))
-            ib = rng.integers(0, b.size, size=(k, b.size))
-            out.append(a[ia].mean(axis=1) - b[ib].mean(axis=1))
-        done += k
-    m = np.concatenate(out)
-    alpha = (1.0 - cfg.confidence) / 2.0
-    return float(np.quantile(m, alpha)), float(np.quantile(m, 1.0 - alpha))
 
 
 def _compare_binary(labels, challenger, champion, champion_labels, paired: bool, cfg) -> Comparison:
@@ -469,7 +339,7 @@ def _delong(y, a, yb, b, paired: bool, confidence: float) -> tuple[float, float]
             ) / v01.size
 
         var = one(v10a, v01a) + one(v10b, v01b)
-    half = _z(confidence) * float(np.sqrt(max(var, 0.0)))
+    half = z_quantile(confidence) * float(np.sqrt(max(var, 0.0)))
     d = auc_a - auc_b
     return d - half, d + half
 

@@ -396,7 +396,7 @@ def champion_reference(
         raise ReferenceError_(
             f"model {model_name!r} version {version}: no stored reference; give the source data to rebuild it"
         )
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
 
     os.makedirs(workdir, exist_ok=True)
     paths = {k: os.path.join(workdir, f"{k}.csv") for k in ("train", "eval", "rest")}

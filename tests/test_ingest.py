@@ -8,7 +8,8 @@ import pytest
 
 from kfloop import datasets
 from kfloop import spec as S
-from kfloop.clean import IngestError, ingest
+from kfloop.clean import IngestError
+from kfloop.ingest import ingest
 
 
 @pytest.fixture(scope="module")

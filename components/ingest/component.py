@@ -1,4 +1,4 @@
-"""KFP wrapper of :func:`kfloop.clean.ingest`."""
+"""KFP wrapper of :func:`kfloop.ingest.ingest`."""
 
 from kfp.dsl import Dataset, Metrics, Output
 
@@ -36,7 +36,7 @@ def ingest_op(
         counts: Row counts per split (KFP Metrics).
     """
     from kfloop import spec as S
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
 
     result = ingest(
         source,

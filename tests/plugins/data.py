@@ -19,7 +19,7 @@ def taxi_csv():
 @pytest.fixture(scope="session")
 def taxi_split(taxi_csv, taxi_spec, tmp_path_factory):
     """The taxi example's ingest split at :data:`TAXI_CUTOFF`: ``{"train": path, "eval": path, "live": path}``."""
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
 
     out = tmp_path_factory.mktemp("split")
     paths = {k: str(out / f"{k}.csv") for k in ("train", "eval", "live")}

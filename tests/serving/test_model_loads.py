@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _TRAIN_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from kfloop.clean import ingest
+    from kfloop.ingest import ingest
     from kfloop import datasets
     from kfloop import spec as S
     from training_image.trainer import HParams, train
