@@ -103,7 +103,7 @@ def batch_score_op(
 
     Returns:
         predictions: Parquet file of the prediction log's schema (request id, row, timestamp, model
-            version, raw features, probability), in input order.
+            version, raw features, the task's output), in input order.
         counts: Rows, seconds, rows per second.
         model_version: The version that scored.
         request_id: The request id every row carries in the log.

@@ -42,11 +42,21 @@ class SavedModel:
         self._sig = loaded.signatures[contract.RAW_SIGNATURE]
         self._tf = tf
         self._dtypes = {f.name: getattr(tf, f.dtype) for f in spec.model_features}
+        self._key = contract.output_key(spec)
+        if self._key not in self._sig.structured_outputs:
+            raise BatchPredictError(
+                f"{path}: the {contract.RAW_SIGNATURE!r} signature has no {self._key!r} output "
+                f"(a {spec.task.value} model's; it has {sorted(self._sig.structured_outputs)})"
+            )
+        self._k = spec.n_classes if spec.task.value == "multiclass" else 0
 
     def __call__(self, columns: dict):
+        """The task's output of the rows: [n] (binary probability, regression prediction) or [n, K]
+        (multiclass probabilities in ``spec.classes`` order)."""
         tf = self._tf
         tensors = {n: tf.constant(columns[n], dtype=d) for n, d in self._dtypes.items()}
-        return self._sig(**tensors)[contract.OUTPUT_KEY].numpy().reshape(-1)
+        out = self._sig(**tensors)[self._key].numpy()
+        return out.reshape(-1, self._k) if self._k else out.reshape(-1)
 
 
 def _model_handler_class():

@@ -170,7 +170,8 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
     """Joins the scored parts, in input order, into the caller's output file; returns its row count.
 
     ``.csv`` output: ``request_id, row, timestamp, model_version, source``, the raw features (empty =
-    missing) and ``probability``; anything else: one Parquet file of the prediction log's schema (the
+    missing) and the task's output (``probability``; ``prediction``; multiclass ``probability[<class>]``
+    per class and the predicted ``class``); anything else: one Parquet file of the prediction log's schema (the
     scoring version's spec's, as the parts have it). Parts are
     read one at a time; the file appears whole (written to a temp file, then moved / uploaded).
     """
@@ -201,6 +202,7 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
                         "timestamp",
                         pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ"),
                     )
+                    table = _flat_outputs(table)
                     options = pcsv.WriteOptions(include_header=writer is None)
                     pcsv.write_csv(table, sink, write_options=options)
                     writer = True
@@ -221,6 +223,30 @@ def finish_output(parts_uri: str, output_uri: str) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return rows
+
+
+def _flat_outputs(table):
+    """A multiclass table for CSV: its ``probabilities`` list column becomes one column per class,
+    ``probability[<class>]`` in the spec's class order (the schema's ``kfloop.classes``), then ``class``
+    (the most probable one); other tables unchanged."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    name = "probabilities"
+    if name not in table.schema.names or not pa.types.is_list(table.schema.field(name).type):
+        return table
+    meta = table.schema.metadata or {}
+    col = table.column(name).combine_chunks()
+    k = len(col[0]) if len(col) else 0
+    classes = json.loads(meta[b"kfloop.classes"]) if b"kfloop.classes" in meta else list(range(k))
+    probs = col.flatten().to_numpy(zero_copy_only=False).reshape(-1, len(classes))
+    table = table.drop([name])
+    for i, c in enumerate(classes):
+        table = table.append_column(f"probability[{c}]", pa.array(probs[:, i], type=pa.float32()))
+    best = np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else []
+    return table.append_column("class", pa.array([str(b) for b in best], type=pa.string()))
 
 
 def _read_part(uri: str):
