@@ -25,6 +25,8 @@ from tests import synthetic
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 400
 LABELS = ("churned", "minutes", "goal")
+#: Rows of the CSV the CLI tests write: enough that the training pipeline's train/eval skew check passes.
+CLI_ROWS = 3000
 
 
 def _frame(rows: int = ROWS, keep: str | None = None):
@@ -209,7 +211,7 @@ def written(request, tmp_path_factory):
     label = {"regression": "minutes", "multiclass": "goal"}[task]
     tmp = tmp_path_factory.mktemp(f"init-{task}")
     csv = tmp / "visits.csv"
-    frame = _frame(keep=label)
+    frame = _frame(CLI_ROWS, keep=label)
     frame[frame[label] != "NA"].to_csv(csv, index=False)  # training data has a label on every row
     r = _init_cli(csv, label, tmp / "out", task)
     return task, tmp / "out" / "spec.yaml", csv, r
