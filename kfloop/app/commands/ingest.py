@@ -70,6 +70,7 @@ def _ingest(args: argparse.Namespace) -> int:
         load_spec,
         spec_misfit,
     )
+    from kfloop.ingest import ingest
 
     spec = load_spec(args.spec, "kfloop ingest: --spec")
     check_input_file(args.source, "kfloop ingest: --source", must_exist=False)
@@ -101,7 +102,7 @@ def _ingest(args: argparse.Namespace) -> int:
             print(json.dumps({"rows_read": len(frame), "dataset": uri}))
             return 0
         paths = {k: fs.join(out, f"{k}.csv") for k in ("train", "eval", "live")}
-        result = I.ingest(
+        result = ingest(
             args.source,
             spec,
             args.cutoff,
