@@ -62,6 +62,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
         batch_size: int = 256,
         auc_floor: float = ev.auc_floor,
         max_auc_regression: float = ev.max_auc_regression,
+        min_r2: float = ev.min_r2,
+        max_log_loss_ratio: float = ev.max_log_loss_ratio,
         min_slice_examples: int = ev.min_slice_examples,
         deploy_mode: str = "cluster",
         namespace: str = dep.namespace,
@@ -129,6 +131,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
             champion_uri=champion.outputs["model_uri"],
             auc_floor=auc_floor,
             max_auc_regression=max_auc_regression,
+            min_r2=min_r2,
+            max_log_loss_ratio=max_log_loss_ratio,
             min_slice_examples=min_slice_examples,
         )
         settings.configure(
@@ -137,7 +141,10 @@ def create_pipeline(name: str = PIPELINE_NAME):
 
         # The monitoring reference (statistics of the clipped train / eval splits), kept with the version.
         reference = reference_op(
-            spec=spec, train_data=ingest.outputs["train_data"], eval_data=ingest.outputs["eval_data"]
+            spec=spec,
+            train_data=ingest.outputs["train_data"],
+            eval_data=ingest.outputs["eval_data"],
+            model=train.outputs["model"],
         ).after(gate)
         settings.configure(
             reference, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="reference"
