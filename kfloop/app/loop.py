@@ -199,10 +199,15 @@ class _Loop:
     def monitor(self, label: str, window_start: str, window_end: str, retrain_cutoff: str, now: str) -> dict:
         from components.trigger.trigger import read_triggers
         from kfloop.app.local import run_pipeline
+        from kfloop.reference import stored_reference
         from pipelines import monitoring
 
         champion = self.current_champion()
         ref = self.references[champion]
+        # The champion's stored reference (its eval predictions too: output drift); the training splits
+        # for a version pushed without one.
+        stored = stored_reference(self.store_uri, self.model_name, champion)
+        ref = {"train": stored, "eval": ""} if stored else ref
         triggers_before = len(read_triggers(self.store_uri, self.model_name))
         with redirected(self.workdir / "logs" / f"monitor-{len(self.windows)}.log"):
             run = run_pipeline(
