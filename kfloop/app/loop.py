@@ -458,7 +458,13 @@ def _finish(loop: _Loop, started: str, outcome: list[str]) -> dict:
     ms = kstore.ModelStore(loop.store_uri)
     record = {
         "model_name": loop.model_name,
-        "spec": {"name": loop.spec.name, "description": loop.spec.description, "sha256": loop.spec.digest()},
+        "spec": {
+            "name": loop.spec.name,
+            "description": loop.spec.description,
+            "sha256": loop.spec.digest(),
+            "task": loop.spec.task.value,
+            **({"classes": list(loop.spec.classes)} if loop.spec.classes else {}),
+        },
         "plan": loop.plan.describe() if loop.plan else None,
         "store_uri": loop.store_uri,
         "source": loop.source,
