@@ -1,12 +1,14 @@
 """A small, deterministic SavedModel for a given dataset spec, with the model contract's signatures.
 
-It is not trained: fixed, seeded weights turn the spec's model features into a probability through the same
-kind of graph the real model has (missing-value imputation, hashed categorical embeddings, two dense layers),
-so serving can be tested and measured without the pipeline env, on any spec (tests and benchmarks use the
-taxi example's and synthetic ones). The directory follows :mod:`kfloop.contract`:
+It is not trained: fixed, seeded weights turn the spec's model features into the task's output through the
+same kind of graph the real model has (missing-value imputation, hashed categorical embeddings, two dense
+layers), so serving can be tested and measured without the pipeline env, on any spec (tests and benchmarks
+use the taxi example's and synthetic ones). The directory follows :mod:`kfloop.contract`; the output
+(:func:`kfloop.contract.output_key`) per the spec's task: binary ``probability`` [n] (a sigmoid), regression
+``prediction`` [n] (a linear value), multiclass ``probabilities`` [n, K] (a softmax over the spec's classes).
 
-* ``predict_raw``: one input per model feature of the spec → ``probability``.
-* ``serving_default``: ``examples`` (serialized ``tf.Example``) → ``probability``.
+* ``predict_raw``: one input per model feature of the spec → the output.
+* ``serving_default``: ``examples`` (serialized ``tf.Example``) → the output.
 * ``spec.yaml`` (the spec) and ``kfloop_metadata.json`` (written last).
 """
 
@@ -44,6 +46,9 @@ def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo")
     cats = [f for f in features if f.kind != Kind.NUMERIC]
     buckets, emb_dim, hidden = 101, 4, 32
     width = 2 * n_num + emb_dim * len(cats)
+    task = spec.task.value
+    key = contract.output_key(spec)
+    n_out = spec.n_classes if task == "multiclass" else 1
 
     class Demo(tf.Module):
         def __init__(self):
@@ -53,7 +58,7 @@ def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo")
             self.emb = tf.Variable(rng.normal(0, 0.3, (len(cats), buckets, emb_dim)).astype("float32"))
             self.w1 = tf.Variable(rng.normal(0, 0.3, (width, hidden)).astype("float32"))
             self.b1 = tf.Variable(np.zeros(hidden, "float32"))
-            self.w2 = tf.Variable(rng.normal(0, 0.3, (hidden, 1)).astype("float32"))
+            self.w2 = tf.Variable(rng.normal(0, 0.3, (hidden, n_out)).astype("float32"))
 
         def _prob(self, inputs):
             parts = []
@@ -73,6 +78,10 @@ def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo")
                     idx = tf.math.floormod(x, buckets)
                 parts.append(tf.gather(self.emb[i], idx))
             h = tf.nn.relu(tf.matmul(tf.concat(parts, axis=1), self.w1) + self.b1)
+            if task == "multiclass":
+                return tf.nn.softmax(tf.matmul(h, self.w2), axis=1)
+            if task == "regression":  # label units: about 10 +- 5
+                return 10.0 + 5.0 * tf.squeeze(tf.matmul(h, self.w2), axis=1)
             return tf.sigmoid(tf.squeeze(tf.matmul(h, self.w2), axis=1))
 
         @tf.function(
@@ -81,7 +90,7 @@ def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo")
             ]
         )
         def predict_raw(self, inputs):
-            return {contract.OUTPUT_KEY: self._prob(inputs)}
+            return {key: self._prob(inputs)}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)])
         def serving_default(self, examples):
@@ -89,7 +98,7 @@ def build(model_dir: str | Path, spec, seed: int = 0, version_tag: str = "demo")
                 f.name: tf.io.FixedLenFeature([], _TF_DTYPES[f.dtype], default_value=f.missing)
                 for f in features
             }
-            return {contract.OUTPUT_KEY: self._prob(tf.io.parse_example(examples, parse))}
+            return {key: self._prob(tf.io.parse_example(examples, parse))}
 
     module = Demo()
     raw = module.predict_raw.get_concrete_function()

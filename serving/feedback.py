@@ -8,11 +8,14 @@ Request (JSON, ``Content-Type: application/json``; with tokens configured also
 
 ``request_id`` is the id of an earlier prediction request (its ``X-Request-Id`` header, the V2 body ``id``
 or the id the server answered with in ``X-Request-Id``); ``row`` is the row's index in that request; ``label``
-is the ground truth: the integer ``0`` or ``1``, or a raw value of the label as the served model's dataset
-spec declares it (e.g. ``"yes"`` / ``"no"`` for a string label with positive class ``"yes"``), mapped with
-:meth:`kfloop.spec.DatasetSpec.label_of`. A value of the wrong type, a missing-value token, a value that
-is the positive class up to case or spaces (a typo that would silently become 0), or (for a derived label)
-anything but a class is refused with 400 naming ``feedback[i].label``. One request carries at most
+is the ground truth per the served model's task, mapped with :meth:`kfloop.spec.DatasetSpec.label_of`
+(:class:`LabelDecoder`): binary the integer ``0`` or ``1``, or a raw value of the label as the dataset spec
+declares it (e.g. ``"yes"`` / ``"no"`` for a string label with positive class ``"yes"``); regression a
+finite number (label units; written as float64); multiclass one of the spec's classes as the data writes it
+(written as its class index, int32). A value of the wrong type, a missing-value token, a value that is the
+positive class up to case or spaces (a typo that would silently become 0), (for a derived label) anything
+but a class, a regression label that is a string or not finite, or a multiclass label that is no class is
+refused with 400 naming ``feedback[i].label``. One request carries at most
 :attr:`kfloop.config.FeedbackConfig.max_items` labels.
 
 Answers: ``200 {"accepted": n, "new": k, "repeated": n - k, "requests": r, "max_delay_s": ...}`` once the
@@ -96,11 +99,17 @@ def _is_int(v) -> bool:
 
 
 class LabelDecoder:
-    """Maps the ``label`` of feedback items to 0 / 1 by a dataset spec (one per request: values memoized).
+    """Maps the ``label`` of feedback items to the log's label by a dataset spec's task (one per request:
+    values memoized).
 
-    0 and 1 (integers) are always accepted as the class itself. Without a spec, or for a spec whose label is
-    derived (``label.derive``: the data has no label column whose values a labeler would send), only they
-    are.
+    * binary: 0 / 1. 0 and 1 (integers) are always accepted as the class itself. Without a spec, or for a
+      spec whose label is derived (``label.derive``: the data has no label column whose values a labeler
+      would send), only they are.
+    * regression: a finite JSON number, as a float (a string, even ``"3.5"``, a boolean, NaN or infinity is
+      refused).
+    * multiclass: one of the spec's classes as the data writes it (an integer class also as a whole number),
+      mapped to its index in ``spec.classes`` (a class index itself is not a class: it is refused unless
+      it is one of the classes).
 
     Args:
         spec: The :class:`kfloop.spec.DatasetSpec` of the served model, or None.
@@ -108,14 +117,20 @@ class LabelDecoder:
 
     def __init__(self, spec=None):
         self.spec = spec
+        self.task = spec.task.value if spec is not None else "binary"
         self._memo: dict = {}
 
-    def __call__(self, value, where: str) -> int:
-        """The 0/1 label of ``value`` (``where``: the item, e.g. ``feedback[3]``).
+    def __call__(self, value, where: str) -> int | float:
+        """The log label of ``value`` (``where``: the item, e.g. ``feedback[3]``): binary 0/1, multiclass
+        the class index, regression a float.
 
         Raises:
             serving.request.RequestError: 400 naming ``<where>.label``.
         """
+        if self.task == "regression":
+            return self._number(value, where)
+        if self.task == "multiclass":
+            return self._class(value, where)
         if _is_int(value) and value in (0, 1):
             return value
         field = f"{where}.label"
@@ -151,6 +166,42 @@ class LabelDecoder:
         try:
             out = int(spec.label_of(value))
         except ValueError as e:  # kfloop.spec.SpecDataError: missing, or not a class
+            raise schema.RequestError(f"{field}: {e}", field=field) from None
+        if key is not None:
+            self._memo[key] = out
+        return out
+
+    def _number(self, value, where: str) -> float:
+        field = f"{where}.label"
+        lab = self.spec.label_spec
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise schema.RequestError(
+                f"{field}: expected a number (label {lab.column!r}, task regression), got "
+                f"{schema._type_name(value)} {schema._describe(value)}",
+                field=field,
+            )
+        try:
+            return float(self.spec.label_of(value))
+        except (ValueError, OverflowError) as e:  # kfloop.spec.SpecDataError: not finite
+            raise schema.RequestError(f"{field}: {e}", field=field) from None
+
+    def _class(self, value, where: str) -> int:
+        field = f"{where}.label"
+        key = (type(value), value) if isinstance(value, str | int | bool | float) else None
+        if key is not None and key in self._memo:
+            return self._memo[key]
+        spec = self.spec
+        ints = isinstance(spec.classes[0], int)
+        want = "an integer class" if ints else "a string class"
+        if isinstance(value, bool) or not isinstance(value, (int | float) if ints else str):
+            raise schema.RequestError(
+                f"{field}: expected {want} of label {spec.label_spec.column!r}, one of {list(spec.classes)} "
+                f"(task multiclass), got {schema._type_name(value)} {schema._describe(value)}",
+                field=field,
+            )
+        try:
+            out = int(spec.label_of(value))
+        except (ValueError, OverflowError) as e:  # kfloop.spec.SpecDataError: missing, or not a class
             raise schema.RequestError(f"{field}: {e}", field=field) from None
         if key is not None:
             self._memo[key] = out
@@ -195,6 +246,13 @@ class LabelMemory:
                 self.labels -= 1
                 if not rows:
                     del self._ids[rid]
+
+
+def _label_shown(spec):
+    """How a log label is named in a message: a multiclass class index as its class, else the value."""
+    if spec is None or spec.task.value != "multiclass":
+        return str
+    return lambda label: repr(spec.class_name(label))
 
 
 def _json_content_type(scope) -> None:
@@ -329,14 +387,15 @@ class Feedback:
         new: list[int] = []
         waits: dict[int, LabelBatch] = {}
         first: dict[tuple[str, int], int] = {}
+        shown = _label_shown(self.spec_of() if self.spec_of is not None else None)
         for i, (rid, row, label) in enumerate(zip(ids, rows, labels, strict=True)):
             where = f"feedback[{i}].label"
             j = first.get((rid, row))
             if j is not None:
                 if labels[j] != label:
                     raise schema.RequestError(
-                        f"{where}: request {rid!r} row {row} is labelled {labels[j]} by feedback[{j}] and "
-                        f"{label} here; send one label per row",
+                        f"{where}: request {rid!r} row {row} is labelled {shown(labels[j])} by feedback[{j}] "
+                        f"and {shown(label)} here; send one label per row",
                         status=409,
                         field=where,
                     )
@@ -349,8 +408,8 @@ class Feedback:
             old, batch = known
             if old != label:
                 raise schema.RequestError(
-                    f"{where}: request {rid!r} row {row} already has the label {old}; a contradicting label "
-                    "is refused (the first label stands)",
+                    f"{where}: request {rid!r} row {row} already has the label {shown(old)}; a contradicting "
+                    "label is refused (the first label stands)",
                     status=409,
                     field=where,
                 )
@@ -375,8 +434,10 @@ class Feedback:
     def _write_columns(self, c: dict[str, list]) -> list[str]:
         from kfloop import predlog
 
+        spec = self.spec_of() if self.spec_of is not None else None
+        kwargs = {"spec": spec} if spec is not None and spec.task.value != "binary" else {}
         table = predlog.feedback_table(
-            c["ids"], c["rows"], c["labels"], c["arrival"], c["when"], labeler=c["labeler"]
+            c["ids"], c["rows"], c["labels"], c["arrival"], c["when"], labeler=c["labeler"], **kwargs
         )
         return predlog.write_table(self.log_uri, self.model_name, predlog.FEEDBACK, table)
 

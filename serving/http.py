@@ -52,6 +52,7 @@ import uuid
 
 import orjson
 
+from serving import outputs as task_outputs
 from serving import request as schema
 from serving.admission import Admission, Overloaded, request_counters
 
@@ -364,17 +365,16 @@ class PredictorApp:
             if slot is not None:
                 slot.release()  # no-op once the batcher has logged the rows
         headers = [(b"x-request-id", request_id.encode("latin-1")), (b"x-model-version", version.encode())]
+        # The outputs per the task of the spec that decoded the request (the version answering has it).
         if v2:
             out = {
                 "model_name": model.name,
                 "model_version": version,
                 "id": request_id,
-                "outputs": [
-                    {"name": "probability", "datatype": "FP32", "shape": [len(probs)], "data": probs}
-                ],
+                "outputs": task_outputs.v2_outputs(loaded.spec, probs),
             }
         else:
-            out = {"predictions": probs, "model_version": version}
+            out = {"predictions": task_outputs.v1_predictions(loaded.spec, probs), "model_version": version}
         await _send(send, 200, out, headers)
         self._answered.inc(len(probs))
 

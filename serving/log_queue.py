@@ -249,7 +249,8 @@ class PredictionLog(WriterSupervision):
             version: Model version that predicted.
             columns: The decoded ``{feature: numpy array}`` the model was fed (missing = the spec's
                 sentinels). A list of V1 instance dicts is accepted too (decoded by the writer).
-            probabilities: One float per row (float32, exactly as the response shows it).
+            probabilities: The model's outputs, one float per row (float32, exactly as the response shows
+                it), or multiclass ``[n, K]`` (per the schema's task).
             schema: The prediction log schema of the model's spec (default: the log's ``schema``).
         """
         schema = self._schema(schema)
@@ -277,7 +278,7 @@ class PredictionLog(WriterSupervision):
             requests: ``(request_id, n rows, epoch)`` of each request, in the order of the batch's rows.
             version: Model version that predicted the batch.
             columns: The batch's concatenated ``{feature: numpy array}`` (as the model was fed).
-            probabilities: One float per row of the batch.
+            probabilities: The outputs of the batch's rows (``[n]``, or multiclass ``[n, K]``).
             slots: The :class:`LogSlot` of those requests that reserved their rows (taken here).
             schema: The prediction log schema of the model's spec (default: the log's ``schema``).
         """

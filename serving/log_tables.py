@@ -1,7 +1,7 @@
 """Queued prediction log items as Arrow tables: what the writer process (:mod:`serving.log_writer`) writes.
 
 An item of the queue (:mod:`serving.log_queue`) is ``(request ids, row counts, epochs, version, columns,
-probabilities, log schema)``; the format of the table is :mod:`kfloop.predlog`. The queue (which starts the
+outputs, log schema)`` (outputs per the schema's task: ``[n]``, or multiclass ``[n, K]``); the format of the table is :mod:`kfloop.predlog`. The queue (which starts the
 writer) and the writer both import this module, so the writer never imports the queue.
 """
 
@@ -54,7 +54,9 @@ def items_table(items: list, source: str = "online", schema=None):
         name: (cols[0][name] if len(cols) == 1 else np.concatenate([np.asarray(c[name]) for c in cols]))
         for name in names
     }
-    probs = np.concatenate([np.asarray(it[5], dtype=np.float32).reshape(-1) for it in items])
+    # One output per row ([n]), or K per row (multiclass [n, K]): rows stay rows.
+    outs = [np.asarray(it[5], dtype=np.float32) for it in items]
+    probs = np.concatenate([o if o.ndim == 2 else o.reshape(-1) for o in outs])
     ids = np.repeat(np.array([str(i) for i in ids_l], dtype=object), counts)
     epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
     item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))

@@ -28,6 +28,7 @@ import numpy as np
 
 from kfloop import contract, fs
 from kfloop.spec import Kind
+from serving import outputs as task_outputs
 from serving import request as schema
 from serving.batcher import Batcher
 
@@ -38,7 +39,8 @@ _TF_DTYPES = {"float32": "float32", "int64": "int64", "string": "string"}
 
 class ModelContractError(Exception):
     """The model directory does not hold what the model contract (:mod:`kfloop.contract`) asks: a spec, a
-    ``predict_raw`` signature over the spec's features with a ``probability`` output."""
+    ``predict_raw`` signature over the spec's features with the task's output (:func:`kfloop.contract.output_key`:
+    binary ``probability`` [n], regression ``prediction`` [n], multiclass ``probabilities`` [n, K])."""
 
 
 class LoadedModel:
@@ -51,6 +53,7 @@ class LoadedModel:
         spec: The :class:`kfloop.spec.DatasetSpec` stored with the model (``spec.yaml``).
         decoder: The :class:`serving.request.RequestDecoder` of that spec.
         digest: The spec's digest (versions with the same digest take the same requests).
+        output_key: The signature's output this version answers with (the spec's task's).
     """
 
     def __init__(self, path: str, version: str):
@@ -87,8 +90,11 @@ class LoadedModel:
         extra = set(specs) - {f.name for f in features}
         if extra:
             raise ModelContractError(f"{path}: {raw_sig} has inputs the spec does not know: {sorted(extra)}")
-        if contract.OUTPUT_KEY not in sig.structured_outputs:
-            raise ModelContractError(f"{path}: {raw_sig} has no {contract.OUTPUT_KEY!r} output")
+        self.output_key = contract.output_key(self.spec)
+        if self.output_key not in sig.structured_outputs:
+            raise ModelContractError(
+                f"{path}: {raw_sig} has no {self.output_key!r} output (the output of task {self.spec.task.value})"
+            )
         self._sig = sig
         # Flat call: the signature's flattened input order (sorted names); checked against the public path.
         self._order = [
@@ -109,18 +115,20 @@ class LoadedModel:
         return self._log_schema
 
     def v2_metadata(self, name: str) -> dict:
-        """V2 model metadata: inputs from the spec, the output, and the spec's name / task / label."""
+        """V2 model metadata: inputs from the spec, the task's outputs (:mod:`serving.outputs`), and the
+        spec's name / task / label (multiclass: its classes, in order) in ``parameters``."""
         return {
             "name": name,
             "versions": [self.version],
             "platform": "tensorflow_savedmodel",
             "inputs": self.decoder.inputs_metadata(),
-            "outputs": OUTPUTS_METADATA,
+            "outputs": task_outputs.outputs_metadata(self.spec),
             "parameters": {
                 "spec": self.spec.name,
                 "task": self.spec.task.value,
                 "label": self.spec.label.name,
                 "spec_sha256": self.digest,
+                **task_outputs.metadata_parameters(self.spec),
             },
         }
 
@@ -129,13 +137,13 @@ class LoadedModel:
         return {name: tf.constant(columns[name], dtype=self._dtypes[name]) for name in self._dtypes}
 
     def _call_public(self, columns: dict) -> np.ndarray:
-        return self._sig(**self._tensors(columns))[contract.OUTPUT_KEY].numpy()
+        return self._sig(**self._tensors(columns))[self.output_key].numpy()
 
     def _call_flat(self, columns: dict) -> np.ndarray:
         tensors = self._tensors(columns)
         out = self._sig._call_flat([tensors[n] for n in self._order], self._sig.captured_inputs)
         if isinstance(out, dict):
-            out = out[contract.OUTPUT_KEY]
+            out = out[self.output_key]
         elif isinstance(out, list | tuple):
             out = out[0]
         return out.numpy()
@@ -144,6 +152,7 @@ class LoadedModel:
         """Calls the model once per path; keeps the fast flat call only if it agrees with the public one."""
         cols = warm_up_columns(self.decoder.features)
         expected = self._call_public(cols)
+        self._check_output_shape(expected, len(next(iter(cols.values()))))
         try:
             got = self._call_flat(cols)
             if got.shape == expected.shape and np.array_equal(got, expected):
@@ -153,8 +162,19 @@ class LoadedModel:
         if not self._flat:
             self._flat = False
 
+    def _check_output_shape(self, out: np.ndarray, n: int) -> None:
+        """A regression model answers ``[n]``, a multiclass one ``[n, K]`` (binary: as it always was)."""
+        task = self.spec.task.value
+        want = {"regression": (n,), "multiclass": (n, self.spec.n_classes)}.get(task)
+        if want is not None and tuple(out.shape) != want:
+            raise ModelContractError(
+                f"{self.path}: {contract.RAW_SIGNATURE} output {self.output_key!r} has shape {list(out.shape)} "
+                f"for {n} rows; a {task} model answers {list(want)}"
+            )
+
     def __call__(self, columns: dict) -> np.ndarray:
-        """Probabilities (float32, one per row) for encoded columns ``{feature: np.ndarray}``."""
+        """The model's outputs for encoded columns ``{feature: np.ndarray}``: float32 per row (binary
+        probabilities, regression predictions) or ``[n, K]`` (multiclass probabilities)."""
         return self._call_flat(columns) if self._flat else self._call_public(columns)
 
 
@@ -177,8 +197,8 @@ def warm_up_columns(features, n: int = 3) -> dict:
     return {f.name: np.array(_sample_values(f, n), dtype=schema._NP_DTYPES[f.dtype]) for f in features}
 
 
-#: The V2 metadata of the model's one output.
-OUTPUTS_METADATA = [{"name": contract.OUTPUT_KEY, "datatype": "FP32", "shape": [-1]}]
+#: The V2 metadata of a binary model's one output (per task: :func:`serving.outputs.outputs_metadata`).
+OUTPUTS_METADATA = [dict(o) for o in task_outputs.BINARY_OUTPUTS]
 
 
 class ModelSource:
@@ -359,7 +379,10 @@ class Predictor(kserve.Model):
         return current.decoder.inputs_metadata() if current is not None else []
 
     def get_output_types(self):
-        return [dict(o) for o in OUTPUTS_METADATA]
+        current = self.current
+        if current is None:
+            return [dict(o) for o in OUTPUTS_METADATA]
+        return task_outputs.outputs_metadata(current.spec)
 
     def metadata(self) -> dict:
         """V2 model metadata of the version being served: inputs from its spec, the output, and the spec's
@@ -375,7 +398,8 @@ class Predictor(kserve.Model):
         self, columns: dict, request_id: str, raw, log_slot=None, model: LoadedModel | None = None
     ) -> tuple[np.ndarray, str]:
         """Predicts decoded columns (micro-batched) and logs them (into ``log_slot``, the request's reserved
-        room in the prediction log, if any); returns ``(probabilities, version)``.
+        room in the prediction log, if any); returns ``(outputs, version)`` (outputs per the task: ``[n]``
+        or, multiclass, ``[n, K]``).
 
         ``model``: the loaded version whose decoder decoded ``columns`` (None: the current one's).
         """
@@ -422,16 +446,17 @@ class Predictor(kserve.Model):
             raise InvalidInput(e.message) from None
         probs, version = await self.predict_columns(columns, request_id, raw, model=model)
         if isinstance(payload, InferRequest):
-            from kserve.protocol.infer_type import InferOutput
-
-            out = InferOutput(name=contract.OUTPUT_KEY, shape=[len(probs)], datatype="FP32")
-            out.set_data_from_numpy(probs.astype(np.float32))
             return InferResponse(
                 response_id=payload.id or request_id,
                 model_name=self.name,
-                infer_outputs=[out],
+                infer_outputs=task_outputs.infer_outputs(model.spec, np.asarray(probs, dtype=np.float32)),
                 model_version=version,
             )
+        if model.spec.task.value == "multiclass":  # plain Python values: kserve serializes this dict
+            rows = task_outputs.v1_predictions(model.spec, probs)
+            preds = [{"class": r["class"], "probabilities": {k: float(v) for k, v in r["probabilities"].items()}}
+                     for r in rows]  # fmt: skip
+            return {"predictions": preds, "model_version": version}
         return {"predictions": probs.tolist(), "model_version": version}
 
 
