@@ -34,7 +34,14 @@ from pathlib import Path
 
 from kfloop import clock, config, fs, layout
 from kfloop.app import replay
-from kfloop.app.loop_summary import apply_canary, headline, json_file, model_record, training_run_result
+from kfloop.app.loop_summary import (
+    apply_canary,
+    headline,
+    json_file,
+    model_record,
+    spec_record,
+    training_run_result,
+)
 from kfloop.app.plan import LoopConfig, Plan, PlanError, Window, parse_windows, plan
 from kfloop.app.servers import LoopError, Server, free_port, redirected, serving_python
 
@@ -300,10 +307,6 @@ class _Loop:
         return False
 
 
-def _iso_now() -> str:
-    return clock.iso(clock.utc_now())
-
-
 def run_loop(
     workdir: str | os.PathLike,
     *,
@@ -337,7 +340,7 @@ def run_loop(
     work.mkdir(parents=True, exist_ok=True)
     source = str(Path(source).resolve())
     loop = _Loop(work, source, spec, cfg, progress, schema)
-    started = _iso_now()
+    started = clock.iso(clock.utc_now())
     outcome: list[str] = []
     try:
         try:
@@ -375,7 +378,9 @@ def _drive(loop: _Loop, p: Plan, outcome: list[str]) -> None:
             continue
         with loop.step(f"replay {window.label}", f"{len(rows)} rows") as st:
             # windows chain: each starts where the last one closed (its watermark), so no row falls between
-            w_start = loop.windows[-1]["summary"]["window_end"] if loop.windows else _iso_now()
+            w_start = (
+                loop.windows[-1]["summary"]["window_end"] if loop.windows else clock.iso(clock.utc_now())
+            )
             got = replay.replay(
                 rows,
                 server.url,
@@ -385,7 +390,7 @@ def _drive(loop: _Loop, p: Plan, outcome: list[str]) -> None:
                 request_prefix=f"w{index}",
             )
             mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
-            w_end = _iso_now()  # every row of the window is stamped before this
+            w_end = clock.iso(clock.utc_now())  # every row of the window is stamped before this
             # the servers' log flush, and the monitor's watermark: a scan sooner would close the window early
             closes = config.MonitoringConfig().close_after_seconds
             time.sleep(max(server.flush_seconds * 2 + 0.5, closes + 0.5))
@@ -458,13 +463,7 @@ def _finish(loop: _Loop, started: str, outcome: list[str]) -> dict:
     ms = kstore.ModelStore(loop.store_uri)
     record = {
         "model_name": loop.model_name,
-        "spec": {
-            "name": loop.spec.name,
-            "description": loop.spec.description,
-            "sha256": loop.spec.digest(),
-            "task": loop.spec.task.value,
-            **({"classes": list(loop.spec.classes)} if loop.spec.classes else {}),
-        },
+        "spec": spec_record(loop.spec),
         "plan": loop.plan.describe() if loop.plan else None,
         "store_uri": loop.store_uri,
         "source": loop.source,

@@ -106,6 +106,17 @@ def headline(model: dict) -> str:
     return f"eval {name} {value:.4f}" if task != "regression" else f"eval {name} {value:.4g}"
 
 
+def spec_record(spec) -> dict:
+    """What the loop record says of its dataset spec: name, description, digest, task (and classes)."""
+    out = {
+        "name": spec.name,
+        "description": spec.description,
+        "sha256": spec.digest(),
+        "task": spec.task.value,
+    }
+    return {**out, "classes": list(spec.classes)} if spec.classes else out
+
+
 def apply_canary(models: list[dict], verdict: dict) -> str | None:
     """Notes a canary verdict on the model it judged; returns the fate it gives ("promote" / "reject"), if
     any."""
