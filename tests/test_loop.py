@@ -155,6 +155,39 @@ def test_report_is_self_contained():
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", html) and "<script" not in html
 
 
+def _window_with_output_drift(label: str, value: float, exceeded: bool) -> dict:
+    od = {"available": True, "measure": "jensen_shannon_divergence", "value": value, "threshold": 0.1}
+    od.update(exceeded=exceeded, ignored=True, mode="record", of="prediction")
+    summary = {"rows": 500, "labelled_rows": 500, "live_rmse": 12.5, "drift": [], "output_drift": od}
+    return {
+        "label": label,
+        "summary": summary,
+        "decision": {"decision": "no_retrain", "decided_at": "t", "summary": "-", "reasons": []},
+    }
+
+
+def test_report_shows_output_drift_for_regression_and_multiclass_not_binary():
+    windows = [
+        _window_with_output_drift("control", 0.0123, False),
+        _window_with_output_drift("w1", 0.2468, True),
+    ]
+    rec = {
+        "model_name": MODEL,
+        "steps": [],
+        "history": [],
+        "windows": windows,
+        "spec": {"task": "regression"},
+    }
+    html = report.render(rec)
+    # a column in the windows table (value, threshold, recorded only) and a chart over the windows
+    assert "output drift (JSD vs eval predictions)" in html
+    assert "0.012 &lt;= 0.1 (recorded only)" in html and "0.247 &gt; 0.1 (recorded only)" in html
+    assert "(output) prediction (recorded only: drift mode record)" in html
+    # the binary report stays as it was: no output drift column, no chart
+    binary = report.render(dict(rec, spec={"task": "binary"}))
+    assert "output drift" not in binary and "(output)" not in binary
+
+
 @pytest.mark.slow
 def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec):
     cfg = loop.LoopConfig(

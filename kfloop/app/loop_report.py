@@ -176,6 +176,21 @@ def _eval_value(m: dict, key: str, metric: str):
     return (m.get("eval_metrics" if key == "eval_auc" else "champion_eval_metrics") or {}).get(metric)
 
 
+def _output_drift(window: dict) -> dict | None:
+    """A window's output drift (the monitor's ``output_drift``) when it was computed, else None."""
+    od = (window.get("summary") or {}).get("output_drift") or {}
+    return od if od.get("available") else None
+
+
+def _output_cell(od: dict | None) -> str:
+    """The output drift of one window as a table cell: value, threshold, and whether it triggers."""
+    if not od or od.get("value") is None:
+        return "–"
+    crossed = ">" if od.get("exceeded") else "<="
+    mode = " (recorded only)" if od.get("ignored") else (" (trigger)" if od.get("exceeded") else "")
+    return f"{od['value']:.3f} {crossed} {od.get('threshold')}{mode}"
+
+
 def _title(loop: dict) -> str:
     """What the loop ran on, from its dataset spec: ``<name>: <description>`` (the name alone without one)."""
     spec = loop.get("spec") or {}
@@ -226,9 +241,12 @@ def render(loop: dict) -> str:
         )
     parts.append(_table(["at (s)", "took", "step", "what happened"], rows))
 
-    metric, shown, units, top = _TASK_METRIC[_task(loop)]
+    task = _task(loop)
+    metric, shown, units, top = _TASK_METRIC[task]
     live_key = f"live_{metric}"
     windows = loop.get("windows", [])
+    # output drift (label-free) is shown for regression / multiclass; the binary report stays as it was
+    with_output = task != "binary" and any(_output_drift(w) for w in windows)
     if windows:
         parts.append("<h2>Monitoring windows</h2>")
         rows = []
@@ -240,33 +258,21 @@ def render(loop: dict) -> str:
                 for x in s.get("drift", [])
                 if x.get("exceeded") and not x.get("ignored")
             ]
-            rows.append(
-                [
-                    _E(w["label"]),
-                    _E(w.get("replayed", "")),
-                    str(s.get("rows")),
-                    str(s.get("labelled_rows")),
-                    _E(", ".join(f"{k}: {v}" for k, v in (s.get("model_versions") or {}).items())),
-                    _fmt(s.get(live_key)),
-                    _E(", ".join(crossed) or "none"),
-                    f"<span class='{cls}'>{_E(d.get('decision', ''))}</span>",
-                ]
-            )
-        parts.append(
-            _table(
-                [
-                    "window",
-                    "replayed rows",
-                    "predictions",
-                    "labels",
-                    "served by",
-                    f"live {shown}{units}",
-                    "drift crossed",
-                    "decision",
-                ],
-                rows,
-            )
-        )
+            row = [
+                _E(w["label"]),
+                _E(w.get("replayed", "")),
+                str(s.get("rows")),
+                str(s.get("labelled_rows")),
+                _E(", ".join(f"{k}: {v}" for k, v in (s.get("model_versions") or {}).items())),
+                _fmt(s.get(live_key)),
+                _E(", ".join(crossed) or "none"),
+            ]
+            if with_output:
+                row.append(_E(_output_cell(_output_drift(w))))
+            rows.append(row + [f"<span class='{cls}'>{_E(d.get('decision', ''))}</span>"])
+        headers = ["window", "replayed rows", "predictions", "labels", "served by", f"live {shown}{units}"]
+        headers += ["drift crossed"] + (["output drift (JSD vs eval predictions)"] if with_output else [])
+        parts.append(_table(headers + ["decision"], rows))
 
         labels = [w["label"] for w in windows]
         feats: dict[str, list] = {}
@@ -278,12 +284,26 @@ def render(loop: dict) -> str:
                 thresholds[x["feature"]] = x["threshold"]
                 if x.get("ignored"):
                     ignored.add(x["feature"])
+            od = _output_drift(w) if with_output else None
+            if od:
+                name = f"(output) {od.get('of') or 'model output'}"
+                feats.setdefault(name, [None] * len(windows))[i] = od.get("value")
+                thresholds[name] = od.get("threshold")
+                if od.get("ignored"):
+                    ignored.add(name)
         if feats:
             parts.append("<h2>Drift score per feature over time</h2>")
             parts.append(
                 "<p class='muted'>TFDV L-infinity (categorical) / Jensen-Shannon (numeric, clipped) of each window "
                 "against the serving champion's training data; dashed red = threshold. Recorded on every run, "
-                "below threshold too.</p><div class='charts'>"
+                "below threshold too."
+                + (
+                    " (output): Jensen-Shannon of the served outputs against the champion's own eval "
+                    "predictions (label-free)."
+                    if with_output
+                    else ""
+                )
+                + "</p><div class='charts'>"
             )
             for name, vs in feats.items():
                 if all(v is None for v in vs):
