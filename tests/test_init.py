@@ -127,6 +127,19 @@ def test_kinds_tokens_time_label_and_exclusions_are_guessed(churn):
     assert spec.check_data(_frame(churn)) == []
 
 
+def test_a_few_integers_holding_minus_one_are_proposed_as_text_not_categorical_int(churn):
+    # -1 is categorical_int's missing-value sentinel: a real -1 would be logged as missing when served
+    cols = dict(churn, seats=[str(i % 5 - 2) for i in range(len(churn["seats"]))])
+    spec, _, review = _proposed(_frame(cols))
+    assert _kinds(spec)["seats"] == "categorical_string"
+    (line,) = [r for r in review if "seats:" in r]
+    assert "holds -1, which categorical_int reserves for a missing value" in line
+    assert spec.check_data(_frame(cols)) == []
+    # without -1 the same small set of integers stays categorical_int
+    cols = dict(churn, seats=[str(i % 5) for i in range(len(churn["seats"]))])
+    assert _kinds(_proposed(_frame(cols))[0])["seats"] == "categorical_int"
+
+
 @pytest.mark.parametrize("time", ["iso_naive", "iso_offset"])
 def test_iso_times_without_and_with_an_offset_are_proposed(time):
     cols, utc = _columns(time=time), _columns(time="iso_z")

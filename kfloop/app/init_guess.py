@@ -410,6 +410,13 @@ def kind(values) -> tuple[str, str]:
     if as_numbers.notna().all():
         span = f"{as_numbers.min():g}..{as_numbers.max():g}"
         if present.str.fullmatch(_INT).all() and len(distinct) <= MAX_INT_CATEGORIES:
+            if (as_numbers == -1).any():
+                # -1 is categorical_int's missing-value sentinel (serving, the prediction log): a real -1
+                # would read as missing there (live data "missing" the value, a false anomaly every window)
+                return "categorical_string", (
+                    f"{len(distinct)} integers, {span}, as text: it holds -1, which categorical_int "
+                    "reserves for a missing value"
+                )
             return "categorical_int", f"{len(distinct)} integers, {span}"
         return "numeric", span
     top = present.value_counts().index[:5].tolist()
