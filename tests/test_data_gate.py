@@ -12,6 +12,7 @@ from kfloop import clean as I
 from kfloop import config
 from kfloop.app import cli
 from kfloop.app.commands.validate import EXIT_BLOCKING
+from kfloop.ingest import ingest
 from kfloop.tfdv import ops as V
 from kfloop.tfdv import schema as kschema
 from tests.conftest import TAXI_SPEC_PATH
@@ -48,7 +49,7 @@ def _ingest(tmp_path, frame, spec, **kw):
     frame.to_csv(tmp_path / "x.csv", index=False)
     paths = [str(tmp_path / f"{k}.csv") for k in ("train", "eval", "live")]
     kw.setdefault("event_times", config.EventTimeRange())  # the configured range (earliest 2000-01-01)
-    return I.ingest(str(tmp_path / "x.csv"), spec, "2014-01-01", *paths, **kw)
+    return ingest(str(tmp_path / "x.csv"), spec, "2014-01-01", *paths, **kw)
 
 
 # ------------------------------------------------------------------------------------ raw form: ingest

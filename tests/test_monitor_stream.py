@@ -213,7 +213,7 @@ def test_push_stores_the_reference_and_the_monitor_uses_it_without_the_source(tm
     assert stored.endswith(f"/models/{MODEL}/{r.version}/reference")
     assert json.loads(fs.read_text(fs.join(stored, "reference.json")))["train_rows"] > 1000
 
-    import kfloop.clean as ingest_mod
+    import kfloop.ingest as ingest_mod
 
     monkeypatch.setattr(ingest_mod, "ingest", lambda *a, **k: pytest.fail("re-ingested the source"))
     ref = R.champion_reference(root, MODEL, "", str(tmp_path / "work"), spec=SPEC)
