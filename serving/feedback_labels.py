@@ -6,6 +6,11 @@ from __future__ import annotations
 from serving import request as schema
 
 
+def _got(value) -> str:
+    """What a label was, for an error message: ``null``, or its JSON type and value (``string 'x'``)."""
+    return "null" if value is None else f"{schema._type_name(value)} {schema._describe(value)}"
+
+
 def is_int(v) -> bool:
     """Whether ``v`` is an integer and not a boolean."""
     return isinstance(v, int) and not isinstance(v, bool)
@@ -61,7 +66,7 @@ class LabelDecoder:
             if not isinstance(value, str):
                 raise schema.RequestError(
                     f"{field}: expected a value of label {lab.column!r} (a string; {pos!r} is the positive "
-                    f"class) or 0 / 1, got {schema._type_name(value)} {schema._describe(value)}",
+                    f"class) or 0 / 1, got {_got(value)}",
                     field=field,
                 )
             if value != pos and value.strip().casefold() == pos.strip().casefold():
@@ -73,7 +78,7 @@ class LabelDecoder:
         elif not is_int(value):
             raise schema.RequestError(
                 f"{field}: expected an integer value of label {lab.column!r} ({pos} is the positive class), "
-                f"got {schema._type_name(value)} {schema._describe(value)}",
+                f"got {_got(value)}",
                 field=field,
             )
         try:
@@ -89,8 +94,7 @@ class LabelDecoder:
         lab = self.spec.label_spec
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise schema.RequestError(
-                f"{field}: expected a number (label {lab.column!r}, task regression), got "
-                f"{schema._type_name(value)} {schema._describe(value)}",
+                f"{field}: expected a number (label {lab.column!r}, task regression), got {_got(value)}",
                 field=field,
             )
         try:
@@ -109,7 +113,7 @@ class LabelDecoder:
         if isinstance(value, bool) or not isinstance(value, (int | float) if ints else str):
             raise schema.RequestError(
                 f"{field}: expected {want} of label {spec.label_spec.column!r}, one of {list(spec.classes)} "
-                f"(task multiclass), got {schema._type_name(value)} {schema._describe(value)}",
+                f"(task multiclass), got {_got(value)}",
                 field=field,
             )
         try:
