@@ -36,6 +36,7 @@ import os
 import tempfile
 
 from kfloop import config, fs, layout
+from kfloop.contract import OUTPUT_KEYS
 
 FILES = ("reference.json", "train_stats.pb", "eval_stats.pb")
 FORMAT = 1
@@ -43,7 +44,6 @@ FORMAT = 1
 #: Bins of the output histogram (binary probability, regression prediction).
 OUTPUT_BINS = 20
 #: The model's output per task: the SavedModel's output key and the prediction log's column (contract 2, 4).
-OUTPUT_KEYS = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
 
 
 class ReferenceError_(ValueError):

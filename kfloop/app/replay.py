@@ -30,7 +30,7 @@ import time
 import urllib.parse
 import uuid
 
-from kfloop import clock
+from kfloop import clock, contract
 
 
 class ReplayError(RuntimeError):
@@ -96,7 +96,7 @@ def write_prediction_log(
         np.array([clock.parse(r["timestamp"]).timestamp() for r in records]),
         np.array([str(r["model_version"]) for r in records], dtype=object),
         predlog.columns_from_instances([r["features"] for r in records], spec),
-        [r[_OUTPUT[spec.task.value]] for r in records],
+        [r[contract.output_key(spec)] for r in records],
         source=records[0].get("source", "online"),
         rows=[int(r["row"]) for r in records],
         schema=predlog.prediction_schema(spec),
@@ -105,7 +105,6 @@ def write_prediction_log(
 
 
 #: The record key (and log column) of the model output per task (contract 4).
-_OUTPUT = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
 
 
 def _output_value(spec, p):
@@ -141,7 +140,7 @@ def prediction_records(
             "model_name": model_name,
             "model_version": str(model_version),
             "features": inst,
-            _OUTPUT[spec.task.value]: _output_value(spec, p),
+            contract.output_key(spec): _output_value(spec, p),
         }
         for i, (inst, p) in enumerate(zip(instances(frame, spec), probabilities, strict=True))
     ]

@@ -22,6 +22,7 @@ import json
 import pyarrow as pa
 
 from kfloop import layout
+from kfloop.contract import OUTPUT_KEYS
 
 PREDICTIONS = layout.PREDICTIONS
 FEEDBACK = layout.FEEDBACK
@@ -38,7 +39,7 @@ CLASSES_KEY = b"kfloop.classes"
 
 #: The tasks, and the prediction log's output column of each (the model contract's output keys).
 TASKS = ("binary", "regression", "multiclass")
-OUTPUT_COLUMNS = {"binary": "probability", "regression": "prediction", "multiclass": "probabilities"}
+OUTPUT_COLUMNS = OUTPUT_KEYS
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 #: Arrow type of a feature column, by the feature's dtype (:attr:`kfloop.spec.Feature.dtype`).

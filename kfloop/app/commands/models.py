@@ -16,8 +16,7 @@ import json
 import os
 import sys
 
-#: The metric ``models list`` shows per task (a key of the version's ``metrics``).
-_HEADLINE = {"binary": "auc", "regression": "rmse", "multiclass": "accuracy"}
+from kfloop.app.loop_summary import HEADLINE
 
 
 def store_arg(p: argparse.ArgumentParser) -> None:
@@ -130,6 +129,7 @@ def _list(args: argparse.Namespace) -> int:
         rows = []
         for v in versions:
             meta = ms.metadata(args.name, v)
+            metric = HEADLINE.get(meta.get("task") or "binary", HEADLINE["binary"])[0]
             rows.append(
                 {
                     "version": v,
@@ -138,8 +138,8 @@ def _list(args: argparse.Namespace) -> int:
                     "task": meta.get("task") or "binary",
                     "auc": (meta.get("metrics") or {}).get("auc"),
                     # the task's headline metric (binary: AUC; regression: RMSE; multiclass: accuracy)
-                    "metric": _HEADLINE.get(meta.get("task") or "binary", "auc"),
-                    "value": (meta.get("metrics") or {}).get(_HEADLINE.get(meta.get("task") or "binary")),
+                    "metric": metric,
+                    "value": (meta.get("metrics") or {}).get(metric),
                     "run_id": meta.get("run_id"),
                 }
             )
