@@ -3,7 +3,8 @@
 It answers, for our model, ``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>[/versions/<v>]/infer``
 and ``GET /v2/models/<name>`` (with the version being served) itself (and ``POST /v1/models/<name>:feedback``,
 ground truth, in :mod:`serving.feedback`): raw body → size limit → admission →
-JSON → :mod:`serving.request` checks → micro-batched model call → orjson response. Every POST body is
+JSON (V2: or a JSON header and binary tensors, :mod:`serving.binary`) → :mod:`serving.request` checks →
+micro-batched model call → orjson response (V2: binary outputs when the request asks). Every POST body is
 size-limited: a ``Content-Length`` over the limit gets 413 before anything is read, and a streamed (chunked)
 body is cut off with 413 as soon as it passes the limit.
 
@@ -52,6 +53,7 @@ import uuid
 
 import orjson
 
+from serving import binary
 from serving import outputs as task_outputs
 from serving import request as schema
 from serving.admission import Admission, Overloaded, request_counters
@@ -155,9 +157,10 @@ def _dumps(payload) -> bytes:
         return json.dumps(payload, default=str, ensure_ascii=True).encode()
 
 
-async def _send(send, status: int, payload, headers=(), close: bool = False) -> None:
+async def _send(send, status: int, payload, headers=(), close: bool = False, ctype=None) -> None:
     body = _dumps(payload)
-    hdrs = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *headers]
+    hdrs = [*_JSON_HEADERS] if ctype is None else [(b"content-type", ctype)]
+    hdrs += [(b"content-length", str(len(body)).encode()), *headers]
     if close:
         hdrs.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
@@ -298,16 +301,21 @@ class PredictorApp:
 
         return await self.app(scope, replay, send)
 
-    def _decode(self, body: bytes, v2: bool, loaded):
-        """Decodes a body with the decoder of ``loaded`` (the version current when the request came)."""
-        payload = parse_json(body)
+    def _decode(self, body: bytes, v2: bool, loaded, header: bytes | None = None):
+        """Decodes a body with the decoder of ``loaded`` (the version current when the request came):
+        ``(columns, id, raw values, the V2 outputs asked for)``. ``header``: a V2 request's
+        ``Inference-Header-Content-Length`` (binary tensor data, :mod:`serving.binary`)."""
+        json_part, blob = binary.split_body(body, header) if v2 else (body, None)
+        payload = parse_json(json_part)
         max_rows = self.model.config.max_rows
         if loaded is None:
             raise schema.RequestError("no model loaded", status=503)
         if v2:
-            return loaded.decoder.decode_v2(payload, max_rows)
+            columns, body_id, raw = binary.decode_v2(loaded.decoder, payload, blob, max_rows)
+            names = [o["name"] for o in task_outputs.outputs_metadata(loaded.spec)]
+            return columns, body_id, raw, binary.reply_of(payload, names)
         columns = loaded.decoder.decode_v1(payload, max_rows)
-        return columns, None, payload["instances"]
+        return columns, None, payload["instances"], None
 
     async def _predict(self, scope, receive, send, v2: bool):
         model = self.model
@@ -322,10 +330,11 @@ class PredictorApp:
                 request_id = rid.decode("latin-1")
                 schema.check_request_id(request_id, "x-request-id")
             ctype = _header(scope, b"content-type")
-            if ctype is not None and ctype.split(b";", 1)[0].strip().lower() != b"application/json":
+            inference_header = _header(scope, binary.HEADER) if v2 else None
+            if ctype is not None and not binary.content_type_ok(ctype, inference_header is not None):
                 raise schema.RequestError(
-                    f"content-type: {schema.short(ctype.decode('latin-1'))} is not supported; "
-                    "send application/json",
+                    f"content-type: {schema.short(ctype.decode('latin-1'))} is not supported; send "
+                    f"application/json{' or application/octet-stream' if inference_header else ''}",
                     status=415,
                     field="content-type",
                 )
@@ -335,11 +344,11 @@ class PredictorApp:
             loaded = model.current  # decoder and model of one version (a hot reload swaps both at once)
             if len(body) > self.inline_bytes:  # keep the event loop free for health checks and small requests
                 loop = asyncio.get_running_loop()
-                columns, body_id, raw = await loop.run_in_executor(
-                    self._decoder, self._decode, body, v2, loaded
+                columns, body_id, raw, reply = await loop.run_in_executor(
+                    self._decoder, self._decode, body, v2, loaded, inference_header
                 )
             else:
-                columns, body_id, raw = self._decode(body, v2, loaded)
+                columns, body_id, raw, reply = self._decode(body, v2, loaded, inference_header)
             rows = len(next(iter(columns.values())))
             ticket.settle(len(body), rows)
             slot = self.admission.reserve_log(rows)
@@ -366,6 +375,7 @@ class PredictorApp:
                 slot.release()  # no-op once the batcher has logged the rows
         headers = [(b"x-request-id", request_id.encode("latin-1")), (b"x-model-version", version.encode())]
         # The outputs per the task of the spec that decoded the request (the version answering has it).
+        ctype = None
         if v2:
             out = {
                 "model_name": model.name,
@@ -373,9 +383,11 @@ class PredictorApp:
                 "id": request_id,
                 "outputs": task_outputs.v2_outputs(loaded.spec, probs),
             }
+            out, ctype, extra = binary.response(out, reply)  # binary outputs when the request asks
+            headers += extra
         else:
             out = {"predictions": task_outputs.v1_predictions(loaded.spec, probs), "model_version": version}
-        await _send(send, 200, out, headers)
+        await _send(send, 200, out, headers, ctype=ctype)
         self._answered.inc(len(probs))
 
 

@@ -305,11 +305,16 @@ class RequestDecoder:
                 absent = [f.name for f in self.features if f.name not in row]
                 raise RequestError(f"instances[{i}].{absent[0]}: missing feature", field=absent[0])
 
-    def decode_v2(self, payload, max_rows: int) -> tuple[dict[str, np.ndarray], str | None, dict[str, list]]:
+    def decode_v2(
+        self, payload, max_rows: int, binary=None
+    ) -> tuple[dict[str, np.ndarray], str | None, dict[str, list]]:
         """Decodes an Open Inference Protocol v2 body: one named input per feature.
 
         Each input: ``{"name", "datatype": FP32|INT64|BYTES, "shape": [n] or [n, 1], "data": [...]}``; all inputs
         must have the same number of rows. ``null`` in ``data`` marks a missing value of a nullable feature.
+        ``binary``: the request's binary inputs (:class:`serving.binary.BinaryInputs`), called with
+        ``(feature, input, shape, rows)`` once an input's datatype and shape are checked; it returns the column
+        of an input sent as binary data, or None for one with ``data``.
 
         Returns:
             ``(columns, request id from the body or None, raw values per feature (flat lists, for the log))``.
@@ -381,6 +386,11 @@ class RequestDecoder:
                 raise RequestError(
                     f"{f.name}: shape {shape} has {rows} rows, other inputs have {n_rows}", field=f.name
                 )
+            if binary is not None:
+                column = binary(f, inp, shape, rows)
+                if column is not None:
+                    out[f.name] = raw[f.name] = column
+                    continue
             data = inp.get("data")
             if not isinstance(data, list):
                 raise RequestError(f"{f.name}: data must be an array, got {_type_name(data)}", field=f.name)
