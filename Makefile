@@ -33,11 +33,16 @@ $(SVENV)/.stamp: requirements/serving.lock requirements/serving-dev.lock pyproje
 
 env: $(VENV)/.stamp $(SVENV)/.stamp
 
-# kubectl (its built-in kustomize renders manifests/ in the tests); hadolint and kubernetes-validate come
-# with the pipeline dev lock.
+# kubectl (its built-in kustomize renders manifests/ in the tests); promtool (Debian package prometheus:
+# checks and unit-tests the alert rules) and prometheus-pushgateway (the metrics push is tested against
+# it); hadolint and kubernetes-validate come with the pipeline dev lock.
 tools:
 	@command -v kubectl >/dev/null || { echo ">> installing kubectl (Debian package kubernetes-client)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubernetes-client; }
+	@command -v promtool >/dev/null || { echo ">> installing promtool (Debian package prometheus)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
+	@command -v prometheus-pushgateway >/dev/null || { echo ">> installing prometheus-pushgateway"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus-pushgateway; }
 
 data: $(VENV)/.stamp
 	@$(VENV)/bin/kfloop data fetch
