@@ -67,6 +67,15 @@ def split_body(body: bytes, header: bytes | None) -> tuple[bytes, memoryview]:
     return body[:n], memoryview(body)[n:]
 
 
+def missing_header(e: RequestError) -> RequestError:
+    """The error of a body that failed as JSON and names ``binary_data_size``: the header is missing."""
+    return RequestError(
+        f"{e.message}; a body with binary tensor data needs the Inference-Header-Content-Length header "
+        "(the length of its JSON part)",
+        field="body",
+    )
+
+
 def _input_name(inp: dict, i: int) -> tuple[str, str]:
     """``(where, field)`` of input ``i`` in error messages."""
     name = inp.get("name")

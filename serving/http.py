@@ -306,7 +306,12 @@ class PredictorApp:
         ``(columns, id, raw values, the V2 outputs asked for)``. ``header``: a V2 request's
         ``Inference-Header-Content-Length`` (binary tensor data, :mod:`serving.binary`)."""
         json_part, blob = binary.split_body(body, header) if v2 else (body, None)
-        payload = parse_json(json_part)
+        try:
+            payload = parse_json(json_part)
+        except schema.RequestError as e:
+            if v2 and header is None and b'"binary_data_size"' in body:  # binary data sent without the header
+                raise binary.missing_header(e) from None
+            raise
         max_rows = self.model.config.max_rows
         if loaded is None:
             raise schema.RequestError("no model loaded", status=503)
