@@ -304,3 +304,18 @@ def test_emit_never_raises(tmp_path):
     rec = notify.emit(str(tmp_path / "store"), _event(), "nosuchscheme://x")
     assert rec["outcome"] == "failed" and "does not accept" in rec["attempts"][0]["error"]
     assert len(rec["attempts"]) == 1  # a URL apprise refuses is not retried
+
+
+def test_config_and_records_on_gcs(gcs_bucket, tmp_path):
+    from kfloop import fs
+
+    store = f"gs://{gcs_bucket}/store"
+    out = tmp_path / "events.jsonl"
+    fs.write_text(f"gs://{gcs_bucket}/notify.yaml", f"channels: ['kfloop-file://{out}']\nretries: 2\n")
+    rec = notify.emit(store, _event(), f"gs://{gcs_bucket}/notify.yaml")
+    assert rec["outcome"] == "delivered" and rec["record_uri"].startswith(
+        f"gs://{gcs_bucket}/store/monitoring/"
+    )
+    assert notify.emit(store, _event(), f"gs://{gcs_bucket}/notify.yaml")["deduplicated"]
+    assert [r["event_id"] for r in notify.read_events(store, "taxi")] == [rec["event_id"]]
+    assert len(out.read_text().splitlines()) == 1
