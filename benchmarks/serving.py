@@ -12,7 +12,9 @@ and drives them one at a time with the same load: ``wrk`` (C, one thread; ``apt-
 it is installed, so the load generator does not take the server's CPU, else an asyncio closed loop.
 Points (the issue's table): 1-row V1 requests at 8 connections (req/s, p99), 1,000-row V1 requests at 2
 connections (rows/s), 1,000-row V2 requests at 2 connections (rows/s vs the in-process model-call rate of
-the same SavedModel at batch 1,000). Also the prediction log's bytes per row.
+the same SavedModel at batch 1,000), and the same V2 points with binary tensor data (the Open Inference
+Protocol's extension, :mod:`serving.binary`: prebuilt bodies, binary outputs asked; 1-row at 8 connections
+and 1,000-row at 2). Also the prediction log's bytes per row.
 
 Usage (serving env)::
 
@@ -30,11 +32,14 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # This file is called serving.py: keep its folder off sys.path so `import serving` finds the package.
@@ -100,11 +105,15 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def request_bytes(port: int, path: str, body: bytes) -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
+def request_bytes(port: int, path: str, body: bytes, header_length: int | None = None) -> bytes:
+    """One HTTP/1.1 request; ``header_length``: a binary V2 body's JSON length (its extension header)."""
+    if header_length is None:
+        extra = "content-type: application/json\r\n"
+    else:
+        extra = (
+            f"content-type: application/octet-stream\r\ninference-header-content-length: {header_length}\r\n"
+        )
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{extra}content-length: {len(body)}\r\n\r\n"
     return head.encode() + body
 
 
@@ -172,16 +181,44 @@ request = function()
 end
 """
 
+#: Binary bodies (arbitrary bytes) are read from files; each has its own Inference-Header-Content-Length.
+_LUA_BINARY = """
+local paths = {%s}
+local lengths = {%s}
+local bodies = {}
+for k, p in ipairs(paths) do
+  local f = assert(io.open(p, "rb"))
+  bodies[k] = f:read("*a")
+  f:close()
+end
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/octet-stream",
+                                   ["Inference-Header-Content-Length"] = lengths[i]}, bodies[i])
+end
+"""
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def drive_wrk(
-    port: int, path: str, bodies: list[bytes], concurrency: int, seconds: float, work: Path
+    port: int, path: str, bodies: list[bytes], concurrency: int, seconds: float, work: Path, lengths=None
 ) -> dict:
-    """``wrk -t1 -c<concurrency>`` over the bodies in turn (1 s warm-up run first); req/s and p50 / p99."""
-    script = work / f"wrk-{port}-{len(bodies[0])}.lua"
-    quoted = ", ".join("[==[" + b.decode() + "]==]" for b in bodies)
-    script.write_text(_LUA % (quoted, path))
+    """``wrk -t1 -c<concurrency>`` over the bodies in turn (1 s warm-up run first); req/s and p50 / p99.
+
+    ``lengths``: binary V2 bodies' JSON lengths (the bodies go to files the Lua script reads)."""
+    script = work / f"wrk-{port}-{len(bodies[0])}-{len(bodies)}.lua"
+    if lengths is None:
+        quoted = ", ".join("[==[" + b.decode() + "]==]" for b in bodies)
+        script.write_text(_LUA % (quoted, path))
+    else:
+        files = []
+        for k, b in enumerate(bodies):
+            files.append(work / f"{script.stem}-{k}.bin")
+            files[-1].write_bytes(b)
+        paths = ", ".join(f'"{f}"' for f in files)
+        script.write_text(_LUA_BINARY % (paths, ", ".join(f'"{n}"' for n in lengths), path))
     url = f"http://127.0.0.1:{port}"
     base = ["wrk", "-t1", f"-c{concurrency}", "-s", str(script), "--latency", "--timeout", "10s"]
     subprocess.run([*base, "-d1s", url], capture_output=True, check=False)
@@ -240,6 +277,22 @@ def main() -> int:
         ]
         return json.dumps({"inputs": inputs}).encode()
 
+    def v2_binary(chunk: list[dict]) -> tuple[bytes, int]:
+        """A binary V2 body of the rows (null -> the spec's missing value) asking for binary outputs."""
+        inputs, blobs = [], []
+        for f in spec.model_features:
+            values = [f.missing if r[f.name] is None else r[f.name] for r in chunk]
+            if f.v2_datatype == "BYTES":
+                encoded = [str(v).encode() for v in values]
+                blob = b"".join(struct.pack("<I", len(b)) + b for b in encoded)
+            else:
+                blob = np.asarray(values, dtype="<f4" if f.v2_datatype == "FP32" else "<i8").tobytes()
+            inputs.append({"name": f.name, "datatype": f.v2_datatype, "shape": [len(chunk)],
+                           "parameters": {"binary_data_size": len(blob)}})  # fmt: skip
+            blobs.append(blob)
+        head = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+        return head + b"".join(blobs), len(head)
+
     v1_path, v2_path = f"/v1/models/{spec.name}:predict", f"/v2/models/{spec.name}/infer"
     loads = {
         "1row": (v1_path, [json.dumps({"instances": [r]}).encode() for r in rows[:200]], 8),
@@ -249,7 +302,10 @@ def main() -> int:
             2,
         ),
         "v2big": (v2_path, [v2(rows[i : i + 1000]) for i in (0, 1000, 2000)], 2),
+        "bin1": (v2_path, [v2_binary([r]) for r in rows[:200]], 8),
+        "binbig": (v2_path, [v2_binary(rows[i : i + 1000]) for i in (0, 1000, 2000)], 2),
     }
+    binary_loads = {"bin1", "binbig"}
     ports = {"kfloop": free_port(), "naive": free_port(), "nolog": free_port()}
     cmds = {
         "kfloop": [sys.executable, "-m", "serving", "--model-dir", model_dir, "--http_port", str(ports["kfloop"]),
@@ -261,11 +317,18 @@ def main() -> int:
 
     def run(name: str, load: str) -> dict:
         path, bodies, conc = loads[load]
+        lengths = None
+        if load in binary_loads:
+            bodies, lengths = [b for b, _ in bodies], [n for _, n in bodies]
         if use_wrk:
-            r = drive_wrk(ports[name], path, bodies, conc, args.seconds, work)
+            r = drive_wrk(ports[name], path, bodies, conc, args.seconds, work, lengths)
         else:
-            r = drive(ports[name], [request_bytes(ports[name], path, b) for b in bodies], conc, args.seconds)
-        rows_per = 1 if load == "1row" else 1000
+            reqs = [
+                request_bytes(ports[name], path, b, n)
+                for b, n in zip(bodies, lengths or [None] * len(bodies), strict=True)
+            ]
+            r = drive(ports[name], reqs, conc, args.seconds)
+        rows_per = 1 if load in ("1row", "bin1") else 1000
         print(
             f"  {load:<6} c={conc} {name:<7} {r['req_s']:8.0f} req/s {r['req_s'] * rows_per:10,.0f} rows/s"
             f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  (n={r['n']})",
@@ -276,13 +339,16 @@ def main() -> int:
     results: dict = {}
     procs = {}
     log_bytes = log_rows = 0
-    print(f"load generator: {'wrk (C, 1 thread)' if use_wrk else 'asyncio closed loop'}", flush=True)
+    print(
+        f"load generator: {'wrk (C, 1 thread; binary V2 bodies prebuilt, read from files by its Lua script)' if use_wrk else 'asyncio closed loop'}",
+        flush=True,
+    )
     try:
         for name in ("naive", "kfloop"):
             procs[name] = start(cmds[name], ports[name], work / f"{name}.log")
-        for load in ("1row", "v1big", "v2big"):
+        for load in ("1row", "v1big", "v2big", "bin1", "binbig"):
             for name in ("naive", "kfloop"):  # same load, back to back, same run
-                if name == "naive" and load == "v2big":
+                if name == "naive" and load in ("v2big", *binary_loads):
                     continue  # the naive model speaks V1 only
                 results[(name, load)] = run(name, load)
         stop(procs.pop("kfloop"))  # SIGTERM flushes the log; the no-log variant gets the machine too
@@ -292,7 +358,7 @@ def main() -> int:
             log_bytes += f.stat().st_size
             log_rows += pq.ParquetFile(f).metadata.num_rows
         procs["nolog"] = start(cmds["nolog"], ports["nolog"], work / "nolog.log")
-        for load in ("1row", "v1big", "v2big"):
+        for load in ("1row", "v1big", "v2big", "bin1", "binbig"):
             results[("nolog", load)] = run("nolog", load)
     finally:
         for p in procs.values():
@@ -315,7 +381,7 @@ def main() -> int:
         r = results.get((name, load))
         if r is None:
             return "-"
-        if load == "1row":
+        if load in ("1row", "bin1"):
             return f"{r['req_s']:,.0f} req/s, p99 {r['p99_ms']:.1f} ms"
         return f"{r['req_s'] * 1000:,.0f} rows/s"
 
@@ -337,6 +403,12 @@ def main() -> int:
         f"| 1,000-row V2, 2 connections | {cell('kfloop', 'v2big')} ({k2['req_s'] * 1000 / inproc:.0%} of "
         f"in-process) | - | {cell('nolog', 'v2big')} ({k2n['req_s'] * 1000 / inproc:.0%}) |"
     )
+    print(f"| 1-row V2 binary, 8 connections | {cell('kfloop', 'bin1')} | - | {cell('nolog', 'bin1')} |")
+    kB, kBn = results[("kfloop", "binbig")], results[("nolog", "binbig")]
+    print(
+        f"| 1,000-row V2 binary, 2 connections | {cell('kfloop', 'binbig')} ({kB['req_s'] * 1000 / inproc:.0%} of "
+        f"in-process) | - | {cell('nolog', 'binbig')} ({kBn['req_s'] * 1000 / inproc:.0%}) |"
+    )
     print(f"\nin-process limit of the same SavedModel at batch 1,000: {inproc:,.0f} rows/s")
     if log_rows:
         print(
@@ -352,6 +424,8 @@ def main() -> int:
     print(f"  1,000-row V1: >= 1.5x naive rows/s: {t2:.2f}x {'met' if t2 >= 1.5 else 'MISSED'}")
     t3 = k2["req_s"] * 1000 / inproc
     print(f"  1,000-row V2: >= 25% of in-process: {t3:.0%} {'met' if t3 >= 0.25 else 'MISSED'}")
+    t4 = kB["req_s"] * 1000 / inproc
+    print(f"  1,000-row V2 binary: >= 50% of in-process: {t4:.0%} {'met' if t4 >= 0.5 else 'MISSED'}")
     if log_rows:
         print(
             f"  log size <= 80 bytes/row: {log_bytes / log_rows:.1f} {'met' if log_bytes / log_rows <= 80 else 'MISSED'}"
