@@ -28,6 +28,9 @@ DEFAULT_EVAL_FRACTION = 0.2
 
 #: What output drift does (:attr:`MonitoringConfig.output_drift_mode`).
 OUTPUT_DRIFT_MODES = ("record", "trigger")
+#: Promotion policies (:class:`ApprovalConfig`) and what an expired approval does.
+APPROVAL_POLICIES = ("auto", "approval")
+APPROVAL_ON_EXPIRY = ("keep", "promote")
 
 
 def _finite(cfg, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
@@ -305,6 +308,35 @@ class CanaryConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApprovalConfig:
+    """Who moves ``champion`` when a canary earns promotion (``components/canary``, :mod:`kfloop.approvals`).
+
+    Attributes:
+        policy: ``auto`` (the canary step promotes) or ``approval`` (it records a pending approval with its
+            evidence and notifies; ``kfloop approve|reject`` decides; the next monitoring run applies it).
+        expiry_hours: A pending approval older than this (monitoring clock) expires.
+        on_expiry: What an expired approval does: ``keep`` the champion (the canary is rolled back) or
+            ``promote`` the canary.
+    """
+
+    policy: str = "auto"
+    expiry_hours: float = 72.0
+    on_expiry: str = "keep"
+
+    def __post_init__(self):
+        if self.policy not in APPROVAL_POLICIES:
+            raise ValueError(
+                f"ApprovalConfig.policy: {self.policy!r} is not one of {', '.join(APPROVAL_POLICIES)}"
+            )
+        if not self.expiry_hours > 0:
+            raise ValueError(f"ApprovalConfig.expiry_hours: must be > 0 hours, got {self.expiry_hours!r}")
+        if self.on_expiry not in APPROVAL_ON_EXPIRY:
+            raise ValueError(
+                f"ApprovalConfig.on_expiry: {self.on_expiry!r} is not one of {', '.join(APPROVAL_ON_EXPIRY)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class MonitoringConfig:
     """When live traffic triggers retraining.
 
@@ -358,6 +390,9 @@ class MonitoringConfig:
         output_drift_mode: ``record`` (default: output drift is reported, never a trigger by itself; the
             output moves whenever the inputs drift, which the per-feature drift already judges) or
             ``trigger`` (output drift above the threshold triggers retraining).
+        stale_after_hours: A monitoring run that finds the previous successful one longer ago than this
+            (wall clock) sends ``monitoring.stale`` (a daily schedule plus slack); the alert rule
+            ``KfloopMonitoringStale`` in ``manifests/monitoring/`` fires while nothing runs at all.
     """
 
     drift_linf: float = 0.075
@@ -380,8 +415,10 @@ class MonitoringConfig:
     max_live_accuracy_drop: float = 0.05
     output_drift_threshold: float = 0.1
     output_drift_mode: str = "record"
+    stale_after_hours: float = 26.0
 
     def __post_init__(self):
+        _finite(self, "stale_after_hours", lo=0.0)
         _finite(self, "max_live_rmse_increase", lo=0.0)
         _finite(self, "max_live_accuracy_drop", lo=0.0, hi=1.0)
         _finite(self, "output_drift_threshold", lo=0.0, hi=1.0)

@@ -51,6 +51,8 @@ LOG_KINDS = (PREDICTIONS, FEEDBACK)
 MONITORING = "monitoring"
 SHADOW = "shadow"
 MIRRORED = "mirrored"
+#: Human approvals of promotions: who may write this prefix may approve (README, IAM).
+APPROVALS = "approvals"
 
 #: Files and folders of a model and its versions.
 MODEL_DIR = "model"
@@ -77,7 +79,8 @@ DECISIONS = "decisions"
 TRIGGERS = "triggers"
 BACKFILLS = "backfills"
 CANARY = "canary"
-RECORD_KINDS = (RUNS, DECISIONS, TRIGGERS, BACKFILLS, CANARY)
+EVENTS = "events"
+RECORD_KINDS = (RUNS, DECISIONS, TRIGGERS, BACKFILLS, CANARY, EVENTS)
 
 
 class LayoutError(ValueError):
@@ -493,6 +496,24 @@ def record(root: str, name: str, kind: str, record_id: str) -> str:
         The file's URI.
     """
     return fs.join(records_dir(root, name, kind), f"{_seg(record_id, 'record id')}.json")
+
+
+# ------------------------------------------------------------------------------------------ approvals
+def approval(root: str, name: str, version: str, part: str) -> str:
+    """``<root>/approvals/<name>/<version>/<part>.json``: a promotion's approval request or decision.
+
+    Args:
+        root: Store root.
+        name: Model name.
+        version: The canary version awaiting promotion.
+        part: ``request`` (written by the canary step) or ``decision`` (``kfloop approve|reject``).
+
+    Returns:
+        The file's URI.
+    """
+    return fs.join(
+        root, APPROVALS, _seg(name, "model name"), _seg(version, "version"), f"{_seg(part, 'part')}.json"
+    )
 
 
 # -------------------------------------------------------------------------------------- shadow canary

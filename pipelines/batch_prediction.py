@@ -39,6 +39,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         request_id: str = "",
         chunk_rows: int = 16384,
         beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
+        notify_config: str = "",
     ):
         rows = batch_input_op(
             input_uri=input_uri,
@@ -55,7 +56,13 @@ def create_pipeline(name: str = PIPELINE_NAME):
             memory="4Gi",
             display_name="read and validate (SERVING)",
         )
-        gate = gate_op(anomalies=rows.outputs["anomalies"])
+        gate = gate_op(
+            anomalies=rows.outputs["anomalies"],
+            store_uri=store_uri,
+            model_name=model_name,
+            window="",
+            notify_config=notify_config,
+        )
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )

@@ -19,6 +19,7 @@ PIPELINE_NAME = "kfloop-monitoring"
 _M = config.MonitoringConfig()
 _C = config.ComparisonConfig()
 _K = config.CanaryConfig()
+_A = config.ApprovalConfig()
 
 
 def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
@@ -66,6 +67,12 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
         canary_max_rows: int = _K.max_rows,
         canary_max_checks: int = _K.max_checks,
         beam_pipeline_args: list = [],  # noqa: B006 - KFP reads the default, it is never mutated
+        promotion_policy: str = _A.policy,
+        approval_expiry_hours: float = _A.expiry_hours,
+        approval_on_expiry: str = _A.on_expiry,
+        notify_config: str = "",
+        pushgateway: str = "",
+        stale_after_hours: float = _M.stale_after_hours,
     ):
         scheduled = "" if local else dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
         mon = monitor_op(
@@ -97,6 +104,10 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             max_rows=canary_max_rows,
             max_checks=canary_max_checks,
             serving_image=config.SERVING_IMAGE,  # `kfloop compile` embeds the compiled predictor image
+            promotion_policy=promotion_policy,
+            approval_expiry_hours=approval_expiry_hours,
+            approval_on_expiry=approval_on_expiry,
+            notify_config=notify_config,
         )
         can.after(mon)  # the canary is judged on the same window, after the monitor has read it
         settings.configure(
@@ -111,6 +122,9 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             scheduled_time=scheduled,
             min_live_auc=min_live_auc,
             cooldown_hours=cooldown_hours,
+            stale_after_hours=stale_after_hours,
+            notify_config=notify_config,
+            pushgateway=pushgateway,
         )
         settings.configure(
             dec, network_io=True, deterministic=False, cpu="250m", memory="512Mi", display_name="decide"

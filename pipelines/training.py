@@ -68,6 +68,8 @@ def create_pipeline(name: str = PIPELINE_NAME):
         deploy_mode: str = "cluster",
         namespace: str = dep.namespace,
         canary_percent: int = dep.canary_percent,
+        trigger_id: str = "",
+        notify_config: str = "",
     ):
         ingest = ingest_op(
             spec=spec,
@@ -95,7 +97,13 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             validate, network_io=False, deterministic=True, cpu="1", memory="4Gi", display_name="validate"
         )
-        gate = gate_op(anomalies=validate.outputs["anomalies"])
+        gate = gate_op(
+            anomalies=validate.outputs["anomalies"],
+            store_uri=store_uri,
+            model_name=model_name,
+            window=cutoff,
+            notify_config=notify_config,
+        )
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
@@ -160,6 +168,10 @@ def create_pipeline(name: str = PIPELINE_NAME):
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             code_version=kfloop.__version__,
             reference=reference.outputs["reference"],
+            train_data=ingest.outputs["train_data"],
+            eval_data=ingest.outputs["eval_data"],
+            trigger_id=trigger_id,
+            notify_config=notify_config,
         )
         settings.configure(
             push, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="push"

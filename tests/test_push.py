@@ -98,6 +98,8 @@ def test_push_op_under_kfp_local(tmp_path):
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model, reimport=True)
         blessing = dsl.importer(artifact_uri=blessing_uri, artifact_class=dsl.Artifact, reimport=True)
         reference = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Artifact, reimport=True)
+        # the training data whose digest the version keeps (any file will do here)
+        data = dsl.importer(artifact_uri=reference_uri, artifact_class=dsl.Dataset, reimport=True)
         pushed = push_op(
             model=model.output,
             blessing=blessing.output,
@@ -108,6 +110,10 @@ def test_push_op_under_kfp_local(tmp_path):
             run_id=run_id,
             code_version="0.1.0",
             reference=reference.output,
+            train_data=data.output,
+            eval_data=data.output,
+            trigger_id="decision-x",
+            notify_config="",
         )
         deploy_op(
             pushed=pushed.outputs["pushed"],
@@ -142,6 +148,16 @@ def test_push_op_under_kfp_local(tmp_path):
     assert (
         meta["data_window"] == {"start": "2013-01-01", "end": "2015-01-01"} and meta["run_id"] == "local-run"
     )
+    # lineage: the trigger, the data's content digest, the code's commit
+    from kfloop import lineage, notify
+
+    digest = lineage.data_digest(str(tmp_path / "reference"))
+    assert meta["trigger_id"] == "decision-x" and digest.startswith("sha256:")
+    assert meta["provenance"]["data_digest"] == {"train": digest, "eval": digest}
+    assert meta["provenance"]["git_commit"] == lineage.code_commit()
+    facts = lineage.version_facts(root, NAME, "v0001")
+    assert facts["trigger_id"] == "decision-x" and facts["data_digest"]["train"] == digest
+    assert [e["type"] for e in notify.read_events(root, NAME)] == ["challenger.blessed"]
 
     run = local.run_pipeline(
         pipe,
@@ -154,6 +170,7 @@ def test_push_op_under_kfp_local(tmp_path):
     assert not out["pushed"] and out["reasons"] and out["champion"] == "v0001"
     assert ms.versions(NAME) == ["v0001"]
     assert [h["event"] for h in ms.history(NAME)][-1] == "rejected"
+    assert [e["type"] for e in notify.read_events(root, NAME)][-1] == "challenger.refused"
     assert "nothing deployed" in run.output("deploy-op", "report").read_text()
 
     blessing = blessing_file(tmp_path / "b2.json", True)

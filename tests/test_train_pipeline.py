@@ -113,6 +113,10 @@ def test_train_evaluate_push_of_a_non_taxi_spec_under_kfp_local(tmp_path):
             run_id="run-1",
             code_version="test",
             reference=reference.output,
+            train_data=train_data.output,
+            eval_data=eval_data.output,
+            trigger_id="",
+            notify_config="",
         )
 
     run = local.run_pipeline(

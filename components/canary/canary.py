@@ -29,6 +29,7 @@ import uuid
 
 import numpy as np
 
+from components.canary import approval
 from components.canary.verdict import (  # noqa: F401 (re-exported: the verdict and its rendering)
     NONE,
     PROMOTE,
@@ -353,6 +354,8 @@ def judge(
     image: str = config.SERVING_IMAGE,
     act: bool = True,
     record: bool = True,
+    approval_cfg: config.ApprovalConfig = config.ApprovalConfig(),
+    notify_config: str = "",
 ) -> dict:
     """Judges the canary (if any), acts on the verdict and records it.
 
@@ -371,6 +374,8 @@ def judge(
         image: Predictor image of a cluster promote / rollback (the one the pipeline was compiled with).
         act: Promote / roll back (off: only judge).
         record: Append the verdict to the store.
+        approval_cfg: The promotion policy (``approval``: a human decides, :mod:`components.canary.approval`).
+        notify_config: Notification channels (:mod:`kfloop.notify`); every verdict becomes events.
 
     Returns:
         A JSON-ready verdict: ``action`` (promote|reject|wait|none), ``verdict``, ``reasons``,
@@ -466,13 +471,27 @@ def judge(
         if c.rows == 0:
             action, verdict = WAIT, paired.UNDECIDED  # no labelled traffic yet: this check does not count
     reasons = [*reasons, *notes]
+    policy = approval.apply_policy(
+        store_uri, model_name, base, action, verdict, reasons, now=now, cfg=approval_cfg
+    )
+    action, verdict, reasons = policy["action"], policy["verdict"], policy["reasons"]
+    if policy["approval"] is not None:
+        base["approval"] = policy["approval"]
     if act and action in (PROMOTE, REJECT):
         text = "; ".join(r["message"] for r in reasons)
         kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster, image=image)
-        kwargs.update(actor="kfloop-canary", reason=f"canary {verdict}: {text}"[:2000])
+        why = policy["reason"] or f"canary {verdict}: {text}"
+        kwargs.update(actor=policy["actor"] or "kfloop-canary", reason=why[:2000])
         if action == PROMOTE:
             out = deploy.promote(store_uri, model_name, **kwargs)
         else:
             out = deploy.reject_canary(store_uri, model_name, **kwargs)
         base["deploy"] = {"summary": out.summary(), "mode": out.mode, "canary_percent": out.canary_percent}
-    return finish_verdict(base, action, verdict, reasons, record=record, store_uri=store_uri)
+        if record:
+            approval.close_applied(store_uri, model_name, policy, now=now, verdict_id=base["verdict_id"])
+    out = finish_verdict(base, action, verdict, reasons, record=record, store_uri=store_uri)
+    if record:
+        out["notifications"] = [
+            n.get("event_id") for n in approval.notify(store_uri, out, config=notify_config)
+        ]
+    return out

@@ -19,6 +19,10 @@ def canary_op(
     max_rows: int,
     max_checks: int,
     serving_image: str,
+    promotion_policy: str,
+    approval_expiry_hours: float,
+    approval_on_expiry: str,
+    notify_config: str,
     verdict: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[Markdown],
@@ -41,6 +45,12 @@ def canary_op(
         max_checks: Waiting checks after which the same happens.
         serving_image: Predictor image a cluster promote / rollback renders (``kfloop compile`` embeds the
             one it compiled for; "" = kfloop.config's default).
+        promotion_policy: ``auto`` (promote on the evidence) or ``approval`` (record a pending approval and
+            notify; ``kfloop approve|reject`` decides, the next run applies it).
+        approval_expiry_hours: A pending approval expires after this long (monitoring clock).
+        approval_on_expiry: ``keep`` (the champion stays, the canary is rolled back) or ``promote``.
+        notify_config: The notification channels' config file (:mod:`kfloop.notify`; "" =
+            ``$KFLOOP_NOTIFY_CONFIG``, unset: events are only recorded in the store).
 
     Returns:
         verdict: The verdict JSON (``action``, ``verdict``, ``reasons``, ``comparison``...).
@@ -59,6 +69,9 @@ def canary_op(
     end = clock.parse(window_end) if window_end else None
     cmp_cfg = dataclasses.replace(config.ComparisonConfig(), margin=margin, confidence=confidence)
     can_cfg = dataclasses.replace(config.CanaryConfig(), max_rows=max_rows, max_checks=max_checks)
+    appr_cfg = config.ApprovalConfig(
+        policy=promotion_policy, expiry_hours=approval_expiry_hours, on_expiry=approval_on_expiry
+    )
     result = C.judge(
         store_uri,
         model_name,
@@ -69,6 +82,8 @@ def canary_op(
         mode=mode,
         namespace=namespace,
         image=serving_image or config.SERVING_IMAGE,
+        approval_cfg=appr_cfg,
+        notify_config=notify_config,
     )
     result["clock_source"] = source
     with open(verdict.path, "w") as f:

@@ -15,6 +15,9 @@ def decide_op(
     scheduled_time: str,
     min_live_auc: float,
     cooldown_hours: float,
+    stale_after_hours: float,
+    notify_config: str,
+    pushgateway: str,
     decision: Output[Artifact],
     report: Output[Markdown],
     page: Output[HTML],
@@ -30,6 +33,11 @@ def decide_op(
         scheduled_time: The scheduler's time (KFP placeholder on a cluster).
         min_live_auc: Live AUC below this triggers.
         cooldown_hours: No second retraining within this many hours of the last one (monitoring clock).
+        stale_after_hours: A gap longer than this since the last successful monitoring run (wall clock)
+            sends ``monitoring.stale``.
+        notify_config: Notification channels (:mod:`kfloop.notify`): retrain triggered / held.
+        pushgateway: Prometheus Pushgateway URL for the run's metrics ("" = ``$KFLOOP_PUSHGATEWAY``; unset:
+            none pushed).
 
     Returns:
         decision: The decision JSON (``decision``, ``retrain``, ``reasons``...).
@@ -60,6 +68,16 @@ def decide_op(
     )
     result["clock_source"] = source
     D.record_decision(store_uri, model_name, result)
+    from components.decide import notices
+
+    sent = [notices.notify_decision(store_uri, model_name, result, config=notify_config)]
+    sent.append(
+        notices.notify_stale(
+            store_uri, model_name, found, stale_after_hours=stale_after_hours, config=notify_config
+        )
+    )
+    result["notifications"] = [n.get("event_id") for n in sent if n]
+    result["metrics_push"] = notices.push_metrics(pushgateway, model_name, found, result, verdict)
     with open(decision.path, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     decision.metadata.update(

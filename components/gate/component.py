@@ -6,7 +6,14 @@ from components._kfp import component
 
 
 @component
-def gate_op(anomalies: Input[Artifact], report: Output[Markdown]):
+def gate_op(
+    anomalies: Input[Artifact],
+    store_uri: str,
+    model_name: str,
+    window: str,
+    notify_config: str,
+    report: Output[Markdown],
+):
     """Stops the pipeline before training when validation found blocking anomalies.
 
     Validation itself succeeds (so its HTML report and statistics stay visible in the KFP dashboard);
@@ -14,12 +21,21 @@ def gate_op(anomalies: Input[Artifact], report: Output[Markdown]):
 
     Args:
         anomalies: validate's anomalies folder (``anomalies.pbtxt`` + ``summary.json``).
+        store_uri: Model store root (the ``data.blocked`` event is recorded there; "" = not sent).
+        model_name: Model name.
+        window: The training data's cutoff, for the event ("" = none).
+        notify_config: Notification channels (:mod:`kfloop.notify`).
 
     Returns:
         report: That the data passed, and which non-blocking anomalies were let through.
     """
-    from components.gate.gate import check
+    from components.gate.gate import check, notify_blocked
+    from kfloop.tfdv.ops import BlockingAnomaliesError
 
-    text = check(anomalies.path)
+    try:
+        text = check(anomalies.path)
+    except BlockingAnomaliesError as e:
+        notify_blocked(store_uri, model_name, e, window=window, config=notify_config)
+        raise
     with open(report.path, "w") as f:
         f.write(text)

@@ -232,3 +232,33 @@ def push_version(
         )
         return PushResult(False, None, None, None, reasons, champion)
     return _take_alias(ms, model_name, version, actor)
+
+
+def notify_push(
+    store_uri: str, model_name: str, result: PushResult, *, run_id: str = "", config: str = ""
+) -> dict:
+    """The push as a notification event: ``challenger.blessed`` (published, with its alias) or
+    ``challenger.refused`` (with the blessing's failed checks). Never raises (:func:`kfloop.notify.emit`)."""
+    from kfloop import clock
+    from kfloop.notify.send import send
+
+    if result.pushed:
+        kind = "challenger.blessed"
+        summary = f"{model_name} {result.version}: blessed and published as {result.alias}"
+    else:
+        kind, summary = (
+            "challenger.refused",
+            f"{model_name}: the challenger was not blessed; the champion stays",
+        )
+    return send(
+        store_uri,
+        config=config,
+        type=kind,
+        model=model_name,
+        version=result.version,
+        summary=summary,
+        reasons=list(result.reasons),
+        links={k: v for k, v in {"model": result.model_uri or "", "run": run_id}.items() if v},
+        time=clock.iso(clock.utc_now()),
+        details=result.to_dict(),
+    )

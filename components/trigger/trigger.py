@@ -251,6 +251,7 @@ def trigger(
             wanted["schema"] = schema_uri
     if mode == "local":
         wanted["deploy_mode"] = "local"  # a local run rolls out by moving aliases (the local server follows)
+    wanted["trigger_id"] = record["trigger_id"]  # the version it makes records it (lineage: kfloop why)
     wanted.update(extra_arguments or {})
     t0 = time.perf_counter()
     if mode == "cluster" and not training_pipeline:

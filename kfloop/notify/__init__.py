@@ -5,7 +5,7 @@ JSON-lines file), retried with backoff, every attempt recorded next to the decis
 
 Modules: :mod:`~kfloop.notify.events` (types, the event), :mod:`~kfloop.notify.channels` (config, ``${ENV}``
 substitution, redaction), :mod:`~kfloop.notify.plugins` (kfloop's apprise schemes, signing),
-:mod:`~kfloop.notify.deliver` (retries, records). Importing runs nothing; apprise is imported on delivery.
+:mod:`~kfloop.notify.deliver` (retries, records), :mod:`~kfloop.notify.send` (build + emit, for a step). Importing runs nothing; apprise is imported on delivery.
 """
 
 from kfloop.notify.channels import (
@@ -19,6 +19,7 @@ from kfloop.notify.channels import (
 from kfloop.notify.deliver import EVENTS, describe, emit, read_events
 from kfloop.notify.events import EVENT_TYPES, SEVERITY, Event, EventError
 from kfloop.notify.plugins import sign, verify
+from kfloop.notify.send import send
 
 __all__ = [
     "CONFIG_ENV",
@@ -35,6 +36,7 @@ __all__ = [
     "load_config",
     "read_events",
     "redact",
+    "send",
     "sign",
     "verify",
 ]
