@@ -287,12 +287,17 @@ def test_pipeline_and_training_images_are_one_file_differing_only_in_base_and_ta
     assert not (ROOT / "training_image" / "Dockerfile").exists()
     text = cpu.file.read_text()
     defaults, _ = parse_dockerfile(text)
-    assert set(defaults) == {"BASE"} and set(re.findall(r"^ARG (\w+)", text, re.M)) == {"BASE"}
+    # BASE picks the image; GIT_COMMIT only labels the build (kfloop.lineage records it per version)
+    assert set(defaults) == {"BASE"} and set(re.findall(r"^ARG (\w+)", text, re.M)) == {
+        "BASE",
+        "GIT_COMMIT",
+    }
     # CI: the two steps differ only in base, target, tags and cache scope.
     same = {k: v for k, v in cpu.step["with"].items() if k not in ("tags", "target", "build-args")}
     other = {k: v for k, v in gpu.step["with"].items() if k not in ("tags", "target", "build-args")}
     assert {k: str(v).replace("scope=pipeline", "scope=training") for k, v in same.items()} == other
-    assert set(cpu.build_args) <= {"BASE"} and set(gpu.build_args) == {"BASE"}
+    assert set(cpu.build_args) <= {"BASE", "GIT_COMMIT"} and set(gpu.build_args) == {"BASE", "GIT_COMMIT"}
+    assert cpu.build_args["GIT_COMMIT"] == gpu.build_args["GIT_COMMIT"] == "${{github.sha}}"
     assert cpu.base == defaults["BASE"], "a plain docker build gives the CPU image CI builds"
     assert (cpu.target, gpu.target) == ("pipeline", "training")
     # The file: both targets are built FROM one common stage; training adds only its ENTRYPOINT.

@@ -4,6 +4,7 @@ the CLI entry point and its commands)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -162,3 +163,48 @@ def check_output_file(
         exists = os.path.lexists(path)
     if exists and not overwrite:
         raise SystemExit(f"{what} {path}: already exists (pass --overwrite to replace it)")
+
+
+def store_arg(p: argparse.ArgumentParser) -> None:
+    """Adds ``--store`` (default ``$KFLOOP_STORE_URI``) and ``--name``."""
+    p.add_argument(
+        "--store",
+        default=os.environ.get("KFLOOP_STORE_URI"),
+        help="model store root (local dir or gs://bucket/prefix; default $KFLOOP_STORE_URI)",
+    )
+    p.add_argument(
+        "--name", default=None, help="model name (the dataset spec's name; default: the store's only model)"
+    )
+
+
+def open_store(args: argparse.Namespace, cmd: str):
+    """The ModelStore of ``--store``; a readable exit when it is missing or invalid."""
+    from kfloop import store
+
+    if not args.store:
+        raise SystemExit(f"kfloop {cmd}: no model store: pass --store URI or set KFLOOP_STORE_URI")
+    from kfloop import fs
+
+    if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
+        raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
+    if not args.name:
+        try:
+            models = store.ModelStore(args.store).models()
+        except (store.StoreError, OSError):
+            models = []
+        if not models:
+            raise SystemExit(
+                f"kfloop {cmd}: model store {args.store!r} holds no model (no committed version, no champion, "
+                "no canary): publish one, or pass --name NAME (the spec's name)"
+            )
+        if len(models) > 1:
+            raise SystemExit(
+                f"kfloop {cmd}: no model name: pass --name NAME (the spec's name; the store holds: "
+                f"{', '.join(models)})"
+            )
+        args.name = models[0]
+    try:
+        store.check_model_name(args.name)
+        return store.ModelStore(args.store)
+    except (store.StoreError, ValueError) as e:
+        raise SystemExit(f"kfloop {cmd}: {e}") from None

@@ -16,59 +16,19 @@ import json
 import os
 import sys
 
+from kfloop.app.checks import open_store, store_arg
 from kfloop.app.loop_summary import HEADLINE
 
-
-def store_arg(p: argparse.ArgumentParser) -> None:
-    """Adds ``--store`` (default ``$KFLOOP_STORE_URI``) and ``--name``."""
-    p.add_argument(
-        "--store",
-        default=os.environ.get("KFLOOP_STORE_URI"),
-        help="model store root (local dir or gs://bucket/prefix; default $KFLOOP_STORE_URI)",
-    )
-    p.add_argument(
-        "--name", default=None, help="model name (the dataset spec's name; default: the store's only model)"
-    )
-
-
-def open_store(args: argparse.Namespace, cmd: str):
-    """The ModelStore of ``--store``; a readable exit when it is missing or invalid."""
-    from kfloop import store
-
-    if not args.store:
-        raise SystemExit(f"kfloop {cmd}: no model store: pass --store URI or set KFLOOP_STORE_URI")
-    from kfloop import fs
-
-    if not fs.is_gcs(args.store) and not os.path.isdir(args.store.removeprefix("file://")):
-        raise SystemExit(f"kfloop {cmd}: model store {args.store!r} does not exist (a typo in --store?)")
-    if not args.name:
-        try:
-            models = store.ModelStore(args.store).models()
-        except (store.StoreError, OSError):
-            models = []
-        if not models:
-            raise SystemExit(
-                f"kfloop {cmd}: model store {args.store!r} holds no model (no committed version, no champion, "
-                "no canary): publish one, or pass --name NAME (the spec's name)"
-            )
-        if len(models) > 1:
-            raise SystemExit(
-                f"kfloop {cmd}: no model name: pass --name NAME (the spec's name; the store holds: "
-                f"{', '.join(models)})"
-            )
-        args.name = models[0]
-    try:
-        store.check_model_name(args.name)
-        return store.ModelStore(args.store)
-    except (store.StoreError, ValueError) as e:
-        raise SystemExit(f"kfloop {cmd}: {e}") from None
+__all__ = ["open_store", "register", "store_arg"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models", help="model store versions and alias history; check, publish and push your own model"
     )
-    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="{list,history,check,publish,push}")
+    msub = p.add_subparsers(
+        dest="models_cmd", required=True, metavar="{list,history,show,compare,check,publish,push}"
+    )
     ls = msub.add_parser("list", help="committed versions with their aliases and metrics")
     store_arg(ls)
     ls.add_argument("--json", action="store_true", help="print JSON")
@@ -117,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.add_argument("--blessing", required=True, help="blessing JSON of that version (kfloop evaluate)")
     store_arg(ps)
     ps.set_defaults(func=_push)
+    from kfloop.app.commands.lineage_cmds import register_models
+
+    register_models(msub, store_arg)
 
 
 def _list(args: argparse.Namespace) -> int:
