@@ -4,7 +4,13 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.plugins.data", "tests.plugins.gcs", "tests.plugins.model", "tests.plugins.stops"]
+pytest_plugins = [
+    "tests.plugins.data",
+    "tests.plugins.gcs",
+    "tests.plugins.model",
+    "tests.plugins.stops",
+    "tests.plugins.receivers",
+]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -189,13 +189,39 @@ def test_report_shows_output_drift_for_regression_and_multiclass_not_binary():
 
 
 @pytest.mark.slow
-def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec):
+def _notify_config(tmp_path, smtp, receiver) -> tuple[str, str]:
+    """Channels: e-mail to a real SMTP server, the signed webhook to an HTTP receiver, and a receiver that
+    is down (closed port): returns (config path, the dead channel's URL)."""
+    from tests.plugins.receivers import free_port
+
+    dead = f"json://127.0.0.1:{free_port()}/down"
+    channels = [
+        f"mailto://127.0.0.1:{smtp.port}?from=kfloop@example.com&to=ops@example.com",
+        f"kfloop-webhook://127.0.0.1:{receiver.server_port}/hook?secret_env=KFLOOP_TEST_HOOK_KEY",
+        dead,
+    ]
+    path = tmp_path / "notify.yaml"
+    path.write_text(json.dumps({"channels": channels, "retries": 2, "backoff_seconds": 0.01}))
+    return str(path), dead
+
+
+def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec, smtp, receiver, gateway, monkeypatch):
+    """The whole loop in approval mode: drift → retrain → canary; the canary that earns promotion waits for
+    a human (notified by e-mail and a signed webhook, a dead channel costing retries only), ``kfloop
+    approve`` is applied by the next monitoring run, and ``kfloop why`` tells the chain."""
+
+    monkeypatch.setenv("KFLOOP_TEST_HOOK_KEY", "hook-secret")
+    monkeypatch.setenv("KFLOOP_PUSHGATEWAY", gateway)  # every monitoring run's decide step pushes there
+    notify_config, dead = _notify_config(tmp_path, smtp, receiver)
     cfg = loop.LoopConfig(
         history_cutoff="2015-01-01",
         windows=(
             loop.Window("2015 H1", "2015-01-01", "2015-07-01"),
             loop.Window("2015 Q3", "2015-07-01", "2015-10-01"),
         ),
+        promotion_policy="approval",
+        notify_config=notify_config,
+        canary_margin=0.05,  # a canary within 0.05 AUC of the champion may be promoted: by a human
     )
     lines = []
     rec = loop.run_loop(
@@ -237,6 +263,97 @@ def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec):
     html = Path(rec["report"]).read_text()
     assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
     assert any("report:" in line for line in lines)
+    _approval_and_why(tmp_path, rec, challenger, q3, smtp, receiver, gateway, notify_config, dead, lines)
+
+
+def _approval_and_why(tmp_path, rec, challenger, q3, smtp, receiver, gateway, notify_config, dead, lines):
+    """The operating half of the whole-loop test: pending approval, notifications, approve, apply, why."""
+    import email
+
+    from kfloop import approvals, notify
+    from kfloop.app.cli import main
+
+    root, v2 = rec["store_uri"], challenger["version"]
+    assert v2, f"the challenger was not blessed ({challenger['fate']}): nothing to approve"
+    # 1. the loop ends with a pending approval: the evidence said promote, nobody moved champion
+    assert q3["canary"]["verdict"] == "awaiting_approval", q3["canary"]["summary"]
+    assert store.ModelStore(root).aliases(MODEL) == {"champion": "v0001", "canary": v2}
+    (req,) = approvals.list_requests(root, MODEL)
+    assert req["state"] == approvals.PENDING and req["evidence"]["comparison"]["paired"]
+    # 2. notified: e-mail and the signed webhook received it; the dead channel cost retries, not a step
+    events = notify.read_events(root, MODEL)
+    kinds = [e["type"] for e in events]
+    assert {"retrain.triggered", "challenger.blessed", "approval.requested"} <= set(kinds), kinds
+    subjects = [email.message_from_bytes(m.content)["Subject"] for m in smtp.messages]
+    assert f"[kfloop] {MODEL} {v2}: approval.requested" in subjects, subjects
+    hooks = [json.loads(r["body"]) for r in receiver.requests]
+    asked = next(h for h in hooks if h["type"] == "approval.requested")
+    assert asked["version"] == v2 and "kfloop approve" in " ".join(asked["reasons"])
+    signed = next(r for r in receiver.requests if json.loads(r["body"])["type"] == "approval.requested")
+    assert notify.verify(signed["body"], signed["headers"]["X-Kfloop-Signature"], "hook-secret")
+    down = [a for e in events for a in e["attempts"] if a["channel"] == notify.redact(dead)]
+    assert down and not any(a["ok"] for a in down) and len(down) == 2 * len(events)
+    assert rec["notifications"]["events"] == len(events) and rec["notifications"]["failed"] == len(events)
+    assert any(line.startswith("notifications:") or "notifications:" in line for line in lines)
+    jsonl = (Path(root).parent / "notifications.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["type"] for x in jsonl) == sorted(
+        kinds
+    )  # the local file channel: every event
+    # 3. drift metrics arrived at the real Pushgateway (the last monitoring run's)
+    from tests.test_ops_metrics import _get, _scrape
+
+    samples = _scrape(gateway)
+    assert _get(samples, "kfloop_feature_drift", model=MODEL, feature="payment_type") is not None
+    assert _get(samples, "kfloop_monitoring_last_success_timestamp_seconds", model=MODEL) > 0
+    # 4. a human approves; the next monitoring run applies it through the deploy path
+    assert (
+        main(["approve", MODEL, v2, "--by", "ana@example.com", "--reason", "slices checked", "--store", root])
+        == 0
+    )
+    runs = tmp_path / "monitor-after"
+    rc = main(
+        ["monitor", "--store-uri", root, "--model-name", MODEL, "--pipeline-root", str(runs)]
+        + ["--now", "2015-10-02T00:00:00Z", "--promotion-policy", "approval", "--canary-margin", "0.05"]
+        + ["--notify-config", notify_config]
+    )
+    assert rc == 0
+    ms = store.ModelStore(root)
+    assert ms.aliases(MODEL) == {"champion": v2}
+    move = [h for h in ms.history(MODEL) if h.get("alias") == "champion"][-1]
+    assert move["to"] == v2 and move["actor"] == "ana@example.com" and "slices checked" in move["reason"]
+    kinds = [e["type"] for e in notify.read_events(root, MODEL)]
+    assert "approval.given" in kinds and "canary.promoted" in kinds
+    # 5. kfloop why: the whole chain, from the alias move back to the drift that caused the retraining
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["why", MODEL, "--store", root]) == 0
+    text = out.getvalue()
+    steps = [
+        line.split(":", 1)[0].split(". ", 1)[1] for line in text.splitlines() if re.match(r"^\d+\. ", line)
+    ]
+    assert steps == [
+        "alias move",
+        "canary verdict",
+        "approval",
+        "evaluation",
+        "training",
+        "trigger",
+        "decision",
+        "monitoring run",
+    ], text
+    assert "ana@example.com" in text and "payment_type" in text and "sha256:" in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["models", "compare", "v0001", v2, "--store", root, "--name", MODEL]) == 0
+    assert "epochs" in out.getvalue() or "auc" in out.getvalue()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["models", "show", v2, "--store", root, "--name", MODEL, "--json"]) == 0
+    shown = json.loads(out.getvalue())
+    assert shown["trigger_id"] and shown["data_digest"]["train"].startswith("sha256:") and shown["spec_sha256"]
 
 
 def test_fresh_window_ends_at_the_decisions_monitoring_clock(tmp_path):

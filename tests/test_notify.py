@@ -9,16 +9,14 @@ import base64
 import email
 import hashlib
 import hmac
-import http.server
 import json
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from kfloop import notify
 from kfloop.notify import channels as C
+from tests.plugins.receivers import free_port
 
 T0 = "2016-01-01T00:00:00Z"
 
@@ -38,12 +36,6 @@ def _event(**kw) -> notify.Event:
     return notify.Event(**fields)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Sleeps(list):
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
@@ -55,58 +47,6 @@ def _config(tmp_path: Path, channels: list[str], **kw) -> str:
     path = tmp_path / "notify.yaml"
     path.write_text(yaml.safe_dump({"channels": channels, "retries": 3, "backoff_seconds": 0.01, **kw}))
     return str(path)
-
-
-# --------------------------------------------------------------------------------------------- receivers
-class _Receiver(http.server.ThreadingHTTPServer):
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[dict] = []
-        self.statuses: list[int] = []  # answered in turn; 200 once exhausted
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def receiver():
-    srv = _Receiver()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    class Inbox:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append(envelope)
-            return "250 OK"
-
-    inbox = Inbox()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    ctl.start()
-    inbox.port = ctl.port
-    yield inbox
-    ctl.stop()
 
 
 # ------------------------------------------------------------------------------------------------ events
@@ -179,7 +119,7 @@ def test_webhook_without_its_key_sends_nothing_and_says_why(tmp_path, receiver, 
 def test_a_receiver_that_is_down_costs_the_retries_and_a_recorded_failure(tmp_path):
     store = str(tmp_path / "store")
     out = tmp_path / "events.jsonl"
-    dead = f"json://127.0.0.1:{_free_port()}/hook"
+    dead = f"json://127.0.0.1:{free_port()}/hook"
     sleeps = _Sleeps()
     rec = notify.emit(store, _event(), _config(tmp_path, [dead, f"kfloop-file://{out}"]), sleep=sleeps)
     assert rec["outcome"] == "partial" and rec["error"] is None

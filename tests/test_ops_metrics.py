@@ -4,17 +4,12 @@ an unreachable gateway is a returned error, never an exception."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
 from kfloop import ops_metrics
-
-BINARY = shutil.which("prometheus-pushgateway")
+from tests.plugins.receivers import free_port
 
 #: The shape of a recorded monitoring run (monitoring/<model>/runs/*.json), trimmed to what is read.
 SUMMARY = {
@@ -34,36 +29,6 @@ SUMMARY = {
          "exceeded": False, "ignored": False, "mode": "trigger"},
     ],
 }  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    if BINARY is None:
-        pytest.skip("prometheus-pushgateway not installed (`make tools` installs the Debian package)")
-    addr = f"127.0.0.1:{_free_port()}"
-    log = (tmp_path_factory.mktemp("pgw") / "pushgateway.log").open("w")
-    proc = subprocess.Popen([BINARY, f"--web.listen-address={addr}"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{addr}/-/ready", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"pushgateway did not start on {addr}") from None
-                time.sleep(0.1)
-        yield addr
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def _scrape(addr: str) -> dict[tuple[str, frozenset], float]:
@@ -126,7 +91,7 @@ def test_an_unset_or_unreachable_gateway_never_raises(monkeypatch):
     monkeypatch.delenv(ops_metrics.GATEWAY_ENV, raising=False)
     out = ops_metrics.push_monitoring_metrics("", "m1", SUMMARY)
     assert not out["pushed"] and ops_metrics.GATEWAY_ENV in out["skipped"] and out["error"] is None
-    monkeypatch.setenv(ops_metrics.GATEWAY_ENV, f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv(ops_metrics.GATEWAY_ENV, f"127.0.0.1:{free_port()}")
     out = ops_metrics.push_monitoring_metrics("", "m1", SUMMARY, timeout=2)
     assert not out["pushed"] and "refused" in out["error"].lower(), out
     out = ops_metrics.push_monitoring_metrics("127.0.0.1:1", "m1", {"drift": "not a list"}, decision=3.5)

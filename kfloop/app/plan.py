@@ -64,6 +64,10 @@ class LoopConfig:
         batch_size: Rows per replayed request.
         hparams: Training-pipeline arguments of every training run (few epochs: the loop must be quick).
         server_start_timeout: Seconds to wait for a server to become ready.
+        promotion_policy: ``auto`` or ``approval`` (:class:`kfloop.config.ApprovalConfig`).
+        notify_config: The team's notification channels (:mod:`kfloop.notify`); every event also goes
+            to the loop's ``notifications.jsonl`` (a local file channel).
+        canary_margin: Non-inferiority margin of the canary comparison (None: ``ComparisonConfig``'s).
     """
 
     history_cutoff: str | None = None
@@ -77,8 +81,16 @@ class LoopConfig:
     batch_size: int = config.ReplayConfig().batch_size
     hparams: tuple = (("epochs", config.ReplayConfig().epochs),)
     server_start_timeout: float = 180.0
+    promotion_policy: str = "auto"
+    notify_config: str = ""
+    canary_margin: float | None = None
 
     def __post_init__(self):
+        if self.promotion_policy not in config.APPROVAL_POLICIES:
+            raise PlanError(
+                f"--promotion-policy must be one of {', '.join(config.APPROVAL_POLICIES)}, "
+                f"got {self.promotion_policy!r}"
+            )
         if (
             isinstance(self.window_count, bool)
             or not isinstance(self.window_count, int)

@@ -9,6 +9,10 @@ import io
 import os
 import sys
 
+from kfloop import config
+
+_A = config.ApprovalConfig()
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -61,6 +65,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --host: what a retrain runs, the compiled training pipeline (gs://.../training.yaml) or its "
         "uploaded version pipelines/<id>/versions/<id>",
     )
+    p.add_argument("--now", default="", help="the monitoring clock, ISO UTC (default: the wall clock)")
+    p.add_argument(
+        "--promotion-policy",
+        choices=config.APPROVAL_POLICIES,
+        default=_A.policy,
+        help="auto: the canary step promotes on the evidence; approval: it records a pending approval and "
+        "notifies (kfloop approve|reject decides, the next run applies it)",
+    )
+    p.add_argument(
+        "--approval-expiry-hours",
+        type=float,
+        default=_A.expiry_hours,
+        help="a pending approval expires after",
+    )
+    p.add_argument(
+        "--approval-on-expiry",
+        choices=config.APPROVAL_ON_EXPIRY,
+        default=_A.on_expiry,
+        help="keep: the champion stays (the canary is rolled back); promote: the canary is promoted",
+    )
+    p.add_argument(
+        "--canary-margin",
+        type=float,
+        default=config.ComparisonConfig().margin,
+        help="non-inferiority margin of the canary comparison (binary: AUC)",
+    )
+    p.add_argument(
+        "--notify-config",
+        default="",
+        help="notification channels (YAML of apprise URLs, kfloop.notify; default $KFLOOP_NOTIFY_CONFIG)",
+    )
+    p.add_argument(
+        "--pushgateway",
+        default="",
+        help="Prometheus Pushgateway URL for the run's metrics (default $KFLOOP_PUSHGATEWAY)",
+    )
     p.set_defaults(func=_monitor)
 
 
@@ -78,6 +118,13 @@ def _arguments(args: argparse.Namespace, trigger: str) -> dict:
         "kfp_host": "",  # inside the cluster the trigger uses in-cluster credentials
         "training_pipeline": getattr(args, "training_pipeline", "") or "",
         "beam_pipeline_args": list(args.beam_arg),
+        "now": args.now,
+        "promotion_policy": args.promotion_policy,
+        "approval_expiry_hours": args.approval_expiry_hours,
+        "approval_on_expiry": args.approval_on_expiry,
+        "canary_margin": args.canary_margin,
+        "notify_config": args.notify_config,
+        "pushgateway": args.pushgateway,
     }
 
 
@@ -130,6 +177,9 @@ def _monitor(args: argparse.Namespace) -> int:
     print(
         f"window {summary['window_start']} .. {summary['window_end']}: {summary['rows']} predictions ({summary['status']})"
     )
+    verdict = json.loads(run.output("canary-op", "verdict").read_text())
+    if verdict.get("action") != "none":
+        print(f"canary: {verdict['summary']}")
     print(f"decision: {decision['summary']}")
     print(f"report: {run.output('decide-op', 'report')}")
     return 0

@@ -60,6 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs", type=int, default=rc.epochs, help=f"epochs of every training run (default {rc.epochs})"
     )
+    p.add_argument(
+        "--promotion-policy",
+        choices=("auto", "approval"),
+        default="auto",
+        help="auto: the canary step promotes on the evidence; approval: it records a pending approval and "
+        "notifies (kfloop approve|reject, then kfloop monitor applies it)",
+    )
+    p.add_argument(
+        "--notify-config",
+        default="",
+        help="notification channels (YAML of apprise URLs: Slack, e-mail, webhooks); every event also goes "
+        "to <workdir>/notifications.jsonl",
+    )
     p.set_defaults(func=_run)
 
 
@@ -83,6 +96,8 @@ def _config(args: argparse.Namespace):
             control_rows=args.control_rows,
             batch_size=args.batch_size,
             hparams=(("epochs", args.epochs),),
+            promotion_policy=args.promotion_policy,
+            notify_config=args.notify_config,
         )
     except plan.PlanError as e:
         raise SystemExit(f"kfloop run: {e}") from None
@@ -131,6 +146,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"kfloop run: {e}") from None
     print(f"\nloop finished in {record['seconds']:.0f} s: {record['outcome']}", file=sys.stderr)
     print(f"champion: {record['champion']}")
+    n = record["notifications"]
+    print(f"notifications: {n['events']} events ({n['by_type']}) -> {', '.join(n['channels'])}")
     print(f"report: {record['report']}")
     return 0
 
