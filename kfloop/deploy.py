@@ -86,6 +86,7 @@ def deploy(
     image: str = config.SERVING_IMAGE,
     reason: str = "",
     actor: str = "",
+    notify_config: str = "",
 ) -> Outcome:
     """Rolls out a version: as ``canary`` when a champion exists (and percent > 0), else as ``champion``.
 
@@ -102,6 +103,7 @@ def deploy(
         image: Predictor image.
         reason: Kept in the alias history.
         actor: Who (default: the OS user / ``$KFLOOP_ACTOR``).
+        notify_config: Notification channels: a cluster rollout that is undone sends ``deploy.undone``.
 
     Raises:
         CanaryRefused: a canary in RawDeployment mode. DeployError, store.StoreError: anything else.
@@ -130,7 +132,7 @@ def deploy(
         then=ClearCanary("rolled out fully", only_if=version) if full else None,
     )
     kw = dict(mode=mode, namespace=namespace, cfg=cfg, cluster=cluster, dry_run=dry_run, image=image)
-    return run_transition(t, ms, actor=actor, **kw)
+    return run_transition(t, ms, actor=actor, notify_config=notify_config, **kw)
 
 
 def promote(
@@ -145,6 +147,7 @@ def promote(
     image: str = config.SERVING_IMAGE,
     reason: str = "",
     actor: str = "",
+    notify_config: str = "",
 ) -> Outcome:
     """Moves the canary to 100 % of traffic and to ``champion`` (compare-and-swap), clearing ``canary``.
 
@@ -171,7 +174,7 @@ def promote(
         then=ClearCanary("promoted", expected=canary),
     )
     kw = dict(mode=mode, namespace=namespace, cfg=cfg, cluster=cluster, dry_run=dry_run, image=image)
-    return run_transition(t, ms, actor=actor, **kw)
+    return run_transition(t, ms, actor=actor, notify_config=notify_config, **kw)
 
 
 def rollback(
@@ -186,6 +189,7 @@ def rollback(
     image: str = config.SERVING_IMAGE,
     reason: str = "",
     actor: str = "",
+    notify_config: str = "",
 ) -> Outcome:
     """Restores the previous champion from the history (100 % of traffic) and clears any canary.
 
@@ -214,7 +218,7 @@ def rollback(
         then=ClearCanary("rollback"),  # whatever canary is set after the move
     )
     kw = dict(mode=mode, namespace=namespace, cfg=cfg, cluster=cluster, dry_run=dry_run, image=image)
-    return run_transition(t, ms, actor=actor, **kw)
+    return run_transition(t, ms, actor=actor, notify_config=notify_config, **kw)
 
 
 def reject_canary(
@@ -229,6 +233,7 @@ def reject_canary(
     image: str = config.SERVING_IMAGE,
     reason: str = "",
     actor: str = "",
+    notify_config: str = "",
 ) -> Outcome:
     """Rolls a canary back: the champion serves 100 % again (cluster: re-pinned, ``canaryTrafficPercent``
     100 on the champion's version), and the ``canary`` alias is cleared (compare-and-swap, audited as
@@ -257,4 +262,4 @@ def reject_canary(
         reason=reason or "canary rolled back",
     )
     kw = dict(mode=mode, namespace=namespace, cfg=cfg, cluster=cluster, dry_run=dry_run, image=image)
-    return run_transition(t, ms, actor=actor, **kw)
+    return run_transition(t, ms, actor=actor, notify_config=notify_config, **kw)

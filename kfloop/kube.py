@@ -116,7 +116,7 @@ class Cluster:
             if before is None:
                 raise DeployError(f"{e}; it was the first rollout, left in place for inspection") from None
             self._patch(_restorable(before))
-            raise DeployError(f"{e}; the previous spec was applied again") from None
+            raise RolloutUndone(f"{e}; the previous spec was applied again") from None
 
     def wait_ready(self, namespace: str, name: str, generation: int, before: dict | None = None) -> dict:
         """Polls (``get``) until the InferenceService has observed ``generation``, is Ready, and its
@@ -191,6 +191,10 @@ def _traffic_only(isvc: dict) -> bool:
     if want is None or not latest:
         return True
     return int(latest[0].get("percent") or 0) == int(want)
+
+
+class RolloutUndone(DeployError):
+    """A rollout that did not become Ready was undone: the previous spec serves again."""
 
 
 def _restorable(live: dict) -> dict:

@@ -25,7 +25,7 @@ import json
 
 from kfloop import config, store
 from kfloop.isvc import CanaryRefused, is_raw_deployment, render_inference_service
-from kfloop.kube import Cluster, DeployError
+from kfloop.kube import Cluster, DeployError, RolloutUndone
 
 MODES = ("local", "cluster")
 
@@ -143,6 +143,7 @@ def run_transition(
     dry_run: bool = False,
     image: str = config.SERVING_IMAGE,
     actor: str = "",
+    notify_config: str = "",
 ) -> Outcome:
     """Carries out ``t`` (see the module docstring for the steps and their order).
 
@@ -156,6 +157,8 @@ def run_transition(
         dry_run: Render and report, change nothing.
         image: Predictor image.
         actor: Who (default: the OS user / ``$KFLOOP_ACTOR``).
+        notify_config: Notification channels (:mod:`kfloop.notify`): an undone rollout is recorded in
+            the store's history and sent as ``deploy.undone``.
 
     Raises:
         CanaryRefused: a canary in RawDeployment mode. PartialApply: a second alias move failed.
@@ -173,7 +176,11 @@ def run_transition(
     if dry_run:
         return out
     if manifest is not None:
-        cluster.apply(manifest)
+        try:
+            cluster.apply(manifest)
+        except RolloutUndone as e:
+            _undone(ms, t, str(e), actor=actor, notify_config=notify_config)
+            raise
     history = {"actor": actor, "action": t.action}
     _move(out, ms, t.name, t.alias, t.to, t.expected, reason=t.reason, **history)
     if t.then is not None:
@@ -183,6 +190,30 @@ def run_transition(
         if canary is not None and t.then.only_if in (None, canary):
             _clear_canary(out, ms, t.name, canary, reason=t.then.reason, **history)
     return out
+
+
+def _undone(ms: store.ModelStore, t: Transition, error: str, *, actor: str, notify_config: str) -> None:
+    """An undone rollout on the record: a history record and a ``deploy.undone`` event (never raises)."""
+    from kfloop import clock
+    from kfloop.notify.send import send
+
+    try:
+        rec = ms.record(
+            t.name, "rollout_undone", action=t.action, version=t.serve, error=error[:1000], actor=actor
+        )
+    except Exception:  # the error is what matters; the record is best effort
+        rec = {"time": clock.iso(clock.utc_now())}
+    send(
+        ms.root,
+        config=notify_config,
+        type="deploy.undone",
+        model=t.name,
+        version=t.serve,
+        summary=f"{t.name} {t.serve}: the {t.action} rollout did not become Ready and was undone",
+        reasons=[" ".join(error.split())[:500]],
+        time=rec.get("time") or clock.iso(clock.utc_now()),
+        details={"action": t.action, "percent": t.percent},
+    )
 
 
 def _desired(t, ms, *, cfg, namespace, cluster, dry_run, image) -> tuple[dict, Cluster | None]:

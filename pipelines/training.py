@@ -185,6 +185,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
             namespace=namespace,
             canary_percent=canary_percent,
             serving_image=config.SERVING_IMAGE,  # `kfloop compile` embeds the compiled predictor image
+            notify_config=notify_config,
         )
         settings.configure(
             deploy, network_io=True, deterministic=False, cpu="250m", memory="256Mi", display_name="deploy"

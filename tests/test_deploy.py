@@ -230,8 +230,14 @@ def test_cluster_rollout_waits_for_ready_then_moves_the_alias(three_versions):
         assert ms.aliases(NAME) == {"champion": v1, "canary": v2}
 
 
-def test_cluster_rollout_that_never_gets_ready_is_undone_and_moves_no_alias(three_versions):
+def test_cluster_rollout_that_never_gets_ready_is_undone_and_moves_no_alias(
+    three_versions, tmp_path, receiver
+):
+    from kfloop import notify
+
     root, ms, (v1, v2, _v3) = three_versions
+    hook = tmp_path / "notify.yaml"
+    hook.write_text(f'{{"channels": ["json://127.0.0.1:{receiver.server_port}/hook"], "backoff_seconds": 0}}')
     with _FakeApiServer() as api:
         deploy.deploy(root, NAME, version=v1, mode="cluster", namespace="ml", cluster=api.cluster())
         good_spec = api.live["spec"]
@@ -247,8 +253,15 @@ def test_cluster_rollout_that_never_gets_ready_is_undone_and_moves_no_alias(thre
                 namespace="ml",
                 cluster=api.cluster(),
                 canary_percent=10,
+                notify_config=str(hook),
             )
         assert ms.aliases(NAME) == {"champion": v1}  # the canary alias never moved
+        # on the record and told: a history record and a deploy.undone event, received by the webhook
+        undone = [h for h in ms.history(NAME) if h["event"] == "rollout_undone"]
+        assert len(undone) == 1 and undone[0]["version"] == v2 and "CrashLoopBackOff" in undone[0]["error"]
+        (event,) = notify.read_events(root, NAME)
+        assert event["type"] == "deploy.undone" and event["version"] == v2 and event["outcome"] == "delivered"
+        assert len(receiver.requests) == 1 and b"deploy.undone" in receiver.requests[0]["body"]
         patches = _patches(api)
         assert f"--model-ref={v2}" in predictor_container(patches[-2]["body"])["args"]
         assert patches[-1]["body"]["spec"] == good_spec  # undone: the earlier spec applied again

@@ -481,7 +481,9 @@ def judge(
         text = "; ".join(r["message"] for r in reasons)
         kwargs = dict(mode=mode, namespace=namespace or None, cfg=deploy_cfg, cluster=cluster, image=image)
         why = policy["reason"] or f"canary {verdict}: {text}"
-        kwargs.update(actor=policy["actor"] or "kfloop-canary", reason=why[:2000])
+        kwargs.update(
+            actor=policy["actor"] or "kfloop-canary", reason=why[:2000], notify_config=notify_config
+        )
         if action == PROMOTE:
             out = deploy.promote(store_uri, model_name, **kwargs)
         else:

@@ -15,6 +15,7 @@ def deploy_op(
     canary_percent: int,
     report: Output[Markdown],
     serving_image: str = "",
+    notify_config: str = "",
 ):
     """Rolls out the pushed version (cluster: InferenceService canary; local: aliases).
 
@@ -26,6 +27,7 @@ def deploy_op(
         namespace: Kubernetes namespace ("" = default).
         canary_percent: Canary traffic share (-1 = default, 0 = full rollout).
         serving_image: Predictor image (``kfloop compile`` embeds the one it compiled for; "" = default).
+        notify_config: Notification channels (:mod:`kfloop.notify`): an undone rollout sends ``deploy.undone``.
 
     Returns:
         report: What was done.
@@ -34,7 +36,14 @@ def deploy_op(
     from kfloop import deploy
 
     out = deploy_pushed(
-        pushed.path, store_uri, model_name, mode, namespace, canary_percent, serving_image=serving_image
+        pushed.path,
+        store_uri,
+        model_name,
+        mode,
+        namespace,
+        canary_percent,
+        serving_image=serving_image,
+        notify_config=notify_config,
     )
     text = "# Deploy: nothing pushed, nothing deployed\n" if out is None else f"# Deploy\n\n{out.summary()}\n"
     if out is not None and out.manifest is not None:

@@ -17,6 +17,7 @@ def deploy_pushed(
     canary_percent: int = -1,
     *,
     serving_image: str = "",
+    notify_config: str = "",
 ) -> kdeploy.Outcome | None:
     """Rolls out the version named in push's ``pushed`` JSON; returns None when nothing was pushed.
 
@@ -28,6 +29,7 @@ def deploy_pushed(
         namespace: Kubernetes namespace ("" = DeployConfig default).
         canary_percent: Canary share (-1 = DeployConfig default; 0 = full rollout).
         serving_image: Predictor image the pipeline was compiled with ("" = kfloop.config's default).
+        notify_config: Notification channels: an undone cluster rollout sends ``deploy.undone``.
     """
     with open(pushed_path) as f:
         pushed = json.load(f)
@@ -43,4 +45,5 @@ def deploy_pushed(
         cfg=config.DeployConfig(),
         image=serving_image or config.SERVING_IMAGE,
         reason=f"pipeline deploy of pushed {pushed['version']}",
+        notify_config=notify_config,
     )
