@@ -262,6 +262,8 @@ def test_whole_loop_drift_retrain_canary(tmp_path, taxi_csv, taxi_spec, smtp, re
     assert len(decided) == t["promotions"] + t["rejections"] and all("[" in o["comparison"] for o in decided)
     html = Path(rec["report"]).read_text()
     assert "payment_type" in html and "<svg" in html and challenger["fate"].split(":")[0] in html
+    assert "Why v0001 serves (kfloop why)" in html and "<h2>Notifications</h2>" in html
+    assert "approval.requested" in html  # the report's notifications table
     assert any("report:" in line for line in lines)
     _approval_and_why(tmp_path, rec, challenger, q3, smtp, receiver, gateway, notify_config, dead, lines)
 
