@@ -156,3 +156,26 @@ def test_bad_approval_config_names_the_field():
         config.ApprovalConfig(on_expiry="drop")
     with pytest.raises(ValueError, match="ApprovalConfig.expiry_hours"):
         config.ApprovalConfig(expiry_hours=0)
+
+
+def test_on_a_cluster_the_approval_is_applied_to_the_inference_service(two):
+    """The same decision path on a cluster: pending touches no InferenceService; the approved promotion is
+    the same apply as an automatic one (recorded by a loopback Kubernetes API)."""
+    from tests.fake_apis import FakeKubeApi
+    from tests.test_canary import _live_canary
+
+    root, ms, v1, v2 = two
+    with FakeKubeApi() as api:
+        c, n = _live_canary(root, v1, v2, api)
+        _traffic(root, v1, v2, 2000, canary_shift=1.0)
+        kw = dict(window_end=END, mode="cluster", namespace="ml", cluster=c, approval_cfg=APPROVAL)
+        out = C.judge(root, NAME, now=NOW, **kw)
+        assert out["verdict"] == "awaiting_approval"
+        assert [r["method"] for r in api.requests[n:] if r["method"] == "PATCH"] == []  # nothing applied
+        approvals.decide(root, NAME, v2, approve=True, by="ana", reason="ok")
+        out = C.judge(root, NAME, now=NOW + dt.timedelta(hours=1), **kw)
+        assert out["action"] == C.PROMOTE
+        (patch,) = [r for r in api.requests[n:] if r["method"] == "PATCH"]
+        pred = patch["body"]["spec"]["predictor"]
+        assert pred["canaryTrafficPercent"] == 100 and f"--model-ref={v2}" in pred["model"]["args"]
+        assert ms.aliases(NAME) == {"champion": v2}
