@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import re
-import signal
 import sys
 import time
 
@@ -150,8 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="uvicorn's access line per request (off: the prediction log records every prediction)",
     )
-    p.set_defaults(model_name=None, enable_grpc=False)
+    # gRPC (V2 GRPCInferenceService, serving.grpc_v2): on when --grpc_port is given (the pod's ServingRuntime
+    # gives 8081, KServe's h2c port) or --enable_grpc true (then on kserve's default 8081); off otherwise, so
+    # local servers side by side (the loop's champion and shadow) do not fight over one port.
+    p.set_defaults(model_name=None, enable_grpc=False, grpc_port=None)
     return p
+
+
+DEFAULT_GRPC_PORT = 8081
+
+
+def grpc_port(args) -> int | None:
+    """The gRPC port the server listens on, or None (gRPC off)."""
+    if args.grpc_port is not None:
+        return args.grpc_port
+    return DEFAULT_GRPC_PORT if args.enable_grpc else None
 
 
 def _configure_logging() -> None:
@@ -338,64 +350,9 @@ def _feedback(args, log_uri: str):
 
 
 def _model_server_class():
-    """kserve.ModelServer with the repository API locked and kfloop's SIGTERM sequence."""
-    import kserve
-    from kserve.errors import InvalidInput
-    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from serving.model_server import model_server_class
 
-    class LockedRepository(ModelRepositoryExtension):
-        """Model load / unload refused (also on gRPC): versions change through the store's aliases."""
-
-        async def load(self, model_name: str) -> None:
-            raise InvalidInput(
-                "the model repository API is disabled; versions change through the store's aliases"
-            )
-
-        async def unload(self, model_name: str) -> None:
-            raise InvalidInput(
-                "the model repository API is disabled; versions change through the store's aliases"
-            )
-
-    class ModelServer(kserve.ModelServer):
-        def __init__(self, *a, model, cfg: config.ServingConfig, **kw):
-            super().__init__(*a, **kw)
-            self.model_repository_extension = LockedRepository(model_registry=self.registered_models)
-            self._model = model
-            self._cfg = cfg
-            self.shutdown_started: float | None = None
-
-        def setup_event_loop(self):  # called after the REST server is built, before it runs
-            super().setup_event_loop()
-            uv = self._rest_server._server
-            exit_now = uv.handle_exit  # uvicorn: stop accepting, wait for connections, then return
-            model, delay = self._model, self._cfg.shutdown_delay_s
-            log = logging.getLogger("kfloop.serving")
-
-            def handle_exit(sig, frame):
-                first = self.shutdown_started is None
-                if first:
-                    self.shutdown_started = time.monotonic()
-                    model.begin_drain()
-                    log.info("signal %s: readiness now 503; closing the listener in %.1f s", sig, delay)
-                loop = model.loop
-                if first and sig == signal.SIGTERM and delay > 0 and loop is not None:
-                    loop.call_soon_threadsafe(loop.call_later, delay, exit_now, sig, None)
-                else:
-                    exit_now(sig, frame)
-
-            uv.handle_exit = handle_exit
-            close_listeners = uv.shutdown  # uvicorn: close the listeners, then wait for the connections
-            drain_s = self._cfg.accept_drain_s
-
-            async def shutdown(sockets=None):
-                from serving.listener import drain_listeners
-
-                await drain_listeners(uv.servers, uv.server_state.connections, drain_s)
-                await close_listeners(sockets)
-
-            uv.shutdown = shutdown
-
-    return ModelServer
+    return model_server_class()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,16 +407,21 @@ def main(argv: list[str] | None = None) -> int:
     # 1,000-row V1 load (measured with gc.callbacks), a stall of the whole server and its p99.
     gc.collect()
     gc.freeze()
+    port = grpc_port(args)
     server = _model_server_class()(
         http_port=args.http_port,
-        grpc_port=args.grpc_port,
+        grpc_port=port or DEFAULT_GRPC_PORT,
         workers=1,
-        enable_grpc=args.enable_grpc,
+        enable_grpc=False,  # kserve's own gRPC server: replaced by serving.grpc_v2 (admission, log, drain)
         enable_latency_logging=args.enable_latency_logging,
         grace_period=cfg.shutdown_requests_timeout_s,
         model=model,
         cfg=cfg,
     )
+    if port is not None:
+        from serving.grpc_v2 import GRPCFront
+
+        server.grpc_front = GRPCFront(model, port, cfg.max_body_bytes, cfg.shutdown_requests_timeout_s)
     if not args.access_log:
         # uvicorn writes one access line per request when its logger has a handler (kserve installs one).
         # Off by default: the prediction log already records every prediction with its id and time, and

@@ -25,10 +25,30 @@ def request_counters():
 class Overloaded(Exception):
     """The request is shed: the server already holds as much work as its admission bounds allow."""
 
-    def __init__(self, message: str, retry_after_s: int):
+    def __init__(self, message: str, retry_after_s: int, log_behind: bool = False):
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        self.log_behind = log_behind  # shed because of the prediction log (gRPC: UNAVAILABLE), not capacity
+
+
+def shared_admission(model) -> Admission:
+    """The one :class:`Admission` of a predictor, shared by its HTTP and gRPC fronts (one budget), built
+    from ``model.config`` on first use (bounded by the prediction log under ``--log-when-full shed``)."""
+    admission = getattr(model, "admission", None)
+    if admission is None:
+        cfg = model.config
+        admission = Admission(
+            cfg.max_queue_rows,
+            cfg.max_queue_requests,
+            cfg.max_inflight_bytes,
+            cfg.retry_after_s,
+            cfg.max_rows,
+        )
+        if cfg.log_when_full == "shed":
+            admission.log = model.prediction_log
+        model.admission = admission
+    return admission
 
 
 class Admission:
@@ -72,10 +92,12 @@ class Admission:
         est = 1 if not bpr or nbytes <= 0 else max(1, int(nbytes / bpr))
         return est if self.request_rows is None else min(est, self.request_rows)
 
-    def _shed(self, why: str) -> Overloaded:
+    def _shed(self, why: str, log_behind: bool = False) -> Overloaded:
         self.shed += 1
         request_counters()[0].inc()
-        return Overloaded(f"overloaded: {why}; retry after {self.retry_after_s} s", self.retry_after_s)
+        return Overloaded(
+            f"overloaded: {why}; retry after {self.retry_after_s} s", self.retry_after_s, log_behind
+        )
 
     def _overloaded(self, why: str) -> Overloaded:
         return self._shed(
@@ -86,10 +108,11 @@ class Admission:
 
     def _log_behind(self) -> Overloaded:
         if self.log.write_error is not None:
-            return self._shed(f"the prediction log cannot write ({self.log.write_error})")
+            return self._shed(f"the prediction log cannot write ({self.log.write_error})", True)
         return self._shed(
             f"the prediction log is behind ({self.log.held_rows} rows not yet written, bound "
-            f"--log-queue-size {self.log.queue_size})"
+            f"--log-queue-size {self.log.queue_size})",
+            True,
         )
 
     def reserve_log(self, rows: int):

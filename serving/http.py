@@ -56,7 +56,7 @@ import orjson
 from serving import binary
 from serving import outputs as task_outputs
 from serving import request as schema
-from serving.admission import Admission, Overloaded, request_counters
+from serving.admission import Admission, Overloaded, request_counters, shared_admission
 
 log = logging.getLogger("kfloop.serving.http")
 
@@ -193,15 +193,7 @@ class PredictorApp:
         self.model = model
         self.max_body_bytes = max_body_bytes
         cfg = model.config
-        self.admission = admission or Admission(
-            cfg.max_queue_rows,
-            cfg.max_queue_requests,
-            cfg.max_inflight_bytes,
-            cfg.retry_after_s,
-            cfg.max_rows,
-        )
-        if cfg.log_when_full == "shed":
-            self.admission.log = model.prediction_log
+        self.admission = admission or shared_admission(model)  # one budget with the gRPC front
         self.inline_bytes = cfg.decode_inline_bytes
         # registered up front: /metrics shows 0 before the first request
         self._answered = request_counters()[1]
