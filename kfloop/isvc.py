@@ -21,6 +21,8 @@ MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 RAW = "RawDeployment"
 SERVERLESS = "Serverless"
 HTTP_PORT = 8080
+#: The predictor's gRPC (Open Inference Protocol v2) port: KServe's ``h2c`` port.
+GRPC_PORT = 8081
 #: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
 #: (KServe >= 0.16 also says ``Standard``) and those that mean Knative (``Knative`` is the new name).
 RAW_MODES = (RAW, "Standard")
@@ -208,7 +210,13 @@ def render_serving_runtime(
                     "name": "kserve-container",
                     "image": image,
                     "command": ["python", "-m", "serving"],
-                    "args": ["--model-name={{.Name}}", f"--http_port={HTTP_PORT}"],
+                    # gRPC (V2) listens on KServe's h2c port in every mode; the container declares http1 only
+                    # (Knative routes exactly one container port): gRPC clients reach the pod / a Service port
+                    "args": [
+                        "--model-name={{.Name}}",
+                        f"--http_port={HTTP_PORT}",
+                        f"--grpc_port={GRPC_PORT}",
+                    ],
                     "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
                     "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
                     "resources": _resources(cfg),

@@ -40,6 +40,11 @@ def test_runtime_and_isvc_args_parse_with_the_predictor_parser(mode):
     args = build_parser().parse_args(argv)
     assert (args.model_name, args.store_uri, args.model_ref) == (MODEL, "gs://b/store", "v0007")
     assert args.http_port == deploy.HTTP_PORT == container["ports"][0]["containerPort"]
+    from kfloop import isvc as isvc_mod
+    from serving.__main__ import grpc_port
+
+    assert grpc_port(args) == isvc_mod.GRPC_PORT == 8081  # gRPC on in the pod, on KServe's h2c port
+    assert len(container["ports"]) == 1  # Knative routes exactly one container port (http1)
     probes = isvc["spec"]["predictor"]["model"]
     assert probes["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{MODEL}/ready"
 
