@@ -5,7 +5,9 @@ Reuses kserve's model-server arguments (``--http_port``, ``--workers``, ...) and
     python -m serving --store-uri gs://bucket/kfloop --model-name my-model --model-ref champion
     python -m serving --model-dir /path/to/saved_model --http_port 8080
 
-Bad options end the process with one line on stderr and a non-zero exit. Shutdown on SIGTERM: readiness
+gRPC (V2 ``GRPCInferenceService``, :mod:`serving.grpc_v2`) is served with ``--grpc_port N`` (the pod's
+ServingRuntime gives 8081) or ``--enable_grpc true`` (port 8081). Bad options end the process with one line on
+stderr and a non-zero exit. Shutdown on SIGTERM: readiness
 answers 503 at once, the listener stays open ``--shutdown-delay`` seconds, then closes; in-flight requests get
 ``--shutdown-timeout`` seconds to finish and the prediction log ``--log-close-timeout`` seconds to flush.
 SIGINT (Ctrl-C) skips the delay.

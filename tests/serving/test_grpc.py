@@ -4,7 +4,8 @@ The official client (``tritonclient.grpc``: raw inputs, raw outputs) and hand-bu
 messages with typed contents (kserve's generated stubs) get the numbers HTTP JSON gets; bad requests are
 ``INVALID_ARGUMENT`` with the HTTP error text, naming the field, and never reach the model; the admission
 budget is shared with HTTP (``RESOURCE_EXHAUSTED`` + ``retry-after-ms``), a log behind sheds
-(``UNAVAILABLE``); SIGTERM mid-load loses no answered row; the log rows equal HTTP's for the same request.
+(``UNAVAILABLE``); SIGTERM mid-load and a ``kill -9`` of the log's writer lose no answered row; the log rows
+equal HTTP's for the same request.
 """
 
 from __future__ import annotations
@@ -395,3 +396,52 @@ def test_the_same_request_over_http_and_grpc_logs_identical_rows(
     assert len(logged["json"]) == len(rows)
     assert logged["json"][cols_].equals(logged["raw"][cols_])
     assert logged["json"][cols_].equals(logged["typed"][cols_])
+
+
+def test_kill9_of_the_writer_under_grpc_load_loses_and_doubles_no_answered_row(
+    start_server, store_root, taxi_rows, tmp_path
+):
+    import os
+
+    from tests.serving.test_predlog import _children, _wait_for
+    from tests.serving.test_predlog_faults import _final_counts, _logged_ids, _start, _writer_pid
+
+    _, columns = taxi_rows
+    log_root = tmp_path / "log"
+    port = free_port()
+    server = _start(start_server, store_root, log_root, "--grpc_port", str(port))
+    _, pb_grpc = _pb()
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def load(k: int):
+        i = 0
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            while not stop.is_set():
+                rid = f"g{k}-{i}"
+                i += 1
+                req = typed_request(_sub(columns, i % 50, i % 50 + 1), request_id=rid, raw=bool(i % 2))
+                try:
+                    stub.ModelInfer(req, timeout=30)
+                    answered.append(rid)
+                except grpc.RpcError:
+                    pass  # shed while the writer restarts: not answered, so not owed to the log
+
+    threads = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        pid = _writer_pid(server)
+        os.kill(pid, signal.SIGKILL)
+        assert _wait_for(lambda: _children(server.proc.pid) not in ([], [pid]), 20)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert server.stop() == 0
+    assert len(answered) > 20
+    assert sorted(_logged_ids(log_root)) == sorted(answered)  # every answered row, once
+    assert _final_counts(server) == (len(answered), 0)
