@@ -266,6 +266,15 @@ def test_bad_requests_are_invalid_argument_naming_the_field_and_never_reach_the_
     with pytest.raises(grpc.RpcError) as e:
         stub.ModelInfer(other)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    big = typed_request(cols, raw=True)
+    big.raw_input_contents[0] = b"\0" * 500_000  # over --max-body-bytes 400000: refused by gRPC itself
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ModelInfer(big)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    pb, _ = _pb()
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ModelMetadata(pb.ModelMetadataRequest(name="other"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
     assert _rows_answered(httpx, server.url) == before  # nothing reached the model
 
 
