@@ -50,6 +50,7 @@ def test_every_path(root):
 
     assert L.records_dir(root, "taxi", L.DECISIONS) == f"{r}/monitoring/taxi/decisions"
     assert L.record(root, "taxi", L.TRIGGERS, "t-1") == f"{r}/monitoring/taxi/triggers/t-1.json"
+    assert L.approval(root, "taxi", "v0003", "request") == f"{r}/approvals/taxi/v0003/request.json"
     assert L.shadow_root(root) == f"{r}/shadow"
     assert L.shadow_root(root, "logs/shadow2") == f"{r}/logs/shadow2"
     assert L.mirrored(root, "taxi") == f"{r}/shadow/mirrored/taxi"
@@ -58,7 +59,7 @@ def test_every_path(root):
 
 
 def test_record_kinds_are_the_folders_in_use():
-    assert L.RECORD_KINDS == ("runs", "decisions", "triggers", "backfills", "canary")
+    assert L.RECORD_KINDS == ("runs", "decisions", "triggers", "backfills", "canary", "events")
     assert L.LOG_KINDS == ("predictions", "feedback")
 
 
