@@ -90,7 +90,9 @@ def test_the_output_is_the_tasks_and_equals_the_model(scored):
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     else:
         assert direct.shape == (250,)
-    np.testing.assert_array_equal(got, direct.astype(np.float32))
+    # the same model on the same rows; the job scores in other batch sizes than the direct call, so float32
+    # sums may differ in the last bit (seen: 7 of 1,000 values by 3e-8)
+    np.testing.assert_allclose(got, direct.astype(np.float32), rtol=1e-6, atol=1e-7)
 
 
 def test_the_csv_output_flattens_multiclass_probabilities_per_class(scored):
@@ -118,7 +120,7 @@ def test_the_committed_log_holds_the_tasks_rows(scored):
     else:
         assert pa.types.is_float32(col.type)
     got = np.asarray(table.sort_by("row").column(col.name).to_pylist(), dtype=np.float32)
-    np.testing.assert_array_equal(got, scored["direct"].astype(np.float32))
+    np.testing.assert_allclose(got, scored["direct"].astype(np.float32), rtol=1e-6, atol=1e-7)  # as above
 
 
 def test_a_model_without_the_tasks_output_is_refused_by_name(scored, tmp_path):
