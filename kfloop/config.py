@@ -636,6 +636,10 @@ class ClusterConfig:
         kfp_access_label: Pod label selecting the ``access-ml-pipeline`` PodDefault that multi-user
             Kubeflow puts in each profile namespace (it mounts that projected token); set on the trigger.
         image_pull_secret: Secret for a private registry, set on every task ("" = public images).
+        notify_secret: Secret holding the notification config (key ``notify.yaml``: the channels, secrets
+            and all), mounted optionally on every task that sends events (:func:`pipelines.settings.notify_access`).
+        notify_mount: Where it is mounted; :func:`kfloop.notify.load_config` reads ``<mount>/notify.yaml``
+            when no config is given.
     """
 
     num_retries: int = 3
@@ -652,6 +656,8 @@ class ClusterConfig:
     kfp_audience: str = "pipelines.kubeflow.org"
     kfp_access_label: str = "access-ml-pipeline"
     image_pull_secret: str = ""
+    notify_secret: str = "kfloop-notify"
+    notify_mount: str = "/etc/kfloop/notify"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
+        settings.notify_access(gate)  # the notification config Secret (optional)
         score = batch_score_op(
             data=rows.outputs["data"],
             store_uri=store_uri,

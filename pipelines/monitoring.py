@@ -113,6 +113,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
         settings.configure(
             can, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="canary verdict"
         )
+        settings.notify_access(can)  # the notification config Secret (optional)
         dec = decide_op(
             summary=mon.outputs["summary"],
             canary=can.outputs["verdict"],
@@ -129,6 +130,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
         settings.configure(
             dec, network_io=True, deterministic=False, cpu="250m", memory="512Mi", display_name="decide"
         )
+        settings.notify_access(dec)  # the notification config Secret (optional)
         trig = trigger_op(
             decision=dec.outputs["decision"],
             mode=trigger_mode,

@@ -200,3 +200,16 @@ def kfp_api_access(task: dsl.PipelineTask, cluster: ClusterConfig = ClusterConfi
 
     kubernetes.add_pod_label(task, label_key=cluster.kfp_access_label, label_value="true")
     return task
+
+
+def notify_access(task: dsl.PipelineTask, cluster: ClusterConfig = ClusterConfig()) -> dsl.PipelineTask:
+    """Mounts the notification config Secret (``cluster.notify_secret``, optional: a cluster without it
+    sends no notifications) at ``cluster.notify_mount`` on a task that sends events: the channels' URLs and
+    tokens stay in the Secret, never in a pipeline parameter. Inert under kfp.local.
+    """
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_volume(
+        task, secret_name=cluster.notify_secret, mount_path=cluster.notify_mount, optional=True
+    )
+    return task

@@ -107,6 +107,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             gate, network_io=False, deterministic=True, cpu="100m", memory="256Mi", display_name="data gate"
         )
+        settings.notify_access(gate)  # the notification config Secret (optional)
 
         train = train_op(
             spec=spec,
@@ -176,6 +177,7 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             push, network_io=True, deterministic=False, cpu="500m", memory="1Gi", display_name="push"
         )
+        settings.notify_access(push)  # the notification config Secret (optional)
 
         deploy = deploy_op(
             pushed=push.outputs["pushed"],
@@ -190,5 +192,6 @@ def create_pipeline(name: str = PIPELINE_NAME):
         settings.configure(
             deploy, network_io=True, deterministic=False, cpu="250m", memory="256Mi", display_name="deploy"
         )
+        settings.notify_access(deploy)  # the notification config Secret (optional)
 
     return training_pipeline

@@ -421,3 +421,30 @@ def test_images_pinned_by_digest_reach_executors_and_embedded_values(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0 and f"serving={digest}" in proc.stdout.splitlines()
+
+
+def test_the_tasks_that_send_events_mount_the_optional_notify_secret(compiled):
+    """The notification config (channels and their tokens) reaches the tasks that send events as the
+    optional ``kfloop-notify`` Secret, never as a pipeline parameter; no other task gets it."""
+    cluster = config.ClusterConfig()
+    found = []
+    for name in PIPELINE_NAMES:
+        spec, platform = _ir(compiled, name)
+        executors = (
+            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        )
+        for _key, task, comp, _c in _container_tasks(spec):
+            for vol in executors.get(comp["executorLabel"], {}).get("secretAsVolume", []):
+                if vol["secretName"] == cluster.notify_secret:
+                    assert vol["mountPath"] == cluster.notify_mount and vol["optional"] is True
+                    found.append((name, _role(task["componentRef"]["name"])))
+    assert sorted(found) == sorted(
+        [
+            ("batch_prediction", "gate"),
+            ("monitoring", "canary"),
+            ("monitoring", "decide"),
+            ("training", "deploy"),
+            ("training", "gate"),
+            ("training", "push"),
+        ]
+    ), found

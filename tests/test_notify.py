@@ -259,3 +259,14 @@ def test_config_and_records_on_gcs(gcs_bucket, tmp_path):
     assert notify.emit(store, _event(), f"gs://{gcs_bucket}/notify.yaml")["deduplicated"]
     assert [r["event_id"] for r in notify.read_events(store, "taxi")] == [rec["event_id"]]
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_a_cluster_task_reads_the_mounted_notify_secret(tmp_path, monkeypatch):
+    """No config given and no env var: the ``kfloop-notify`` Secret mounted by the pipeline is read."""
+    monkeypatch.delenv(notify.CONFIG_ENV, raising=False)
+    assert notify.load_config("").channels == ()
+    mounted = tmp_path / "notify.yaml"
+    mounted.write_text('{"channels": ["json://127.0.0.1:9/x"], "retries": 2}')
+    monkeypatch.setattr(C, "MOUNTED_CONFIG", str(mounted))
+    cfg = notify.load_config("")
+    assert cfg.channels == ("json://127.0.0.1:9/x",) and cfg.retries == 2

@@ -18,10 +18,14 @@ import os
 import re
 import urllib.parse
 
+from kfloop import config as _cfg
 from kfloop import fs
 
 #: The environment variable naming the notification config when the caller passes ``""``.
 CONFIG_ENV = "KFLOOP_NOTIFY_CONFIG"
+#: Where a cluster task finds the notification config (the ``kfloop-notify`` Secret, key ``notify.yaml``,
+#: mounted by :func:`pipelines.settings.notify_access`; :class:`kfloop.config.ClusterConfig`).
+MOUNTED_CONFIG = f"{_cfg.ClusterConfig().notify_mount}/notify.yaml"
 #: The YAML keys of a notification config file.
 CONFIG_KEYS = ("channels", "retries", "backoff_seconds", "timeout_seconds")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -93,7 +97,8 @@ def load_config(config: str = "") -> NotifyConfig:
     """The notification config named by ``config``.
 
     Args:
-        config: ``""``: the env var ``KFLOOP_NOTIFY_CONFIG`` (unset or empty: no channels); a path or URI
+        config: ``""``: the env var ``KFLOOP_NOTIFY_CONFIG``, else :data:`MOUNTED_CONFIG` when a cluster task
+            has the Secret mounted (neither: no channels); a path or URI
             (``gs://`` too) of a YAML file ``{channels: [url, ...], retries: 3, backoff_seconds: 0.5,
             timeout_seconds: 10}``; or one channel URL itself (any scheme but ``gs://`` / ``file://``),
             with the default settings.
@@ -102,6 +107,8 @@ def load_config(config: str = "") -> NotifyConfig:
         NotifyConfigError: the file cannot be read or parsed, or its content is not valid.
     """
     text = str(config or "").strip() or os.environ.get(CONFIG_ENV, "").strip()
+    if not text and os.path.isfile(MOUNTED_CONFIG):  # a cluster task with the notify Secret mounted
+        text = MOUNTED_CONFIG
     if not text:
         return NotifyConfig()
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
