@@ -61,7 +61,7 @@ format: $(VENV)/.stamp
 test: env tools data lint test-pipeline test-serving
 
 test-pipeline: $(VENV)/.stamp tools data
-	$(VENV)/bin/python -m pytest -m "not serving" tests
+	$(VENV)/bin/python -m pytest -m "not serving" -n 2 --dist loadfile tests
 
 test-serving: $(SVENV)/.stamp
 	$(SVENV)/bin/python -m pytest -m serving tests/serving

@@ -355,7 +355,9 @@ def _approval_and_why(tmp_path, rec, challenger, q3, smtp, receiver, gateway, no
     with contextlib.redirect_stdout(out):
         assert main(["models", "show", v2, "--store", root, "--name", MODEL, "--json"]) == 0
     shown = json.loads(out.getvalue())
-    assert shown["trigger_id"] and shown["data_digest"]["train"].startswith("sha256:") and shown["spec_sha256"]
+    assert (
+        shown["trigger_id"] and shown["data_digest"]["train"].startswith("sha256:") and shown["spec_sha256"]
+    )
 
 
 def test_fresh_window_ends_at_the_decisions_monitoring_clock(tmp_path):

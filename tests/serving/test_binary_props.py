@@ -152,7 +152,11 @@ def binary_bodies(draw) -> tuple[bytes, str | None]:
     for _ in range(draw(st.integers(0, 2))):
         m = draw(st.integers(0, 9))
         if m <= 1:
-            tail_edit = ("cut", draw(st.integers(0, 10_000))) if m == 0 else ("add", draw(st.binary(min_size=1, max_size=9)))
+            tail_edit = (
+                ("cut", draw(st.integers(0, 10_000)))
+                if m == 0
+                else ("add", draw(st.binary(min_size=1, max_size=9)))
+            )
         elif m == 2:
             header_edit = draw(
                 st.integers(-3, 3).map(str) | st.sampled_from(["", "abc", "-12", " +5", "1e3", "9" * 25])
