@@ -465,8 +465,7 @@ def test_sigterm_answers_and_logs_a_binary_request_in_flight(tmp_path, demo_mode
 def test_kill9_of_the_writer_under_binary_load_loses_and_doubles_no_answered_row(
     start_server, store_root, taxi_rows, tmp_path
 ):
-    from tests.serving.test_predlog import _children, _wait_for
-    from tests.serving.test_predlog_faults import _final_counts, _logged_ids, _start, _writer_pid
+    from tests.serving.test_predlog_faults import _start
 
     _, columns = taxi_rows
     log_root = tmp_path / "log"
@@ -483,6 +482,15 @@ def test_kill9_of_the_writer_under_binary_load_loses_and_doubles_no_answered_row
                 body, n = binary_body(_sub(columns, i % 50, i % 50 + 1), request_id=rid)
                 if post_binary(c, server.url, body, n).status_code == 200:
                     answered.append(rid)
+
+    kill9_the_writer_under(load, server, log_root, answered, stop)
+
+
+def kill9_the_writer_under(load, server, log_root, answered: list, stop: threading.Event) -> None:
+    """Two ``load(k)`` threads run while the log writer is killed -9 and restarted; then every answered
+    request id is logged exactly once and the server's counters agree (over HTTP binary or gRPC)."""
+    from tests.serving.test_predlog import _children, _wait_for
+    from tests.serving.test_predlog_faults import _final_counts, _logged_ids, _writer_pid
 
     threads = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(2)]
     for t in threads:

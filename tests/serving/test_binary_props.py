@@ -18,7 +18,17 @@ import numpy as np
 import pytest
 
 from tests.serving.conftest import MODEL
-from tests.serving.test_fuzz import CI, FEATURES, FUZZ, MAX_ROWS, TAXI, Invalid, _strings_ok, _value
+from tests.serving.test_fuzz import (
+    CI,
+    FEATURES,
+    FUZZ,
+    MAX_ROWS,
+    TAXI,
+    Invalid,
+    _strings_ok,
+    _value,
+    assert_decoded_as,
+)
 
 pytestmark = pytest.mark.serving
 
@@ -226,13 +236,7 @@ def check_decoding(body: bytes, header: str | None) -> None:
         assert want is None, f"valid body refused: {e.message}"
         return
     assert want is not None, "invalid body accepted"
-    assert set(got) == set(want)
-    for name, arr in want.items():
-        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
-        if arr.dtype == object:
-            assert list(got[name]) == list(arr), name
-        else:
-            np.testing.assert_array_equal(got[name], arr, err_msg=name)
+    assert_decoded_as(got, want)
 
 
 @settings(max_examples=1500, **CI)

@@ -58,6 +58,17 @@ class Invalid(Exception):
     pass
 
 
+def assert_decoded_as(got: dict, want: dict) -> None:
+    """The decoded column arrays are the expected ones: the same names, dtypes, shapes and values."""
+    assert set(got) == set(want)
+    for name, arr in want.items():
+        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
+        if arr.dtype == object:
+            assert list(got[name]) == list(arr), name
+        else:
+            np.testing.assert_array_equal(got[name], arr, err_msg=name)
+
+
 def _value(f: Feature, v):
     """The model input for one JSON value, or :class:`Invalid` (the contract, written out plainly)."""
     if v is None or (type(v) is float and math.isnan(v)):
@@ -410,13 +421,7 @@ def check_decoding(body: bytes, v2: bool) -> None:
         assert want is None, f"valid body refused: {e.message}"
         return
     assert want is not None, "invalid body accepted"
-    assert set(got) == set(want)
-    for name, arr in want.items():
-        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
-        if arr.dtype == object:
-            assert list(got[name]) == list(arr), name
-        else:
-            np.testing.assert_array_equal(got[name], arr, err_msg=name)
+    assert_decoded_as(got, want)
 
 
 def test_integer_literal_past_64_bits_is_not_read_as_a_neighbouring_int64():

@@ -28,6 +28,7 @@ from tests.serving.test_binary import (
     _sub,
     binary_body,
     json_values,
+    kill9_the_writer_under,
     post_binary,
     tensor_bytes,
 )
@@ -410,10 +411,8 @@ def test_the_same_request_over_http_and_grpc_logs_identical_rows(
 def test_kill9_of_the_writer_under_grpc_load_loses_and_doubles_no_answered_row(
     start_server, store_root, taxi_rows, tmp_path
 ):
-    import os
 
-    from tests.serving.test_predlog import _children, _wait_for
-    from tests.serving.test_predlog_faults import _final_counts, _logged_ids, _start, _writer_pid
+    from tests.serving.test_predlog_faults import _start
 
     _, columns = taxi_rows
     log_root = tmp_path / "log"
@@ -437,20 +436,4 @@ def test_kill9_of_the_writer_under_grpc_load_loses_and_doubles_no_answered_row(
                 except grpc.RpcError:
                     pass  # shed while the writer restarts: not answered, so not owed to the log
 
-    threads = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(2)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(1.0)
-        pid = _writer_pid(server)
-        os.kill(pid, signal.SIGKILL)
-        assert _wait_for(lambda: _children(server.proc.pid) not in ([], [pid]), 20)
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
-    assert server.stop() == 0
-    assert len(answered) > 20
-    assert sorted(_logged_ids(log_root)) == sorted(answered)  # every answered row, once
-    assert _final_counts(server) == (len(answered), 0)
+    kill9_the_writer_under(load, server, log_root, answered, stop)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.serving.test_binary_props import _DTYPES, DECODER, _binary_values, _encode, _value_strategy
-from tests.serving.test_fuzz import CI, FEATURES, FUZZ, MAX_ROWS, TAXI, Invalid, _value
+from tests.serving.test_fuzz import CI, FEATURES, FUZZ, MAX_ROWS, TAXI, Invalid, _value, assert_decoded_as
 
 pytestmark = pytest.mark.serving
 
@@ -116,13 +116,7 @@ def check(case) -> None:
         assert want is None, f"valid request refused: {e.message}"
         return
     assert want is not None, "invalid request accepted"
-    assert set(got) == set(want)
-    for name, arr in want.items():
-        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
-        if arr.dtype == object:
-            assert list(got[name]) == list(arr), name
-        else:
-            np.testing.assert_array_equal(got[name], arr, err_msg=name)
+    assert_decoded_as(got, want)
 
 
 @settings(max_examples=800, **CI)
