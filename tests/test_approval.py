@@ -11,22 +11,15 @@ import pytest
 from components.canary import canary as C
 from kfloop import approvals, config
 from kfloop.app.cli import main
-from kfloop.store import ModelStore
-from tests.test_canary import END, NAME, NOW, _traffic
-from tests.test_store import make_model_dir
+from tests.test_canary import END, NAME, NOW, _traffic, champion_and_canary
 
 APPROVAL = config.ApprovalConfig(policy="approval", expiry_hours=24)
 
 
 @pytest.fixture
 def two(tmp_path):
-    """A store with champion v0001 and canary v0002 (as in tests/test_canary.py)."""
-    root = str(tmp_path / "store")
-    ms = ModelStore(root)
-    v1, v2 = (ms.publish(NAME, str(make_model_dir(tmp_path, t)), {}) for t in "ab")
-    ms.set_alias(NAME, "champion", v1, action="push")
-    ms.set_alias(NAME, "canary", v2, action="push", reason="blessed challenger")
-    return root, ms, v1, v2
+    """A store with champion v0001 and canary v0002 (tests/test_canary.py's)."""
+    return champion_and_canary(tmp_path)
 
 
 def _judge(root, now=NOW, cfg=APPROVAL):

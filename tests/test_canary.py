@@ -41,6 +41,11 @@ END = clock.utc_now() + dt.timedelta(days=1)
 @pytest.fixture
 def two(tmp_path):
     """A store with champion v0001 and canary v0002 (pushed as a blessed challenger)."""
+    return champion_and_canary(tmp_path)
+
+
+def champion_and_canary(tmp_path):
+    """``(root, store, v1, v2)``: champion ``v1`` and canary ``v2`` (the ``two`` fixture's store)."""
     root = str(tmp_path / "store")
     ms = ModelStore(root)
     v1, v2 = (ms.publish(NAME, str(make_model_dir(tmp_path, t)), {}) for t in "ab")
