@@ -21,6 +21,7 @@ import datetime as dt
 
 from components.canary.verdict import PROMOTE, REJECT, WAIT
 from kfloop import approvals, config
+from kfloop.notify.events import CANARY_EVENTS
 
 AWAITING = "awaiting_approval"
 EXPIRED = "approval_expired"
@@ -153,9 +154,7 @@ def events(result: dict) -> list[tuple[str, str]]:
         out.append((kind, f"{who}: {result['verdict']} by {dec['by']}: {dec['reason']}"))
     if result["verdict"] == EXPIRED:
         out.append(("approval.expired", f"{who}: the approval expired ({info['request']['on_expiry']})"))
-    kind = {PROMOTE: "canary.promoted", REJECT: "canary.rolled_back", WAIT: "canary.undecided"}.get(
-        result["action"]
-    )
+    kind = CANARY_EVENTS.get(result["action"])
     if kind and result["verdict"] != AWAITING:  # awaiting: approval.requested said it, once
         out.append((kind, f"{who}: {result['summary']}"))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from components.decide.decide import BACKOFF, COOLDOWN, RETRAIN
 from kfloop import clock, layout, records
+from kfloop.notify.events import CANARY_EVENTS
 
 _EVENT = {RETRAIN: "retrain.triggered", COOLDOWN: "retrain.held", BACKOFF: "retrain.held"}
 
@@ -90,9 +91,7 @@ def push_metrics(
 
     decisions = [decision.get("decision")]
     action = (verdict or {}).get("action")
-    kind = {"promote": "canary.promoted", "reject": "canary.rolled_back", "wait": "canary.undecided"}.get(
-        action
-    )
+    kind = CANARY_EVENTS.get(action)
     if kind:
         decisions.append(kind)
     return ops_metrics.push_monitoring_metrics(

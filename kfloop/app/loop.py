@@ -233,8 +233,8 @@ def _finish(loop: Loop, started: str, outcome: list[str]) -> dict:
         "champion": ms.get_alias(loop.model_name, kstore.CHAMPION),
     }
     record["decisions_by_comparison"] = report.tally(record)
-    record["notifications"] = notification_summary(loop.store_uri, loop.model_name, loop.notify_config)
     record["events"] = notify.read_events(loop.store_uri, loop.model_name)
+    record["notifications"] = notification_summary(record["events"], loop.notify_config)
     try:
         record["why"] = lineage.why(loop.store_uri, loop.model_name)
     except kstore.StoreError:

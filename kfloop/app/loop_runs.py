@@ -41,13 +41,13 @@ def local_notify_config(workdir: Path, file_channel: str, team_config: str = "")
     return str(path)
 
 
-def notification_summary(store_uri: str, model_name: str, notify_config: str) -> dict:
-    """How many events the loop sent, by type, and where to (channels redacted)."""
+def notification_summary(events: list[dict], notify_config: str) -> dict:
+    """How many of the loop's ``events`` (:func:`kfloop.notify.read_events`) by type, and where to
+    (channels redacted)."""
     import collections
 
     from kfloop import notify
 
-    events = notify.read_events(store_uri, model_name)
     by_type = collections.Counter(e.get("type") for e in events)
     return {
         "events": len(events),

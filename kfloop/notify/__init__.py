@@ -17,11 +17,12 @@ from kfloop.notify.channels import (
     redact,
 )
 from kfloop.notify.deliver import EVENTS, describe, emit, read_events
-from kfloop.notify.events import EVENT_TYPES, SEVERITY, Event, EventError
+from kfloop.notify.events import CANARY_EVENTS, EVENT_TYPES, SEVERITY, Event, EventError
 from kfloop.notify.plugins import sign, verify
 from kfloop.notify.send import send
 
 __all__ = [
+    "CANARY_EVENTS",
     "CONFIG_ENV",
     "EVENTS",
     "EVENT_TYPES",

@@ -38,6 +38,12 @@ SEVERITY: dict[str, str] = {
 }
 #: The closed set of event types (stable dotted strings; receivers may route on them).
 EVENT_TYPES: frozenset[str] = frozenset(SEVERITY)
+#: The event of each canary verdict action (components/canary's PROMOTE / REJECT / WAIT).
+CANARY_EVENTS: dict[str, str] = {
+    "promote": "canary.promoted",
+    "reject": "canary.rolled_back",
+    "wait": "canary.undecided",
+}
 
 
 class EventError(ValueError):
