@@ -9,7 +9,7 @@ export KFLOOP_PIPELINE_PYTHON := $(CURDIR)/$(VENV)/bin/python
 # Root runs apt-get directly; a non-root CI runner through passwordless sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help env tools run test test-pipeline test-serving lint format data compile bench e2e lock-pipeline lock-serving clean
+.PHONY: help env tools run test test-pipeline test-serving lint format data compile bench bench-peers-env e2e lock-pipeline lock-serving lock-bench-peers clean
 
 help:
 	@echo "make run   - create envs if missing, run the whole local loop on the taxi data"
@@ -69,7 +69,19 @@ test-serving: $(SVENV)/.stamp
 compile: $(VENV)/.stamp
 	$(VENV)/bin/kfloop compile --output-dir build/pipelines
 
-bench: env data
+# The serving benchmark's peers (MLServer, BentoML), each in its own env from its own lock under
+# benchmarks/peers/ (never in requirements/*.lock, the images' locks); benchmarks/serving.py skips a peer
+# whose env is missing, saying so.
+BENCH_PEERS := mlserver bentoml
+.venv-bench-%/.stamp: benchmarks/peers/requirements-%.lock
+	@echo ">> $* peer env (.venv-bench-$*) from $<"
+	@test -x .venv-bench-$*/bin/python || $(PYTHON) -m venv .venv-bench-$*
+	.venv-bench-$*/bin/pip install $(PIP_FLAGS) -r $<
+	@touch $@
+
+bench-peers-env: $(foreach p,$(BENCH_PEERS),.venv-bench-$(p)/.stamp)
+
+bench: env data bench-peers-env
 	$(VENV)/bin/python benchmarks/validate.py
 	$(VENV)/bin/python benchmarks/train.py
 	$(SVENV)/bin/python benchmarks/serving.py
@@ -99,6 +111,17 @@ lock-pipeline:
 
 lock-serving:
 	$(call lock,serving)
+
+# Re-resolve the peers' locks from their .in files (needs the package registry; commit the result).
+lock-bench-peers:
+	@for p in $(BENCH_PEERS); do \
+	  rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv && \
+	  build/lock-venv/bin/pip install $(PIP_FLAGS) -r benchmarks/peers/requirements-$$p.in && \
+	  { echo "# Locked $$p peer env of the serving benchmark (benchmarks/serving.py), never an image's lock."; \
+	    echo "# Every package pinned. Regenerate with 'make lock-bench-peers'."; \
+	    build/lock-venv/bin/pip freeze --exclude-editable; } > benchmarks/peers/requirements-$$p.lock \
+	  || exit 1; \
+	done
 
 clean:
 	rm -rf build runs local_outputs .pytest_cache
