@@ -31,6 +31,9 @@ OUTPUT_DRIFT_MODES = ("record", "trigger")
 #: Promotion policies (:class:`ApprovalConfig`) and what an expired approval does.
 APPROVAL_POLICIES = ("auto", "approval")
 APPROVAL_ON_EXPIRY = ("keep", "promote")
+#: The one container port Knative routes in Serverless mode (:attr:`DeployConfig.serverless_port`): the
+#: predictor's REST port (``http1``, 8080) or its gRPC port (``h2c``, 8081).
+SERVERLESS_PORTS = ("http1", "h2c")
 
 
 def _finite(cfg, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
@@ -683,6 +686,11 @@ class DeployConfig:
         image_pull_secret: Secret (in ``namespace``) for a private registry; "" = public images.
         ready_timeout_s: A rollout that is not Ready on its new revision within this long is undone.
         ready_poll_s: How often the rollout's status is read while waiting.
+        serverless_port: The one container port Knative routes in Serverless mode (it routes exactly
+            one): ``http1`` (REST on 8080: predictions, ``:feedback``, the probes; gRPC then reaches only
+            the pod's 8081) or ``h2c`` (gRPC on 8081 through the Knative ingress; REST, ``:feedback``
+            included, then reaches only the pod's 8080, and the probes are TCP checks of the gRPC port).
+            RawDeployment always declares both ports (its Service exposes 80 -> 8080 and 8081).
     """
 
     namespace: str = "kfloop"
@@ -700,3 +708,11 @@ class DeployConfig:
     image_pull_secret: str = ""
     ready_timeout_s: float = 600.0
     ready_poll_s: float = 5.0
+    serverless_port: str = "http1"
+
+    def __post_init__(self):
+        if self.serverless_port not in SERVERLESS_PORTS:
+            raise ValueError(
+                f"DeployConfig.serverless_port must be one of {', '.join(SERVERLESS_PORTS)}, "
+                f"got {self.serverless_port!r}"
+            )

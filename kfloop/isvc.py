@@ -23,6 +23,13 @@ SERVERLESS = "Serverless"
 HTTP_PORT = 8080
 #: The predictor's gRPC (Open Inference Protocol v2) port: KServe's ``h2c`` port.
 GRPC_PORT = 8081
+#: The container ports, by the names Knative and KServe read: ``http1`` (HTTP/1.1) and ``h2c`` (HTTP/2
+#: cleartext: gRPC). KServe >= 0.15 also gives a RawDeployment Service port named ``h2c`` / ``grpc*`` the
+#: ``appProtocol: kubernetes.io/h2c``.
+PORTS = {
+    "http1": {"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"},
+    "h2c": {"containerPort": GRPC_PORT, "name": "h2c", "protocol": "TCP"},
+}
 #: Values of the deployment-mode annotation / ``status.deploymentMode`` that mean a plain Deployment
 #: (KServe >= 0.16 also says ``Standard``) and those that mean Knative (``Knative`` is the new name).
 RAW_MODES = (RAW, "Standard")
@@ -55,20 +62,34 @@ def _security_context(cfg: config.DeployConfig) -> dict:
     }
 
 
-def _probes(name: str, raw: bool) -> dict:
+def container_ports(cfg: config.DeployConfig) -> list[dict]:
+    """The predictor container's ports: both in RawDeployment (KServe's Service maps the first to port 80
+    and every further one to its own number, so gRPC is ``<name>-predictor:8081``); in Serverless the one
+    Knative routes (it refuses more than one), ``cfg.serverless_port``.
+
+    They are declared on the InferenceService, not in the ServingRuntime: KServe merges the two containers
+    by strategic merge patch keyed on ``containerPort``, which adds ports and never removes one, and the
+    one runtime serves both modes.
+    """
+    if cfg.deployment_mode in RAW_MODES:
+        return [dict(PORTS["http1"]), dict(PORTS["h2c"])]
+    return [dict(PORTS[cfg.serverless_port])]
+
+
+def _probes(name: str, raw: bool, h2c: bool = False) -> dict:
     # Ready only once the model is loaded (KServe's RawDeployment default is a bare TCP check). Knative
     # probes the user container's port itself and rejects any other port: name one only in RawDeployment,
-    # where Kubernetes requires it.
+    # where Kubernetes requires it. When Knative routes the gRPC port (h2c), the REST paths are not there to
+    # probe: a TCP check of the gRPC listener, which opens only once the model is loaded.
     port = {"port": HTTP_PORT} if raw else {}
+    ready = {"httpGet": {"path": f"/v2/models/{name}/ready", **port}}
+    live = {"httpGet": {"path": "/v2/health/live", **port}}
+    if h2c:
+        ready = live = {"tcpSocket": {}}
     return {
-        "readinessProbe": {
-            "httpGet": {"path": f"/v2/models/{name}/ready", **port},
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-            "timeoutSeconds": 2,
-        },
+        "readinessProbe": {**ready, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 2},
         "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", **port},
+            **live,
             "initialDelaySeconds": 30,
             "periodSeconds": 10,
             "failureThreshold": 6,
@@ -99,9 +120,10 @@ def render_inference_service(
     Serverless (Knative) and RawDeployment get different pod specs: Knative's webhook rejects
     ``containers[].lifecycle``, ``terminationGracePeriodSeconds`` and a pod-level ``securityContext``
     (feature flags off by default), so those appear only in RawDeployment; user and group are set on the
-    container in both modes. The predictor downloads the pinned version itself (``--store-uri`` +
-    ``--model-ref``), so there is no ``storageUri`` (KServe's
-    storage initializer would download the same model a second time).
+    container in both modes. Ports (:func:`container_ports`): RawDeployment declares REST (``http1`` 8080)
+    and gRPC (``h2c`` 8081); Serverless the one Knative routes, ``cfg.serverless_port``. The predictor
+    downloads the pinned version itself (``--store-uri`` + ``--model-ref``), so there is no ``storageUri``
+    (KServe's storage initializer would download the same model a second time).
 
     Args:
         name: Model name (also the InferenceService name and the KServe model name).
@@ -139,11 +161,12 @@ def render_inference_service(
         ],
         "resources": _resources(cfg),
         "securityContext": _security_context(cfg),
+        "ports": container_ports(cfg),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "feedback-tokens", "mountPath": feedback.tokens_mount, "readOnly": True},
         ],
-        **_probes(name, raw),
+        **_probes(name, raw, h2c=not raw and cfg.serverless_port == "h2c"),
     }
     predictor: dict = {
         "serviceAccountName": cfg.service_account,
@@ -210,14 +233,14 @@ def render_serving_runtime(
                     "name": "kserve-container",
                     "image": image,
                     "command": ["python", "-m", "serving"],
-                    # gRPC (V2) listens on KServe's h2c port in every mode; the container declares http1 only
-                    # (Knative routes exactly one container port): gRPC clients reach the pod / a Service port
+                    # REST on 8080 and gRPC (V2) on KServe's h2c port 8081 in every mode. No ports here: each
+                    # InferenceService declares its own (container_ports: both in RawDeployment, the one
+                    # Knative routes in Serverless), as KServe's built-in runtimes leave them to it.
                     "args": [
                         "--model-name={{.Name}}",
                         f"--http_port={HTTP_PORT}",
                         f"--grpc_port={GRPC_PORT}",
                     ],
-                    "ports": [{"containerPort": HTTP_PORT, "name": "http1", "protocol": "TCP"}],
                     "env": [{"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
                     "resources": _resources(cfg),
                     "securityContext": _security_context(cfg),

@@ -209,13 +209,35 @@ KSERVE_COMPONENT_FIELDS = frozenset(
         "xgboost",
     }
 )
+#: Knative's default user port (no port declared) and the container-port rules of its webhook
+#: (knative.dev/serving pkg/apis/serving/k8s_validation.go): one port at most, named ``http1`` or ``h2c``
+#: (or unnamed), TCP, none of the queue-proxy's reserved ports.
 _PORT = 8080
+KNATIVE_PORT_NAMES = frozenset({"", "http1", "h2c"})
+KNATIVE_RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091})
 
 
-def knative_violations(isvc: dict) -> list[str]:
+def merged_ports(runtime: dict | None, model: dict) -> list[dict]:
+    """The container ports KServe gives the predictor pod: the ServingRuntime container's, then the
+    InferenceService model's merged in as a strategic merge patch does (keyed on ``containerPort``: a port
+    of the same number is updated, another one appended; none is ever removed)."""
+    base = [] if runtime is None else (runtime["spec"]["containers"][0].get("ports") or [])
+    out = [dict(p) for p in base]
+    for p in model.get("ports") or []:
+        same = [q for q in out if q.get("containerPort") == p.get("containerPort")]
+        if same:
+            same[0].update(p)
+        else:
+            out.append(dict(p))
+    return out
+
+
+def knative_violations(isvc: dict, runtime: dict | None = None) -> list[str]:
     """What Knative's webhook would reject in a Serverless InferenceService's predictor ([] = none).
 
-    RawDeployment InferenceServices become plain Deployments and are not subject to these rules.
+    ``runtime``: the ServingRuntime the predictor runs on; its container's ports are merged with the
+    model's (:func:`merged_ports`) before the port rules are checked. RawDeployment InferenceServices
+    become plain Deployments and are not subject to these rules.
     """
     from kfloop import deploy
 
@@ -227,7 +249,11 @@ def knative_violations(isvc: dict) -> list[str]:
         f"predictor.{k}: not allowed in a Knative pod spec"
         for k in sorted(set(pred) - KSERVE_COMPONENT_FIELDS - KNATIVE_POD_FIELDS)
     ]
-    containers = [("predictor.model", pred["model"])] if "model" in pred else []
+    containers = (
+        [("predictor.model", {**pred["model"], "ports": merged_ports(runtime, pred["model"])})]
+        if "model" in pred
+        else []
+    )
     containers += [(f"predictor.containers[{i}]", c) for i, c in enumerate(pred.get("containers") or [])]
     for where, c in containers:
         extra = (
@@ -245,10 +271,24 @@ def knative_violations(isvc: dict) -> list[str]:
             if added
             else []
         )
+        ports = c.get("ports") or []
+        if len(ports) > 1:
+            out.append(f"{where}.ports: {len(ports)} ports; Knative routes exactly one container port")
+        for i, p in enumerate(ports):
+            if p.get("name", "") not in KNATIVE_PORT_NAMES:
+                out.append(f"{where}.ports[{i}].name {p['name']!r}: Knative allows only http1 or h2c")
+            if p.get("containerPort") in KNATIVE_RESERVED_PORTS:
+                out.append(f"{where}.ports[{i}].containerPort {p['containerPort']}: reserved by Knative")
+            if p.get("protocol", "TCP") != "TCP":
+                out.append(f"{where}.ports[{i}].protocol {p['protocol']}: Knative allows only TCP")
+        serving = ports[0].get("containerPort", _PORT) if len(ports) == 1 else _PORT
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
-            if port is not None and port != _PORT:
-                out.append(f"{where}.{probe}.httpGet.port {port}: Knative probes only the serving port")
+            for action in ("httpGet", "tcpSocket"):
+                port = ((c.get(probe) or {}).get(action) or {}).get("port")
+                if port is not None and port != serving:
+                    out.append(
+                        f"{where}.{probe}.{action}.port {port}: Knative probes only the serving port {serving}"
+                    )
     for i, v in enumerate(pred.get("volumes") or []):
         sources = set(v) - {"name"}
         out += [
@@ -256,3 +296,29 @@ def knative_violations(isvc: dict) -> list[str]:
             for s in sorted(sources - KNATIVE_VOLUME_SOURCES)
         ]
     return out
+
+
+def kserve_raw_service(isvc: dict, runtime: dict | None = None) -> dict:
+    """The predictor Service KServe creates for a RawDeployment InferenceService (its service reconciler,
+    ``createDefaultSvc``, KServe >= 0.11: the first container port as port 80, every further one under its
+    own number; >= 0.15: ``appProtocol: kubernetes.io/h2c`` on a port whose name holds ``grpc`` or ``h2c``).
+    """
+    name = isvc["metadata"]["name"]
+    ports = merged_ports(runtime, isvc["spec"]["predictor"]["model"])
+    out = []
+    for i, p in enumerate(ports or [{"containerPort": _PORT, "name": f"{name}-predictor"}]):
+        port = {
+            "name": p.get("name") or ("http" if i == 0 else ""),
+            "port": 80 if i == 0 else p["containerPort"],
+            "targetPort": p["containerPort"],
+            "protocol": p.get("protocol") or "TCP",
+        }
+        if "grpc" in port["name"] or "h2c" in port["name"]:
+            port["appProtocol"] = "kubernetes.io/h2c"
+        out.append(port)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{name}-predictor", "namespace": isvc["metadata"]["namespace"]},
+        "spec": {"selector": {"app": f"isvc.{name}-predictor"}, "ports": out},
+    }

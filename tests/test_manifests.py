@@ -57,6 +57,7 @@ def runtime_objects() -> dict[str, dict]:
         "raw-full": {"canary_percent": 100, "cfg": raw},
         "raw-first": {"canary_percent": None, "cfg": raw},
         "pull-secret": {"canary_percent": 10, "cfg": config.DeployConfig(image_pull_secret="regcred")},
+        "serverless-h2c": {"canary_percent": 10, "cfg": config.DeployConfig(serverless_port="h2c")},
     }.items():
         version = kwargs.pop("version", "v0002")
         out[label] = deploy.render_inference_service(
@@ -101,7 +102,8 @@ def test_objects_the_code_applies_validate_and_obey_knative(label):
     obj = runtime_objects()[label]
     cc.validate(obj)
     if obj["kind"] == "InferenceService":
-        assert cc.knative_violations(obj) == [], label
+        # the pod KServe builds: the ServingRuntime's container with the model's merged in
+        assert cc.knative_violations(obj, deploy.render_serving_runtime()) == [], label
 
 
 def test_checkers_reject_wrong_fields(rendered):
@@ -143,6 +145,37 @@ def test_checkers_reject_wrong_fields(rendered):
         assert field in found, found
     cc.validate(old)  # ... which the CRD schema alone accepts: the Knative rules are needed
     assert cc.knative_violations(raw) == []  # RawDeployment is a plain Deployment
+    # Ports: RawDeployment's two in Serverless, an http1 port left in the runtime (KServe's merge adds the
+    # model's h2c port to it, never replaces it), a name Knative does not know, a reserved port, and an
+    # httpGet probe on another port than the one routed.
+    two = copy.deepcopy(isvc)
+    two["spec"]["predictor"]["model"]["ports"] = raw["spec"]["predictor"]["model"]["ports"]
+    h2c = runtime_objects()["serverless-h2c"]
+    old_runtime = copy.deepcopy(deploy.render_serving_runtime())
+    old_runtime["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 8080, "name": "http1", "protocol": "TCP"}
+    ]
+    named = copy.deepcopy(isvc)
+    named["spec"]["predictor"]["model"]["ports"] = [
+        {"containerPort": 8081, "name": "grpc", "protocol": "TCP"}
+    ]
+    reserved = copy.deepcopy(isvc)
+    reserved["spec"]["predictor"]["model"]["ports"] = [{"containerPort": 8012, "name": "http1"}]
+    probed = copy.deepcopy(h2c)
+    probed["spec"]["predictor"]["model"]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
+    for bad, runtime, want in [
+        (two, None, "2 ports; Knative routes exactly one"),
+        (h2c, old_runtime, "2 ports; Knative routes exactly one"),
+        (named, None, "ports[0].name 'grpc'"),
+        (reserved, None, "containerPort 8012: reserved"),
+        (probed, None, "readinessProbe.httpGet.port 8080: Knative probes only the serving port 8081"),
+    ]:
+        cc.validate(bad)
+        assert want in "\n".join(cc.knative_violations(bad, runtime)), (
+            want,
+            cc.knative_violations(bad, runtime),
+        )
+    assert cc.knative_violations(h2c, deploy.render_serving_runtime()) == []
 
 
 def test_kustomizations_reference_existing_files():
@@ -230,10 +263,57 @@ def test_raw_and_serverless_differ_only_where_knative_requires(rendered):
     raw = runtime_objects()["raw-full"]["spec"]["predictor"]
     assert set(raw) - set(serverless) == {"terminationGracePeriodSeconds", "securityContext"}
     assert set(raw["model"]) - set(serverless["model"]) == {"lifecycle"}
+    # In the container only the ports (Knative routes one) and the probes' port (Knative picks it) differ.
+    differ = {k for k in serverless["model"] if serverless["model"][k] != raw["model"][k]}
+    assert differ == {"ports", "readinessProbe", "livenessProbe"}, differ
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert {**serverless["model"][probe]["httpGet"], "port": 8080} == raw["model"][probe]["httpGet"]
+    http1 = {"containerPort": 8080, "name": "http1", "protocol": "TCP"}
+    h2c = {"containerPort": 8081, "name": "h2c", "protocol": "TCP"}
+    assert raw["model"]["ports"] == [http1, h2c]  # REST first: KServe's Service maps the first to port 80
+    assert serverless["model"]["ports"] == [http1]
+    # Serverless with the gRPC port routed: h2c only, and TCP probes of it (the REST paths are not there).
+    grpc = runtime_objects()["serverless-h2c"]["spec"]["predictor"]["model"]
+    assert grpc["ports"] == [h2c]
+    assert grpc["readinessProbe"]["tcpSocket"] == {} == grpc["livenessProbe"]["tcpSocket"]
+    assert "httpGet" not in grpc["readinessProbe"] and "httpGet" not in grpc["livenessProbe"]
+    # the predictor listens on both in every mode, and the runtime (one object for both modes) declares
+    # no port: KServe's merge could only add to it, and Serverless takes exactly one
+    rt = deploy.render_serving_runtime()["spec"]["containers"][0]
+    assert "ports" not in rt
+    assert {"--http_port=8080", "--grpc_port=8081"} <= set(rt["args"])
+    with pytest.raises(ValueError, match="DeployConfig.serverless_port"):
+        config.DeployConfig(serverless_port="grpc")
     assert (
         dataclasses.asdict(config.DeployConfig())["drain_seconds"] + 30
         == raw["terminationGracePeriodSeconds"]
     )
+
+
+def test_raw_deployment_service_exposes_rest_on_80_and_grpc_on_8081():
+    """What KServe's service reconciler makes of the RawDeployment ports: a Service clients reach REST on
+    (port 80, what the ingress routes) and gRPC on (8081, HTTP/2 cleartext)."""
+    runtime = deploy.render_serving_runtime()
+    svc = cc.kserve_raw_service(runtime_objects()["raw-full"], runtime)
+    cc.validate(svc)
+    assert svc["spec"]["ports"] == [
+        {"name": "http1", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+        {
+            "name": "h2c",
+            "port": 8081,
+            "targetPort": 8081,
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+    ]
+    # the old manifests (http1 only, in the runtime) gave a Service without gRPC
+    old = copy.deepcopy(runtime_objects()["raw-full"])
+    del old["spec"]["predictor"]["model"]["ports"]
+    old_runtime = copy.deepcopy(runtime)
+    old_runtime["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 8080, "name": "http1", "protocol": "TCP"}
+    ]
+    assert [p["targetPort"] for p in cc.kserve_raw_service(old, old_runtime)["spec"]["ports"]] == [8080]
 
 
 # ------------------------------------------------------------------------------------ mesh policies

@@ -39,12 +39,17 @@ def test_runtime_and_isvc_args_parse_with_the_predictor_parser(mode):
     argv += isvc["spec"]["predictor"]["model"]["args"]
     args = build_parser().parse_args(argv)
     assert (args.model_name, args.store_uri, args.model_ref) == (MODEL, "gs://b/store", "v0007")
-    assert args.http_port == deploy.HTTP_PORT == container["ports"][0]["containerPort"]
     from kfloop import isvc as isvc_mod
     from serving.__main__ import grpc_port
 
+    # the ports the InferenceService declares are the ones the predictor listens on: REST (http1) and,
+    # in RawDeployment, gRPC on KServe's h2c port (Serverless routes one: http1 by default)
+    ports = {p["name"]: p["containerPort"] for p in isvc["spec"]["predictor"]["model"]["ports"]}
+    assert args.http_port == deploy.HTTP_PORT == ports["http1"]
     assert grpc_port(args) == isvc_mod.GRPC_PORT == 8081  # gRPC on in the pod, on KServe's h2c port
-    assert len(container["ports"]) == 1  # Knative routes exactly one container port (http1)
+    assert set(ports) == ({"http1", "h2c"} if mode == "RawDeployment" else {"http1"})
+    if "h2c" in ports:
+        assert ports["h2c"] == grpc_port(args)
     probes = isvc["spec"]["predictor"]["model"]
     assert probes["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{MODEL}/ready"
 
