@@ -422,6 +422,7 @@ class MonitoringConfig:
 
     def __post_init__(self):
         _finite(self, "stale_after_hours", lo=0.0)
+        _finite(self, "close_after_seconds", lo=0.0)
         _finite(self, "max_live_rmse_increase", lo=0.0)
         _finite(self, "max_live_accuracy_drop", lo=0.0, hi=1.0)
         _finite(self, "output_drift_threshold", lo=0.0, hi=1.0)

@@ -73,6 +73,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
         notify_config: str = "",
         pushgateway: str = "",
         stale_after_hours: float = _M.stale_after_hours,
+        close_after_seconds: float = _M.close_after_seconds,
     ):
         scheduled = "" if local else dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
         mon = monitor_op(
@@ -84,6 +85,7 @@ def create_pipeline(name: str = PIPELINE_NAME, *, local: bool = False):
             reference_train=reference_train,
             reference_eval=reference_eval,
             min_examples=min_examples,
+            close_after_seconds=close_after_seconds,
             now=now,
             scheduled_time=scheduled,
             beam_pipeline_args=beam_pipeline_args,

@@ -23,6 +23,7 @@ def monitor_op(
     metrics: Output[Metrics],
     report: Output[Markdown],
     beam_pipeline_args: list = [],  # noqa: B006 (KFP list parameter default)
+    close_after_seconds: float = 10.0,
 ):
     """Reads the prediction log of a window (+ arrived labels) and scores drift, skew, anomalies, live AUC.
 
@@ -43,6 +44,9 @@ def monitor_op(
         scheduled_time: The scheduler's time (KFP placeholder on a cluster); see :mod:`kfloop.clock`.
         beam_pipeline_args: Beam options of the statistics pipeline (e.g. a Dataflow runner for a window
             too big for one machine).
+        close_after_seconds: The watermark (``MonitoringConfig.close_after_seconds``): a window closes
+            only this long after its end by the wall clock. The local loop, whose servers flush every
+            0.5 s and which waits for them, passes less than the cluster default.
 
     Returns:
         summary: The monitoring summary (JSON).
@@ -60,7 +64,9 @@ def monitor_op(
     from kfloop.reference import champion_reference
 
     window_end = window_end or clock.iso(clock.resolve(now, scheduled_time)[0])
-    cfg = dataclasses.replace(config.MonitoringConfig(), min_examples=min_examples)
+    cfg = dataclasses.replace(
+        config.MonitoringConfig(), min_examples=min_examples, close_after_seconds=close_after_seconds
+    )
     version, spec, schema_path = M.version_spec(store_uri, model_name)
     if not window_start:
         window = M.next_window(store_uri, model_name, window_end or None)

@@ -41,7 +41,14 @@ from kfloop.app.loop_summary import (
     training_run_result,
 )
 from kfloop.app.plan import LoopConfig, Plan, PlanError, Window, parse_windows, plan
-from kfloop.app.servers import LoopError, Server, free_port, redirected, serving_python
+from kfloop.app.servers import (
+    WATERMARK_SECONDS,
+    LoopError,
+    Server,
+    free_port,
+    redirected,
+    serving_python,
+)
 
 __all__ = [
     "LoopConfig",
@@ -142,9 +149,12 @@ def _drive(loop: Loop, p: Plan, outcome: list[str]) -> None:
             )
             mirrored = loop.mirror(rows, shadow, got.request_ids) if shadow else None
             w_end = clock.iso(clock.utc_now())  # every row of the window is stamped before this
-            # the servers' log flush, and the monitor's watermark: a scan sooner would close the window early
-            closes = config.MonitoringConfig().close_after_seconds
-            time.sleep(max(server.flush_seconds * 2 + 0.5, closes + 0.5))
+            # every answered row written (the log flushes every 0.5 s), then the monitor's watermark: a
+            # scan sooner would close the window early
+            for srv in (server, shadow):
+                if srv is not None and not srv.wait_logged(config.MonitoringConfig().close_after_seconds):
+                    loop.say(f"  {srv.ref} server: rows still unwritten after the wait ({srv.counters()})")
+            time.sleep(WATERMARK_SECONDS + 0.5)
             st["detail"] = (
                 f"{got.rows} predictions in {got.seconds:.1f} s by {got.model_versions}, "
                 f"{got.feedback_rows} labels arrived"

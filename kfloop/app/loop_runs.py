@@ -15,7 +15,7 @@ from kfloop import config, fs, layout
 from kfloop.app import replay
 from kfloop.app.loop_summary import json_file, model_record, training_run_result
 from kfloop.app.plan import LoopConfig, Plan, Window
-from kfloop.app.servers import Server, redirected
+from kfloop.app.servers import WATERMARK_SECONDS, Server, redirected
 
 
 def _pipeline_inputs(func) -> set[str]:
@@ -235,6 +235,7 @@ class Loop:
                 retrain_arguments=dict(self.cfg.hparams),
                 promotion_policy=self.cfg.promotion_policy,
                 notify_config=self.notify_config,
+                close_after_seconds=WATERMARK_SECONDS,
                 **({} if self.cfg.canary_margin is None else {"canary_margin": self.cfg.canary_margin}),
             )
         summary = json_file(run.output("monitor-op", "summary"))

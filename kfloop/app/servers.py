@@ -19,6 +19,14 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parents[2]
 
 
+#: The local servers' prediction-log flush interval (``--log-flush-seconds``).
+FLUSH_SECONDS = 0.5
+#: The local loop's watermark (the monitoring pipeline's ``close_after_seconds``): the loop waits until its
+#: servers report every answered row written (:meth:`Server.wait_logged`), so a window can close this soon
+#: after its end; the cluster default (``MonitoringConfig.close_after_seconds``) allows for what it cannot see.
+WATERMARK_SECONDS = 1.0
+
+
 class LoopError(RuntimeError):
     """A loop step failed; the message names the step and where its logs are."""
 
@@ -86,7 +94,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
-        self.flush_seconds = 0.5
+        self.flush_seconds = FLUSH_SECONDS
 
     def start(self, timeout: float) -> None:
         python = serving_python()
@@ -136,6 +144,36 @@ class Server:
             return None
         versions = data.get("versions") or []
         return versions[0] if versions else None
+
+    def counters(self) -> dict[str, float]:
+        """The server's ``kfloop_*_total`` counters from ``/metrics`` (empty when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, OSError):
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("kfloop_") and name.endswith("_total"):
+                out[name] = float(value)
+        return out
+
+    def wait_logged(self, timeout: float) -> bool:
+        """Waits until every row this server answered is written to its prediction log (or dropped and
+        counted so), at most ``timeout`` seconds. True when it is; a server without a log is at once."""
+        deadline = time.monotonic() + timeout
+        while self.log:
+            c = self.counters()
+            answered = c.get("kfloop_rows_answered_total", 0.0)
+            done = c.get("kfloop_prediction_log_written_total", 0.0)
+            done += c.get("kfloop_prediction_log_dropped_total", 0.0)
+            if c and done >= answered:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
