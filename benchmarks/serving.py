@@ -1,4 +1,5 @@
-"""Serving benchmark: kfloop's predictor (prediction log on) vs a naive ``kserve.Model``, same model, same run.
+"""Serving benchmark: kfloop's predictor (prediction log on) vs a naive ``kserve.Model`` and the peers a
+user would pick instead (MLServer, BentoML), same model, same run.
 
 Starts the servers on loopback (each a subprocess):
 
@@ -6,6 +7,9 @@ Starts the servers on loopback (each a subprocess):
   production setting).
 * **naive**: a plain ``kserve.Model`` whose ``predict`` turns the V1 instances into arrays and calls the
   SavedModel signature once per request (kserve 0.21 defaults otherwise; it logs nothing).
+* **mlserver** and **bentoml**: the peers, each with its own adaptive batching, from its own env
+  (:mod:`benchmarks.peers.launch`; ``make bench-peers-env``). A peer whose env is missing is skipped with
+  one line saying so; ``--no-peers`` leaves them out.
 * **kfloop, log off** (``--no-prediction-log``): what the log costs.
 
 and drives them one at a time with the same load: ``wrk`` (C, one thread; ``apt-get install -y wrk``) when
@@ -16,14 +20,21 @@ the same SavedModel at batch 1,000), and the same V2 points with binary tensor d
 Protocol's extension, :mod:`serving.binary`: prebuilt bodies, binary outputs asked; 1-row at 8 connections
 and 1,000-row at 2), and 1,000-row V2 over gRPC at 2 connections (``ModelInfer`` with ``raw_input_contents``,
 raw outputs) driven by the official client ``tritonclient.grpc`` running in another process
-(``benchmarks/grpc_load.py``). Also the prediction log's bytes per row. ``--grpc-only``: only the 1,000-row
-gRPC point of kfloop with the log on and off, and the in-process limit.
+(``benchmarks/grpc_load.py``); 1-row V2 JSON at 8 connections (MLServer's 1-row point: the same bodies).
+A peer is timed on the points whose body carries the same as its own (MLServer: kfloop's V2 JSON bodies;
+BentoML: kfloop's V1 instances as ``{"rows": [...]}``), and :mod:`benchmarks.serving_report` prints the
+table, kfloop vs the best peer and vs naive, and the targets. Also the prediction log's bytes per row.
+``--grpc-only``: only the 1,000-row gRPC point of kfloop with the log on and off, and the in-process limit.
+
+Every server must answer the in-process predictions of a few rows before it is timed; non-2xx answers are
+counted and left out of the rate.
 
 The servers' start / stop and the load generators live in :mod:`benchmarks.load`.
 
 Usage (serving env)::
 
     .venv-serving/bin/python benchmarks/serving.py [--seconds 5] [--model-dir SAVED_MODEL] [--no-wrk] [--grpc-only]
+        [--no-peers]
 
 Without ``--model-dir`` the demo model of :mod:`serving.demo_model` (same signatures as the trainer's) is used.
 """
@@ -49,7 +60,10 @@ sys.path.insert(0, str(ROOT))
 #: The bundled example whose rows drive the load (its spec names the features and the model).
 TAXI_SPEC = ROOT / "examples" / "taxi" / "spec.yaml"
 
+from benchmarks import serving_report as report  # noqa: E402
 from benchmarks.load import drive, drive_grpc, drive_wrk, free_port, request_bytes, start, stop  # noqa: E402
+from benchmarks.peers import launch  # noqa: E402
+from benchmarks.serving_report import ONE_ROW  # noqa: E402
 
 NAIVE_SERVER = r"""
 import sys, numpy as np, kserve, tensorflow as tf
@@ -83,6 +97,7 @@ def main() -> int:
     ap.add_argument("--model-dir", help="SavedModel with the predict_raw signature (default: demo model)")
     ap.add_argument("--no-wrk", action="store_true", help="use the asyncio load generator even with wrk")
     ap.add_argument("--grpc-only", action="store_true", help="only the 1,000-row V2 gRPC point")
+    ap.add_argument("--no-peers", action="store_true", help="leave out the MLServer and BentoML peers")
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
 
@@ -137,6 +152,7 @@ def main() -> int:
     v1_path, v2_path = f"/v1/models/{spec.name}:predict", f"/v2/models/{spec.name}/infer"
     loads = {
         "1row": (v1_path, [json.dumps({"instances": [r]}).encode() for r in rows[:200]], 8),
+        "v2one": (v2_path, [v2([r]) for r in rows[:200]], 8),
         "v1big": (
             v1_path,
             [json.dumps({"instances": rows[i : i + 1000]}).encode() for i in (0, 1000, 2000)],
@@ -161,13 +177,42 @@ def main() -> int:
         "nolog": [sys.executable, "-m", "serving", "--model-dir", model_dir, "--http_port", str(ports["nolog"]),
                   "--grpc_port", str(gports["nolog"]), "--no-prediction-log"],
     }  # fmt: skip
+    # What each server is timed on: (load, path, bodies, the answer's format for the correctness check).
+    serves = {
+        "naive": {"1row": "v1", "v1big": "v1"},
+        **{
+            k: {load: "v1" if load in ("1row", "v1big") else "v2" for load in loads}
+            for k in ("kfloop", "nolog")
+        },
+    }
+    paths: dict[tuple[str, str], tuple[str, list]] = {}
+    peers = {}
+    for name in () if args.grpc_only or args.no_peers else launch.PEERS:
+        if (reason := launch.missing_reason(name)) is not None:
+            print(reason, flush=True)
+            continue
+        port = ports[name] = free_port()
+        if name == "mlserver":
+            peers[name] = launch.mlserver(model_dir, spec.name, port, free_port(), free_port(), work)
+            serves[name] = {"v2one": "v2", "v2big": "v2"}  # the same bodies as kfloop's V2 JSON points
+        else:
+            peers[name] = launch.bentoml(model_dir, port, work)
+            serves[name] = {"1row": "rows", "v1big": "rows"}  # kfloop's V1 instances as {"rows": [...]}
+            paths[(name, "1row")] = ("/predict", [launch.rows_body([r]) for r in rows[:200]])
+            paths[(name, "v1big")] = (
+                "/predict",
+                [launch.rows_body(rows[i : i + 1000]) for i in (0, 1000, 2000)],
+            )
+        paths.setdefault((name, "v2one"), (peers[name].path, loads["v2one"][1]))
+        paths.setdefault((name, "v2big"), (peers[name].path, loads["v2big"][1]))
 
     def run(name: str, load: str) -> dict:
         path, bodies, conc = loads[load]
+        path, bodies = paths.get((name, load), (path, bodies))
         if load == "gbig":
             r = drive_grpc(gports[name], spec.name, grpc_requests, conc, args.seconds)
             print(
-                f"  {load:<6} c={conc} {name:<7} {r['req_s']:8.0f} req/s {r['req_s'] * 1000:10,.0f} rows/s"
+                f"  {load:<6} c={conc} {name:<8} {r['req_s']:8.0f} req/s {r['req_s'] * 1000:10,.0f} rows/s"
                 f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  (n={r['n']}, shed {r['shed']}, "
                 "tritonclient.grpc in another process)",
                 flush=True,
@@ -184,13 +229,34 @@ def main() -> int:
                 for b, n in zip(bodies, lengths or [None] * len(bodies), strict=True)
             ]
             r = drive(ports[name], reqs, conc, args.seconds)
-        rows_per = 1 if load in ("1row", "bin1") else 1000
+        rows_per = 1 if load in ONE_ROW else 1000
         print(
-            f"  {load:<6} c={conc} {name:<7} {r['req_s']:8.0f} req/s {r['req_s'] * rows_per:10,.0f} rows/s"
-            f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  (n={r['n']}, shed {r.get('shed', 0)})",
+            f"  {load:<6} c={conc} {name:<8} {r['req_s']:8.0f} req/s {r['req_s'] * rows_per:10,.0f} rows/s"
+            f"  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:7.2f} ms  (n={r['n']}, non-2xx {r.get('shed', 0)})",
             flush=True,
         )
         return r
+
+    # The model's own answer for a few rows: every server must give it before it is timed.
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(model_dir).signatures[contract.RAW_SIGNATURE]
+    key = contract.output_key(spec)
+    expected = sig(**{k: tf.constant(v) for k, v in datasets.encode(frame.iloc[:8], spec).items()})[
+        key
+    ].numpy()
+
+    def check(name: str) -> None:
+        for load, fmt in serves[name].items():
+            if load in binary_loads or load == "gbig":
+                continue
+            path = paths.get((name, load), loads[load])[0]
+            body = {
+                "v1": lambda c: json.dumps({"instances": c}).encode(),
+                "v2": v2,
+                "rows": launch.rows_body,
+            }[fmt]
+            launch.check(name, ports[name], path, fmt, body(rows[:8]), expected)
 
     results: dict = {}
     procs = {}
@@ -199,22 +265,29 @@ def main() -> int:
         f"load generator: {'wrk (C, 1 thread; binary V2 bodies prebuilt, read from files by its Lua script)' if use_wrk else 'asyncio closed loop'}",
         flush=True,
     )
-    all_loads = ("gbig",) if args.grpc_only else ("1row", "v1big", "v2big", "bin1", "binbig", "gbig")
+    all_loads = ("gbig",) if args.grpc_only else ("1row", "v2one", "v1big", "v2big", "bin1", "binbig", "gbig")
+    first = ("kfloop",) if args.grpc_only else ("naive", "kfloop", *peers)
     try:
-        for name in ("kfloop",) if args.grpc_only else ("naive", "kfloop"):
-            procs[name] = start(cmds[name], ports[name], work / f"{name}.log")
+        for name in first:
+            if name in peers:
+                p = peers[name]
+                procs[name] = start(p.cmd, p.port, work / f"{name}.log", p.ready_path, p.env)
+            else:
+                procs[name] = start(cmds[name], ports[name], work / f"{name}.log")
+            check(name)
         for load in all_loads:
-            for name in ("naive", "kfloop"):  # same load, back to back, same run
-                if name == "naive" and load in ("v2big", "gbig", *binary_loads):
-                    continue  # the naive model speaks V1 only
-                results[(name, load)] = run(name, load)
-        stop(procs.pop("kfloop"))  # SIGTERM flushes the log; the no-log variant gets the machine too
+            for name in first:  # same load, back to back, same run
+                if load in serves[name]:
+                    results[(name, load)] = run(name, load)
+        for name in first:  # SIGTERM flushes kfloop's log; the no-log variant gets the machine alone
+            stop(procs.pop(name))
         import pyarrow.parquet as pq
 
         for f in (work / "log").rglob("*.parquet"):
             log_bytes += f.stat().st_size
             log_rows += pq.ParquetFile(f).metadata.num_rows
         procs["nolog"] = start(cmds["nolog"], ports["nolog"], work / "nolog.log")
+        check("nolog")
         for load in all_loads:
             results[("nolog", load)] = run("nolog", load)
     finally:
@@ -222,9 +295,6 @@ def main() -> int:
             stop(p)
 
     # In-process model-call rate at batch 1,000 (public signature call, tensors pre-built).
-    import tensorflow as tf
-
-    sig = tf.saved_model.load(model_dir).signatures[contract.RAW_SIGNATURE]
     cols = datasets.encode(frame.iloc[:1000], spec)
     tensors = {k: tf.constant(v) for k, v in cols.items()}
     sig(**tensors)
@@ -233,84 +303,7 @@ def main() -> int:
         sig(**tensors)
         n += 1
     inproc = n * 1000 / (time.perf_counter() - t0)
-
-    def cell(name, load):
-        r = results.get((name, load))
-        if r is None:
-            return "-"
-        if load in ("1row", "bin1"):
-            return f"{r['req_s']:,.0f} req/s, p99 {r['p99_ms']:.1f} ms"
-        return f"{r['req_s'] * 1000:,.0f} rows/s"
-
-    def grpc_rows() -> None:
-        if ("kfloop", "binbig") in results:
-            kB, kBn = results[("kfloop", "binbig")], results[("nolog", "binbig")]
-            print(
-                f"| 1,000-row V2 binary, 2 connections | {cell('kfloop', 'binbig')} ({kB['req_s'] * 1000 / inproc:.0%}"
-                f" of in-process) | - | {cell('nolog', 'binbig')} ({kBn['req_s'] * 1000 / inproc:.0%}) |"
-            )
-        kG, kGn = results[("kfloop", "gbig")], results[("nolog", "gbig")]
-        print(
-            f"| 1,000-row V2 gRPC (tritonclient.grpc, another process), 2 connections | {cell('kfloop', 'gbig')} "
-            f"({kG['req_s'] * 1000 / inproc:.0%} of in-process, p99 {kG['p99_ms']:.1f} ms, shed {kG['shed']}) | - | "
-            f"{cell('nolog', 'gbig')} ({kGn['req_s'] * 1000 / inproc:.0%}, p99 {kGn['p99_ms']:.1f} ms) |"
-        )
-
-    if args.grpc_only:
-        print("\n## serving benchmark, the V2 gRPC point (loopback, same SavedModel, same run)\n")
-        print("| load | kfloop (log on) | naive kserve | kfloop, log off |\n|---|---|---|---|")
-        grpc_rows()
-        print(f"\nin-process limit of the same SavedModel at batch 1,000: {inproc:,.0f} rows/s")
-        t5 = results[("kfloop", "gbig")]["req_s"] * 1000 / inproc
-        print(
-            f"\ntargets:\n  1,000-row V2 gRPC: >= 40% of in-process: {t5:.0%} {'met' if t5 >= 0.4 else 'MISSED'}"
-        )
-        shutil.rmtree(work, ignore_errors=True)
-        return 0
-    k1, n1 = results[("kfloop", "1row")], results[("naive", "1row")]
-    kb, nb = results[("kfloop", "v1big")], results[("naive", "v1big")]
-    k2 = results[("kfloop", "v2big")]
-    print("\n## serving benchmark (loopback, same SavedModel, same run)\n")
-    print("| load | kfloop (log on) | naive kserve | kfloop, log off |")
-    print("|---|---|---|---|")
-    print(
-        f"| 1-row V1, 8 connections | {cell('kfloop', '1row')} | {cell('naive', '1row')} | {cell('nolog', '1row')} |"
-    )
-    print(
-        f"| 1,000-row V1, 2 connections | {cell('kfloop', 'v1big')} ({kb['req_s'] / nb['req_s']:.2f}x naive) | "
-        f"{cell('naive', 'v1big')} | {cell('nolog', 'v1big')} |"
-    )
-    k2n = results[("nolog", "v2big")]
-    print(
-        f"| 1,000-row V2, 2 connections | {cell('kfloop', 'v2big')} ({k2['req_s'] * 1000 / inproc:.0%} of "
-        f"in-process) | - | {cell('nolog', 'v2big')} ({k2n['req_s'] * 1000 / inproc:.0%}) |"
-    )
-    print(f"| 1-row V2 binary, 8 connections | {cell('kfloop', 'bin1')} | - | {cell('nolog', 'bin1')} |")
-    grpc_rows()
-    kB = results[("kfloop", "binbig")]
-    print(f"\nin-process limit of the same SavedModel at batch 1,000: {inproc:,.0f} rows/s")
-    if log_rows:
-        print(
-            f"prediction log: {log_rows:,} rows in {log_bytes:,} bytes = {log_bytes / log_rows:.1f} bytes/row"
-        )
-    t1 = k1["req_s"] / n1["req_s"]
-    print("\ntargets:")
-    print(
-        f"  1-row V1 c=8: >= 3x naive throughput: {t1:.2f}x {'met' if t1 >= 3 else 'MISSED'}; p99 <= naive p99: "
-        f"{k1['p99_ms']:.1f} vs {n1['p99_ms']:.1f} ms {'met' if k1['p99_ms'] <= n1['p99_ms'] else 'MISSED'}"
-    )
-    t2 = kb["req_s"] / nb["req_s"]
-    print(f"  1,000-row V1: >= 1.5x naive rows/s: {t2:.2f}x {'met' if t2 >= 1.5 else 'MISSED'}")
-    t3 = k2["req_s"] * 1000 / inproc
-    print(f"  1,000-row V2: >= 25% of in-process: {t3:.0%} {'met' if t3 >= 0.25 else 'MISSED'}")
-    t4 = kB["req_s"] * 1000 / inproc
-    print(f"  1,000-row V2 binary: >= 50% of in-process: {t4:.0%} {'met' if t4 >= 0.5 else 'MISSED'}")
-    t5 = results[("kfloop", "gbig")]["req_s"] * 1000 / inproc
-    print(f"  1,000-row V2 gRPC: >= 40% of in-process: {t5:.0%} {'met' if t5 >= 0.4 else 'MISSED'}")
-    if log_rows:
-        print(
-            f"  log size <= 80 bytes/row: {log_bytes / log_rows:.1f} {'met' if log_bytes / log_rows <= 80 else 'MISSED'}"
-        )
+    report.print_report(results, inproc, log_rows, log_bytes, grpc_only=args.grpc_only)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
