@@ -39,6 +39,24 @@ class RequestError(Exception):
         return out
 
 
+class Columns(dict):
+    """Decoded ``{feature: numpy array}`` columns that also carry some of them as Arrow arrays.
+
+    The binary extension's decode (:mod:`serving.binary`) builds a BYTES input's Arrow string array on its
+    way to the object array the model takes; the prediction log (:mod:`serving.log_queue`) sends that array
+    to its writer instead of pickling one ``str`` per row and rebuilding it there. Same values, both forms.
+
+    Attributes:
+        arrow: ``{feature: pyarrow.StringArray}`` for those features (equal to the numpy column).
+    """
+
+    __slots__ = ("arrow",)
+
+    def __init__(self, columns: dict, arrow: dict):
+        super().__init__(columns)
+        self.arrow = arrow
+
+
 def short(text: str, limit: int = 40) -> str:
     """``text`` cut to ``limit`` characters (error messages quote client input, never all of it)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
