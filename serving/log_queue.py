@@ -20,7 +20,8 @@ submit without a reservation (the gRPC path, ``--log-when-full drop``) that does
 counted (``kfloop_prediction_log_dropped_total``), as are rows whose write fails.
 
 A background thread takes everything queued at each flush (``flush_rows`` rows or ``flush_seconds``) and
-sends it, pickled, to the **writer process** (:mod:`serving.log_writer`, started with the log), which turns it
+sends it, pickled (frames of at most ``flush_rows`` rows; string columns the binary decode already had
+as Arrow arrays go as those, :func:`serving.log_tables.wire_items`), to the **writer process** (:mod:`serving.log_writer`, started with the log), which turns it
 into one Arrow table (:mod:`serving.log_tables`), writes it as one snappy-compressed Parquet file per date
 and publishes it atomically (:func:`kfloop.predlog.write_table`), then acknowledges it; written / dropped
 counts come from these acknowledgements. Building and encoding the table costs ~2 us of CPU per row, much of it holding the GIL:

@@ -75,8 +75,9 @@ class WriterSupervision:
         return w
 
     def _send(self, items: list, n: int) -> None:
-        from serving.log_writer import encode_frame
-
+        """Sends what was queued to the writer process, as frames of at most ``flush_rows`` rows (or one
+        item): each pickle holds the GIL for a bounded time, and the writer starts on the first frame while
+        the next is encoded."""
         w = self._writer
         if w is None or w.dead or w.proc.poll() is not None:
             if w is not None:
@@ -90,23 +91,47 @@ class WriterSupervision:
                 self._inflight -= n
             self._count_dropped(n)
             return
+        chunks, chunk, rows = [], [], 0
+        for it in items:
+            k = len(it[5])
+            if chunk and rows + k > self.flush_rows:
+                chunks.append((chunk, rows))
+                chunk, rows = [], 0
+            chunk.append(it)
+            rows += k
+        chunks.append((chunk, rows))
+        for i, (chunk, rows) in enumerate(chunks):
+            if not self._send_frame(w, chunk, rows):  # a dead pipe: the rest goes back to the queue too
+                rest = chunks[i + 1 :]
+                if rest:
+                    with self._cond:
+                        self._requeue(rest)
+                return
+
+    def _send_frame(self, w: WriterProcess, items: list, n: int) -> bool:
+        """One frame to ``w``; False when its pipe is dead (the frame is back in the queue)."""
+        from serving.log_tables import wire_items
+        from serving.log_writer import frame_parts
+
         fid = next(self._frame_ids)
         try:
-            frame = memoryview(encode_frame(items, fid))
+            parts = frame_parts(wire_items(items), fid)
         except Exception:  # an item that does not pickle: no writer will take it
             log.exception("prediction log: %d records could not be encoded; dropped", n)
             with self._cond:
                 self._inflight -= n
             self._count_dropped(n)
-            return
+            return True
         with self._cond:
             if not w.pending:
                 w.progress_at = time.monotonic()  # the stall clock starts with the first held frame
             w.pending[fid] = (items, n)
             w.inflight += n
         try:
-            while frame:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
-                frame = frame[w.proc.stdin.write(frame) :]
+            for part in parts:  # the header, then the pickle (no copy of the two joined)
+                view = memoryview(part)
+                while view:  # an unbuffered pipe write may be partial (a signal mid-write): send the rest
+                    view = view[w.proc.stdin.write(view) :]
         except Exception:  # a dead pipe: the frame goes back to the queue, for the next writer
             log.warning("prediction log: the writer process is gone; %d records go to the next one", n)
             with self._cond:
@@ -114,6 +139,8 @@ class WriterSupervision:
                 if back is not None:
                     w.inflight -= n
                     self._requeue([back])
+            return False
+        return True
 
     def _requeue(self, frames: list) -> None:
         """Puts unacknowledged frames back at the head of the queue (the caller holds the lock)."""

@@ -3,6 +3,10 @@
 An item of the queue (:mod:`serving.log_queue`) is ``(request ids, row counts, epochs, version, columns,
 outputs, log schema)`` (outputs per the schema's task: ``[n]``, or multiclass ``[n, K]``); the format of the table is :mod:`kfloop.predlog`. The queue (which starts the
 writer) and the writer both import this module, so the writer never imports the queue.
+
+On the wire (:func:`wire_items`) a string column the request's decode already had as an Arrow array (binary
+BYTES inputs, :class:`serving.request.Columns`) travels as that array: pickling it is a copy of its buffers,
+where an object array pickles one ``str`` per row and the writer then rebuilds the Arrow array from them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,44 @@ def _columns_of(raw, schema) -> dict:
 
 def _schema_of(item):
     return item[6] if len(item) > 6 else None
+
+
+def wire_items(items: list) -> list:
+    """The items as sent to the writer process: columns that also come as Arrow arrays (``.arrow`` of a
+    :class:`serving.request.Columns`) are sent as those arrays, in a plain dict (same values)."""
+    out = []
+    for it in items:
+        arrow = getattr(it[4], "arrow", None)
+        if arrow:
+            it = (*it[:4], {**it[4], **arrow}, *it[5:])
+        out.append(it)
+    return out
+
+
+def _merge(parts: list):
+    """One feature's column of several items: numpy arrays concatenated; when any part is an Arrow array
+    (:func:`wire_items`), one Arrow string array (numpy parts converted)."""
+    import pyarrow as pa
+
+    if len(parts) == 1:
+        return parts[0]
+    if not any(isinstance(p, pa.Array) for p in parts):
+        return np.concatenate([np.asarray(p) for p in parts])
+    return pa.concat_arrays(
+        [
+            p if isinstance(p, pa.Array) else pa.array(np.asarray(p, dtype=object), type=pa.string())
+            for p in parts
+        ]
+    )
+
+
+def _repeated(values: list, counts: np.ndarray):
+    """``values[i]`` repeated ``counts[i]`` times as an Arrow string array: one Arrow string per distinct
+    value and one ``take`` (C), not one Python object per row."""
+    import pyarrow as pa
+
+    uniq = pa.array([str(v) for v in values], type=pa.string())
+    return uniq.take(pa.array(np.repeat(np.arange(len(values), dtype=np.int32), counts)))
 
 
 def items_table(items: list, source: str = "online", schema=None):
@@ -50,20 +92,24 @@ def items_table(items: list, source: str = "online", schema=None):
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     rows = np.arange(n, dtype=np.int64) - starts
     cols = [_columns_of(it[4], schema) for it in items]
-    merged = {
-        name: (cols[0][name] if len(cols) == 1 else np.concatenate([np.asarray(c[name]) for c in cols]))
-        for name in names
-    }
+    merged = {name: _merge([c[name] for c in cols]) for name in names}
     # One output per row ([n]), or K per row (multiclass [n, K]): rows stay rows.
     outs = [np.asarray(it[5], dtype=np.float32) for it in items]
     probs = np.concatenate([o if o.ndim == 2 else o.reshape(-1) for o in outs])
-    ids = np.repeat(np.array([str(i) for i in ids_l], dtype=object), counts)
     epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
     item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))
-    versions = np.repeat(np.array([str(it[3]) for it in items], dtype=object), item_rows)
-    return predlog.prediction_table(
-        ids, epochs, versions, merged, probs, source=source, rows=rows, schema=schema
+    versions = [str(it[3]) for it in items]
+    one_version = versions[0] if len(set(versions)) == 1 else None
+    # The request ids and versions go in as one string each here (checked like any other) and their
+    # per-row columns are put in place after: built from the distinct values by one take (no per-row str).
+    table = predlog.prediction_table(
+        "", epochs, one_version or "", merged, probs, source=source, rows=rows, schema=schema
     )
+    table = table.set_column(0, table.schema.field(0), _repeated(ids_l, counts))
+    if one_version is None:
+        i = table.schema.get_field_index("model_version")
+        table = table.set_column(i, table.schema.field(i), _repeated(versions, item_rows))
+    return table
 
 
 def items_tables(items: list, source: str = "online", default_schema=None) -> list:

@@ -1,16 +1,19 @@
 """The prediction log's writer process: ``python -m serving.log_writer`` (started by :mod:`serving.log_queue`).
 
 The server hands what its prediction-log queue holds to this process over a pipe every few milliseconds,
-and this process writes one file per ``--flush-rows`` rows or ``--flush-seconds``: building the Arrow
-table, encoding the Parquet file and publishing it (about 2 us of CPU per logged row, much of it holding
-the GIL) run beside the server's event loop instead of inside its interpreter.
+and this process writes one file per ``--flush-rows`` rows or ``--flush-seconds``; a write takes the frames
+already received with it, up to :data:`BATCH_FLUSHES` flushes (when it is behind: fewer, bigger files, less
+CPU per row). Building the Arrow table, encoding the Parquet file and publishing it (about 1-2 us of CPU per
+logged row, much of it holding the GIL) run beside the server's event loop instead of inside its interpreter.
 
 Protocol (stdin → stdout):
 
 * stdin: frames of an 8-byte little-endian length and a pickle of ``(frame id, items)``, the items being
   the queue's ``(request ids, row counts, epochs, version, columns, probabilities, log schema)`` (the
-  prediction log schema of the predicting model's spec: items of different schemas go to different files). A frame cut short
-  (the server killed in the middle of sending it) is discarded whole.
+  prediction log schema of the predicting model's spec: items of different schemas go to different files);
+  a column is a numpy array, or an Arrow string array where the request's decode had one
+  (:func:`serving.log_tables.wire_items`). A frame holds at most ``--flush-rows`` rows (or one item). A
+  frame cut short (the server killed in the middle of sending it) is discarded whole.
 * stdout: one JSON line per written file batch, failed write or heartbeat: ``{"rows", "frames", "files",
   "ok", "error", "cpu_s"}``. ``frames`` are the ids whose rows are now all published (``ok``) or dropped
   for good (not ``ok``); ``"retry": true`` means a storage failure (full, read-only, unreachable): the
@@ -69,10 +72,15 @@ def frames(stream):
         yield pickle.loads(body)
 
 
-def encode_frame(items: list, frame_id: int = 0) -> bytes:
-    """One frame of the protocol (the server side): ``(frame_id, items)``."""
+def frame_parts(items: list, frame_id: int = 0) -> tuple[bytes, bytes]:
+    """One frame of the protocol (the server side), ``(frame_id, items)``, as its header and its body."""
     body = pickle.dumps((frame_id, items), protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)), body
+
+
+def encode_frame(items: list, frame_id: int = 0) -> bytes:
+    """One frame of the protocol (the server side): ``(frame_id, items)``, in one piece."""
+    return b"".join(frame_parts(items, frame_id))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 RETRY_S = 1.0
 #: While it holds rows, the writer reports that it is alive this often (the server's stall bound).
 HEARTBEAT_S = 1.0
+#: A write takes the frames already received with it, up to this many ``--flush-rows`` in all (when the
+#: writer is behind: fewer, bigger files, less CPU per row).
+BATCH_FLUSHES = 4
 #: Fresh file names tried when a name is already taken, before the write counts as failed.
 NAME_TRIES = 3
 
@@ -184,6 +195,18 @@ class Writer:
                     self.attempt(self.failed, out)
                 continue  # what arrives meanwhile waits behind the failed write
             if held and (rows >= self.args.flush_rows or now - last >= self.args.flush_seconds):
+                # Frames already received would wait behind this write: they go in the same files (a
+                # bigger file costs less CPU per row to build and encode), up to BATCH_FLUSHES flushes.
+                while rows < BATCH_FLUSHES * self.args.flush_rows:
+                    try:
+                        more = received.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is end:
+                        received.put(end)  # the reader is done: end stays the last thing received
+                        break
+                    held.append(more)
+                    rows += sum(len(it[5]) for it in more[1])
                 self.attempt(self.batch(held, rows, out), out)
                 held, rows, last = [], 0, time.monotonic()
             elif not held:
@@ -203,8 +226,10 @@ class Writer:
             for table in items_tables([it for _, items in held for it in items], self.args.source):
                 table = table.combine_chunks()
                 days = predlog.dates_of(table.column("timestamp").combine_chunks())
-                unique = np.unique(days)
-                parts += [table] if len(unique) == 1 else [table.filter(pa.array(days == d)) for d in unique]
+                if len(days) and days.min() == days.max():  # one UTC date (all but around midnight): no sort
+                    parts.append(table)
+                else:
+                    parts += [table.filter(pa.array(days == d)) for d in np.unique(days)]
         except Exception as e:  # rows that cannot become the log's table: no retry will fix them
             self.ack({"rows": n, "frames": ids, "ok": False, "error": _err(e)}, out)
             return None
