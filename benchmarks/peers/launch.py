@@ -64,6 +64,7 @@ def mlserver(
     folder = work / "mlserver"
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"host": "127.0.0.1", "http_port": port, "grpc_port": grpc_port, "metrics_port": metrics_port}
+    settings["metrics_dir"] = str(folder / "metrics")  # its default is ./.metrics in the current directory
     model = {
         "name": model_name,
         "implementation": "mlserver_runtime.KfloopRuntime",
