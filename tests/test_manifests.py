@@ -321,6 +321,11 @@ LABELER = f"cluster.local/ns/{config.DeployConfig().namespace}/sa/kfloop-labeler
 NAME = MODEL
 FEEDBACK_PATH = f"/v1/models/{NAME}:feedback"
 PREDICT_PATHS = {f"/v1/models/{NAME}:predict", f"/v2/models/{NAME}/infer"}
+#: The gRPC methods the predictor serves (serving/grpc_v2.py), as Istio sees them: HTTP/2 POST paths.
+GRPC_PATHS = {
+    f"/inference.GRPCInferenceService/{m}"
+    for m in ("ModelInfer", "ModelReady", "ModelMetadata", "ServerLive", "ServerReady", "ServerMetadata")
+}
 
 
 def _policies(rendered) -> dict[str, dict]:
@@ -360,11 +365,16 @@ def test_mesh_policies_let_only_the_labeler_post_feedback(rendered):
         paths = {p for t in r["to"] for p in t["operation"]["paths"]}
         assert all(_istio_path_ok(p) for p in paths), paths
         assert not any(p.startswith(("/v2/repository", "/v1/repository")) or "*" in p for p in paths)
+        assert not any("Repository" in p for p in paths)  # gRPC's model load / unload: denied too
         if FEEDBACK_PATH in paths:
             assert paths == {FEEDBACK_PATH}  # labels have their own rule
             allowed_feedback += [f["source"] for f in r["from"]]
         else:
-            assert paths >= PREDICT_PATHS
+            assert paths >= PREDICT_PATHS | GRPC_PATHS  # REST and gRPC predictions, metadata, health
+            posts = {
+                p for t in r["to"] if t["operation"]["methods"] == ["POST"] for p in t["operation"]["paths"]
+            }
+            assert posts >= GRPC_PATHS  # gRPC is always POST
     # The namespace as a whole may predict, but only the labeler's identity (or a gateway, where policy 1
     # admitted only the labeler) may post labels.
     assert {"principals": [LABELER]} in allowed_feedback
