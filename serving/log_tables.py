@@ -99,17 +99,11 @@ def items_table(items: list, source: str = "online", schema=None):
     epochs = np.repeat(np.array(epochs_l, dtype=np.float64), counts)
     item_rows = np.fromiter((len(it[5]) for it in items), dtype=np.int64, count=len(items))
     versions = [str(it[3]) for it in items]
-    one_version = versions[0] if len(set(versions)) == 1 else None
-    # The request ids and versions go in as one string each here (checked like any other) and their
-    # per-row columns are put in place after: built from the distinct values by one take (no per-row str).
-    table = predlog.prediction_table(
-        "", epochs, one_version or "", merged, probs, source=source, rows=rows, schema=schema
+    # Per-row request ids and versions built from the distinct values by one take (no per-row str).
+    version = versions[0] if len(set(versions)) == 1 else _repeated(versions, item_rows)
+    return predlog.prediction_table(
+        _repeated(ids_l, counts), epochs, version, merged, probs, source=source, rows=rows, schema=schema
     )
-    table = table.set_column(0, table.schema.field(0), _repeated(ids_l, counts))
-    if one_version is None:
-        i = table.schema.get_field_index("model_version")
-        table = table.set_column(i, table.schema.field(i), _repeated(versions, item_rows))
-    return table
 
 
 def items_tables(items: list, source: str = "online", default_schema=None) -> list:

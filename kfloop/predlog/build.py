@@ -45,7 +45,9 @@ def _micros(epoch, n: int) -> pa.Array:
 def _broadcast(value, n: int, name: str) -> pa.Array:
     if isinstance(value, str):
         return pa.repeat(pa.scalar(value, pa.string()), n)
-    if isinstance(value, np.ndarray) and value.dtype == object:
+    if isinstance(value, pa.Array) and pa.types.is_string(value.type):
+        arr = value
+    elif isinstance(value, np.ndarray) and value.dtype == object:
         arr = pa.array(value, type=pa.string())
     else:
         arr = pa.array([str(v) for v in value], type=pa.string())
@@ -124,9 +126,10 @@ def prediction_table(
     """The log rows of one request (or batch) from its already-decoded column arrays.
 
     Args:
-        request_id: The request id (one string for all rows), or one id per row.
+        request_id: The request id (one string for all rows), or one id per row (a sequence, or an Arrow
+            string array).
         epoch: Prediction time in seconds since the epoch (scalar, or one per row).
-        version: Model version (one string, or one per row).
+        version: Model version (one string, or one per row, as ``request_id``).
         columns: ``{feature name: numpy array}`` as :mod:`serving.request` decodes a request (sentinels
             NaN / -1 / ``""`` for missing; a string feature may be an Arrow array, null = missing); every
             feature of ``schema`` must be present (others are ignored).
