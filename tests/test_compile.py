@@ -89,6 +89,11 @@ def _container_tasks(spec: dict):
             yield key, task, comp, container
 
 
+def _k8s_executors(platform: dict) -> dict:
+    """The Kubernetes platform spec's per-executor settings (volumes, node selectors): ``{label: ...}``."""
+    return platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+
+
 PIPELINE_NAMES = sorted(kc.PIPELINES)
 
 
@@ -190,9 +195,7 @@ def test_gpu_settings_on_train_task_only(compiled):
     found = []
     for name in PIPELINE_NAMES:
         spec, platform = _ir(compiled, name)
-        executors = (
-            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
-        )
+        executors = _k8s_executors(platform)
         for key, task, comp, container in _container_tasks(spec):
             acc = container.get("resources", {}).get("accelerator")
             k8s = executors.get(comp["executorLabel"], {})
@@ -394,9 +397,7 @@ def test_only_the_trigger_gets_the_kfp_api_token_label(compiled):
     found = []
     for name in PIPELINE_NAMES:
         spec, platform = _ir(compiled, name)
-        executors = (
-            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
-        )
+        executors = _k8s_executors(platform)
         for _key, task, comp, _c in _container_tasks(spec):
             labels = executors.get(comp["executorLabel"], {}).get("podMetadata", {}).get("labels", {})
             if labels.get(label) == "true":
@@ -430,9 +431,7 @@ def test_the_tasks_that_send_events_mount_the_optional_notify_secret(compiled):
     found = []
     for name in PIPELINE_NAMES:
         spec, platform = _ir(compiled, name)
-        executors = (
-            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
-        )
+        executors = _k8s_executors(platform)
         for _key, task, comp, _c in _container_tasks(spec):
             for vol in executors.get(comp["executorLabel"], {}).get("secretAsVolume", []):
                 if vol["secretName"] == cluster.notify_secret:
